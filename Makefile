@@ -1,0 +1,43 @@
+# punchd — build, test, demo.
+#
+#   make test       unit tests + lint; as root also the NAT-lab e2e tests
+#                   (installs the apt packages it needs when missing)
+#   sudo make demo  one-machine lab: two NATed hosts get a tunnel
+#
+# sudo resets PATH, so find Go where the Debian image keeps it too.
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+STATICCHECK_VERSION := v0.8.2
+GOTEST_FLAGS ?= -count=1 -timeout 45m
+
+.PHONY: all build test unit lint deps demo connect-time clean
+
+all: build
+
+build:
+	$(GO) build -o bin/punchd ./cmd/punchd
+	$(GO) build -o bin/punchd-lab ./cmd/punchd-lab
+
+deps:
+	@scripts/lab-deps.sh
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))" || { gofmt -l .; echo "gofmt: files above need formatting"; exit 1; }
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+# Unit tests only (no root needed, nothing installed).
+unit:
+	$(GO) test $(GOTEST_FLAGS) -short ./...
+
+test: deps lint
+	$(GO) test $(GOTEST_FLAGS) ./...
+
+demo: deps build
+	bin/punchd-lab demo --punchd bin/punchd
+
+# Time from both daemons started to first ping, median of 5, per e2e pairing.
+connect-time: deps build
+	bin/punchd-lab connect-time --punchd bin/punchd --runs 5
+
+clean:
+	rm -rf bin

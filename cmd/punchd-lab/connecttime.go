@@ -1,0 +1,84 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/punchd/punchd/internal/lab"
+	"github.com/punchd/punchd/internal/scenario"
+)
+
+func newConnectTimeCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "connect-time",
+		Short: "Measure the time from both daemons started to first ping answered, per NAT pairing (median of --runs)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := needRoot(); err != nil {
+				return err
+			}
+			bin, _ := cmd.Flags().GetString("punchd")
+			runs, _ := cmd.Flags().GetInt("runs")
+			if runs < 1 || runs > 50 {
+				return fmt.Errorf("--runs %d: use 1..50", runs)
+			}
+			return connectTimes(cmd.Context(), bin, runs)
+		},
+	}
+	cmd.Flags().Int("runs", 5, "runs per pairing")
+	return cmd
+}
+
+// e2eCases are the pairings the e2e tests check.
+func e2eCases() []scenario.Options {
+	return []scenario.Options{
+		{NATA: lab.NATPortRestricted, NATB: lab.NATPortRestricted},
+		{NATA: lab.NATFullCone, NATB: lab.NATSymmetric},
+		{NATA: lab.NATPortRestricted, SameNAT: true},
+		{NATA: lab.NATNone, NATB: lab.NATPortRestricted},
+	}
+}
+
+func connectTimes(ctx context.Context, bin string, runs int) error {
+	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "PAIRING\tMEDIAN\tMIN\tMAX\tRUNS\n")
+	for _, opts := range e2eCases() {
+		opts.Binary = bin
+		var times []time.Duration
+		for i := 0; i < runs; i++ {
+			d, err := oneConnect(ctx, opts)
+			if err != nil {
+				return fmt.Errorf("%s run %d: %w", opts.Describe(), i+1, err)
+			}
+			times = append(times, d)
+			fmt.Fprintf(os.Stderr, "%s run %d: %s\n", opts.Describe(), i+1, d.Round(time.Millisecond))
+		}
+		slices.Sort(times)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", opts.Describe(), times[len(times)/2].Round(time.Millisecond),
+			times[0].Round(time.Millisecond), times[len(times)-1].Round(time.Millisecond), runs)
+	}
+	return tw.Flush()
+}
+
+func oneConnect(ctx context.Context, opts scenario.Options) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	r, err := scenario.Start(ctx, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	pingCtx, cancelPing := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelPing()
+	at, err := scenario.FirstPing(pingCtx, r.A.Host, r.B.Overlay4, 10*time.Millisecond)
+	if err != nil {
+		return 0, fmt.Errorf("%w\n%s", err, r.Logs())
+	}
+	return at.Sub(r.Started), nil
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/punchd/punchd/internal/daemon"
+	"github.com/punchd/punchd/internal/identity"
+)
+
+func newUpCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "up --rendezvous URL --peer ID [--peer ID...]",
+		Short: "Run the daemon: meet peers at the rendezvous, punch through NATs, bring up the tunnel",
+		Args:  cobra.NoArgs,
+		RunE:  runUp,
+	}
+	fs := cmd.Flags()
+	addCommonFlags(fs)
+	addStateFlags(fs)
+	fs.String("rendezvous", "", "rendezvous URL, e.g. http://rendezvous.example:8478 (https:// for TLS)")
+	fs.StringArray("peer", nil, "peer to link with: its ID (from `punchd id`) or an alias from the config file's peers map; repeatable")
+	fs.String("interface", "punch0", "name of the tunnel interface")
+	fs.StringSlice("overlay-prefix", []string{identity.DefaultOverlayIPv4.String(), identity.DefaultOverlayIPv6.String()},
+		"overlay prefixes (one IPv4 and/or one IPv6); addresses inside are derived from the keys")
+	fs.Uint16("listen-port", 0, "UDP port of the tunnel socket (0: any free port)")
+	fs.Int("mtu", 1420, "tunnel MTU")
+	return cmd
+}
+
+func runUp(cmd *cobra.Command, _ []string) error {
+	s, err := loadSettings(cmd)
+	if err != nil {
+		return err
+	}
+	log, err := s.logger(os.Stderr)
+	if err != nil {
+		return err
+	}
+	url := s.str("rendezvous")
+	if url == "" {
+		return fmt.Errorf("no rendezvous: give --rendezvous URL (e.g. http://HOST:8478 where `punchd rendezvous` runs)")
+	}
+	peers, err := resolvePeers(s.list("peer"), s.v.GetStringMapString("peers"))
+	if err != nil {
+		return err
+	}
+	prefixes, err := parseOverlayPrefixes(s.list("overlay-prefix"))
+	if err != nil {
+		return err
+	}
+	mtu := s.v.GetInt("mtu")
+	if mtu < 1280 || mtu > 65535 {
+		return fmt.Errorf("bad --mtu %d: use 1280..65535 (1420 suits most links)", mtu)
+	}
+	key, created, err := identity.LoadOrCreate(s.stateDir())
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("created a new key", "state_dir", s.stateDir(), "id", key.PublicKey().String())
+	}
+	return daemon.Run(cmd.Context(), daemon.Config{
+		Key:             key,
+		Interface:       s.str("interface"),
+		MTU:             mtu,
+		ListenPort:      uint16(s.v.GetUint("listen-port")),
+		OverlayPrefixes: prefixes,
+		RendezvousURL:   url,
+		Peers:           peers,
+		ControlSocket:   s.controlSocket(),
+		Logger:          log,
+	})
+}
+
+// resolvePeers turns --peer values into keys: an ID is taken as is, any
+// other word must be an alias from the config file's peers map.
+func resolvePeers(args []string, aliases map[string]string) ([]daemon.Peer, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("no peers: give --peer ID (run `punchd id` on the other host to get its ID)")
+	}
+	var peers []daemon.Peer
+	for _, a := range args {
+		if id, ok := aliases[strings.ToLower(a)]; ok {
+			k, err := identity.ParseID(id)
+			if err != nil {
+				return nil, fmt.Errorf("config peers.%s: bad peer ID %q: %w", a, id, err)
+			}
+			peers = append(peers, daemon.Peer{Key: k, Alias: a})
+			continue
+		}
+		k, err := identity.ParseID(a)
+		if err != nil {
+			known := make([]string, 0, len(aliases))
+			for name := range aliases {
+				known = append(known, name)
+			}
+			sort.Strings(known)
+			hint := "no aliases are configured"
+			if len(known) > 0 {
+				hint = "known aliases: " + strings.Join(known, ", ")
+			}
+			return nil, fmt.Errorf("bad --peer %q: not a peer ID (%w) and not an alias (%s)", a, err, hint)
+		}
+		peers = append(peers, daemon.Peer{Key: k})
+	}
+	return peers, nil
+}
+
+func parseOverlayPrefixes(vals []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var have4, have6 bool
+	for _, v := range vals {
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return nil, fmt.Errorf("bad --overlay-prefix %q: %w (e.g. 10.188.0.0/16 or fd50:756e:6368::/48)", v, err)
+		}
+		if p != p.Masked() {
+			return nil, fmt.Errorf("bad --overlay-prefix %q: host bits set; did you mean %s?", v, p.Masked())
+		}
+		if p.Addr().Is4() && have4 || p.Addr().Is6() && have6 {
+			return nil, fmt.Errorf("bad --overlay-prefix %q: give at most one IPv4 and one IPv6 prefix", v)
+		}
+		have4 = have4 || p.Addr().Is4()
+		have6 = have6 || p.Addr().Is6()
+		out = append(out, p)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no --overlay-prefix: give an IPv4 and/or IPv6 prefix")
+	}
+	return out, nil
+}

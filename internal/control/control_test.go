@@ -1,0 +1,109 @@
+package control
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestStatusRoundTrip(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "punchd.sock")
+	want := Status{
+		Self: Self{ID: "abc", OverlayIPv4: "10.188.1.2", Interface: "punch0"},
+		Peers: []PeerStatus{{
+			ID: "def", State: "connected", Path: "direct",
+			LocalCandidate:  &Candidate{Type: "srflx", Address: "198.18.0.11:4000"},
+			RemoteCandidate: &Candidate{Type: "host", Address: "198.18.0.20:5000"},
+			RxBytes:         1 << 20, TxBytes: 42,
+		}},
+	}
+	srv, err := Listen(sock, func() Status { return want }, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	got, err := GetStatus(ctx, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Self.ID != want.Self.ID || len(got.Peers) != 1 || got.Peers[0].Path != "direct" ||
+		got.Peers[0].LocalCandidate.Type != "srflx" || got.Peers[0].RxBytes != 1<<20 {
+		t.Fatalf("status mismatch: got %+v", got)
+	}
+	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o660 {
+		t.Fatalf("socket mode: %v %v", fi, err)
+	}
+
+	// A second daemon on the same socket must be refused, not steal it.
+	if _, err := Listen(sock, func() Status { return Status{} }, nil); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second Listen: want in-use error, got %v", err)
+	}
+
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Fatalf("socket not removed: %v", err)
+	}
+}
+
+func TestStaleSocketReplaced(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "punchd.sock")
+	if err := os.WriteFile(sock, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Listen(sock, func() Status { return Status{} }, nil)
+	if err != nil {
+		t.Fatalf("stale socket not replaced: %v", err)
+	}
+	srv.Close()
+}
+
+func TestGetStatusNoDaemon(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := GetStatus(ctx, filepath.Join(t.TempDir(), "missing.sock"))
+	if err == nil || !strings.Contains(err.Error(), "is `punchd up` running") {
+		t.Fatalf("want actionable error, got %v", err)
+	}
+}
+
+func TestWriteTable(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
+	hs := now.Add(-5 * time.Second)
+	tests := []struct {
+		name string
+		st   Status
+		want []string
+	}{
+		{"no peers", Status{Self: Self{ID: "me"}}, []string{"self       me", "no peers configured"}},
+		{"direct peer", Status{Self: Self{ID: "me", RendezvousConnected: true}, Peers: []PeerStatus{{
+			ID: "peerid0123456789", State: "connected", Path: "direct", OverlayIPv4: "10.188.0.9",
+			LocalCandidate: &Candidate{"srflx", "1.2.3.4:5"}, RxBytes: 2048, LastHandshake: &hs,
+		}}}, []string{"peerid012345…", "direct", "srflx 1.2.3.4:5", "2.0 KiB", "5s ago", "(connected)"}},
+		{"relayed with reason", Status{Peers: []PeerStatus{{ID: "p", Path: "relay", Reason: "no direct pair answered"}}},
+			[]string{"reconnecting", "p: no direct pair answered"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b strings.Builder
+			if err := tt.st.WriteTable(&b, now); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(b.String(), w) {
+					t.Errorf("table lacks %q:\n%s", w, b.String())
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,53 @@
+// Package control is the daemon's local control channel: a small HTTP API on a
+// unix socket that `punchd status` (and later `punchd ping`) use to ask the
+// running daemon what it knows. The socket is the trust boundary: whoever can
+// open it may read the status, so it is created 0660 in the state directory.
+package control
+
+import "time"
+
+// Status is what `punchd status --json` prints. Field names are part of the
+// user-facing contract (scripts parse them); add fields, never rename them.
+type Status struct {
+	Self  Self         `json:"self"`
+	Peers []PeerStatus `json:"peers"`
+}
+
+// Self describes this host.
+type Self struct {
+	ID          string `json:"id"`
+	OverlayIPv4 string `json:"overlay_ipv4,omitempty"`
+	OverlayIPv6 string `json:"overlay_ipv6,omitempty"`
+	Interface   string `json:"interface"`
+	ListenPort  uint16 `json:"listen_port"`
+	Rendezvous  string `json:"rendezvous"`
+	// RendezvousConnected is false while the daemon is reconnecting; the
+	// tunnels stay up meanwhile.
+	RendezvousConnected bool      `json:"rendezvous_connected"`
+	Started             time.Time `json:"started"`
+}
+
+// PeerStatus describes one configured peer.
+type PeerStatus struct {
+	ID          string `json:"id"`
+	Alias       string `json:"alias,omitempty"`
+	State       string `json:"state"`
+	Path        string `json:"path"` // "direct", "relay" or "none"
+	Reason      string `json:"reason,omitempty"`
+	OverlayIPv4 string `json:"overlay_ipv4,omitempty"`
+	OverlayIPv6 string `json:"overlay_ipv6,omitempty"`
+
+	LocalCandidate  *Candidate `json:"local_candidate,omitempty"`
+	RemoteCandidate *Candidate `json:"remote_candidate,omitempty"`
+
+	RxBytes       uint64     `json:"rx_bytes"`
+	TxBytes       uint64     `json:"tx_bytes"`
+	LastHandshake *time.Time `json:"last_handshake,omitempty"`
+	ConnectedAt   *time.Time `json:"connected_at,omitempty"`
+}
+
+// Candidate is one end of the ICE pair that carries the tunnel.
+type Candidate struct {
+	Type    string `json:"type"` // host, srflx, prflx, relay
+	Address string `json:"address"`
+}

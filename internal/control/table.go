@@ -1,0 +1,82 @@
+package control
+
+import (
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+)
+
+// WriteTable prints the status the way a person reads it: who we are, then
+// one line per peer with the path that carries its traffic.
+func (s Status) WriteTable(w io.Writer, now time.Time) error {
+	rv := "connected"
+	if !s.Self.RendezvousConnected {
+		rv = "reconnecting (tunnels stay up)"
+	}
+	fmt.Fprintf(w, "self       %s\n", s.Self.ID)
+	fmt.Fprintf(w, "overlay    %s %s on %s, udp port %d\n", s.Self.OverlayIPv4, s.Self.OverlayIPv6, s.Self.Interface, s.Self.ListenPort)
+	fmt.Fprintf(w, "rendezvous %s (%s)\n\n", s.Self.Rendezvous, rv)
+	if len(s.Peers) == 0 {
+		_, err := fmt.Fprintln(w, "no peers configured (use --peer)")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "PEER\tOVERLAY\tSTATE\tPATH\tLOCAL\tREMOTE\tRX\tTX\tHANDSHAKE")
+	for _, p := range s.Peers {
+		name := p.ID
+		if len(name) > 12 {
+			name = name[:12] + "…"
+		}
+		if p.Alias != "" {
+			name = p.Alias + " (" + name + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			name, dash(p.OverlayIPv4), p.State, p.Path,
+			candidate(p.LocalCandidate), candidate(p.RemoteCandidate),
+			bytes(p.RxBytes), bytes(p.TxBytes), ago(p.LastHandshake, now))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, p := range s.Peers {
+		if p.Reason != "" {
+			fmt.Fprintf(w, "%s: %s\n", p.ID[:min(12, len(p.ID))], p.Reason)
+		}
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func candidate(c *Candidate) string {
+	if c == nil {
+		return "-"
+	}
+	return c.Type + " " + c.Address
+}
+
+func ago(t *time.Time, now time.Time) string {
+	if t == nil || t.IsZero() {
+		return "never"
+	}
+	return now.Sub(*t).Round(time.Second).String() + " ago"
+}
+
+func bytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 4; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}

@@ -1,0 +1,99 @@
+// Package daemon owns the life of `punchd up`: it wires the identity, the
+// rendezvous client, one ICE peer per remote and the WireGuard device
+// together, and answers the control socket. It holds no protocol logic of
+// its own; that lives in the packages it wires.
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+
+	"github.com/punchd/punchd/internal/identity"
+)
+
+// Peer is one remote host this daemon links to.
+type Peer struct {
+	Key   identity.PublicKey
+	Alias string // from the config file's peers map; empty when given as an ID
+}
+
+// Config is everything `punchd up` needs; cmd/punchd fills it from flags,
+// environment and config file.
+type Config struct {
+	Key             identity.PrivateKey
+	Interface       string
+	MTU             int
+	ListenPort      uint16 // 0: the kernel picks, so several daemons can share a host
+	OverlayPrefixes []netip.Prefix
+	RendezvousURL   string
+	Peers           []Peer
+	ControlSocket   string
+	Logger          *slog.Logger
+}
+
+// overlayPlan is the addresses every participant gets, derived from keys.
+type overlayPlan struct {
+	self  []netip.Prefix                        // our addresses with the overlay's prefix length
+	peers map[identity.PublicKey][]netip.Prefix // host routes (/32, /128) per peer
+}
+
+// planOverlay derives every address from the keys and refuses collisions:
+// two keys hashing to one address inside a small prefix would otherwise
+// silently steal each other's traffic.
+func planOverlay(self identity.PublicKey, peers []Peer, prefixes []netip.Prefix) (overlayPlan, error) {
+	if len(prefixes) == 0 {
+		return overlayPlan{}, errors.New("no overlay prefix configured: set --overlay-prefix (e.g. 10.188.0.0/16)")
+	}
+	plan := overlayPlan{peers: make(map[identity.PublicKey][]netip.Prefix, len(peers))}
+	owner := make(map[netip.Addr]string)
+	claim := func(a netip.Addr, who string) error {
+		if prev, ok := owner[a]; ok {
+			return fmt.Errorf("overlay address %s collides for %s and %s: choose a larger --overlay-prefix", a, prev, who)
+		}
+		owner[a] = who
+		return nil
+	}
+	for _, pfx := range prefixes {
+		a, err := identity.OverlayAddr(pfx, self)
+		if err != nil {
+			return overlayPlan{}, fmt.Errorf("overlay prefix %s: %w", pfx, err)
+		}
+		if err := claim(a, "this host"); err != nil {
+			return overlayPlan{}, err
+		}
+		plan.self = append(plan.self, netip.PrefixFrom(a, pfx.Bits()))
+	}
+	for _, p := range peers {
+		if p.Key == self {
+			return overlayPlan{}, fmt.Errorf("--peer %s is this host's own ID", p.Key)
+		}
+		if _, dup := plan.peers[p.Key]; dup {
+			return overlayPlan{}, fmt.Errorf("peer %s is given twice", p.Key)
+		}
+		var routes []netip.Prefix
+		for _, pfx := range prefixes {
+			a, err := identity.OverlayAddr(pfx, p.Key)
+			if err != nil {
+				return overlayPlan{}, fmt.Errorf("overlay prefix %s: %w", pfx, err)
+			}
+			if err := claim(a, "peer "+p.Key.Short()); err != nil {
+				return overlayPlan{}, err
+			}
+			routes = append(routes, netip.PrefixFrom(a, a.BitLen()))
+		}
+		plan.peers[p.Key] = routes
+	}
+	return plan, nil
+}
+
+// firstOf returns the first address of the given family, or the zero Addr.
+func firstOf(prefixes []netip.Prefix, v4 bool) netip.Addr {
+	for _, p := range prefixes {
+		if p.Addr().Is4() == v4 {
+			return p.Addr()
+		}
+	}
+	return netip.Addr{}
+}

@@ -1,0 +1,251 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/punchd/punchd/internal/control"
+	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/tunnel"
+)
+
+// Run brings the tunnel up and keeps it up until ctx is done. It returns nil
+// after a clean shutdown (TUN removed, every goroutine stopped) and an
+// actionable error when something the user controls is wrong.
+func Run(ctx context.Context, cfg Config) error {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	self := cfg.Key.PublicKey()
+	plan, err := planOverlay(self, cfg.Peers, cfg.OverlayPrefixes)
+	if err != nil {
+		return err
+	}
+	if len(cfg.Peers) == 0 {
+		return errors.New("no peers: give at least one --peer ID (see `punchd id` on the other host)")
+	}
+
+	bind := tunnel.NewBind(log.With("component", "bind"), tunnel.BindOptions{})
+	dev, err := tunnel.NewDevice(tunnel.DeviceConfig{
+		Interface:  cfg.Interface,
+		MTU:        cfg.MTU,
+		PrivateKey: cfg.Key,
+		ListenPort: cfg.ListenPort,
+		Addresses:  plan.self,
+		Logger:     log.With("component", "wireguard"),
+	}, bind)
+	if err != nil {
+		return err
+	}
+	defer dev.Close()
+
+	mux, err := nat.NewUDPMux(bind.STUNConn(), log.With("component", "ice-mux"))
+	if err != nil {
+		return fmt.Errorf("start ICE on the tunnel socket: %w", err)
+	}
+	defer mux.Close()
+
+	d := &daemon{
+		cfg:     cfg,
+		log:     log,
+		self:    self,
+		plan:    plan,
+		dev:     dev,
+		started: time.Now(),
+		peers:   make(map[identity.PublicKey]*peerState, len(cfg.Peers)),
+	}
+	for _, p := range cfg.Peers {
+		ps := &peerState{Peer: p}
+		key := p.Key
+		plog := log.With("peer", key.Short())
+		if p.Alias != "" {
+			plog = plog.With("alias", p.Alias)
+		}
+		ps.ice = nat.NewPeer(nat.PeerConfig{
+			Local:             self,
+			Remote:            key,
+			Mux:               mux,
+			ICEServers:        d.currentICEServers,
+			Signal:            func(ctx context.Context, b []byte) error { return d.signal(ctx, key, b) },
+			OnPath:            func(path nat.Path) { d.onPath(key, path) },
+			OnRelayPacket:     func(pkt []byte) { bind.DeliverRelay(key, pkt) },
+			ExcludeInterfaces: []string{cfg.Interface},
+			Logger:            plog,
+		})
+		ps.bind = bind
+		ps.log = plog
+		d.peers[key] = ps
+		if err := dev.AddPeer(key, plan.peers[key]); err != nil {
+			return fmt.Errorf("add peer %s to wireguard: %w", key.Short(), err)
+		}
+	}
+
+	ctl, err := control.Listen(cfg.ControlSocket, d.status, log.With("component", "control"))
+	if err != nil {
+		return err
+	}
+	defer ctl.Close()
+
+	rv, err := rendezvous.Connect(ctx, rendezvous.ClientConfig{
+		URL:          cfg.RendezvousURL,
+		Key:          cfg.Key,
+		Logger:       log.With("component", "rendezvous"),
+		Watch:        peerKeys(cfg.Peers),
+		OnRegistered: d.onRegistered,
+		OnPresence:   d.onPresence,
+		OnMessage:    d.onMessage,
+	})
+	if err != nil {
+		return err
+	}
+	d.rv.Store(rv)
+	defer rv.Close()
+
+	var wg sync.WaitGroup
+	runCtx, stop := context.WithCancel(ctx)
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+	for _, ps := range d.peers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ps.ice.Run(runCtx)
+		}()
+	}
+	log.Info("punchd up", "id", self.String(), "interface", cfg.Interface,
+		"overlay", plan.self, "port", dev.ListenPort(), "peers", len(cfg.Peers),
+		"control", ctl.Path())
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	// Stop talking to the rendezvous first, so no new signals arrive at
+	// peers that are being torn down; the deferred calls then stop the
+	// peers, the control socket, the mux and finally the device (TUN gone).
+	rv.Close()
+	return nil
+}
+
+type peerState struct {
+	Peer
+	ice  *nat.Peer
+	bind *tunnel.Bind
+	log  *slog.Logger
+
+	mu          sync.Mutex
+	connectedAt time.Time
+	lastPath    nat.Path
+}
+
+type daemon struct {
+	cfg     Config
+	log     *slog.Logger
+	self    identity.PublicKey
+	plan    overlayPlan
+	dev     *tunnel.Device
+	started time.Time
+	peers   map[identity.PublicKey]*peerState // fixed after start: read without locks
+
+	rv      atomic.Pointer[rendezvous.Client]
+	servers atomic.Pointer[[]string]
+}
+
+func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []byte) error {
+	rv := d.rv.Load()
+	if rv == nil {
+		return errors.New("rendezvous not connected yet")
+	}
+	return rv.Send(ctx, to, payload)
+}
+
+func (d *daemon) onRegistered(r rendezvous.Registration) {
+	servers := append([]string(nil), r.ICEServers...)
+	d.servers.Store(&servers)
+	d.log.Info("registered at rendezvous", "ice_servers", servers)
+}
+
+func (d *daemon) currentICEServers() []string {
+	if p := d.servers.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (d *daemon) onPresence(peer identity.PublicKey, online bool) {
+	if ps, ok := d.peers[peer]; ok {
+		ps.log.Info("peer presence", "online", online)
+		ps.ice.HandlePresence(online)
+	}
+}
+
+func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
+	ps, ok := d.peers[from]
+	if !ok {
+		// Only configured peers may talk to us; anyone else who knows our
+		// ID gets nothing, not even an error.
+		d.log.Debug("signal from unknown peer dropped", "from", from.Short())
+		return
+	}
+	ps.ice.HandleSignal(payload)
+}
+
+// onPath moves WireGuard to the path ICE selected. The Bind, not WireGuard
+// roaming, decides where packets go.
+func (d *daemon) onPath(key identity.PublicKey, path nat.Path) {
+	ps := d.peers[key]
+	ps.bind.SetPath(key, tunnel.Path{Direct: path.Direct, Relay: relayWriter(path)})
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.lastPath = path
+	switch {
+	case path.Direct.IsValid() || path.Relay != nil:
+		if ps.connectedAt.IsZero() {
+			ps.connectedAt = time.Now()
+		}
+		kind := "direct"
+		if path.Relay != nil {
+			kind = "relay"
+		}
+		ps.log.Info("path selected", "path", kind,
+			"local", path.Local.Type+" "+path.Local.Addr.String(),
+			"remote", path.Remote.Type+" "+path.Remote.Addr.String(),
+			"after", time.Since(d.started).Round(time.Millisecond))
+	default:
+		ps.connectedAt = time.Time{}
+		ps.log.Info("path lost; reconnecting")
+	}
+}
+
+func peerKeys(peers []Peer) []identity.PublicKey {
+	keys := make([]identity.PublicKey, len(peers))
+	for i, p := range peers {
+		keys[i] = p.Key
+	}
+	return keys
+}
+
+// relayWriter avoids handing the Bind a typed-nil io.Writer.
+func relayWriter(p nat.Path) io.Writer {
+	if p.Relay == nil {
+		return nil
+	}
+	return p.Relay
+}
+
+func addrString(a netip.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}

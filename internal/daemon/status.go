@@ -1,0 +1,77 @@
+package daemon
+
+import (
+	"github.com/punchd/punchd/internal/control"
+	"github.com/punchd/punchd/internal/nat"
+)
+
+// status gathers what `punchd status` shows from the parts that own it: ICE
+// for state and candidates, WireGuard for bytes and handshakes.
+func (d *daemon) status() control.Status {
+	st := control.Status{Self: control.Self{
+		ID:          d.self.String(),
+		OverlayIPv4: addrString(firstOf(d.plan.self, true)),
+		OverlayIPv6: addrString(firstOf(d.plan.self, false)),
+		Interface:   d.cfg.Interface,
+		ListenPort:  d.dev.ListenPort(),
+		Rendezvous:  d.cfg.RendezvousURL,
+		Started:     d.started,
+	}}
+	if rv := d.rv.Load(); rv != nil {
+		st.Self.RendezvousConnected = rv.Connected()
+	}
+	stats, err := d.dev.Stats()
+	if err != nil {
+		d.log.Warn("read wireguard stats", "err", err)
+	}
+	for _, p := range d.cfg.Peers {
+		ps := d.peers[p.Key]
+		is := ps.ice.Status()
+		out := control.PeerStatus{
+			ID:          p.Key.String(),
+			Alias:       p.Alias,
+			State:       is.State,
+			Path:        pathKind(is.Path),
+			Reason:      is.Reason,
+			OverlayIPv4: addrString(firstOf(d.plan.peers[p.Key], true)),
+			OverlayIPv6: addrString(firstOf(d.plan.peers[p.Key], false)),
+		}
+		if out.Path != "none" {
+			out.LocalCandidate = candidate(is.Path.Local)
+			out.RemoteCandidate = candidate(is.Path.Remote)
+		}
+		if s, ok := stats[p.Key]; ok {
+			out.RxBytes, out.TxBytes = s.RxBytes, s.TxBytes
+			if !s.LastHandshake.IsZero() {
+				hs := s.LastHandshake
+				out.LastHandshake = &hs
+			}
+		}
+		ps.mu.Lock()
+		if !ps.connectedAt.IsZero() {
+			at := ps.connectedAt
+			out.ConnectedAt = &at
+		}
+		ps.mu.Unlock()
+		st.Peers = append(st.Peers, out)
+	}
+	return st
+}
+
+func pathKind(p nat.Path) string {
+	switch {
+	case p.Relay != nil:
+		return "relay"
+	case p.Direct.IsValid():
+		return "direct"
+	default:
+		return "none"
+	}
+}
+
+func candidate(c nat.Candidate) *control.Candidate {
+	if c.Type == "" {
+		return nil
+	}
+	return &control.Candidate{Type: c.Type, Address: c.Addr.String()}
+}

@@ -1,0 +1,370 @@
+// Package scenario runs real punchd processes in a lab: a rendezvous on the
+// lab's "internet" and two daemons behind the NATs under test. The e2e tests,
+// `punchd-lab demo` and the connect-time benchmark share it, so what the demo
+// shows is exactly what the tests check.
+package scenario
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/punchd/punchd/internal/control"
+	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/lab"
+)
+
+// Options describe one run.
+type Options struct {
+	Binary string      // the punchd binary to run
+	NATA   lab.NATType // NAT in front of host A
+	NATB   lab.NATType // NAT in front of host B
+	// SameNAT puts A and B behind one router of type NATA.
+	SameNAT bool
+	// Dir holds state dirs and logs; a temp dir when empty.
+	Dir string
+}
+
+// Node is one punchd host in the lab.
+type Node struct {
+	Name     string
+	Host     *lab.Host
+	StateDir string
+	ID       identity.PublicKey
+	Overlay4 netip.Addr
+	LogPath  string
+	cmd      *exec.Cmd
+	exited   chan struct{}
+	exitErr  error
+}
+
+// Run is a lab with a rendezvous and two daemons in it.
+type Run struct {
+	opts    Options
+	Lab     *lab.Lab
+	R       *lab.Host
+	A, B    *Node
+	rvCmd   *exec.Cmd
+	rvLog   string
+	rvURL   string
+	Started time.Time // when both daemons had been started
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+const (
+	signalPort = "8478"
+	stunPort   = "3478"
+)
+
+// Start builds the lab, starts the rendezvous and waits until it answers,
+// then starts both daemons as close together as possible and records when.
+func Start(ctx context.Context, opts Options) (_ *Run, err error) {
+	if opts.Binary == "" {
+		return nil, errors.New("scenario: no punchd binary given")
+	}
+	if opts.Dir == "" {
+		d, err := os.MkdirTemp("", "punchd-scenario-")
+		if err != nil {
+			return nil, err
+		}
+		opts.Dir = d
+	}
+	l, err := lab.New(ctx, lab.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("build lab: %w", err)
+	}
+	r := &Run{opts: opts, Lab: l}
+	defer func() {
+		if err != nil {
+			r.Close()
+		}
+	}()
+	if r.R, err = l.AddPublicHost("r", 0); err != nil {
+		return nil, err
+	}
+	hostA, hostB, err := r.addHosts()
+	if err != nil {
+		return nil, err
+	}
+	if err := r.startRendezvous(ctx); err != nil {
+		return nil, err
+	}
+	if r.A, err = r.newNode(ctx, "a", hostA); err != nil {
+		return nil, err
+	}
+	if r.B, err = r.newNode(ctx, "b", hostB); err != nil {
+		return nil, err
+	}
+	if err := r.startDaemon(r.A, r.B); err != nil {
+		return nil, err
+	}
+	if err := r.startDaemon(r.B, r.A); err != nil {
+		return nil, err
+	}
+	r.Started = time.Now()
+	return r, nil
+}
+
+func (r *Run) addHosts() (a, b *lab.Host, err error) {
+	add := func(name string, t lab.NATType) (*lab.Host, *lab.Router, error) {
+		if t == lab.NATNone {
+			h, err := r.Lab.AddHost(name, nil)
+			return h, nil, err
+		}
+		rt, err := r.Lab.AddNAT("nat"+name, t)
+		if err != nil {
+			return nil, nil, err
+		}
+		h, err := r.Lab.AddHost(name, rt)
+		return h, rt, err
+	}
+	a, rtA, err := add("a", r.opts.NATA)
+	if err != nil {
+		return nil, nil, err
+	}
+	if r.opts.SameNAT {
+		b, err = r.Lab.AddHost("b", rtA)
+		return a, b, err
+	}
+	b, _, err = add("b", r.opts.NATB)
+	return a, b, err
+}
+
+func (r *Run) startRendezvous(ctx context.Context) error {
+	r.rvLog = filepath.Join(r.opts.Dir, "rendezvous.log")
+	logf, err := os.Create(r.rvLog)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := r.R.Command(context.Background(), r.opts.Binary, "rendezvous",
+		"--listen", net.JoinHostPort(r.R.Addr.String(), signalPort),
+		"--stun-listen", net.JoinHostPort(r.R.Addr.String(), stunPort),
+		"--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// No Pdeathsig: it fires when the forking *thread* exits, and Host.Do
+	// ends threads. Close (and the lab's namespace deletion) stop these.
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start rendezvous: %w", err)
+	}
+	r.rvCmd = cmd
+	r.rvURL = "http://" + net.JoinHostPort(r.R.Addr.String(), signalPort)
+	// Wait for the health endpoint; bounded by count and time.
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; i < 500 && time.Now().Before(deadline); i++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if r.healthy() {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("rendezvous did not answer on %s within 10s; log: %s", r.rvURL, tail(r.rvLog))
+}
+
+// healthy dials the rendezvous from inside its own namespace.
+func (r *Run) healthy() bool {
+	ok := false
+	_ = r.R.Do(func() error {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(r.R.Addr.String(), signalPort), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			ok = true
+		}
+		return nil
+	})
+	return ok
+}
+
+func (r *Run) newNode(ctx context.Context, name string, h *lab.Host) (*Node, error) {
+	n := &Node{Name: name, Host: h, StateDir: filepath.Join(r.opts.Dir, name), LogPath: filepath.Join(r.opts.Dir, name+".log")}
+	out, err := exec.CommandContext(ctx, r.opts.Binary, "id", "--state-dir", n.StateDir).Output()
+	if err != nil {
+		return nil, fmt.Errorf("punchd id for %s: %w", name, err)
+	}
+	if n.ID, err = identity.ParseID(strings.TrimSpace(string(out))); err != nil {
+		return nil, fmt.Errorf("punchd id for %s printed %q: %w", name, out, err)
+	}
+	if n.Overlay4, err = identity.OverlayAddr(identity.DefaultOverlayIPv4, n.ID); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func (r *Run) startDaemon(n, peer *Node) error {
+	logf, err := os.Create(n.LogPath)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := n.Host.Command(context.Background(), r.opts.Binary, "up",
+		"--rendezvous", r.rvURL,
+		"--peer", peer.ID.String(),
+		"--state-dir", n.StateDir,
+		"--log-level", "debug")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// No Pdeathsig: it fires when the forking *thread* exits, and Host.Do
+	// ends threads. Close (and the lab's namespace deletion) stop these.
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start punchd up on %s: %w", n.Name, err)
+	}
+	n.cmd = cmd
+	n.exited = make(chan struct{})
+	go func() {
+		n.exitErr = cmd.Wait()
+		close(n.exited)
+	}()
+	return nil
+}
+
+// Status runs `punchd status --json` inside the node's namespace.
+func (r *Run) Status(ctx context.Context, n *Node) (control.Status, error) {
+	var st control.Status
+	cmd := n.Host.Command(ctx, r.opts.Binary, "status", "--json", "--state-dir", n.StateDir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return st, fmt.Errorf("punchd status on %s: %w: %s", n.Name, err, stderr.String())
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return st, fmt.Errorf("punchd status --json on %s printed bad JSON: %w", n.Name, err)
+	}
+	return st, nil
+}
+
+// Logs returns the tails of every process's log, for a failing test.
+func (r *Run) Logs() string {
+	var b strings.Builder
+	for _, p := range []struct{ name, path string }{{"rendezvous", r.rvLog}, {"a", nodeLog(r.A)}, {"b", nodeLog(r.B)}} {
+		if p.path == "" {
+			continue
+		}
+		fmt.Fprintf(&b, "---- %s (%s) ----\n%s\n", p.name, p.path, tail(p.path))
+	}
+	return b.String()
+}
+
+func nodeLog(n *Node) string {
+	if n == nil {
+		return ""
+	}
+	return n.LogPath
+}
+
+// Stop sends SIGTERM to a daemon and waits for it; a clean shutdown exits 0
+// and removes the TUN.
+func (r *Run) Stop(n *Node, timeout time.Duration) error {
+	if n == nil || n.cmd == nil {
+		return nil
+	}
+	select {
+	case <-n.exited:
+	default:
+		_ = n.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-n.exited:
+		case <-time.After(timeout):
+			_ = n.cmd.Process.Kill()
+			<-n.exited
+			return fmt.Errorf("punchd up on %s did not exit within %s of SIGTERM", n.Name, timeout)
+		}
+	}
+	if n.exitErr != nil {
+		return fmt.Errorf("punchd up on %s exited with %v", n.Name, n.exitErr)
+	}
+	if out, err := n.Host.Command(context.Background(), "ip", "link", "show", "punch0").CombinedOutput(); err == nil {
+		return fmt.Errorf("punch0 still exists on %s after shutdown: %s", n.Name, out)
+	}
+	return nil
+}
+
+// Close stops everything and removes the lab; it is idempotent.
+func (r *Run) Close() error {
+	r.closeOnce.Do(func() {
+		var errs []error
+		for _, n := range []*Node{r.A, r.B} {
+			if n != nil && n.cmd != nil {
+				if err := r.Stop(n, 10*time.Second); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		if r.rvCmd != nil && r.rvCmd.Process != nil && r.rvCmd.ProcessState == nil {
+			_ = r.rvCmd.Process.Signal(syscall.SIGTERM)
+			done := make(chan error, 1)
+			go func() { done <- r.rvCmd.Wait() }()
+			select {
+			case <-done:
+			case <-time.After(5 * time.Second):
+				_ = r.rvCmd.Process.Kill()
+				<-done
+			}
+		}
+		if r.Lab != nil {
+			errs = append(errs, r.Lab.Close())
+		}
+		r.closeErr = errors.Join(errs...)
+	})
+	return r.closeErr
+}
+
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "(no log: " + err.Error() + ")"
+	}
+	const max = 6000
+	if len(b) > max {
+		b = b[len(b)-max:]
+	}
+	return string(b)
+}
+
+// Describe names the run's NAT pairing for tables.
+func (o Options) Describe() string {
+	if o.SameNAT {
+		return string(o.NATA) + " (same NAT)"
+	}
+	return string(o.NATA) + " x " + string(o.NATB)
+}
+
+// RestartRendezvous kills the rendezvous and starts a new one on the same
+// address, as an operator's restart (or a crash and systemd) would.
+func (r *Run) RestartRendezvous(ctx context.Context, down time.Duration) error {
+	if r.rvCmd != nil {
+		_ = r.rvCmd.Process.Kill()
+		_ = r.rvCmd.Wait()
+	}
+	timer := time.NewTimer(down)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return r.startRendezvous(ctx)
+}
+
+// StopRendezvous kills the rendezvous without restarting it.
+func (r *Run) StopRendezvous() {
+	if r.rvCmd != nil {
+		_ = r.rvCmd.Process.Kill()
+		_ = r.rvCmd.Wait()
+		r.rvCmd = nil
+	}
+}
