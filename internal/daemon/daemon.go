@@ -83,6 +83,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Logger:            plog,
 		})
 		ps.bind = bind
+		bind.SetPassive(key, !key.Less(self)) // the ICE controlling side (larger key) initiates
 		ps.log = plog
 		d.peers[key] = ps
 		if err := dev.AddPeer(key, plan.peers[key]); err != nil {

@@ -58,12 +58,14 @@ func TestTunnelAcrossNATs(t *testing.T) {
 		t.Run(strings.ReplaceAll(opts.Describe(), " ", "_"), func(t *testing.T) {
 			opts.Binary = punchdBinary
 			opts.Dir = t.TempDir()
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			startCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			r, err := Start(ctx, opts)
+			r, err := Start(startCtx, opts)
 			if err != nil {
 				t.Fatal(err)
 			}
+			ctx, stopWatch := r.Watch(startCtx)
+			defer stopWatch()
 			t.Cleanup(func() {
 				if err := r.Close(); err != nil {
 					t.Errorf("close: %v", err)
@@ -79,6 +81,9 @@ func TestTunnelAcrossNATs(t *testing.T) {
 			cancelPing()
 			if err != nil {
 				fail("A -> B over the overlay: %v", err)
+			}
+			if testing.Verbose() {
+				t.Log(r.Logs())
 			}
 			t.Logf("%s: first ping answered %s after both daemons started", opts.Describe(), at.Sub(r.Started).Round(time.Millisecond))
 			// And the other way round.
@@ -105,6 +110,7 @@ func TestTunnelAcrossNATs(t *testing.T) {
 				checkStatus(t, n, st, r)
 			}
 
+			stopWatch()
 			for _, n := range []*Node{r.A, r.B} {
 				if err := r.Stop(n, 10*time.Second); err != nil {
 					fail("clean shutdown: %v", err)

@@ -231,6 +231,23 @@ func (r *Run) startDaemon(n, peer *Node) error {
 	return nil
 }
 
+// Watch returns a context that is cancelled when ctx is, or as soon as
+// either daemon exits: a test waiting for traffic then fails at once with
+// the daemon's log instead of at its deadline.
+func (r *Run) Watch(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	for _, n := range []*Node{r.A, r.B} {
+		go func() {
+			select {
+			case <-n.exited:
+				cancel(fmt.Errorf("punchd up on %s exited: %v", n.Name, n.exitErr))
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, func() { cancel(nil) }
+}
+
 // Status runs `punchd status --json` inside the node's namespace.
 func (r *Run) Status(ctx context.Context, n *Node) (control.Status, error) {
 	var st control.Status

@@ -1,0 +1,386 @@
+// Package lab builds a NAT lab out of network namespaces and nftables on
+// one machine: an "internet" (a bridge, 198.18.0.0/16), public hosts on it,
+// and NAT routers with hosts behind them (198.19.N.0/24). The NAT types are
+// the classic ones, each from a small nftables recipe (nat.go). Only
+// addresses inside the lab's own namespaces are ever used.
+package lab
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+// namePrefix starts every namespace the lab creates, so stale ones left by
+// a killed test can be found and removed.
+const namePrefix = "pdl"
+
+// markerDir records which process owns which lab.
+const markerDir = "/run/punchd-lab"
+
+// Options tune a lab; the zero value is fine.
+type Options struct{}
+
+// Lab is one set of namespaces.
+type Lab struct {
+	id       string // short random id, part of every name
+	wan      string // namespace of the "internet" bridge
+	mu       sync.Mutex
+	nss      []string
+	nextPub  int
+	nextLAN  int
+	nextVeth int
+	closed   bool
+}
+
+// Host is a machine in the lab.
+type Host struct {
+	Name string
+	NS   string     // network namespace name
+	Addr netip.Addr // primary address
+	// Extra are further addresses (e.g. an RFC 5780 alternate IP).
+	Extra  []netip.Addr
+	Router *Router // nil for public hosts
+}
+
+// Router is a NAT router with a LAN behind it.
+type Router struct {
+	Name    string
+	NS      string
+	Type    NATType
+	WANAddr netip.Addr
+	LAN     netip.Prefix
+	hosts   int
+}
+
+const (
+	wanBridgeAddr = "198.18.0.254"
+	wanPrefixLen  = 16
+)
+
+// RequireRoot skips t unless the lab can run here.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("lab tests need root (network namespaces, nftables): run `sudo make test`")
+	}
+	for _, tool := range []string{"ip", "nft"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("lab tests need %s: run `sudo make test` (it installs iproute2 and nftables)", tool)
+		}
+	}
+}
+
+// New creates the lab's internet. Stale labs of dead processes are removed
+// first.
+func New(ctx context.Context, _ Options) (*Lab, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the lab needs root (network namespaces, nftables)")
+	}
+	removeStale()
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	l := &Lab{id: hex.EncodeToString(b[:]), nextPub: 1, nextLAN: 1}
+	if err := os.MkdirAll(markerDir, 0o755); err == nil {
+		_ = os.WriteFile(filepath.Join(markerDir, l.id), []byte(strconv.Itoa(os.Getpid())), 0o644)
+	}
+	l.wan = l.nsName("wan")
+	if err := l.addNS(ctx, l.wan); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := run(ctx, "ip", "-n", l.wan, "link", "add", "br0", "type", "bridge"); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := runAll(ctx,
+		[]string{"ip", "-n", l.wan, "addr", "add", wanBridgeAddr + "/16", "dev", "br0"},
+		[]string{"ip", "-n", l.wan, "link", "set", "br0", "up"},
+	); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Lab) nsName(role string) string { return namePrefix + "-" + l.id + "-" + role }
+
+func (l *Lab) addNS(ctx context.Context, name string) error {
+	if err := run(ctx, "ip", "netns", "add", name); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.nss = append(l.nss, name)
+	l.mu.Unlock()
+	return runAll(ctx,
+		[]string{"ip", "-n", name, "link", "set", "lo", "up"},
+		// No IPv6 autoconf or DAD noise on lab links; IPv6 itself stays on
+		// so the overlay gets both families.
+		[]string{"ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.default.accept_ra=0"},
+		[]string{"ip", "netns", "exec", name, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"},
+	)
+}
+
+// link connects namespace ns (interface ifname) to a bridge in brNS.
+func (l *Lab) link(ctx context.Context, ns, ifname, brNS, bridge string) error {
+	l.mu.Lock()
+	l.nextVeth++
+	peer := fmt.Sprintf("%s%s%d", namePrefix, l.id, l.nextVeth) // <= 15 chars
+	tmp := peer + "x"
+	l.mu.Unlock()
+	return runAll(ctx,
+		[]string{"ip", "link", "add", tmp, "type", "veth", "peer", "name", peer},
+		[]string{"ip", "link", "set", tmp, "netns", ns, "name", ifname},
+		[]string{"ip", "link", "set", peer, "netns", brNS},
+		[]string{"ip", "-n", brNS, "link", "set", peer, "master", bridge, "up"},
+		[]string{"ip", "-n", ns, "link", "set", ifname, "up"},
+	)
+}
+
+func (l *Lab) nextPublic() netip.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := netip.AddrFrom4([4]byte{198, 18, byte(l.nextPub / 250), byte(l.nextPub%250 + 1)})
+	l.nextPub++
+	return a
+}
+
+// AddPublicHost adds a host on the internet with extra more addresses.
+func (l *Lab) AddPublicHost(name string, extra int) (*Host, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h := &Host{Name: name, NS: l.nsName(name)}
+	if err := l.addNS(ctx, h.NS); err != nil {
+		return nil, err
+	}
+	if err := l.link(ctx, h.NS, "eth0", l.wan, "br0"); err != nil {
+		return nil, err
+	}
+	h.Addr = l.nextPublic()
+	cmds := [][]string{{"ip", "-n", h.NS, "addr", "add", h.Addr.String() + "/16", "dev", "eth0"}}
+	for i := 0; i < extra; i++ {
+		a := l.nextPublic()
+		h.Extra = append(h.Extra, a)
+		cmds = append(cmds, []string{"ip", "-n", h.NS, "addr", "add", a.String() + "/16", "dev", "eth0"})
+	}
+	cmds = append(cmds, []string{"ip", "-n", h.NS, "route", "add", "default", "via", wanBridgeAddr})
+	if err := runAll(ctx, cmds...); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// AddNAT adds a router of type t between the internet and a new LAN.
+func (l *Lab) AddNAT(name string, t NATType) (*Router, error) {
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	if t == NATNone {
+		return nil, errors.New("NAT type none has no router: use AddHost(name, nil)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l.mu.Lock()
+	n := l.nextLAN
+	l.nextLAN++
+	l.mu.Unlock()
+	r := &Router{Name: name, NS: l.nsName(name), Type: t, LAN: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(n), 0}), 24)}
+	if err := l.addNS(ctx, r.NS); err != nil {
+		return nil, err
+	}
+	if err := l.link(ctx, r.NS, "eth0", l.wan, "br0"); err != nil {
+		return nil, err
+	}
+	r.WANAddr = l.nextPublic()
+	if err := runAll(ctx,
+		[]string{"ip", "-n", r.NS, "addr", "add", r.WANAddr.String() + "/16", "dev", "eth0"},
+		[]string{"ip", "-n", r.NS, "route", "add", "default", "via", wanBridgeAddr},
+		[]string{"ip", "-n", r.NS, "link", "add", "lan0", "type", "bridge"},
+		[]string{"ip", "-n", r.NS, "addr", "add", r.gateway().String() + "/24", "dev", "lan0"},
+		[]string{"ip", "-n", r.NS, "link", "set", "lan0", "up"},
+		[]string{"ip", "netns", "exec", r.NS, "sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	); err != nil {
+		return nil, err
+	}
+	// With br_netfilter loaded (Docker hosts), frames between two hosts
+	// on the LAN bridge would pass the router's IP forward chain and be
+	// dropped as if routed. A LAN switch does not filter: turn it off
+	// here (the sysctl is per namespace; absent without the module).
+	_ = run(ctx, "ip", "netns", "exec", r.NS, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
+	return r, nil
+}
+
+func (r *Router) gateway() netip.Addr { return r.LAN.Addr().Next() }
+
+// AddHost adds a host behind r, or on the internet (NAT none) when r is nil.
+// The first host behind a router gets the router's NAT rules (full-cone and
+// restricted forward inbound traffic to that host).
+func (l *Lab) AddHost(name string, r *Router) (*Host, error) {
+	if r == nil {
+		return l.AddPublicHost(name, 0)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	h := &Host{Name: name, NS: l.nsName(name), Router: r}
+	if err := l.addNS(ctx, h.NS); err != nil {
+		return nil, err
+	}
+	if err := l.link(ctx, h.NS, "eth0", r.NS, "lan0"); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	r.hosts++
+	first := r.hosts == 1
+	a := r.gateway()
+	for i := 0; i < r.hosts; i++ {
+		a = a.Next()
+	}
+	l.mu.Unlock()
+	h.Addr = a
+	if err := runAll(ctx,
+		[]string{"ip", "-n", h.NS, "addr", "add", h.Addr.String() + "/24", "dev", "eth0"},
+		[]string{"ip", "-n", h.NS, "route", "add", "default", "via", r.gateway().String()},
+	); err != nil {
+		return nil, err
+	}
+	if first {
+		if err := applyNAT(ctx, r, h.Addr); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// Command runs name inside the host's namespace.
+func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.NS, name}, args...)...)
+}
+
+// Do runs fn on a locked OS thread switched into the host's namespace.
+// Sockets created by fn stay in that namespace after Do returns, so a test
+// can listen in one host and dial from another, in-process.
+func (h *Host) Do(fn func() error) error { return doInNS(h.NS, fn) }
+
+// Do runs fn inside the router's namespace.
+func (r *Router) Do(fn func() error) error { return doInNS(r.NS, fn) }
+
+func doInNS(name string, fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		// This thread's namespace is changed and never restored for
+		// other goroutines: it dies with the goroutine (no Unlock).
+		runtime.LockOSThread()
+		target, err := netns.GetFromName(name)
+		if err != nil {
+			errc <- fmt.Errorf("open namespace %s: %w", name, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("enter namespace %s: %w", name, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// Close deletes every namespace of the lab (and with them their veths and
+// processes' network); idempotent.
+func (l *Lab) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	nss := l.nss
+	l.mu.Unlock()
+	var errs []error
+	for i := len(nss) - 1; i >= 0; i-- {
+		if err := deleteNS(nss[i]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	_ = os.Remove(filepath.Join(markerDir, l.id))
+	return errors.Join(errs...)
+}
+
+func deleteNS(name string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Processes still inside would keep the namespace alive.
+	if out, err := exec.CommandContext(ctx, "ip", "netns", "pids", name).Output(); err == nil {
+		for _, f := range strings.Fields(string(out)) {
+			// Never ourselves: our own threads enter namespaces in Do.
+			if pid, err := strconv.Atoi(f); err == nil && pid != os.Getpid() {
+				if p, err := os.FindProcess(pid); err == nil {
+					_ = p.Kill()
+				}
+			}
+		}
+	}
+	return run(ctx, "ip", "netns", "delete", name)
+}
+
+// removeStale deletes labs whose owning process is gone.
+func removeStale() {
+	entries, err := os.ReadDir(markerDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(markerDir, e.Name()))
+		if err != nil {
+			continue
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		if pid > 0 && processAlive(pid) {
+			continue
+		}
+		out, _ := exec.Command("ip", "netns", "list").Output()
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.Fields(line)
+			if len(f) > 0 && strings.HasPrefix(f[0], namePrefix+"-"+e.Name()+"-") {
+				_ = deleteNS(f[0])
+			}
+		}
+		_ = os.Remove(filepath.Join(markerDir, e.Name()))
+	}
+}
+
+func processAlive(pid int) bool {
+	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
+	return err == nil
+}
+
+func run(ctx context.Context, name string, args ...string) error {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func runAll(ctx context.Context, cmds ...[]string) error {
+	for _, c := range cmds {
+		if err := run(ctx, c[0], c[1:]...); err != nil {
+			return err
+		}
+	}
+	return nil
+}

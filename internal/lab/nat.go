@@ -1,0 +1,108 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"strings"
+)
+
+// NATType is a NAT behaviour the lab can build.
+type NATType string
+
+// The lab's NAT types (RFC 4787 terms in the comments).
+const (
+	NATNone           NATType = "none"            // public address
+	NATFullCone       NATType = "full-cone"       // EIM, endpoint-independent filtering
+	NATRestricted     NATType = "restricted"      // EIM, address-dependent filtering
+	NATPortRestricted NATType = "port-restricted" // EIM, address+port-dependent filtering
+	NATSymmetric      NATType = "symmetric"       // address+port-dependent mapping and filtering
+	NATUDPBlocked     NATType = "udp-blocked"     // no UDP at all; TCP masqueraded
+)
+
+// AllNATTypes lists every type, in order of increasing hostility.
+func AllNATTypes() []NATType {
+	return []NATType{NATNone, NATFullCone, NATRestricted, NATPortRestricted, NATSymmetric, NATUDPBlocked}
+}
+
+// Validate reports whether t is a known type.
+func (t NATType) Validate() error {
+	for _, k := range AllNATTypes() {
+		if t == k {
+			return nil
+		}
+	}
+	names := make([]string, 0, 6)
+	for _, k := range AllNATTypes() {
+		names = append(names, string(k))
+	}
+	return fmt.Errorf("unknown NAT type %q (known: %s)", t, strings.Join(names, ", "))
+}
+
+// ruleset renders the nftables recipe for a router of type t whose first
+// LAN host is host. Interfaces: eth0 faces the internet, lan0 the LAN.
+//
+// Two rules matter for every type:
+//   - Inbound packets that would create new conntrack state are dropped
+//     in a prerouting filter *before* conntrack confirms them, unless the
+//     recipe admits them. Otherwise an early ICE check arriving before the
+//     host's own packet leaves an entry that moves the host's next mapping
+//     to another port, and a port-restricted NAT acts symmetric.
+//   - Masquerade keeps the source port when it can (endpoint-independent
+//     mapping), except for the symmetric type, which randomises fully.
+func ruleset(t NATType, host netip.Addr) (string, error) {
+	var admitNew, dnat, masq, forward string
+	masq = "oifname \"eth0\" masquerade"
+	switch t {
+	case NATFullCone:
+		admitNew = "iifname \"eth0\" meta l4proto udp accept"
+		dnat = fmt.Sprintf("iifname \"eth0\" meta l4proto udp dnat to %s", host)
+	case NATRestricted:
+		admitNew = "iifname \"eth0\" meta l4proto udp ip saddr @contacted accept"
+		dnat = fmt.Sprintf("iifname \"eth0\" meta l4proto udp ip saddr @contacted dnat to %s", host)
+	case NATPortRestricted:
+	case NATSymmetric:
+		masq = "oifname \"eth0\" masquerade random,fully-random"
+	case NATUDPBlocked:
+		forward = "meta l4proto udp drop"
+	default:
+		return "", fmt.Errorf("no NAT recipe for %q", t)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "table ip punchdlab {\n")
+	fmt.Fprintf(&b, "  set contacted { type ipv4_addr; flags timeout; timeout 120s; }\n")
+	fmt.Fprintf(&b, "  chain guard {\n    type filter hook prerouting priority -150; policy accept;\n")
+	if admitNew != "" {
+		fmt.Fprintf(&b, "    iifname \"eth0\" ct state new %s\n", strings.TrimPrefix(admitNew, "iifname \"eth0\" "))
+	}
+	fmt.Fprintf(&b, "    iifname \"eth0\" ct state new drop\n  }\n")
+	fmt.Fprintf(&b, "  chain nat_pre {\n    type nat hook prerouting priority dstnat; policy accept;\n")
+	if dnat != "" {
+		fmt.Fprintf(&b, "    %s\n", dnat)
+	}
+	fmt.Fprintf(&b, "  }\n")
+	fmt.Fprintf(&b, "  chain nat_post {\n    type nat hook postrouting priority srcnat; policy accept;\n    %s\n  }\n", masq)
+	fmt.Fprintf(&b, "  chain forwarding {\n    type filter hook forward priority 0; policy drop;\n")
+	if forward != "" {
+		fmt.Fprintf(&b, "    %s\n", forward)
+	}
+	fmt.Fprintf(&b, "    iifname \"lan0\" oifname \"eth0\" meta l4proto udp update @contacted { ip daddr }\n")
+	fmt.Fprintf(&b, "    ct state established,related accept\n")
+	fmt.Fprintf(&b, "    iifname \"lan0\" oifname \"eth0\" accept\n")
+	fmt.Fprintf(&b, "    ct status dnat accept\n  }\n}\n")
+	return b.String(), nil
+}
+
+func applyNAT(ctx context.Context, r *Router, host netip.Addr) error {
+	rs, err := ruleset(r.Type, host)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", r.NS, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rs)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("nft recipe %s in %s: %w: %s\n%s", r.Type, r.NS, err, out, rs)
+	}
+	return nil
+}

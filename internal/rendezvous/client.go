@@ -1,0 +1,298 @@
+package rendezvous
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/punchd/punchd/internal/identity"
+)
+
+// Registration is what the server tells a client on (re)registering.
+type Registration struct {
+	ICEServers []string
+}
+
+// ClientConfig configures a Client.
+type ClientConfig struct {
+	URL    string // http(s):// or ws(s)://; path /v1/ws is added when absent
+	Key    identity.PrivateKey
+	Logger *slog.Logger
+	// Watch lists the peers whose presence we want.
+	Watch []identity.PublicKey
+	// Callbacks run on one goroutine, in the order frames arrived.
+	OnRegistered func(Registration)
+	OnPresence   func(peer identity.PublicKey, online bool)
+	OnMessage    func(from identity.PublicKey, payload []byte)
+}
+
+const (
+	dialTimeout   = 10 * time.Second
+	backoffMin    = 100 * time.Millisecond
+	backoffMax    = 5 * time.Second
+	clientPing    = 5 * time.Second
+	maxClientRead = 256 << 10
+)
+
+// Client keeps a registration at the rendezvous alive.
+type Client struct {
+	cfg    ClientConfig
+	url    string
+	log    *slog.Logger
+	seal   *sealer
+	conn   atomic.Pointer[websocket.Conn]
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// Connect makes the first connection (bounded by ctx and a dial timeout)
+// and returns an actionable error when it fails; after that it keeps the
+// connection up in the background, reconnecting with backoff, until Close.
+func Connect(ctx context.Context, cfg ClientConfig) (*Client, error) {
+	u, err := wsURL(cfg.URL)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	c := &Client{cfg: cfg, url: u, log: log, seal: newSealer(cfg.Key), done: make(chan struct{})}
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	conn, reg, err := c.dial(dctx)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	c.cancel = stop
+	go func() {
+		defer close(c.done)
+		c.run(runCtx, conn, reg)
+	}()
+	context.AfterFunc(ctx, func() { c.Close() })
+	return c, nil
+}
+
+// wsURL turns what a user types into the WebSocket URL.
+func wsURL(raw string) (string, error) {
+	if !strings.Contains(raw, "://") {
+		raw = "http://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("bad rendezvous URL %q: %w", raw, err)
+	}
+	switch u.Scheme {
+	case "http", "ws":
+		u.Scheme = "ws"
+	case "https", "wss":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("bad rendezvous URL %q: scheme %q, use http:// or https://", raw, u.Scheme)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("bad rendezvous URL %q: no host", raw)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v1/ws"
+	}
+	return u.String(), nil
+}
+
+// dial connects, registers and sends the watch list.
+func (c *Client) dial(ctx context.Context) (*websocket.Conn, Registration, error) {
+	conn, _, err := websocket.Dial(ctx, c.url, nil)
+	if err != nil {
+		return nil, Registration{}, fmt.Errorf("rendezvous unreachable at %s: %w; is `punchd rendezvous` running and reachable?", c.url, err)
+	}
+	conn.SetReadLimit(maxClientRead)
+	reg, err := c.register(ctx, conn)
+	if err != nil {
+		conn.Close(websocket.StatusPolicyViolation, "")
+		return nil, Registration{}, fmt.Errorf("register at rendezvous %s: %w", c.url, err)
+	}
+	return conn, reg, nil
+}
+
+func (c *Client) register(ctx context.Context, conn *websocket.Conn) (Registration, error) {
+	f, err := readFrame(ctx, conn)
+	if err != nil {
+		return Registration{}, err
+	}
+	if f.Type != typeChallenge {
+		return Registration{}, fmt.Errorf("expected a challenge, got %q", f.Type)
+	}
+	serverKey, nonce := [32]byte(f.ServerKey), [24]byte(f.Nonce)
+	reg := frame{Type: typeRegister, ID: c.cfg.Key.PublicKey().String(), Proof: prove(c.cfg.Key, &serverKey, &nonce)}
+	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(reg)); err != nil {
+		return Registration{}, err
+	}
+	f, err = readFrame(ctx, conn)
+	if err != nil {
+		return Registration{}, err
+	}
+	switch f.Type {
+	case typeRegistered:
+	case typeError:
+		return Registration{}, fmt.Errorf("refused: %s: %s", f.Code, f.Message)
+	default:
+		return Registration{}, fmt.Errorf("expected registered, got %q", f.Type)
+	}
+	ids := make([]string, len(c.cfg.Watch))
+	for i, k := range c.cfg.Watch {
+		ids[i] = k.String()
+	}
+	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeWatch, IDs: ids})); err != nil {
+		return Registration{}, err
+	}
+	return Registration{ICEServers: f.ICEServers}, nil
+}
+
+func readFrame(ctx context.Context, conn *websocket.Conn) (frame, error) {
+	_, b, err := conn.Read(ctx)
+	if err != nil {
+		return frame{}, err
+	}
+	return decodeFrame(b)
+}
+
+// run serves one connection after another until ctx is done.
+func (c *Client) run(ctx context.Context, conn *websocket.Conn, reg Registration) {
+	backoff := backoffMin
+	for {
+		c.conn.Store(conn)
+		if c.cfg.OnRegistered != nil {
+			c.cfg.OnRegistered(reg)
+		}
+		start := time.Now()
+		err := c.serve(ctx, conn)
+		c.conn.Store(nil)
+		conn.Close(websocket.StatusNormalClosure, "")
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > 30*time.Second {
+			backoff = backoffMin
+		}
+		c.log.Warn("lost the rendezvous; reconnecting (tunnels stay up)", "err", err)
+		for {
+			// Full jitter keeps a restarted rendezvous from being hit by
+			// every client at once.
+			wait := backoff/2 + rand.N(backoff/2+1)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			backoff = min(backoff*2, backoffMax)
+			dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+			var derr error
+			conn, reg, derr = c.dial(dctx)
+			cancel()
+			if derr == nil {
+				c.log.Info("reconnected to the rendezvous")
+				break
+			}
+			c.log.Debug("rendezvous reconnect failed", "err", derr)
+		}
+	}
+}
+
+// serve reads frames until the connection fails; a pinger notices a
+// silently dead server (no RST) within a few seconds.
+func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(clientPing)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				pctx, pcancel := context.WithTimeout(ctx, clientPing)
+				err := conn.Ping(pctx)
+				pcancel()
+				if err != nil {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	for {
+		f, err := readFrame(ctx, conn)
+		if err != nil {
+			if errors.Is(err, errBadFrame) {
+				c.log.Warn("bad frame from rendezvous", "err", err)
+				continue
+			}
+			return err
+		}
+		c.handle(f)
+	}
+}
+
+func (c *Client) handle(f frame) {
+	switch f.Type {
+	case typePresence:
+		k, err := identity.ParseID(f.ID)
+		if err == nil && c.cfg.OnPresence != nil {
+			c.cfg.OnPresence(k, f.Online)
+		}
+	case typeRecv:
+		from, err := identity.ParseID(f.From)
+		if err != nil {
+			return
+		}
+		payload, err := c.seal.open(from, f.Payload, time.Now())
+		if err != nil {
+			c.log.Warn("dropped a message from the rendezvous", "from", from.Short(), "err", err)
+			return
+		}
+		if c.cfg.OnMessage != nil {
+			c.cfg.OnMessage(from, payload)
+		}
+	case typeError:
+		c.log.Debug("rendezvous error", "code", f.Code, "message", f.Message, "to", f.To)
+	}
+}
+
+// ErrNotConnected is returned by Send while reconnecting.
+var ErrNotConnected = errors.New("not connected to the rendezvous")
+
+// Send seals payload for peer and hands it to the rendezvous.
+func (c *Client) Send(ctx context.Context, to identity.PublicKey, payload []byte) error {
+	conn := c.conn.Load()
+	if conn == nil {
+		return ErrNotConnected
+	}
+	sealed := c.seal.seal(to, payload, time.Now())
+	return conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeSend, To: to.String(), Payload: sealed}))
+}
+
+// Connected reports whether the client is registered right now.
+func (c *Client) Connected() bool { return c.conn.Load() != nil }
+
+// Close ends the connection and the reconnect loop; idempotent.
+func (c *Client) Close() error {
+	c.once.Do(func() {
+		if c.cancel != nil {
+			c.cancel()
+			<-c.done
+		}
+	})
+	return nil
+}

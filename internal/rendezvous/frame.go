@@ -1,0 +1,118 @@
+// Package rendezvous is where peers meet: a WebSocket signaling server and
+// its client. The server routes sealed messages between registered peers
+// and tells them who is online; it can neither read nor forge what peers
+// say to each other (see seal.go), and registration proves possession of
+// the private key (see auth.go).
+package rendezvous
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// Version is in every frame; a server refuses frames of another version
+// with an error that says which side to upgrade.
+const Version = 1
+
+// Frame types.
+const (
+	typeChallenge  = "challenge"  // server: prove you hold your key
+	typeRegister   = "register"   // client: my ID and the proof
+	typeRegistered = "registered" // server: welcome, here are ICE servers
+	typeWatch      = "watch"      // client: tell me about these peers
+	typePresence   = "presence"   // server: a watched peer came or went
+	typeSend       = "send"       // client: deliver this sealed payload
+	typeRecv       = "recv"       // server: a sealed payload for you
+	typeError      = "error"      // either: what went wrong
+)
+
+// Error codes in error frames.
+const (
+	codeBadFrame     = "bad-frame"
+	codeVersion      = "version"
+	codeAuth         = "auth-failed"
+	codePeerOffline  = "peer-offline"
+	codeRateLimited  = "rate-limited"
+	codeTooManyPeers = "too-many-peers"
+	codeReplaced     = "replaced"
+)
+
+type frame struct {
+	V    int    `json:"v"`
+	Type string `json:"type"`
+
+	// challenge
+	ServerKey []byte `json:"server_key,omitempty"`
+	Nonce     []byte `json:"nonce,omitempty"`
+	// register
+	ID    string `json:"id,omitempty"`
+	Proof []byte `json:"proof,omitempty"`
+	// registered
+	ICEServers []string `json:"ice_servers,omitempty"`
+	// watch
+	IDs []string `json:"ids,omitempty"`
+	// presence (ID), send (To), recv (From)
+	Online  bool   `json:"online,omitempty"`
+	To      string `json:"to,omitempty"`
+	From    string `json:"from,omitempty"`
+	Payload []byte `json:"payload,omitempty"`
+	// error
+	Code    string `json:"code,omitempty"`
+	Message string `json:"message,omitempty"`
+}
+
+var errBadFrame = errors.New("bad frame")
+
+// maxWatch bounds how many peers one client may watch.
+const maxWatch = 1024
+
+// decodeFrame parses and checks a frame's shape; it never panics.
+func decodeFrame(b []byte) (frame, error) {
+	var f frame
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, fmt.Errorf("%w: %v", errBadFrame, err)
+	}
+	if f.V != Version {
+		return f, fmt.Errorf("%w: version %d, this side speaks %d", errBadFrame, f.V, Version)
+	}
+	switch f.Type {
+	case typeChallenge:
+		if len(f.ServerKey) != 32 || len(f.Nonce) != 24 {
+			return f, fmt.Errorf("%w: challenge needs a 32-byte key and 24-byte nonce", errBadFrame)
+		}
+	case typeRegister:
+		if f.ID == "" || len(f.Proof) == 0 || len(f.Proof) > 256 {
+			return f, fmt.Errorf("%w: register needs id and proof", errBadFrame)
+		}
+	case typeWatch:
+		if len(f.IDs) > maxWatch {
+			return f, fmt.Errorf("%w: watch of %d ids (max %d)", errBadFrame, len(f.IDs), maxWatch)
+		}
+	case typeSend:
+		if f.To == "" || len(f.Payload) == 0 {
+			return f, fmt.Errorf("%w: send needs to and payload", errBadFrame)
+		}
+	case typeRecv:
+		if f.From == "" || len(f.Payload) == 0 {
+			return f, fmt.Errorf("%w: recv needs from and payload", errBadFrame)
+		}
+	case typePresence:
+		if f.ID == "" {
+			return f, fmt.Errorf("%w: presence needs id", errBadFrame)
+		}
+	case typeRegistered, typeError:
+	default:
+		return f, fmt.Errorf("%w: unknown type %q", errBadFrame, f.Type)
+	}
+	return f, nil
+}
+
+func encodeFrame(f frame) []byte {
+	f.V = Version
+	b, err := json.Marshal(f)
+	if err != nil {
+		panic("rendezvous: marshal frame: " + err.Error()) // plain fields only
+	}
+	return b
+}

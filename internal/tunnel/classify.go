@@ -1,0 +1,73 @@
+// Package tunnel carries WireGuard: the wireguard-go device on a TUN, and the
+// Bind that shares the device's UDP socket with ICE and sends each peer's
+// packets over the path ICE selected.
+package tunnel
+
+import "encoding/binary"
+
+// Kind is what a datagram arriving on the shared socket is.
+type Kind uint8
+
+const (
+	KindUnknown   Kind = iota
+	KindWireGuard      // one of WireGuard's four message types
+	KindSTUN           // a STUN message (ICE checks, binding responses)
+)
+
+// WireGuard message sizes (see the WireGuard paper, section 5.4).
+const (
+	wgInitiationSize = 148
+	wgResponseSize   = 92
+	wgCookieSize     = 64
+	wgMinDataSize    = 32 // 16-byte header + 16-byte tag of an empty keepalive
+)
+
+const stunMagicCookie = 0x2112A442
+
+// Classify tells WireGuard from STUN. WireGuard is checked first because it
+// is the hot path. The two cannot be confused: a WireGuard message starts
+// with a type byte 1-4 followed by three zero bytes, while a STUN message
+// starts with two bytes whose top bits are 00 and whose low byte of the first
+// word is never followed by "00 00 00" with a magic cookie at offset 4 in a
+// WireGuard message of the sizes accepted. It does not allocate.
+func Classify(pkt []byte) Kind {
+	if len(pkt) >= 4 && pkt[1] == 0 && pkt[2] == 0 && pkt[3] == 0 {
+		switch pkt[0] {
+		case 1:
+			if len(pkt) == wgInitiationSize {
+				return KindWireGuard
+			}
+		case 2:
+			if len(pkt) == wgResponseSize {
+				return KindWireGuard
+			}
+		case 3:
+			if len(pkt) == wgCookieSize {
+				return KindWireGuard
+			}
+		case 4:
+			if len(pkt) >= wgMinDataSize {
+				return KindWireGuard
+			}
+		}
+	}
+	if len(pkt) >= 20 && pkt[0]&0xC0 == 0 &&
+		binary.BigEndian.Uint32(pkt[4:8]) == stunMagicCookie {
+		n := int(binary.BigEndian.Uint16(pkt[2:4]))
+		if n%4 == 0 && 20+n == len(pkt) {
+			return KindSTUN
+		}
+	}
+	return KindUnknown
+}
+
+func (k Kind) String() string {
+	switch k {
+	case KindWireGuard:
+		return "wireguard"
+	case KindSTUN:
+		return "stun"
+	default:
+		return "unknown"
+	}
+}

@@ -1,0 +1,227 @@
+package tunnel
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"github.com/punchd/punchd/internal/identity"
+)
+
+// DeviceConfig describes the tunnel interface.
+type DeviceConfig struct {
+	Interface  string
+	MTU        int // 0: 1420, WireGuard's usual for IPv4+IPv6 underlays
+	PrivateKey identity.PrivateKey
+	ListenPort uint16 // 0: any free port
+	// Addresses carry the whole overlay's prefix length, so every peer is
+	// on-link, as on a LAN.
+	Addresses []netip.Prefix
+	Logger    *slog.Logger
+}
+
+// Device is a wireguard-go device on a TUN interface.
+type Device struct {
+	log   *slog.Logger
+	name  string
+	bind  *Bind
+	wg    *device.Device
+	port  uint16
+	close sync.Once
+}
+
+// keepaliveSeconds keeps NAT mappings and the handshake warm; ICE consent
+// checks also keep the mapping, this covers relays and idle links.
+const keepaliveSeconds = 25
+
+// NewDevice creates the TUN, starts WireGuard on bind and configures the
+// addresses. On error nothing is left behind.
+func NewDevice(cfg DeviceConfig, bind *Bind) (_ *Device, err error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = 1420
+	}
+	if cfg.Interface == "" {
+		return nil, errors.New("no interface name given")
+	}
+	if _, err := os.Stat("/dev/net/tun"); errors.Is(err, os.ErrNotExist) {
+		return nil, errors.New("/dev/net/tun does not exist: load the tun module (modprobe tun) or, in a container, pass the device in")
+	}
+	if _, err := netlink.LinkByName(cfg.Interface); err == nil {
+		return nil, fmt.Errorf("interface %s already exists: is another punchd running here? use --interface", cfg.Interface)
+	}
+	tdev, err := tun.CreateTUN(cfg.Interface, cfg.MTU)
+	if err != nil {
+		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+			return nil, fmt.Errorf("create TUN %s: %w: punchd up needs root or CAP_NET_ADMIN (sudo punchd up …)", cfg.Interface, err)
+		}
+		return nil, fmt.Errorf("create TUN %s: %w", cfg.Interface, err)
+	}
+	bind.opts.ExcludeInterface = cfg.Interface
+	d := &Device{log: log, name: cfg.Interface, bind: bind}
+	d.wg = device.NewDevice(tdev, bind, wgLogger(log))
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	// Before any peer exists: the Bind, not roaming, picks endpoints.
+	d.wg.DisableSomeRoamingForBrokenMobileSemantics()
+	uapi := fmt.Sprintf("private_key=%s\nlisten_port=%d\n", cfg.PrivateKey.Hex(), cfg.ListenPort)
+	if err := d.wg.IpcSet(uapi); err != nil {
+		return nil, fmt.Errorf("configure wireguard: %w", err)
+	}
+	if err := d.wg.Up(); err != nil {
+		return nil, fmt.Errorf("bring wireguard up: %w", err)
+	}
+	d.port = bind.LocalPort()
+	if err := configureLink(log, cfg.Interface, cfg.Addresses); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func configureLink(log *slog.Logger, name string, addrs []netip.Prefix) error {
+	link, err := netlink.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("find interface %s: %w", name, err)
+	}
+	for _, a := range addrs {
+		nl := &netlink.Addr{IPNet: netlinkPrefix(a)}
+		if a.Addr().Is6() {
+			// No DAD on a point-to-multipoint tunnel: the address is ours by
+			// construction, and DAD would delay it by a second or more.
+			nl.Flags = 0x80 // IFA_F_NODAD
+		}
+		if err := netlink.AddrAdd(link, nl); err != nil {
+			if a.Addr().Is6() && ipv6Disabled() {
+				// Many hosts turn IPv6 off; the IPv4 overlay still works.
+				log.Warn("IPv6 is disabled on this host; the tunnel carries IPv4 only", "skipped", a.String())
+				continue
+			}
+			return fmt.Errorf("add address %s to %s: %w", a, name, err)
+		}
+	}
+	if err := netlink.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set %s up: %w", name, err)
+	}
+	return nil
+}
+
+// ListenPort is the UDP port of the shared socket.
+func (d *Device) ListenPort() uint16 { return d.port }
+
+// AddPeer adds a WireGuard peer whose endpoint is the Bind's logical
+// endpoint for it; allowedIPs are its overlay host routes.
+func (d *Device) AddPeer(pub identity.PublicKey, allowedIPs []netip.Prefix) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "public_key=%s\nendpoint=%s\npersistent_keepalive_interval=%d\nreplace_allowed_ips=true\n",
+		pub.Hex(), d.bind.EndpointFor(pub), keepaliveSeconds)
+	for _, p := range allowedIPs {
+		fmt.Fprintf(&b, "allowed_ip=%s\n", p)
+	}
+	if err := d.wg.IpcSet(b.String()); err != nil {
+		return fmt.Errorf("add wireguard peer %s: %w", pub.Short(), err)
+	}
+	return nil
+}
+
+// RemovePeer removes a peer.
+func (d *Device) RemovePeer(pub identity.PublicKey) error {
+	return d.wg.IpcSet(fmt.Sprintf("public_key=%s\nremove=true\n", pub.Hex()))
+}
+
+// PeerStats are WireGuard's counters for one peer.
+type PeerStats struct {
+	RxBytes, TxBytes uint64
+	LastHandshake    time.Time
+}
+
+// Stats reads every peer's counters.
+func (d *Device) Stats() (map[identity.PublicKey]PeerStats, error) {
+	text, err := d.wg.IpcGet()
+	if err != nil {
+		return nil, fmt.Errorf("read wireguard state: %w", err)
+	}
+	return parseStats(text)
+}
+
+func parseStats(text string) (map[identity.PublicKey]PeerStats, error) {
+	out := make(map[identity.PublicKey]PeerStats)
+	var cur *identity.PublicKey
+	var st PeerStats
+	var sec, nsec int64
+	flush := func() {
+		if cur != nil {
+			if sec != 0 || nsec != 0 {
+				st.LastHandshake = time.Unix(sec, nsec)
+			}
+			out[*cur] = st
+		}
+	}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "public_key":
+			flush()
+			key, err := parseHexKey(v)
+			if err != nil {
+				return nil, fmt.Errorf("wireguard state: bad public_key %q: %w", v, err)
+			}
+			cur, st, sec, nsec = &key, PeerStats{}, 0, 0
+		case "rx_bytes":
+			st.RxBytes, _ = strconv.ParseUint(v, 10, 64)
+		case "tx_bytes":
+			st.TxBytes, _ = strconv.ParseUint(v, 10, 64)
+		case "last_handshake_time_sec":
+			sec, _ = strconv.ParseInt(v, 10, 64)
+		case "last_handshake_time_nsec":
+			nsec, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	flush()
+	return out, sc.Err()
+}
+
+// Close stops WireGuard and removes the TUN (closing it deletes the
+// interface, and with it its addresses and routes). Idempotent.
+func (d *Device) Close() error {
+	d.close.Do(func() {
+		d.wg.Close()
+		d.bind.Shutdown()
+	})
+	return nil
+}
+
+// wgLogger routes wireguard-go's printf logging to slog; its verbose lines
+// are debug, its errors are warnings (it logs recoverable ones too).
+func wgLogger(log *slog.Logger) *device.Logger {
+	return &device.Logger{
+		Verbosef: func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
+		Errorf:   func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
+	}
+}
+
+func ipv6Disabled() bool {
+	b, err := os.ReadFile("/proc/sys/net/ipv6/conf/all/disable_ipv6")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
