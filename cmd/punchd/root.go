@@ -115,9 +115,7 @@ func (s *settings) str(key string) string { return s.v.GetString(key) }
 func (s *settings) list(key string) []string {
 	var out []string
 	for _, item := range s.v.GetStringSlice(key) {
-		for _, f := range strings.FieldsFunc(item, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' }) {
-			out = append(out, f)
-		}
+		out = append(out, strings.FieldsFunc(item, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\t' })...)
 	}
 	return out
 }

@@ -59,8 +59,11 @@ func ruleset(t NATType, host netip.Addr) (string, error) {
 		admitNew = "iifname \"eth0\" meta l4proto udp accept"
 		dnat = fmt.Sprintf("iifname \"eth0\" meta l4proto udp dnat to %s", host)
 	case NATRestricted:
-		admitNew = "iifname \"eth0\" meta l4proto udp ip saddr @contacted accept"
-		dnat = fmt.Sprintf("iifname \"eth0\" meta l4proto udp ip saddr @contacted dnat to %s", host)
+		// Filter state is per mapping (the host's port) and remote address,
+		// as in a real address-restricted NAT: what one socket contacted
+		// does not open the door for another.
+		admitNew = "iifname \"eth0\" udp dport . ip saddr @contacted accept"
+		dnat = fmt.Sprintf("iifname \"eth0\" udp dport . ip saddr @contacted dnat to %s", host)
 	case NATPortRestricted:
 	case NATSymmetric:
 		masq = "oifname \"eth0\" masquerade random,fully-random"
@@ -71,7 +74,7 @@ func ruleset(t NATType, host netip.Addr) (string, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip punchdlab {\n")
-	fmt.Fprintf(&b, "  set contacted { type ipv4_addr; flags timeout; timeout 120s; }\n")
+	fmt.Fprintf(&b, "  set contacted { type inet_service . ipv4_addr; flags timeout; timeout 120s; }\n")
 	fmt.Fprintf(&b, "  chain guard {\n    type filter hook prerouting priority -150; policy accept;\n")
 	if admitNew != "" {
 		fmt.Fprintf(&b, "    iifname \"eth0\" ct state new %s\n", strings.TrimPrefix(admitNew, "iifname \"eth0\" "))
@@ -87,7 +90,7 @@ func ruleset(t NATType, host netip.Addr) (string, error) {
 	if forward != "" {
 		fmt.Fprintf(&b, "    %s\n", forward)
 	}
-	fmt.Fprintf(&b, "    iifname \"lan0\" oifname \"eth0\" meta l4proto udp update @contacted { ip daddr }\n")
+	fmt.Fprintf(&b, "    iifname \"lan0\" oifname \"eth0\" update @contacted { udp sport . ip daddr }\n")
 	fmt.Fprintf(&b, "    ct state established,related accept\n")
 	fmt.Fprintf(&b, "    iifname \"lan0\" oifname \"eth0\" accept\n")
 	fmt.Fprintf(&b, "    ct status dnat accept\n  }\n}\n")
