@@ -57,7 +57,8 @@ type Client struct {
 
 // Connect makes the first connection (bounded by ctx and a dial timeout)
 // and returns an actionable error when it fails; after that it keeps the
-// connection up in the background, reconnecting with backoff, until Close.
+// connection up in the background, reconnecting with backoff, until Close
+// (cancelling ctx afterwards does not end it).
 func Connect(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	u, err := wsURL(cfg.URL)
 	if err != nil {
@@ -74,13 +75,13 @@ func Connect(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// ctx bounds only the first connection; the client lives until Close.
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = stop
 	go func() {
 		defer close(c.done)
 		c.run(runCtx, conn, reg)
 	}()
-	context.AfterFunc(ctx, func() { c.Close() })
 	return c, nil
 }
 

@@ -1,0 +1,310 @@
+package rendezvous
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/punchd/punchd/internal/identity"
+)
+
+func newKey(t testing.TB) identity.PrivateKey {
+	t.Helper()
+	k, err := identity.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// testServer serves a Server on a loopback listener it owns, so a test can
+// stop it and start another on the same address.
+type testServer struct {
+	srv  *Server
+	http *http.Server
+	ln   net.Listener
+}
+
+
+func startServer(t *testing.T, addr string, cfg ServerConfig) *testServer {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &testServer{srv: NewServer(cfg), ln: ln}
+	s.http = &http.Server{Handler: s.srv.Handler()}
+	go s.http.Serve(ln)
+	t.Cleanup(s.stop)
+	return s
+}
+
+func (s *testServer) stop() {
+	s.http.Close()
+	s.srv.Close()
+}
+
+func (s *testServer) url() string { return "http://" + s.ln.Addr().String() }
+
+type inbox struct {
+	msgs     chan [2]any
+	presence chan [2]any
+	regs     chan Registration
+}
+
+func newInbox() *inbox {
+	return &inbox{msgs: make(chan [2]any, 16), presence: make(chan [2]any, 16), regs: make(chan Registration, 16)}
+}
+
+func connect(t *testing.T, url string, key identity.PrivateKey, watch []identity.PublicKey, in *inbox) *Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Connect(ctx, ClientConfig{
+		URL: url, Key: key, Watch: watch,
+		OnRegistered: func(r Registration) { in.regs <- r },
+		OnPresence:   func(p identity.PublicKey, on bool) { in.presence <- [2]any{p, on} },
+		OnMessage:    func(from identity.PublicKey, b []byte) { in.msgs <- [2]any{from, string(b)} },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func waitFor[T any](t *testing.T, ch chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(5 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+	var zero T
+	return zero
+}
+
+func waitPresence(t *testing.T, in *inbox, peer identity.PublicKey, online bool) {
+	t.Helper()
+	for i := 0; i < 10; i++ {
+		p := waitFor(t, in.presence, "presence")
+		if p[0].(identity.PublicKey) == peer && p[1].(bool) == online {
+			return
+		}
+	}
+	t.Fatalf("no presence %v for peer", online)
+}
+
+func TestExchangeAndPresence(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", ServerConfig{STUNPort: 3478})
+	ka, kb := newKey(t), newKey(t)
+	ina, inb := newInbox(), newInbox()
+	a := connect(t, s.url(), ka, []identity.PublicKey{kb.PublicKey()}, ina)
+	reg := waitFor(t, ina.regs, "registration")
+	if len(reg.ICEServers) != 1 || reg.ICEServers[0] != "stun:127.0.0.1:3478" {
+		t.Fatalf("ICE servers %v", reg.ICEServers)
+	}
+	waitPresence(t, ina, kb.PublicKey(), false)
+	b := connect(t, s.url(), kb, []identity.PublicKey{ka.PublicKey()}, inb)
+	waitPresence(t, ina, kb.PublicKey(), true)
+	waitPresence(t, inb, ka.PublicKey(), true)
+
+	ctx := context.Background()
+	if err := a.Send(ctx, kb.PublicKey(), []byte("offer from a")); err != nil {
+		t.Fatal(err)
+	}
+	m := waitFor(t, inb.msgs, "message")
+	if m[0].(identity.PublicKey) != ka.PublicKey() || m[1].(string) != "offer from a" {
+		t.Fatalf("got %v", m)
+	}
+	if err := b.Send(ctx, ka.PublicKey(), []byte("answer from b")); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitFor(t, ina.msgs, "reply"); m[1].(string) != "answer from b" {
+		t.Fatalf("got %v", m)
+	}
+	b.Close()
+	waitPresence(t, ina, kb.PublicKey(), false)
+	if !a.Connected() {
+		t.Fatal("a not connected")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal("second Close", err)
+	}
+}
+
+func TestSealing(t *testing.T) {
+	ka, kb, kc := newKey(t), newKey(t), newKey(t)
+	sa, sb, sc := newSealer(ka), newSealer(kb), newSealer(kc)
+	now := time.Now()
+	secret := []byte("ufrag=abcd pwd=supersecretsupersecret")
+	sealed := sa.seal(kb.PublicKey(), secret, now)
+	if bytes.Contains(sealed, secret) {
+		t.Fatal("plaintext visible in sealed message")
+	}
+	got, err := sb.open(ka.PublicKey(), sealed, now)
+	if err != nil || !bytes.Equal(got, secret) {
+		t.Fatalf("open: %q %v", got, err)
+	}
+	if _, err := sb.open(ka.PublicKey(), sealed, now); !errors.Is(err, errReplay) {
+		t.Fatalf("replay accepted: %v", err)
+	}
+	// The server (or C) cannot read it, nor pass it off as from C.
+	if _, err := sc.open(ka.PublicKey(), sealed, now); err == nil {
+		t.Fatal("third party opened the message")
+	}
+	if _, err := sb.open(kc.PublicKey(), sa.seal(kb.PublicKey(), secret, now), now); err == nil {
+		t.Fatal("forged sender accepted")
+	}
+	tampered := sa.seal(kb.PublicKey(), secret, now)
+	tampered[len(tampered)-1] ^= 1
+	if _, err := sb.open(ka.PublicKey(), tampered, now); err == nil {
+		t.Fatal("tampered message accepted")
+	}
+	old := sa.seal(kb.PublicKey(), secret, now.Add(-time.Hour))
+	if _, err := sb.open(ka.PublicKey(), old, now); !errors.Is(err, errReplay) {
+		t.Fatalf("stale message accepted: %v", err)
+	}
+	if _, err := sb.open(ka.PublicKey(), []byte("short"), now); err == nil {
+		t.Fatal("short message accepted")
+	}
+}
+
+func TestRegistrationNeedsTheKey(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", ServerConfig{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	conn, _, err := websocket.Dial(ctx, strings.Replace(s.url(), "http", "ws", 1)+"/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseNow()
+	f, err := readFrame(ctx, conn)
+	if err != nil || f.Type != typeChallenge {
+		t.Fatalf("challenge: %+v %v", f, err)
+	}
+	// Claim someone else's ID, prove with our own key.
+	victim, mine := newKey(t), newKey(t)
+	sk, nonce := [32]byte(f.ServerKey), [24]byte(f.Nonce)
+	reg := frame{Type: typeRegister, ID: victim.PublicKey().String(), Proof: prove(mine, &sk, &nonce)}
+	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(reg)); err != nil {
+		t.Fatal(err)
+	}
+	f, err = readFrame(ctx, conn)
+	if err != nil || f.Type != typeError || f.Code != codeAuth {
+		t.Fatalf("want auth error, got %+v %v", f, err)
+	}
+	if s.srv.Online() != 0 {
+		t.Fatal("impostor registered")
+	}
+}
+
+func TestLimits(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", ServerConfig{MaxFrameBytes: 1024, MaxPeersPerIP: 2})
+	k := newKey(t)
+	in := newInbox()
+	c := connect(t, s.url(), k, nil, in)
+	// An oversized frame closes that connection; the client reconnects.
+	big := make([]byte, 4096)
+	if err := c.Send(context.Background(), newKey(t).PublicKey(), big); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, in.regs, "first registration")
+	waitFor(t, in.regs, "re-registration after the oversized frame")
+
+	// A third connection from one address is refused.
+	connect(t, s.url(), newKey(t), nil, newInbox())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := Connect(ctx, ClientConfig{URL: s.url(), Key: newKey(t)})
+	if err == nil || !strings.Contains(err.Error(), "429") {
+		t.Fatalf("third connection from one IP: %v", err)
+	}
+}
+
+func TestBadFramesGetErrors(t *testing.T) {
+	for _, in := range []string{"", "{", `{"v":2,"type":"send"}`, `{"v":1,"type":"nope"}`, `{"v":1,"type":"send","to":"x"}`, `{"v":1,"type":"watch","ids":["bad"]}`} {
+		if f, err := decodeFrame([]byte(in)); err == nil && f.Type != typeWatch {
+			t.Errorf("decodeFrame(%q) accepted", in)
+		}
+	}
+}
+
+func TestReconnectAfterServerRestart(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", ServerConfig{})
+	addr := s.ln.Addr().String()
+	ka, kb := newKey(t), newKey(t)
+	ina, inb := newInbox(), newInbox()
+	a := connect(t, s.url(), ka, nil, ina)
+	connect(t, s.url(), kb, nil, inb)
+	waitFor(t, ina.regs, "registration")
+	s.stop()
+	deadline := time.Now().Add(5 * time.Second)
+	for a.Connected() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a.Connected() {
+		t.Fatal("client did not notice the server went away")
+	}
+	if err := a.Send(context.Background(), kb.PublicKey(), []byte("x")); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("send while down: %v", err)
+	}
+	startServer(t, addr, ServerConfig{})
+	waitFor(t, ina.regs, "re-registration")
+	waitFor(t, inb.regs, "first registration of b")
+	waitFor(t, inb.regs, "re-registration of b")
+	if err := a.Send(context.Background(), kb.PublicKey(), []byte("after restart")); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitFor(t, inb.msgs, "message after restart"); m[1].(string) != "after restart" {
+		t.Fatalf("got %v", m)
+	}
+}
+
+func TestConnectUnreachable(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := Connect(ctx, ClientConfig{URL: "http://" + addr, Key: newKey(t)})
+	if err == nil || !strings.Contains(err.Error(), "rendezvous unreachable at ws://"+addr) || !strings.Contains(err.Error(), "punchd rendezvous") {
+		t.Fatalf("want actionable error, got %v", err)
+	}
+	for _, bad := range []string{"ftp://x", "http://", "::"} {
+		if _, err := wsURL(bad); err == nil {
+			t.Errorf("wsURL(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzDecodeFrame(f *testing.F) {
+	f.Add([]byte(`{"v":1,"type":"send","to":"x","payload":"AAAA"}`))
+	f.Add([]byte(`{"v":1,"type":"challenge"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := decodeFrame(b)
+		if err != nil {
+			return
+		}
+		if _, err := decodeFrame(encodeFrame(fr)); err != nil {
+			t.Fatalf("accepted frame does not round-trip: %v", err)
+		}
+	})
+}
+
+func FuzzOpen(f *testing.F) {
+	ka, kb := newKey(f), newKey(f)
+	sa := newSealer(ka)
+	f.Add(sa.seal(kb.PublicKey(), []byte("hi"), time.Now()))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = newSealer(kb).open(ka.PublicKey(), b, time.Now())
+	})
+}
