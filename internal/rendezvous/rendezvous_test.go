@@ -32,7 +32,6 @@ type testServer struct {
 	ln   net.Listener
 }
 
-
 func startServer(t *testing.T, addr string, cfg ServerConfig) *testServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
