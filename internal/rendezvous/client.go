@@ -78,6 +78,7 @@ func Connect(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	// ctx bounds only the first connection; the client lives until Close.
 	runCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	c.cancel = stop
+	c.conn.Store(conn) // Send works as soon as Connect returns
 	go func() {
 		defer close(c.done)
 		c.run(runCtx, conn, reg)
