@@ -153,6 +153,9 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &serverClient{id: id, conn: conn, out: make(chan []byte, s.cfg.QueuePerPeer), watches: map[identity.PublicKey]struct{}{}, cancel: cancel}
+	// "registered" must be the first frame the client sees: once register
+	// makes c visible, other peers' messages may be queued for it.
+	c.enqueue(s, encodeFrame(frame{Type: typeRegistered, ICEServers: s.iceServers(r)}))
 	if !s.register(c) {
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
 		return
@@ -165,7 +168,6 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		defer s.wg.Done()
 		s.writeLoop(ctx, c)
 	}()
-	c.enqueue(s, encodeFrame(frame{Type: typeRegistered, ICEServers: s.iceServers(r)}))
 	s.readLoop(ctx, c)
 }
 
