@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -120,6 +121,41 @@ func TestUpErrors(t *testing.T) {
 				t.Fatalf("punch0 left behind after a failed start")
 			}
 		})
+	}
+}
+
+// Without CAP_NET_ADMIN `punchd up` must say so, not fail obscurely.
+func TestUpWithoutPrivilege(t *testing.T) {
+	lab.RequireRoot(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("setpriv (util-linux) not installed")
+	}
+	// Not t.TempDir: its parent is 0700, closed to the unprivileged user.
+	state, err := os.MkdirTemp("", "punchd-unpriv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(state) })
+	if err := os.Chmod(state, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := lab.New(ctx, lab.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	h, err := l.AddHost("a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := h.Command(ctx, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+		punchdBinary, "up", "--rendezvous", "http://198.18.0.250:8478", "--peer", idFor(t, t.TempDir()),
+		"--state-dir", state).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "needs root or CAP_NET_ADMIN") {
+		t.Fatalf("unprivileged punchd up: want the CAP_NET_ADMIN hint, got %v:\n%s", err, out)
 	}
 }
 
