@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+	"net/netip"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -11,7 +13,7 @@ import (
 func newRendezvousCommand() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rendezvous",
-		Short: "Run the meeting point: signaling (WebSocket) and STUN in one process",
+		Short: "Run the meeting point: signaling (WebSocket), STUN and TURN in one process",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := loadSettings(cmd)
@@ -22,20 +24,43 @@ func newRendezvousCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return daemon.RunRendezvous(cmd.Context(), daemon.RendezvousConfig{
-				Listen:     s.str("listen"),
-				STUNListen: s.str("stun-listen"),
-				TLSCert:    s.str("tls-cert"),
-				TLSKey:     s.str("tls-key"),
-				Logger:     log,
-			})
+			cfg := daemon.RendezvousConfig{
+				Listen:        s.str("listen"),
+				STUNListen:    s.str("stun-listen"),
+				TLSCert:       s.str("tls-cert"),
+				TLSKey:        s.str("tls-key"),
+				NoTURN:        s.v.GetBool("no-turn"),
+				TURNSecret:    s.str("turn-secret"),
+				TURNTCPListen: s.str("turn-tcp-listen"),
+				TURNTLSListen: s.str("turn-tls-listen"),
+				Logger:        log,
+			}
+			if ip := s.str("relay-ip"); ip != "" {
+				if cfg.RelayIP, err = netip.ParseAddr(ip); err != nil {
+					return fmt.Errorf("bad --relay-ip %q: %w", ip, err)
+				}
+			}
+			for _, p := range s.list("turn-allow-peers") {
+				pfx, err := netip.ParsePrefix(p)
+				if err != nil {
+					return fmt.Errorf("bad --turn-allow-peers %q: %w (e.g. 127.0.0.0/8)", p, err)
+				}
+				cfg.AllowPeers = append(cfg.AllowPeers, pfx)
+			}
+			return daemon.RunRendezvous(cmd.Context(), cfg)
 		},
 	}
 	fs := cmd.Flags()
 	addCommonFlags(fs)
 	fs.String("listen", ":8478", "signaling listen address (HTTP/WebSocket), host:port")
 	fs.String("stun-listen", ":3478", "STUN listen address (UDP), host:port; empty disables STUN")
-	fs.String("tls-cert", "", "TLS certificate file: serve https/wss instead of http/ws")
+	fs.String("tls-cert", "", "TLS certificate file: serve https/wss instead of http/ws, and TURN over TLS")
 	fs.String("tls-key", "", "TLS private key file")
+	fs.Bool("no-turn", false, "do not run the TURN relay (STUN only)")
+	fs.String("turn-secret", "", "TURN shared secret (coturn REST format); default: random per start")
+	fs.String("turn-tcp-listen", "", "TURN over TCP listen address (default: the --stun-listen address over TCP)")
+	fs.String("turn-tls-listen", "", "TURN over TLS listen address (default :5349 when --tls-cert is given; :443 passes most firewalls)")
+	fs.String("relay-ip", "", "address relays are announced at (default: the --stun-listen IP, else the default route's source)")
+	fs.StringSlice("turn-allow-peers", nil, "ranges relays may reach although loopback/link-local/own (labs only)")
 	return cmd
 }

@@ -30,6 +30,10 @@ func newUpCommand() *cobra.Command {
 		"overlay prefixes (one IPv4 and/or one IPv6); addresses inside are derived from the keys")
 	fs.Uint16("listen-port", 0, "UDP port of the tunnel socket (0: any free port)")
 	fs.Int("mtu", 1420, "tunnel MTU")
+	fs.StringArray("turn", nil, "extra TURN server (turn:HOST:PORT[?transport=tcp], turns:HOST:PORT), e.g. a coturn; repeatable")
+	fs.String("turn-secret", "", "shared secret of the --turn servers (coturn use-auth-secret)")
+	fs.String("turn-user", "", "user name for the --turn servers (instead of --turn-secret)")
+	fs.String("turn-password", "", "password for the --turn servers")
 	return cmd
 }
 
@@ -58,6 +62,14 @@ func runUp(cmd *cobra.Command, _ []string) error {
 	if mtu < 1280 || mtu > 65535 {
 		return fmt.Errorf("bad --mtu %d: use 1280..65535 (1420 suits most links)", mtu)
 	}
+	var turns []daemon.ExternalTURN
+	for _, u := range s.list("turn") {
+		t := daemon.ExternalTURN{URL: u, Secret: s.str("turn-secret"), Username: s.str("turn-user"), Password: s.str("turn-password")}
+		if err := t.Validate(); err != nil {
+			return err
+		}
+		turns = append(turns, t)
+	}
 	key, created, err := identity.LoadOrCreate(s.stateDir())
 	if err != nil {
 		return err
@@ -74,6 +86,7 @@ func runUp(cmd *cobra.Command, _ []string) error {
 		RendezvousURL:   url,
 		Peers:           peers,
 		ControlSocket:   s.controlSocket(),
+		TURN:            turns,
 		Logger:          log,
 	})
 }

@@ -29,11 +29,13 @@ type Self struct {
 
 // PeerStatus describes one configured peer.
 type PeerStatus struct {
-	ID          string `json:"id"`
-	Alias       string `json:"alias,omitempty"`
-	State       string `json:"state"`
-	Path        string `json:"path"` // "direct", "relay" or "none"
-	Reason      string `json:"reason,omitempty"`
+	ID     string `json:"id"`
+	Alias  string `json:"alias,omitempty"`
+	State  string `json:"state"`
+	Path   string `json:"path"` // "direct", "relay" or "none"
+	Reason string `json:"reason,omitempty"`
+	// Relay is the TURN relay address carrying the path, when relayed.
+	Relay       string `json:"relay,omitempty"`
 	OverlayIPv4 string `json:"overlay_ipv4,omitempty"`
 	OverlayIPv6 string `json:"overlay_ipv6,omitempty"`
 

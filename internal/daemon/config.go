@@ -5,8 +5,15 @@
 package daemon
 
 import (
+	"strings"
+	"time"
+
+	"github.com/pion/stun/v4"
+
 	"errors"
 	"fmt"
+	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/rendezvous"
 	"log/slog"
 	"net/netip"
 
@@ -30,7 +37,42 @@ type Config struct {
 	RendezvousURL   string
 	Peers           []Peer
 	ControlSocket   string
-	Logger          *slog.Logger
+	// TURN lists relays besides the rendezvous' own (e.g. a coturn).
+	TURN   []ExternalTURN
+	Logger *slog.Logger
+}
+
+// ExternalTURN is a TURN server given with --turn: either a shared secret
+// (coturn's use-auth-secret; credentials are made per attempt) or a fixed
+// user and password.
+type ExternalTURN struct {
+	URL      string // turn:host:port[?transport=tcp] or turns:host:port
+	Secret   string
+	Username string
+	Password string
+}
+
+// turnCredentialTTL is how long credentials made from a secret live;
+// they are made fresh for every ICE attempt.
+const turnCredentialTTL = 24 * time.Hour
+
+func (t ExternalTURN) server(self identity.PublicKey) (nat.ICEServer, error) {
+	if t.Secret == "" {
+		return nat.ICEServer{URL: t.URL, Username: t.Username, Credential: t.Password}, nil
+	}
+	user, pass, err := rendezvous.TURNCredentials(t.Secret, self.String(), turnCredentialTTL)
+	return nat.ICEServer{URL: t.URL, Username: user, Credential: pass}, err
+}
+
+// Validate checks what can be checked before starting.
+func (t ExternalTURN) Validate() error {
+	if _, err := stun.ParseURI(t.URL); err != nil || !strings.HasPrefix(t.URL, "turn") {
+		return fmt.Errorf("bad --turn %q: want turn:HOST:PORT[?transport=tcp] or turns:HOST:PORT", t.URL)
+	}
+	if t.Secret == "" && (t.Username == "" || t.Password == "") {
+		return fmt.Errorf("--turn %s needs --turn-secret, or --turn-user and --turn-password", t.URL)
+	}
+	return nil
 }
 
 // overlayPlan is the addresses every participant gets, derived from keys.

@@ -159,7 +159,7 @@ type daemon struct {
 	peers   map[identity.PublicKey]*peerState // fixed after start: read without locks
 
 	rv      atomic.Pointer[rendezvous.Client]
-	servers atomic.Pointer[[]string]
+	servers atomic.Pointer[[]nat.ICEServer]
 }
 
 func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []byte) error {
@@ -171,16 +171,32 @@ func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []by
 }
 
 func (d *daemon) onRegistered(r rendezvous.Registration) {
-	servers := append([]string(nil), r.ICEServers...)
+	servers := make([]nat.ICEServer, 0, len(r.ICEServers))
+	urls := make([]string, 0, len(r.ICEServers))
+	for _, s := range r.ICEServers {
+		servers = append(servers, nat.ICEServer{URL: s.URL, Username: s.Username, Credential: s.Credential})
+		urls = append(urls, s.URL)
+	}
 	d.servers.Store(&servers)
-	d.log.Info("registered at rendezvous", "ice_servers", servers)
+	d.log.Info("registered at rendezvous", "ice_servers", urls)
 }
 
-func (d *daemon) currentICEServers() []string {
+// currentICEServers is the rendezvous' STUN/TURN servers followed by the
+// external TURN servers given with --turn, with fresh credentials.
+func (d *daemon) currentICEServers() []nat.ICEServer {
+	var out []nat.ICEServer
 	if p := d.servers.Load(); p != nil {
-		return *p
+		out = append(out, *p...)
 	}
-	return nil
+	for _, t := range d.cfg.TURN {
+		s, err := t.server(d.self)
+		if err != nil {
+			d.log.Warn("external TURN server skipped", "url", t.URL, "err", err)
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 func (d *daemon) onPresence(peer identity.PublicKey, online bool) {
@@ -214,11 +230,7 @@ func (d *daemon) onPath(key identity.PublicKey, path nat.Path) {
 		if ps.connectedAt.IsZero() {
 			ps.connectedAt = time.Now()
 		}
-		kind := "direct"
-		if path.Relay != nil {
-			kind = "relay"
-		}
-		ps.log.Info("path selected", "path", kind,
+		ps.log.Info("path selected", "path", pathKind(path),
 			"local", path.Local.Type+" "+path.Local.Addr.String(),
 			"remote", path.Remote.Type+" "+path.Remote.Addr.String(),
 			"after", time.Since(d.started).Round(time.Millisecond))

@@ -2,11 +2,15 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -19,9 +23,17 @@ import (
 type RendezvousConfig struct {
 	Listen     string // signaling HTTP(S)/WebSocket, host:port
 	STUNListen string // UDP host:port; empty disables the embedded STUN server
-	TLSCert    string // both set: serve wss:// (https://) instead of ws://
+	TLSCert    string // both set: serve wss:// (https://) and TURN over TLS
 	TLSKey     string
-	Logger     *slog.Logger
+	// TURN relay: on unless NoTURN. Secret: shared with an external coturn
+	// if wanted; random per process otherwise (only we hand out creds).
+	NoTURN        bool
+	TURNSecret    string
+	TURNTCPListen string // default: the STUN port over TCP
+	TURNTLSListen string // default :5349 when a certificate is given
+	RelayIP       netip.Addr
+	AllowPeers    []netip.Prefix
+	Logger        *slog.Logger
 	// Ready, when set, is called once every listener is open, with the
 	// signaling address actually bound (useful with port 0 in tests).
 	Ready func(signal net.Addr)
@@ -36,22 +48,57 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("TLS needs both --tls-cert and --tls-key")
 	}
+	var tlsConfig *tls.Config
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("load TLS certificate %s / key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
+		}
+		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
 	stunPort := 0
+	var turnCfg *rendezvous.TURNConfig
 	if cfg.STUNListen != "" {
-		stun, err := nat.ListenServer(nat.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun")})
+		scfg := nat.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn")}
+		if !cfg.NoTURN {
+			secret := cfg.TURNSecret
+			if secret == "" {
+				secret = rand.Text()
+			}
+			relayIP, err := relayAddress(cfg)
+			if err != nil {
+				return err
+			}
+			scfg.TURNSecret, scfg.RelayIP, scfg.AllowPeers = secret, relayIP, cfg.AllowPeers
+			scfg.TCPListen = cfg.TURNTCPListen
+			if scfg.TCPListen == "" {
+				scfg.TCPListen = cfg.STUNListen
+			}
+			if tlsConfig != nil {
+				scfg.TLSListen, scfg.TLSConfig = cfg.TURNTLSListen, tlsConfig
+				if scfg.TLSListen == "" {
+					scfg.TLSListen = ":5349"
+				}
+			}
+			turnCfg = &rendezvous.TURNConfig{Secret: secret, UDPPort: portOf(scfg.STUNListen), TCPPort: portOf(scfg.TCPListen), TLSPort: portOf(scfg.TLSListen)}
+		}
+		stun, err := nat.ListenServer(scfg)
 		if err != nil {
 			return err
 		}
 		defer stun.Close()
 		if ua, ok := stun.Addr().(*net.UDPAddr); ok {
 			stunPort = ua.Port
+			if turnCfg != nil && turnCfg.UDPPort == 0 {
+				turnCfg.UDPPort = ua.Port
+			}
 		}
-		log.Info("STUN listening", "addr", stun.Addr().String())
 	}
 
 	srv := rendezvous.NewServer(rendezvous.ServerConfig{
 		Logger:   log.With("component", "signaling"),
 		STUNPort: stunPort,
+		TURN:     turnCfg,
 	})
 	defer srv.Close()
 
@@ -66,8 +113,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	errc := make(chan error, 1)
 	scheme := "http"
 	go func() {
-		if cfg.TLSCert != "" {
-			errc <- hs.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey)
+		if tlsConfig != nil {
+			errc <- hs.Serve(tls.NewListener(ln, tlsConfig))
 			return
 		}
 		errc <- hs.Serve(ln)
@@ -94,4 +141,38 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	defer cancel()
 	_ = hs.Shutdown(shutCtx)
 	return nil
+}
+
+// relayAddress is where relays are announced: --relay-ip, else the STUN
+// listen address when it is a specific one, else the source address of the
+// default route.
+func relayAddress(cfg RendezvousConfig) (netip.Addr, error) {
+	if cfg.RelayIP.IsValid() {
+		return cfg.RelayIP, nil
+	}
+	if host, _, err := net.SplitHostPort(cfg.STUNListen); err == nil {
+		if ip, err := netip.ParseAddr(host); err == nil && !ip.IsUnspecified() {
+			return ip, nil
+		}
+	}
+	c, err := net.Dial("udp4", "192.0.2.1:9") // connecting sends nothing
+	if err == nil {
+		defer c.Close()
+		if a := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr(); a.IsValid() && !a.IsUnspecified() {
+			return a.Unmap(), nil
+		}
+	}
+	return netip.Addr{}, errors.New("cannot tell which address relays are reached at: give --relay-ip (the rendezvous host's public address) or --no-turn")
+}
+
+func portOf(hostport string) int {
+	if hostport == "" {
+		return 0
+	}
+	_, p, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(p)
+	return n
 }

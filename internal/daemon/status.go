@@ -40,6 +40,12 @@ func (d *daemon) status() control.Status {
 			out.LocalCandidate = candidate(is.Path.Local)
 			out.RemoteCandidate = candidate(is.Path.Remote)
 		}
+		if out.Path == "relay" {
+			out.Relay = relayAddr(is.Path)
+			if out.Reason == "" {
+				out.Reason = "relayed via " + out.Relay + ": no direct candidate pair answered (a symmetric NAT or a UDP-blocking firewall is in the way); still using the relay"
+			}
+		}
 		if s, ok := stats[p.Key]; ok {
 			out.RxBytes, out.TxBytes = s.RxBytes, s.TxBytes
 			if !s.LastHandshake.IsZero() {
@@ -60,7 +66,9 @@ func (d *daemon) status() control.Status {
 
 func pathKind(p nat.Path) string {
 	switch {
-	case p.Relay != nil:
+	// Either end's relay makes the path relayed: when the peer holds the
+	// allocation we send straight to it, but a relay carries the traffic.
+	case p.Relay != nil, p.Local.Type == "relay", p.Remote.Type == "relay":
 		return "relay"
 	case p.Direct.IsValid():
 		return "direct"
@@ -74,4 +82,12 @@ func candidate(c nat.Candidate) *control.Candidate {
 		return nil
 	}
 	return &control.Candidate{Type: c.Type, Address: c.Addr.String()}
+}
+
+// relayAddr is the relay carrying the path: ours if we hold it, else the peer's.
+func relayAddr(p nat.Path) string {
+	if p.Local.Type == "relay" {
+		return p.Local.Addr.String()
+	}
+	return p.Remote.Addr.String()
 }

@@ -59,13 +59,20 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 		return nil, errors.New("no UDP mux configured (nat.NewUDPMux over the tunnel socket)")
 	}
 	ufrag, pwd := randomCredentials()
+	urls := p.iceURLs()
+	types := []ice.CandidateType{ice.CandidateTypeHost, ice.CandidateTypeServerReflexive}
+	if slices.ContainsFunc(urls, isTURN) {
+		types = append(types, ice.CandidateTypeRelay)
+	}
 	opts := []ice.AgentOption{
 		ice.WithUDPMux(p.cfg.Mux),
 		ice.WithUDPMuxSrflx(p.cfg.Mux),
-		ice.WithUrls(p.iceURLs()),
+		ice.WithUrls(urls),
 		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4}),
-		// Relay joins when the rendezvous hands out TURN credentials.
-		ice.WithCandidateTypes([]ice.CandidateType{ice.CandidateTypeHost, ice.CandidateTypeServerReflexive}),
+		ice.WithCandidateTypes(types),
+		// TURN over TCP and TLS reach a relay when UDP is blocked; the
+		// relayed candidate itself is UDP either way.
+		ice.WithTURNTransportProtocols([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeTCP4}),
 		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),
 		ice.WithCheckInterval(checkInterval),
 		ice.WithKeepaliveInterval(keepaliveInterval),
@@ -121,14 +128,19 @@ func (p *Peer) iceURLs() []*stun.URI {
 	}
 	var urls []*stun.URI
 	for _, s := range p.cfg.ICEServers() {
-		u, err := stun.ParseURI(s)
+		u, err := stun.ParseURI(s.URL)
 		if err != nil {
-			p.log.Warn("ignoring bad ICE server URL from the rendezvous", "url", s, "err", err)
+			p.log.Warn("ignoring bad ICE server URL", "url", s.URL, "err", err)
 			continue
 		}
+		u.Username, u.Password = s.Username, s.Credential
 		urls = append(urls, u)
 	}
 	return urls
+}
+
+func isTURN(u *stun.URI) bool {
+	return u.Scheme == stun.SchemeTypeTURN || u.Scheme == stun.SchemeTypeTURNS
 }
 
 // interfaceAllowed keeps our TUN (a candidate there would route ICE

@@ -53,13 +53,20 @@ type PeerStatus struct {
 	Reason      string    // why not connected, when known
 }
 
+// ICEServer is a STUN or TURN server with its credentials (TURN only).
+type ICEServer struct {
+	URL        string // stun:host:port, turn:host:port?transport=tcp, turns:host:port
+	Username   string
+	Credential string
+}
+
 // PeerConfig wires a Peer to the rest of the daemon.
 type PeerConfig struct {
 	Local, Remote identity.PublicKey
 	Mux           ice.UniversalUDPMux
-	// ICEServers returns the current STUN (later TURN) URLs from the
-	// rendezvous; read at each attempt. May be nil.
-	ICEServers func() []string
+	// ICEServers returns the current STUN/TURN servers (from the
+	// rendezvous and --turn); read at each attempt. May be nil.
+	ICEServers func() []ICEServer
 	// Signal sends a payload to the remote peer through the rendezvous.
 	// Called from one goroutine, in order.
 	Signal func(ctx context.Context, payload []byte) error

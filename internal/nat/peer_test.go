@@ -52,7 +52,7 @@ func (n *testNode) current() *Peer {
 type testPair struct {
 	t          *testing.T
 	a, b       *testNode
-	iceServers []string
+	iceServers []ICEServer
 }
 
 func newTestNode(t *testing.T, name string) *testNode {
@@ -83,7 +83,10 @@ func newTestNode(t *testing.T, name string) *testNode {
 // channel drained by one goroutine, so messages arrive in order, as they
 // do through the rendezvous. Presence is up to the test.
 func newTestPair(t *testing.T, iceServers ...string) *testPair {
-	tp := &testPair{t: t, a: newTestNode(t, "a"), b: newTestNode(t, "b"), iceServers: iceServers}
+	tp := &testPair{t: t, a: newTestNode(t, "a"), b: newTestNode(t, "b")}
+	for _, u := range iceServers {
+		tp.iceServers = append(tp.iceServers, ICEServer{URL: u})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
@@ -126,7 +129,7 @@ func (tp *testPair) start(n *testNode) {
 		Local:      n.key,
 		Remote:     tp.other(n).key,
 		Mux:        n.mux,
-		ICEServers: func() []string { return tp.iceServers },
+		ICEServers: func() []ICEServer { return tp.iceServers },
 		Signal: func(ctx context.Context, b []byte) error {
 			if n.drop.Load() {
 				return nil

@@ -1,65 +1,159 @@
 package nat
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
+	"slices"
 	"sync"
 	"syscall"
 
 	"github.com/pion/turn/v5"
 )
 
-// realm is the STUN/TURN realm; TURN credentials will be bound to it.
+// realm is the STUN/TURN realm; TURN credentials are bound to it.
 const realm = "punchd"
 
-// ServerConfig configures the embedded STUN server. TURN (relay listeners
-// over UDP/TCP/TLS, the shared secret for time-limited credentials, the
-// relay address) will join here as more fields; empty means "not offered".
+// ServerConfig configures the embedded STUN/TURN server. Empty listen
+// addresses mean "not offered".
 type ServerConfig struct {
-	STUNListen string // UDP host:port, e.g. "0.0.0.0:3478"
+	STUNListen string // UDP host:port: STUN, and TURN over UDP when TURNSecret is set
+	// TURNSecret enables TURN with time-limited credentials in coturn's
+	// REST format (username "expiry:id", password base64 HMAC-SHA1 of the
+	// username under this secret), as `use-auth-secret` does.
+	TURNSecret string
+	TCPListen  string // TURN over TCP, host:port (default port 3478)
+	TLSListen  string // TURN over TLS, host:port (default port 5349; 443 reaches through most firewalls)
+	TLSConfig  *tls.Config
+	// RelayIP is the address relays are allocated on and announced with.
+	RelayIP netip.Addr
+	// AllowPeers lists ranges relaying may reach even though they are
+	// loopback, link-local or the server's own (for labs).
+	AllowPeers []netip.Prefix
 	Logger     *slog.Logger
 }
 
-// Server is the STUN server of `punchd rendezvous`. It is a pion/turn
-// server: Binding requests need no credentials, so it answers them, and
-// for now it refuses every allocation.
+// Server is the STUN/TURN server of `punchd rendezvous`, a pion/turn
+// server: Binding requests need no credentials; allocations need the
+// time-limited credentials the rendezvous hands to registered peers.
 type Server struct {
 	conn      net.PacketConn
+	listeners []net.Listener
 	turn      *turn.Server
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// ListenServer binds cfg.STUNListen and starts answering.
+// ListenServer binds the listeners and starts answering.
 func ListenServer(cfg ServerConfig) (*Server, error) {
 	log := orDefault(cfg.Logger)
+	s := &Server{}
+	fail := func(err error) (*Server, error) {
+		if s.conn != nil {
+			_ = s.conn.Close()
+		}
+		for _, l := range s.listeners {
+			_ = l.Close()
+		}
+		return nil, err
+	}
 	conn, err := net.ListenPacket("udp", cfg.STUNListen)
 	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("STUN listen %s: %w; is another punchd rendezvous or coturn running? use --stun-listen", cfg.STUNListen, syscall.EADDRINUSE)
+		return fail(listenError("STUN", "--stun-listen", cfg.STUNListen, err))
+	}
+	s.conn = conn
+
+	turnOn := cfg.TURNSecret != ""
+	auth := rejectAllocations
+	var relay turn.RelayAddressGenerator
+	var perm turn.PermissionHandler
+	if turnOn {
+		if !cfg.RelayIP.IsValid() || cfg.RelayIP.IsUnspecified() {
+			return fail(errors.New("TURN needs the address relays are reached at: give --relay-ip (the rendezvous host's public address)"))
 		}
-		return nil, fmt.Errorf("STUN listen %s: %w (check the --stun-listen address)", cfg.STUNListen, err)
+		auth = turn.LongTermTURNRESTAuthHandler(cfg.TURNSecret, loggerFactory{log}.NewLogger("turn-auth"))
+		relay = newRelayGenerator(cfg.RelayIP)
+		perm = peerFilter(cfg.RelayIP, ownAddrs(), cfg.AllowPeers, log)
+	}
+	pcc := []turn.PacketConnConfig{{PacketConn: conn, RelayAddressGenerator: relay, PermissionHandler: perm}}
+	var lcs []turn.ListenerConfig
+	if turnOn && cfg.TCPListen != "" {
+		ln, err := net.Listen("tcp", cfg.TCPListen)
+		if err != nil {
+			return fail(listenError("TURN over TCP", "--turn-tcp-listen", cfg.TCPListen, err))
+		}
+		s.listeners = append(s.listeners, ln)
+		lcs = append(lcs, turn.ListenerConfig{Listener: ln, RelayAddressGenerator: relay, PermissionHandler: perm})
+	}
+	if turnOn && cfg.TLSListen != "" {
+		if cfg.TLSConfig == nil {
+			return fail(errors.New("TURN over TLS needs a certificate: give --tls-cert and --tls-key"))
+		}
+		ln, err := tls.Listen("tcp", cfg.TLSListen, cfg.TLSConfig)
+		if err != nil {
+			return fail(listenError("TURN over TLS", "--turn-tls-listen", cfg.TLSListen, err))
+		}
+		s.listeners = append(s.listeners, ln)
+		lcs = append(lcs, turn.ListenerConfig{Listener: ln, RelayAddressGenerator: relay, PermissionHandler: perm})
 	}
 	ts, err := turn.NewServer(turn.ServerConfig{
-		Realm:         realm,
-		LoggerFactory: loggerFactory{log},
-		AuthHandler:   rejectAllocations,
-		// No RelayAddressGenerator: this listener answers STUN only.
-		PacketConnConfigs: []turn.PacketConnConfig{{PacketConn: conn}},
+		Realm:             realm,
+		LoggerFactory:     loggerFactory{log},
+		AuthHandler:       auth,
+		PacketConnConfigs: pcc,
+		ListenerConfigs:   lcs,
 	})
 	if err != nil {
-		_ = conn.Close()
-		return nil, fmt.Errorf("start STUN server on %s: %w", cfg.STUNListen, err)
+		return fail(fmt.Errorf("start STUN/TURN server on %s: %w", cfg.STUNListen, err))
 	}
-	log.Info("STUN server listening", "addr", conn.LocalAddr().String())
-	return &Server{conn: conn, turn: ts}, nil
+	s.turn = ts
+	addrs := []any{"udp", conn.LocalAddr().String()}
+	for _, l := range s.listeners {
+		addrs = append(addrs, "stream", l.Addr().String())
+	}
+	log.Info("STUN/TURN server listening", append(addrs, "turn", turnOn, "relay_ip", cfg.RelayIP.String())...)
+	return s, nil
 }
 
-// rejectAllocations is the AuthHandler until TURN credentials exist: pion
-// asks it only for authenticated requests (Allocate and friends), never
-// for Binding, so STUN keeps working and nobody gets a relay.
+func listenError(what, flag, addr string, err error) error {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("%s listen %s: %w; is another punchd rendezvous or coturn running? use %s", what, addr, syscall.EADDRINUSE, flag)
+	}
+	return fmt.Errorf("%s listen %s: %w (check the %s address)", what, addr, err, flag)
+}
+
+// peerFilter keeps a relay from becoming a way into the server's own
+// network: no relaying to loopback, link-local, unspecified or multicast
+// addresses unless a range is allowed (the server's own address is
+// guarded per port by guardedRelay).
+func peerFilter(relayIP netip.Addr, own []netip.Addr, allow []netip.Prefix, log *slog.Logger) turn.PermissionHandler {
+	return func(client net.Addr, peer net.IP) bool {
+		ip, ok := netip.AddrFromSlice(peer)
+		if !ok {
+			return false
+		}
+		ip = ip.Unmap()
+		if slices.ContainsFunc(allow, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+			return true
+		}
+		// The server's own relay address passes here: relay-to-relay is
+		// how two UDP-blocked peers meet. guardedRelay then keeps such
+		// traffic to other relays' ports.
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() ||
+			(ip != relayIP && slices.Contains(own, ip)) {
+			log.Info("TURN permission refused", "client", client.String(), "peer", ip.String())
+			return false
+		}
+		return true
+	}
+}
+
+// rejectAllocations is the AuthHandler without a TURN secret: pion asks
+// it only for authenticated requests (Allocate and friends), never for
+// Binding, so STUN keeps working and nobody gets a relay.
 func rejectAllocations(*turn.RequestAttributes) (string, []byte, bool) {
 	return "", nil, false
 }
@@ -67,9 +161,25 @@ func rejectAllocations(*turn.RequestAttributes) (string, []byte, bool) {
 // Addr is the bound UDP address.
 func (s *Server) Addr() net.Addr { return s.conn.LocalAddr() }
 
-// Close stops the server; idempotent. The turn server closes the socket,
-// which ends its read loop.
+// Close stops the server; idempotent.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() { s.closeErr = s.turn.Close() })
 	return s.closeErr
+}
+
+// ownAddrs lists this host's interface addresses.
+func ownAddrs() []netip.Addr {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		if pn, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(pn.IP); ok {
+				out = append(out, ip.Unmap())
+			}
+		}
+	}
+	return out
 }

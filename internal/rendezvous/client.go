@@ -19,7 +19,7 @@ import (
 
 // Registration is what the server tells a client on (re)registering.
 type Registration struct {
-	ICEServers []string
+	ICEServers []ICEServer
 }
 
 // ClientConfig configures a Client.
@@ -266,6 +266,11 @@ func (c *Client) handle(f frame) {
 		}
 		if c.cfg.OnMessage != nil {
 			c.cfg.OnMessage(from, payload)
+		}
+	case typeRegistered:
+		// A refresh: new TURN credentials before the old ones expire.
+		if c.cfg.OnRegistered != nil {
+			c.cfg.OnRegistered(Registration{ICEServers: f.ICEServers})
 		}
 	case typeError:
 		c.log.Debug("rendezvous error", "code", f.Code, "message", f.Message, "to", f.To)

@@ -49,7 +49,7 @@ type frame struct {
 	ID    string `json:"id,omitempty"`
 	Proof []byte `json:"proof,omitempty"`
 	// registered
-	ICEServers []string `json:"ice_servers,omitempty"`
+	ICEServers []ICEServer `json:"ice_servers,omitempty"`
 	// watch
 	IDs []string `json:"ids,omitempty"`
 	// presence (ID), send (To), recv (From)
@@ -60,6 +60,14 @@ type frame struct {
 	// error
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
+}
+
+// ICEServer is a STUN or TURN server as the rendezvous announces it; TURN
+// entries carry time-limited credentials for the registered peer.
+type ICEServer struct {
+	URL        string `json:"url"`
+	Username   string `json:"username,omitempty"`
+	Credential string `json:"credential,omitempty"`
 }
 
 var errBadFrame = errors.New("bad frame")

@@ -3,9 +3,13 @@ package rendezvous
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha1"
+	"encoding/base64"
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -108,7 +112,7 @@ func TestExchangeAndPresence(t *testing.T) {
 	ina, inb := newInbox(), newInbox()
 	a := connect(t, s.url(), ka, []identity.PublicKey{kb.PublicKey()}, ina)
 	reg := waitFor(t, ina.regs, "registration")
-	if len(reg.ICEServers) != 1 || reg.ICEServers[0] != "stun:127.0.0.1:3478" {
+	if len(reg.ICEServers) != 1 || reg.ICEServers[0].URL != "stun:127.0.0.1:3478" {
 		t.Fatalf("ICE servers %v", reg.ICEServers)
 	}
 	waitPresence(t, ina, kb.PublicKey(), false)
@@ -306,4 +310,35 @@ func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = newSealer(kb).open(ka.PublicKey(), b, time.Now())
 	})
+}
+
+func TestTURNCredentials(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", ServerConfig{STUNPort: 3478, TURN: &TURNConfig{Secret: "s3cret", UDPPort: 3478, TCPPort: 3478, TLSPort: 5349, TTL: time.Hour}})
+	k := newKey(t)
+	in := newInbox()
+	connect(t, s.url(), k, nil, in)
+	reg := waitFor(t, in.regs, "registration")
+	want := []string{"stun:127.0.0.1:3478", "turn:127.0.0.1:3478?transport=udp", "turn:127.0.0.1:3478?transport=tcp", "turns:127.0.0.1:5349?transport=tcp"}
+	if len(reg.ICEServers) != len(want) {
+		t.Fatalf("ICE servers %+v", reg.ICEServers)
+	}
+	for i, w := range want {
+		if reg.ICEServers[i].URL != w {
+			t.Errorf("server %d = %s, want %s", i, reg.ICEServers[i].URL, w)
+		}
+	}
+	turn := reg.ICEServers[1]
+	expiry, id, ok := strings.Cut(turn.Username, ":")
+	if !ok || id != k.PublicKey().String() {
+		t.Fatalf("username %q is not expiry:id", turn.Username)
+	}
+	if exp, err := strconv.ParseInt(expiry, 10, 64); err != nil || time.Until(time.Unix(exp, 0)) > time.Hour || time.Until(time.Unix(exp, 0)) < 50*time.Minute {
+		t.Fatalf("expiry %q not about an hour ahead", expiry)
+	}
+	// The password is what coturn's use-auth-secret computes.
+	mac := hmac.New(sha1.New, []byte("s3cret"))
+	mac.Write([]byte(turn.Username))
+	if turn.Credential != base64.StdEncoding.EncodeToString(mac.Sum(nil)) {
+		t.Fatal("credential is not HMAC-SHA1(secret, username)")
+	}
 }

@@ -25,6 +25,8 @@ type ServerConfig struct {
 	STUNPort int
 	// ICEServers, when set, is announced instead.
 	ICEServers []string
+	// TURN, when set, is announced with per-peer credentials.
+	TURN *TURNConfig
 
 	MaxFrameBytes   int // default 64 KiB
 	QueuePerPeer    int // frames waiting for a slow client; default 256
@@ -34,6 +36,16 @@ type ServerConfig struct {
 	RegisterTimeout time.Duration
 	// PingInterval finds dead connections; default 15 s.
 	PingInterval time.Duration
+}
+
+// TURNConfig describes the TURN relay the rendezvous hands out.
+type TURNConfig struct {
+	Secret  string // shared with the relay (punchd's own, or coturn's static-auth-secret)
+	UDPPort int    // 0: not offered
+	TCPPort int
+	TLSPort int
+	// TTL of the credentials; they are refreshed at half-life. Default 12 h.
+	TTL time.Duration
 }
 
 func (c *ServerConfig) defaults() {
@@ -57,6 +69,9 @@ func (c *ServerConfig) defaults() {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = 15 * time.Second
+	}
+	if c.TURN != nil && c.TURN.TTL <= 0 {
+		c.TURN.TTL = 12 * time.Hour
 	}
 }
 
@@ -84,6 +99,7 @@ type serverClient struct {
 	out     chan []byte
 	watches map[identity.PublicKey]struct{}
 	cancel  context.CancelFunc
+	ice     func() []ICEServer // this client's ICE servers, fresh credentials each call
 }
 
 // NewServer returns a server; mount Handler on an HTTP server.
@@ -152,10 +168,11 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug("registration failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	c := &serverClient{id: id, conn: conn, out: make(chan []byte, s.cfg.QueuePerPeer), watches: map[identity.PublicKey]struct{}{}, cancel: cancel}
+	c := &serverClient{id: id, conn: conn, out: make(chan []byte, s.cfg.QueuePerPeer), watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
+		ice: func() []ICEServer { return s.iceServers(r, id) }}
 	// "registered" must be the first frame the client sees: once register
 	// makes c visible, other peers' messages may be queued for it.
-	c.enqueue(s, encodeFrame(frame{Type: typeRegistered, ICEServers: s.iceServers(r)}))
+	c.enqueue(s, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
 	if !s.register(c) {
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
 		return
@@ -285,8 +302,16 @@ func (c *serverClient) enqueue(s *Server, b []byte) {
 func (s *Server) writeLoop(ctx context.Context, c *serverClient) {
 	ping := time.NewTicker(s.cfg.PingInterval)
 	defer ping.Stop()
+	var refresh <-chan time.Time
+	if s.cfg.TURN != nil {
+		t := time.NewTicker(s.cfg.TURN.TTL / 2)
+		defer t.Stop()
+		refresh = t.C
+	}
 	for {
 		select {
+		case <-refresh:
+			c.enqueue(s, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
 		case <-ctx.Done():
 			c.conn.Close(websocket.StatusGoingAway, "")
 			return
@@ -414,20 +439,38 @@ func remoteIP(r *http.Request) string {
 	return host
 }
 
-// iceServers tells a client where STUN is: the same host it reached us at.
-func (s *Server) iceServers(r *http.Request) []string {
-	if len(s.cfg.ICEServers) > 0 {
-		return s.cfg.ICEServers
-	}
-	if s.cfg.STUNPort <= 0 {
-		return nil
+// iceServers tells a client where STUN and TURN are: the same host it
+// reached us at, with TURN credentials made for its ID.
+func (s *Server) iceServers(r *http.Request, id identity.PublicKey) []ICEServer {
+	var out []ICEServer
+	for _, u := range s.cfg.ICEServers {
+		out = append(out, ICEServer{URL: u})
 	}
 	host := r.Host
 	if h, _, err := net.SplitHostPort(r.Host); err == nil {
 		host = h
 	}
-	if host == "" {
-		return nil
+	if host == "" || len(s.cfg.ICEServers) > 0 {
+		return out
 	}
-	return []string{"stun:" + net.JoinHostPort(host, strconv.Itoa(s.cfg.STUNPort))}
+	hp := func(port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+	if s.cfg.STUNPort > 0 {
+		out = append(out, ICEServer{URL: "stun:" + hp(s.cfg.STUNPort)})
+	}
+	if t := s.cfg.TURN; t != nil {
+		user, pass, err := TURNCredentials(t.Secret, id.String(), t.TTL)
+		if err != nil {
+			s.log.Error("make TURN credentials", "err", err)
+			return out
+		}
+		add := func(port int, url string) {
+			if port > 0 {
+				out = append(out, ICEServer{URL: url, Username: user, Credential: pass})
+			}
+		}
+		add(t.UDPPort, "turn:"+hp(t.UDPPort)+"?transport=udp")
+		add(t.TCPPort, "turn:"+hp(t.TCPPort)+"?transport=tcp")
+		add(t.TLSPort, "turns:"+hp(t.TLSPort)+"?transport=tcp")
+	}
+	return out
 }
