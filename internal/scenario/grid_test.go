@@ -1,0 +1,151 @@
+package scenario
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/punchd/punchd/internal/lab"
+)
+
+// ExpectedPath is the physics of the NAT pair, not a tuning target: a
+// direct path exists unless one side is symmetric and the other filters by
+// port (port-restricted or symmetric), or a side has no UDP at all.
+func ExpectedPath(a, b lab.NATType, sameNAT bool) string {
+	if sameNAT {
+		return "direct" // the LAN between them filters nothing
+	}
+	hard := func(x lab.NATType) bool { return x == lab.NATPortRestricted || x == lab.NATSymmetric }
+	switch {
+	case a == lab.NATUDPBlocked || b == lab.NATUDPBlocked:
+		return "relay"
+	case a == lab.NATSymmetric && hard(b), b == lab.NATSymmetric && hard(a):
+		return "relay"
+	default:
+		return "direct"
+	}
+}
+
+// GridCases is every unordered pair of NAT types plus two hosts behind one NAT.
+func GridCases() []Options {
+	types := lab.AllNATTypes()
+	var out []Options
+	for i, a := range types {
+		for _, b := range types[i:] {
+			out = append(out, Options{NATA: a, NATB: b})
+		}
+	}
+	return append(out, Options{NATA: lab.NATPortRestricted, SameNAT: true})
+}
+
+type gridRow struct {
+	opts          Options
+	path          string
+	local, remote string
+	connect       time.Duration
+	err           error
+}
+
+// TestGrid connects every pair of NAT types and checks the path each takes.
+func TestGrid(t *testing.T) {
+	lab.RequireRoot(t)
+	if testing.Short() {
+		t.Skip("the NAT grid takes a minute; skipped with -short")
+	}
+	var rows []gridRow
+	t.Cleanup(func() { t.Log("\n" + gridTable(rows)) })
+	for _, opts := range GridCases() {
+		t.Run(strings.ReplaceAll(opts.Describe(), " ", "_"), func(t *testing.T) {
+			row := runCell(t, opts)
+			rows = append(rows, row)
+			if row.err != nil {
+				t.Fatal(row.err)
+			}
+			if want := ExpectedPath(opts.NATA, opts.NATB, opts.SameNAT); row.path != want {
+				t.Errorf("%s: path %s (local %s, remote %s), want %s", opts.Describe(), row.path, row.local, row.remote, want)
+			}
+		})
+	}
+}
+
+func runCell(t *testing.T, opts Options) (row gridRow) {
+	row.opts = opts
+	opts.Binary = punchdBinary
+	opts.Dir = t.TempDir()
+	startCtx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	r, err := Start(startCtx, opts)
+	if err != nil {
+		row.err = err
+		return row
+	}
+	defer func() {
+		if err := r.Close(); err != nil && row.err == nil {
+			row.err = err
+		}
+	}()
+	ctx, stop := r.Watch(startCtx)
+	defer stop()
+	fail := func(format string, args ...any) gridRow {
+		row.err = fmt.Errorf(format+"\n%s", append(args, r.Logs())...)
+		return row
+	}
+	pingCtx, cancelPing := context.WithTimeout(ctx, 30*time.Second)
+	at, err := FirstPing(pingCtx, r.A.Host, r.B.Overlay4, 10*time.Millisecond)
+	cancelPing()
+	if err != nil {
+		return fail("A -> B: %v", err)
+	}
+	row.connect = at.Sub(r.Started)
+	xferCtx, cancelXfer := context.WithTimeout(ctx, 60*time.Second)
+	_, err = Transfer(xferCtx, r.A.Host, r.B.Host, r.B.Overlay4, 4<<20)
+	cancelXfer()
+	if err != nil {
+		return fail("4 MB over TCP through the tunnel: %v", err)
+	}
+	st, err := r.Status(ctx, r.A)
+	if err != nil || len(st.Peers) != 1 {
+		return fail("status on A: %v", err)
+	}
+	p := st.Peers[0]
+	row.path = p.Path
+	if p.LocalCandidate != nil {
+		row.local = p.LocalCandidate.Type
+	}
+	if p.RemoteCandidate != nil {
+		row.remote = p.RemoteCandidate.Type
+	}
+	if p.Path == "relay" && (p.Relay == "" || p.Reason == "") {
+		return fail("relayed path without relay address or reason: %+v", p)
+	}
+	stop()
+	for _, n := range []*Node{r.A, r.B} {
+		if err := r.Stop(n, 10*time.Second); err != nil {
+			return fail("clean shutdown: %v", err)
+		}
+	}
+	return row
+}
+
+func gridTable(rows []gridRow) string {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAT A\tNAT B\tPATH\tEXPECTED\tLOCAL\tREMOTE\tFIRST PING")
+	for _, r := range rows {
+		natB := string(r.opts.NATB)
+		if r.opts.SameNAT {
+			natB = "(same NAT)"
+		}
+		res := r.connect.Round(time.Millisecond).String()
+		if r.err != nil {
+			res = "FAILED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.opts.NATA, natB, r.path,
+			ExpectedPath(r.opts.NATA, r.opts.NATB, r.opts.SameNAT), r.local, r.remote, res)
+	}
+	tw.Flush()
+	return b.String()
+}
