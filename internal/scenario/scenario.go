@@ -34,7 +34,14 @@ type Options struct {
 	SameNAT bool
 	// Dir holds state dirs and logs; a temp dir when empty.
 	Dir string
+	// Relay chooses the TURN relay: "" (the rendezvous' own, over UDP
+	// and TCP), "tls" (the rendezvous' own, TCP relay unreachable so only
+	// TLS is left), "coturn" (Debian's coturn with use-auth-secret on a
+	// second address of the rendezvous host; the rendezvous' own is off).
+	Relay string
 }
+
+const coturnSecret = "lab-coturn-secret"
 
 // Node is one punchd host in the lab.
 type Node struct {
@@ -49,6 +56,14 @@ type Node struct {
 	exitErr  error
 }
 
+// RelayIP is where the relay runs: coturn's address in "coturn" runs.
+func (r *Run) RelayIP() netip.Addr {
+	if r.opts.Relay == "coturn" {
+		return r.R.Extra[0]
+	}
+	return r.R.Addr
+}
+
 // Run is a lab with a rendezvous and two daemons in it.
 type Run struct {
 	opts    Options
@@ -58,6 +73,10 @@ type Run struct {
 	rvCmd   *exec.Cmd
 	rvLog   string
 	rvURL   string
+	rvArgs  []string
+	upArgs  []string
+	env     []string
+	coturn  *exec.Cmd
 	Started time.Time // when both daemons had been started
 
 	closeOnce sync.Once
@@ -92,7 +111,10 @@ func Start(ctx context.Context, opts Options) (_ *Run, err error) {
 			r.Close()
 		}
 	}()
-	if r.R, err = l.AddPublicHost("r", 0); err != nil {
+	if r.R, err = l.AddPublicHost("r", 1); err != nil {
+		return nil, err
+	}
+	if err := r.setupRelay(ctx); err != nil {
 		return nil, err
 	}
 	hostA, hostB, err := r.addHosts()
@@ -150,10 +172,10 @@ func (r *Run) startRendezvous(ctx context.Context) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := r.R.Command(context.Background(), r.opts.Binary, "rendezvous",
+	cmd := r.R.Command(context.Background(), r.opts.Binary, append([]string{"rendezvous",
 		"--listen", net.JoinHostPort(r.R.Addr.String(), signalPort),
 		"--stun-listen", net.JoinHostPort(r.R.Addr.String(), stunPort),
-		"--log-level", "debug")
+		"--log-level", "debug"}, r.rvArgs...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// No Pdeathsig: it fires when the forking *thread* exits, and Host.Do
 	// ends threads. Close (and the lab's namespace deletion) stop these.
@@ -161,7 +183,11 @@ func (r *Run) startRendezvous(ctx context.Context) error {
 		return fmt.Errorf("start rendezvous: %w", err)
 	}
 	r.rvCmd = cmd
-	r.rvURL = "http://" + net.JoinHostPort(r.R.Addr.String(), signalPort)
+	scheme := "http://"
+	if r.opts.Relay == "tls" {
+		scheme = "https://"
+	}
+	r.rvURL = scheme + net.JoinHostPort(r.R.Addr.String(), signalPort)
 	// Wait for the health endpoint; bounded by count and time.
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; i < 500 && time.Now().Before(deadline); i++ {
@@ -211,12 +237,13 @@ func (r *Run) startDaemon(n, peer *Node) error {
 		return err
 	}
 	defer logf.Close()
-	cmd := n.Host.Command(context.Background(), r.opts.Binary, "up",
+	cmd := n.Host.Command(context.Background(), r.opts.Binary, append([]string{"up",
 		"--rendezvous", r.rvURL,
 		"--peer", peer.ID.String(),
 		"--state-dir", n.StateDir,
-		"--log-level", "debug")
+		"--log-level", "debug"}, r.upArgs...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), r.env...)
 	// No Pdeathsig: it fires when the forking *thread* exits, and Host.Do
 	// ends threads. Close (and the lab's namespace deletion) stop these.
 	if err := cmd.Start(); err != nil {
@@ -331,6 +358,10 @@ func (r *Run) Close() error {
 				_ = r.rvCmd.Process.Kill()
 				<-done
 			}
+		}
+		if r.coturn != nil {
+			_ = r.coturn.Process.Kill()
+			_ = r.coturn.Wait()
 		}
 		if r.Lab != nil {
 			errs = append(errs, r.Lab.Close())

@@ -1,0 +1,68 @@
+package scenario
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/punchd/punchd/internal/lab"
+)
+
+// Relays other than the default: Debian's coturn as an external relay with
+// use-auth-secret (interop), and punchd's own relay over TLS when UDP is
+// blocked and TURN over TCP is out of reach.
+func TestRelayVariants(t *testing.T) {
+	lab.RequireRoot(t)
+	tests := []struct {
+		name string
+		opts Options
+		// host whose own relay must carry the path (A or B)
+		relayOnA bool
+	}{
+		{"coturn", Options{NATA: lab.NATSymmetric, NATB: lab.NATSymmetric, Relay: "coturn"}, false},
+		{"tls", Options{NATA: lab.NATUDPBlocked, NATB: lab.NATPortRestricted, Relay: "tls"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.opts.Relay == "coturn" {
+				if _, err := exec.LookPath("turnserver"); err != nil {
+					t.Skip("coturn not installed (sudo make test installs it)")
+				}
+			}
+			opts := tt.opts
+			opts.Binary, opts.Dir = punchdBinary, t.TempDir()
+			startCtx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			r, err := Start(startCtx, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+			ctx, stop := r.Watch(startCtx)
+			defer stop()
+			pingCtx, cancelPing := context.WithTimeout(ctx, 30*time.Second)
+			at, err := FirstPing(pingCtx, r.A.Host, r.B.Overlay4, 10*time.Millisecond)
+			cancelPing()
+			if err != nil {
+				t.Fatalf("no ping through the %s relay: %v\n%s", tt.name, err, r.Logs())
+			}
+			t.Logf("%s: first ping after %s", tt.name, at.Sub(r.Started).Round(time.Millisecond))
+			if _, err := Transfer(ctx, r.A.Host, r.B.Host, r.B.Overlay4, 4<<20); err != nil {
+				t.Fatalf("transfer: %v\n%s", err, r.Logs())
+			}
+			st, err := r.Status(ctx, r.A)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := st.Peers[0]
+			if p.Path != "relay" || !strings.HasPrefix(p.Relay, r.RelayIP().String()+":") {
+				t.Fatalf("A: path %s via %q, want relay via %s (%+v)", p.Path, p.Relay, r.RelayIP(), p)
+			}
+			if tt.relayOnA && (p.LocalCandidate == nil || p.LocalCandidate.Type != "relay") {
+				t.Fatalf("A (UDP blocked) must hold the relay itself, over TLS: local %+v", p.LocalCandidate)
+			}
+		})
+	}
+}
