@@ -130,6 +130,7 @@ func listenError(what, flag, addr string, err error) error {
 // addresses unless a range is allowed (the server's own address is
 // guarded per port by guardedRelay).
 func peerFilter(relayIP netip.Addr, own []netip.Addr, allow []netip.Prefix, log *slog.Logger) turn.PermissionHandler {
+	log = orDefault(log)
 	return func(client net.Addr, peer net.IP) bool {
 		ip, ok := netip.AddrFromSlice(peer)
 		if !ok {
