@@ -31,4 +31,3 @@ func GridCases() []Options {
 	}
 	return append(out, Options{NATA: lab.NATPortRestricted, SameNAT: true})
 }
-
