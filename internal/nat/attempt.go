@@ -25,7 +25,10 @@ const (
 	failedTimeout       = 5 * time.Second
 	// relayAcceptanceWait lets a direct pair win against a relay pair
 	// that happens to answer first.
-	relayAcceptanceWait = 300 * time.Millisecond
+	relayAcceptanceWait = 500 * time.Millisecond
+	// renominationAfter is how long after connecting a better pair may
+	// take over.
+	renominationAfter = 2 * time.Second
 	// stunGatherTimeout bounds srflx gathering; the rendezvous's STUN is
 	// one round trip away.
 	stunGatherTimeout = 3 * time.Second
@@ -82,6 +85,11 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 		ice.WithSrflxAcceptanceMinWait(0),
 		ice.WithPrflxAcceptanceMinWait(0),
 		ice.WithRelayAcceptanceMinWait(relayAcceptanceWait),
+		// If a relay pair still won (a slow direct check on a loaded
+		// host), the controlling side moves to a better pair once one
+		// answers: relay is a fallback, not a dead end.
+		ice.WithRenomination(ice.DefaultNominationValueGenerator()),
+		ice.WithAutomaticRenomination(renominationAfter),
 		ice.WithSTUNGatherTimeout(stunGatherTimeout),
 		ice.WithLocalCredentials(ufrag, pwd),
 		ice.WithInterfaceFilter(p.interfaceAllowed),
