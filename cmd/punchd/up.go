@@ -34,6 +34,7 @@ func newUpCommand() *cobra.Command {
 	fs.String("turn-secret", "", "shared secret of the --turn servers (coturn use-auth-secret)")
 	fs.String("turn-user", "", "user name for the --turn servers (instead of --turn-secret)")
 	fs.String("turn-password", "", "password for the --turn servers")
+	fs.Bool("force-relay", false, "use relay candidates only (testing relays; hides the hosts' addresses from each other)")
 	return cmd
 }
 
@@ -87,6 +88,7 @@ func runUp(cmd *cobra.Command, _ []string) error {
 		Peers:           peers,
 		ControlSocket:   s.controlSocket(),
 		TURN:            turns,
+		ForceRelay:      s.v.GetBool("force-relay"),
 		Logger:          log,
 	})
 }

@@ -38,8 +38,10 @@ type Config struct {
 	Peers           []Peer
 	ControlSocket   string
 	// TURN lists relays besides the rendezvous' own (e.g. a coturn).
-	TURN   []ExternalTURN
-	Logger *slog.Logger
+	TURN []ExternalTURN
+	// ForceRelay uses relay candidates only.
+	ForceRelay bool
+	Logger     *slog.Logger
 }
 
 // ExternalTURN is a TURN server given with --turn: either a shared secret

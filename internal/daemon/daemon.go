@@ -80,6 +80,7 @@ func Run(ctx context.Context, cfg Config) error {
 			OnPath:            func(path nat.Path) { d.onPath(key, path) },
 			OnRelayPacket:     func(pkt []byte) { bind.DeliverRelay(key, pkt) },
 			ExcludeInterfaces: []string{cfg.Interface},
+			RelayOnly:         cfg.ForceRelay,
 			Logger:            plog,
 		})
 		ps.bind = bind

@@ -67,6 +67,9 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if slices.ContainsFunc(urls, isTURN) {
 		types = append(types, ice.CandidateTypeRelay)
 	}
+	if p.cfg.RelayOnly {
+		types = []ice.CandidateType{ice.CandidateTypeRelay}
+	}
 	opts := []ice.AgentOption{
 		ice.WithUDPMux(p.cfg.Mux),
 		ice.WithUDPMuxSrflx(p.cfg.Mux),

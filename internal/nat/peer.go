@@ -79,6 +79,9 @@ type PeerConfig struct {
 	OnRelayPacket func([]byte)
 	// ExcludeInterfaces never yield host candidates (our own TUN).
 	ExcludeInterfaces []string
+	// RelayOnly gathers relay candidates only (`punchd up --force-relay`):
+	// for testing relays, or to keep the peers' addresses from each other.
+	RelayOnly bool
 	// AllowLoopback admits loopback addresses as local and remote
 	// candidates: tests on 127.0.0.1 only.
 	AllowLoopback bool

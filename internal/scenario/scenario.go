@@ -39,6 +39,8 @@ type Options struct {
 	// TLS is left), "coturn" (Debian's coturn with use-auth-secret on a
 	// second address of the rendezvous host; the rendezvous' own is off).
 	Relay string
+	// UpArgs are extra flags for both `punchd up`s (e.g. --force-relay).
+	UpArgs []string
 }
 
 const coturnSecret = "lab-coturn-secret"
@@ -54,6 +56,25 @@ type Node struct {
 	cmd      *exec.Cmd
 	exited   chan struct{}
 	exitErr  error
+}
+
+// PID is the daemon's process id (of `ip netns exec`, which execs punchd).
+func (n *Node) PID() int {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+// RelayPID is the process relaying in relayed runs: coturn or the rendezvous.
+func (r *Run) RelayPID() int {
+	if r.coturn != nil {
+		return r.coturn.Process.Pid
+	}
+	if r.rvCmd != nil && r.rvCmd.Process != nil {
+		return r.rvCmd.Process.Pid
+	}
+	return 0
 }
 
 // RelayIP is where the relay runs: coturn's address in "coturn" runs.
@@ -241,7 +262,7 @@ func (r *Run) startDaemon(n, peer *Node) error {
 		"--rendezvous", r.rvURL,
 		"--peer", peer.ID.String(),
 		"--state-dir", n.StateDir,
-		"--log-level", "debug"}, r.upArgs...)...)
+		"--log-level", "debug"}, append(r.upArgs, r.opts.UpArgs...)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), r.env...)
 	// No Pdeathsig: it fires when the forking *thread* exits, and Host.Do
