@@ -156,7 +156,7 @@ func printBench(rows []*benchRow) {
 	}
 	for _, r := range rows {
 		if r.err != nil {
-			fmt.Fprintf(tw, "%s\t%s\tFAILED: %v\n", r.topo, r.path, r.err)
+			fmt.Fprintf(tw, "%s\t%s\tFAILED: %s\n", r.topo, r.path, strings.Join(strings.Fields(r.err.Error()), " "))
 			continue
 		}
 		g := func(k string) string { return fmt.Sprintf("%.2f", r.res[k].Bps/1e9) }

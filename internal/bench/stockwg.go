@@ -51,7 +51,10 @@ func StartStockWG(ctx context.Context, binary string, a, b *lab.Host, pubA, pubB
 	defer os.RemoveAll(dir)
 	for i, h := range s.hosts {
 		other := 1 - i
-		start := h.Command(ctx, binary, "-f", "wgstock")
+		// Distinct names: wireguard-go's UAPI sockets live in the shared
+		// /var/run/wireguard, whatever the network namespace.
+		ifname := "wgstock" + strconv.Itoa(i)
+		start := h.Command(ctx, binary, "-f", ifname)
 		start.Env = append(os.Environ(), "WG_PROCESS_FOREGROUND=1")
 		if err := start.Start(); err != nil {
 			return nil, fmt.Errorf("start wireguard-go: %w", err)
@@ -59,7 +62,7 @@ func StartStockWG(ctx context.Context, binary string, a, b *lab.Host, pubA, pubB
 		s.pids = append(s.pids, start.Process.Pid)
 		// Wait for the interface; bounded.
 		for j := 0; j < 200; j++ {
-			if h.Command(ctx, "ip", "link", "show", "wgstock").Run() == nil {
+			if h.Command(ctx, "ip", "link", "show", ifname).Run() == nil {
 				break
 			}
 			time.Sleep(10 * time.Millisecond)
@@ -69,11 +72,11 @@ func StartStockWG(ctx context.Context, binary string, a, b *lab.Host, pubA, pubB
 			return nil, err
 		}
 		for _, c := range [][]string{
-			{"wg", "set", "wgstock", "listen-port", strconv.Itoa(stockPort), "private-key", keyFile,
+			{"wg", "set", ifname, "listen-port", strconv.Itoa(stockPort), "private-key", keyFile,
 				"peer", keys[other][1], "endpoint", fmt.Sprintf("%s:%d", pubs[other], stockPort),
 				"allowed-ips", s.Addr[other].String() + "/32", "persistent-keepalive", "1"},
-			{"ip", "addr", "add", s.Addr[i].String() + "/24", "dev", "wgstock"},
-			{"ip", "link", "set", "wgstock", "mtu", "1420", "up"},
+			{"ip", "addr", "add", s.Addr[i].String() + "/24", "dev", ifname},
+			{"ip", "link", "set", ifname, "mtu", "1420", "up"},
 		} {
 			if out, err := h.Command(ctx, c[0], c[1:]...).CombinedOutput(); err != nil {
 				s.Close()

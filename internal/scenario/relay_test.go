@@ -23,6 +23,8 @@ func TestRelayVariants(t *testing.T) {
 	}{
 		{"coturn", Options{NATA: lab.NATSymmetric, NATB: lab.NATSymmetric, Relay: "coturn"}, false},
 		{"tls", Options{NATA: lab.NATUDPBlocked, NATB: lab.NATPortRestricted, Relay: "tls"}, true},
+		// --force-relay relays even where a direct path is trivial.
+		{"forced", Options{NATA: lab.NATNone, NATB: lab.NATNone, UpArgs: []string{"--force-relay"}}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
