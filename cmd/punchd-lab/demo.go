@@ -25,12 +25,14 @@ func newDemoCommand() *cobra.Command {
 			natA, _ := cmd.Flags().GetString("nat-a")
 			natB, _ := cmd.Flags().GetString("nat-b")
 			keep, _ := cmd.Flags().GetBool("keep")
-			opts := scenario.Options{Binary: bin, NATA: lab.NATType(natA), NATB: lab.NATType(natB)}
+			upArgs, _ := cmd.Flags().GetStringArray("up-arg")
+			opts := scenario.Options{Binary: bin, NATA: lab.NATType(natA), NATB: lab.NATType(natB), UpArgs: upArgs}
 			return runDemo(cmd.Context(), opts, keep)
 		},
 	}
 	cmd.Flags().String("nat-a", string(lab.NATPortRestricted), "NAT in front of host A: none, full-cone, restricted, port-restricted, symmetric, udp-blocked")
 	cmd.Flags().String("nat-b", string(lab.NATPortRestricted), "NAT in front of host B")
+	cmd.Flags().StringArray("up-arg", nil, "extra flag for both `punchd up`s (e.g. --up-arg=--force-relay); repeatable")
 	cmd.Flags().Bool("keep", false, "keep the lab running until Ctrl-C (try `ip netns exec …` yourself)")
 	return cmd
 }

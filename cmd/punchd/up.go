@@ -34,6 +34,7 @@ func newUpCommand() *cobra.Command {
 	fs.String("turn-secret", "", "shared secret of the --turn servers (coturn use-auth-secret)")
 	fs.String("turn-user", "", "user name for the --turn servers (instead of --turn-secret)")
 	fs.String("turn-password", "", "password for the --turn servers")
+	fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.Bool("force-relay", false, "use relay candidates only (testing relays; hides the hosts' addresses from each other)")
 	return cmd
 }
@@ -89,6 +90,7 @@ func runUp(cmd *cobra.Command, _ []string) error {
 		ControlSocket:   s.controlSocket(),
 		TURN:            turns,
 		ForceRelay:      s.v.GetBool("force-relay"),
+		DebugListen:     s.str("debug-listen"),
 		Logger:          log,
 	})
 }

@@ -41,7 +41,9 @@ type Config struct {
 	TURN []ExternalTURN
 	// ForceRelay uses relay candidates only.
 	ForceRelay bool
-	Logger     *slog.Logger
+	// DebugListen, when set, serves net/http/pprof there.
+	DebugListen string
+	Logger      *slog.Logger
 }
 
 // ExternalTURN is a TURN server given with --turn: either a shared secret

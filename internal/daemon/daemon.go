@@ -92,6 +92,14 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	if cfg.DebugListen != "" {
+		stopDebug, err := serveDebug(cfg.DebugListen, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
+
 	ctl, err := control.Listen(cfg.ControlSocket, d.status, log.With("component", "control"))
 	if err != nil {
 		return err

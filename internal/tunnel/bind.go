@@ -58,6 +58,7 @@ type Bind struct {
 	relayIn chan relayPacket
 
 	sendPool sync.Pool // *[]ipv4.Message
+	gso      gsoState
 }
 
 type relayPacket struct {
@@ -307,25 +308,56 @@ func (b *Bind) sendTo(bufs [][]byte, dst netip.AddrPort) error {
 	if s == nil {
 		return errNoSocket
 	}
+	addr := &net.UDPAddr{IP: dst.Addr().AsSlice(), Port: int(dst.Port())}
+	if len(bufs) > 1 && b.gso.enabled() {
+		err := b.sendGSO(s, bufs, addr)
+		if err == nil || !isGSOUnsupported(err) {
+			return err
+		}
+		b.log.Info("kernel refuses UDP GSO; sending datagram by datagram", "err", err)
+		b.gso.disable()
+	}
 	msgsp := b.sendPool.Get().(*[]ipv4.Message)
 	defer b.sendPool.Put(msgsp)
 	msgs := *msgsp
-	addr := &net.UDPAddr{IP: dst.Addr().AsSlice(), Port: int(dst.Port())}
 	for len(bufs) > 0 {
 		n := min(len(bufs), len(msgs))
 		for i := 0; i < n; i++ {
 			msgs[i].Buffers[0] = bufs[i]
 			msgs[i].Addr = addr
 		}
-		sent := 0
-		for sent < n {
-			k, err := s.pc.WriteBatch(msgs[sent:n], 0)
-			if err != nil {
-				return err
-			}
-			sent += k
+		if err := writeAll(s, msgs[:n]); err != nil {
+			return err
 		}
 		bufs = bufs[n:]
+	}
+	return nil
+}
+
+func (b *Bind) sendGSO(s *socket, bufs [][]byte, addr *net.UDPAddr) error {
+	g, _ := b.gso.pool.Get().(*gsoBuffers)
+	if g == nil {
+		g = newGSOBuffers()
+	}
+	defer b.gso.pool.Put(g)
+	for len(bufs) > 0 {
+		chunk := bufs[:min(len(bufs), batchSize)]
+		n := coalesce(g, chunk, addr)
+		if err := writeAll(s, g.msgs[:n]); err != nil {
+			return err
+		}
+		bufs = bufs[len(chunk):]
+	}
+	return nil
+}
+
+func writeAll(s *socket, msgs []ipv4.Message) error {
+	for sent := 0; sent < len(msgs); {
+		k, err := s.pc.WriteBatch(msgs[sent:], 0)
+		if err != nil {
+			return err
+		}
+		sent += k
 	}
 	return nil
 }
