@@ -127,7 +127,11 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	}
 	b.sock = s
 	b.stun.setLocal(b.advertiseAddr(s.port))
-	return []conn.ReceiveFunc{b.receiveSocket(s), b.receiveRelay(s)}, s.port, nil
+	recv := b.receiveSocket(s)
+	if enableGRO(udp) {
+		recv = b.receiveGRO(s)
+	}
+	return []conn.ReceiveFunc{recv, b.receiveRelay(s)}, s.port, nil
 }
 
 // setBuffers asks for large socket buffers, forcing past rmem_max when we

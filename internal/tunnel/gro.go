@@ -1,0 +1,150 @@
+package tunnel
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+	"golang.zx2c4.com/wireguard/conn"
+)
+
+// UDP generic receive offload (Linux UDP_GRO): the kernel hands us runs of
+// same-sized datagrams from one source as one buffer plus a segment size,
+// one syscall slot instead of dozens. We read into our own large buffers
+// and cut them into the device's packet slots; what does not fit waits for
+// the next call.
+
+// groMessages is how many coalesced buffers one read fills.
+const groMessages = 8
+
+// groBufSize holds the largest coalesced read (a 64 KiB IP datagram).
+const groBufSize = 65535
+
+type groReader struct {
+	msgs []ipv4.Message
+	bufs [][]byte
+	oobs [][]byte
+	segs []int // segment size per message; 0 when not coalesced
+	n    int   // messages read in the last batch
+	idx  int   // message being handed out
+	off  int   // offset of the next segment in it
+}
+
+func newGROReader() *groReader {
+	g := &groReader{
+		msgs: make([]ipv4.Message, groMessages),
+		bufs: make([][]byte, groMessages),
+		oobs: make([][]byte, groMessages),
+		segs: make([]int, groMessages),
+	}
+	for i := range g.msgs {
+		g.bufs[i] = make([]byte, groBufSize)
+		g.oobs[i] = make([]byte, unix.CmsgSpace(4)*2)
+		g.msgs[i].Buffers = [][]byte{g.bufs[i]}
+		g.msgs[i].OOB = g.oobs[i]
+	}
+	return g
+}
+
+// enableGRO asks the kernel to coalesce; false when it cannot.
+func enableGRO(c *net.UDPConn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	_ = rc.Control(func(fd uintptr) {
+		ok = unix.SetsockoptInt(int(fd), unix.SOL_UDP, unix.UDP_GRO, 1) == nil
+	})
+	return ok
+}
+
+// groSegment finds the UDP_GRO segment size in a control message buffer,
+// without allocating; 0 when there is none.
+func groSegment(oob []byte) int {
+	hdr := unix.CmsgLen(0)
+	for len(oob) >= hdr {
+		h := (*unix.Cmsghdr)(unsafePointer(&oob[0]))
+		l := int(h.Len)
+		if l < hdr || l > len(oob) {
+			return 0
+		}
+		if h.Level == unix.SOL_UDP && h.Type == unix.UDP_GRO && l >= hdr+2 {
+			if l >= hdr+4 {
+				return int(binary.NativeEndian.Uint32(oob[hdr:]))
+			}
+			return int(binary.NativeEndian.Uint16(oob[hdr:]))
+		}
+		oob = oob[unix.CmsgSpace(l-hdr):]
+	}
+	return 0
+}
+
+// receiveGRO is receiveSocket for a socket with UDP_GRO on.
+func (b *Bind) receiveGRO(s *socket) conn.ReceiveFunc {
+	g := newGROReader()
+	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		for {
+			if g.idx >= g.n {
+				for i := range g.msgs {
+					g.msgs[i].OOB = g.oobs[i]
+				}
+				got, err := s.pc.ReadBatch(g.msgs, 0)
+				if err != nil {
+					select {
+					case <-s.closed:
+						return 0, net.ErrClosed
+					default:
+					}
+					return 0, err
+				}
+				g.n, g.idx, g.off = got, 0, 0
+				for i := 0; i < got; i++ {
+					g.segs[i] = groSegment(g.oobs[i][:g.msgs[i].NN])
+				}
+			}
+			byAddr := *b.byAddr.Load()
+			out := 0
+			for g.idx < g.n && out < len(packets) {
+				m := &g.msgs[g.idx]
+				data := g.bufs[g.idx][:m.N]
+				seg := g.segs[g.idx]
+				if seg <= 0 || seg > len(data) {
+					seg = len(data)
+				}
+				ua, _ := m.Addr.(*net.UDPAddr)
+				for g.off < len(data) && out < len(packets) {
+					end := min(g.off+seg, len(data))
+					pkt := data[g.off:end]
+					g.off = end
+					if ua == nil {
+						continue
+					}
+					switch Classify(pkt) {
+					case KindWireGuard:
+						sizes[out] = copy(packets[out], pkt)
+						src := ua.AddrPort()
+						src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+						if e, ok := byAddr[src]; ok {
+							eps[out] = e
+						} else {
+							eps[out] = addrEndpoint{dst: src}
+						}
+						out++
+					case KindSTUN:
+						b.stun.deliver(pkt, ua)
+					}
+				}
+				if g.off >= len(data) {
+					g.idx++
+					g.off = 0
+				}
+			}
+			if out > 0 {
+				return out, nil
+			}
+		}
+	}
+}
