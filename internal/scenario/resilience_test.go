@@ -81,15 +81,7 @@ func TestUpErrors(t *testing.T) {
 	lab.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	l, err := lab.New(ctx, lab.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	h, err := l.AddHost("a", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := loneHost(ctx, t)
 	peerID := idFor(t, t.TempDir())
 	state := t.TempDir()
 	tests := []struct {
@@ -142,15 +134,7 @@ func TestUpWithoutPrivilege(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := lab.New(ctx, lab.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	h, err := l.AddHost("a", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := loneHost(ctx, t)
 	out, err := h.Command(ctx, setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
 		punchdBinary, "up", "--rendezvous", "http://198.18.0.250:8478", "--peer", idFor(t, t.TempDir()),
 		"--state-dir", state).CombinedOutput()
@@ -188,4 +172,20 @@ func idFor(t *testing.T, stateDir string) string {
 		t.Fatal(err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// loneHost is a lab with one public host and nothing else: no rendezvous
+// answers at the lab's addresses.
+func loneHost(ctx context.Context, t *testing.T) *lab.Host {
+	t.Helper()
+	l, err := lab.New(ctx, lab.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	h, err := l.AddHost("a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

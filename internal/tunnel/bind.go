@@ -403,27 +403,8 @@ func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
 			byAddr := *b.byAddr.Load()
 			for i := 0; i < got; i++ {
 				m := &msgs[i]
-				pkt := packets[i][:m.N]
-				ua, ok := m.Addr.(*net.UDPAddr)
-				if !ok {
-					continue
-				}
-				src := ua.AddrPort()
-				src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-				switch Classify(pkt) {
-				case KindWireGuard:
-					if out != i {
-						copy(packets[out], pkt)
-					}
-					sizes[out] = m.N
-					if e, ok := byAddr[src]; ok {
-						eps[out] = e
-					} else {
-						eps[out] = addrEndpoint{dst: src}
-					}
+				if ua, ok := m.Addr.(*net.UDPAddr); ok && b.sort(packets[i][:m.N], ua, byAddr, packets[out], &sizes[out], &eps[out]) {
 					out++
-				case KindSTUN:
-					b.stun.deliver(pkt, ua)
 				}
 			}
 			if out > 0 {
@@ -431,6 +412,30 @@ func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
 			}
 		}
 	}
+}
+
+// sort routes one received datagram: STUN to ICE; WireGuard into slot
+// (copied unless it is already there) with the endpoint of the peer whose
+// path it came from. It reports whether it filled the slot.
+func (b *Bind) sort(pkt []byte, from *net.UDPAddr, byAddr map[netip.AddrPort]*peerEndpoint, slot []byte, size *int, ep *conn.Endpoint) bool {
+	switch Classify(pkt) {
+	case KindWireGuard:
+		if &slot[0] != &pkt[0] {
+			copy(slot, pkt)
+		}
+		*size = len(pkt)
+		src := from.AddrPort()
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		if e, ok := byAddr[src]; ok {
+			*ep = e
+		} else {
+			*ep = addrEndpoint{dst: src}
+		}
+		return true
+	case KindSTUN:
+		b.stun.deliver(pkt, from)
+	}
+	return false
 }
 
 // receiveRelay feeds the device what DeliverRelay queued.

@@ -3,7 +3,6 @@ package tunnel
 import (
 	"encoding/binary"
 	"net"
-	"net/netip"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -119,22 +118,8 @@ func (b *Bind) receiveGRO(s *socket) conn.ReceiveFunc {
 					end := min(g.off+seg, len(data))
 					pkt := data[g.off:end]
 					g.off = end
-					if ua == nil {
-						continue
-					}
-					switch Classify(pkt) {
-					case KindWireGuard:
-						sizes[out] = copy(packets[out], pkt)
-						src := ua.AddrPort()
-						src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-						if e, ok := byAddr[src]; ok {
-							eps[out] = e
-						} else {
-							eps[out] = addrEndpoint{dst: src}
-						}
+					if ua != nil && b.sort(pkt, ua, byAddr, packets[out], &sizes[out], &eps[out]) {
 						out++
-					case KindSTUN:
-						b.stun.deliver(pkt, ua)
 					}
 				}
 				if g.off >= len(data) {
