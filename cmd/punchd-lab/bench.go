@@ -42,6 +42,7 @@ func newBenchCommand() *cobra.Command {
 type benchRow struct {
 	topo, path string
 	res        map[string]bench.Result
+	rtt        time.Duration
 	relayCPU   map[string]time.Duration
 	err        error
 }
@@ -128,6 +129,9 @@ func measure(ctx context.Context, bin, wg string, secs int, topo lab.NATType, pa
 			return fmt.Errorf("path is not %s: %+v %v", want, st.Peers, err)
 		}
 	}
+	if row.rtt, err = bench.PingRTT(ctx, from, dst, 100); err != nil {
+		return err
+	}
 	for _, t := range bench.Tests() {
 		var relayBefore time.Duration
 		if relayPID != 0 {
@@ -172,7 +176,7 @@ func printBench(rows []*benchRow) {
 		if c, ok := r.relayCPU["tcp1"]; ok && r.res["tcp1"].Bytes > 0 {
 			relay = fmt.Sprintf("%.1f", c.Seconds()/(r.res["tcp1"].Bytes/1e9))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.topo, r.path, g("tcp1"), g("tcp4"), g("udp"), ratio, cpu, relay, rss)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\n", r.topo, r.path, g("tcp1"), g("tcp4"), g("udp"), ratio, cpu, relay, rss, float64(r.rtt.Microseconds())/1000)
 	}
 	tw.Flush()
 }

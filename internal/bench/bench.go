@@ -164,3 +164,26 @@ func rssKiB(pid int) int64 {
 	}
 	return 0
 }
+
+// PingRTT is the average round trip of count pings from host to dst,
+// 10 ms apart (root may ping that fast).
+func PingRTT(ctx context.Context, from *lab.Host, dst netip.Addr, count int) (time.Duration, error) {
+	out, err := from.Command(ctx, "ping", "-q", "-n", "-c", strconv.Itoa(count), "-i", "0.01", "-W", "1", dst.String()).Output()
+	if err != nil {
+		return 0, fmt.Errorf("ping %s: %w: %s", dst, err, out)
+	}
+	// rtt min/avg/max/mdev = 0.041/0.057/0.101/0.012 ms
+	_, rest, ok := strings.Cut(string(out), " = ")
+	if !ok {
+		return 0, fmt.Errorf("ping %s: no summary in %q", dst, out)
+	}
+	f := strings.Split(strings.Fields(rest)[0], "/")
+	if len(f) < 2 {
+		return 0, fmt.Errorf("ping %s: odd summary %q", dst, rest)
+	}
+	avg, err := strconv.ParseFloat(f[1], 64)
+	if err != nil {
+		return 0, err
+	}
+	return time.Duration(avg * float64(time.Millisecond)), nil
+}
