@@ -390,13 +390,8 @@ func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
 			for i := 0; i < n; i++ {
 				msgs[i].Buffers[0] = packets[i]
 			}
-			got, err := s.pc.ReadBatch(msgs[:n], 0)
+			got, err := s.readBatch(msgs[:n])
 			if err != nil {
-				select {
-				case <-s.closed:
-					return 0, net.ErrClosed
-				default:
-				}
 				return 0, err
 			}
 			out := 0
@@ -412,6 +407,20 @@ func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
 			}
 		}
 	}
+}
+
+// readBatch reads the socket; after Close it says net.ErrClosed, which
+// tells wireguard-go to stop this receiver rather than retry.
+func (s *socket) readBatch(msgs []ipv4.Message) (int, error) {
+	got, err := s.pc.ReadBatch(msgs, 0)
+	if err != nil {
+		select {
+		case <-s.closed:
+			return 0, net.ErrClosed
+		default:
+		}
+	}
+	return got, err
 }
 
 // sort routes one received datagram: STUN to ICE; WireGuard into slot

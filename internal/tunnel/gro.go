@@ -90,13 +90,8 @@ func (b *Bind) receiveGRO(s *socket) conn.ReceiveFunc {
 				for i := range g.msgs {
 					g.msgs[i].OOB = g.oobs[i]
 				}
-				got, err := s.pc.ReadBatch(g.msgs, 0)
+				got, err := s.readBatch(g.msgs)
 				if err != nil {
-					select {
-					case <-s.closed:
-						return 0, net.ErrClosed
-					default:
-					}
 					return 0, err
 				}
 				g.n, g.idx, g.off = got, 0, 0
