@@ -151,7 +151,7 @@ func measure(ctx context.Context, bin, wg string, secs int, topo lab.NATType, pa
 
 func printBench(rows []*benchRow) {
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPOLOGY\tPATH\tTCP x1 Gbit/s\tTCP x4 Gbit/s\tUDP Gbit/s\tTCP x1 vs wg-go\tCPU s/GB (tunnel daemons, TCP x1)\tCPU s/GB (relay server)\tRSS idle/load MiB")
+	fmt.Fprintln(tw, "TOPOLOGY\tPATH\tTCP x1 Gbit/s\tTCP x4 Gbit/s\tUDP Gbit/s\tTCP x1 vs wg-go\tCPU s/GB (tunnel daemons, TCP x1)\tCPU s/GB (relay server)\tRSS idle/load MiB\tping avg ms")
 	stock := map[string]float64{}
 	for _, r := range rows {
 		if r.path == "wireguard-go" && r.err == nil {
