@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -28,6 +27,9 @@ const (
 	socketBuffer = 7 << 20
 	// relayQueue bounds packets delivered from relays waiting for the device.
 	relayQueue = 1024
+	// relayBufSize fits a WireGuard data packet for the largest MTU a TUN
+	// usually gets; larger relayed packets get a buffer of their own.
+	relayBufSize = 2048
 )
 
 // BindOptions tune a Bind; the zero value is what `punchd up` uses.
@@ -43,19 +45,32 @@ type BindOptions struct {
 // Bind is a conn.Bind that owns one IPv4 UDP socket, reads and writes it in
 // batches, diverts STUN to ICE and sends each peer's packets over the path
 // ICE selected. See DESIGN "Data path".
+//
+// Life cycle: wireguard-go Opens and Closes it (possibly many times); the
+// Device's Close ends with Shutdown, after which STUNConn reads fail.
+// Paths and peers survive a Close/Open cycle.
 type Bind struct {
 	log  *slog.Logger
 	opts BindOptions
 	stun *stunConn
 
-	mu    sync.Mutex // guards sock, peers writes and Open/Close
-	sock  *socket
-	peers map[identity.PublicKey]*peerEndpoint
+	// mu serializes Open/Close and guards exclude and writes of byAddr.
+	// The packet paths never take it.
+	mu      sync.Mutex
+	exclude string // interface never advertised (our TUN)
+	// peers holds each peer's logical endpoint; read-locked per relayed
+	// packet, write-locked once per peer.
+	peersMu sync.RWMutex
+	peers   map[identity.PublicKey]*peerEndpoint
+	// sock is the open socket, nil while closed; an atomic pointer so each
+	// Send loads it without a lock.
+	sock atomic.Pointer[socket]
 	// byAddr maps a peer's direct remote address to its endpoint; copied on
 	// write so the receive path reads it without a lock.
 	byAddr atomic.Pointer[map[netip.AddrPort]*peerEndpoint]
 
-	relayIn chan relayPacket
+	relayIn   chan relayPacket
+	relayBufs sync.Pool // *[]byte, copies of relayed packets
 
 	sendPool sync.Pool // *[]ipv4.Message
 	gso      gsoState
@@ -63,7 +78,7 @@ type Bind struct {
 
 type relayPacket struct {
 	ep  *peerEndpoint
-	pkt []byte
+	buf *[]byte // from relayBufs; returned once copied to the device
 }
 
 // socket is one Open's socket; replaced on every Open.
@@ -82,12 +97,17 @@ func NewBind(log *slog.Logger, opts BindOptions) *Bind {
 	b := &Bind{
 		log:     log,
 		opts:    opts,
+		exclude: opts.ExcludeInterface,
 		peers:   make(map[identity.PublicKey]*peerEndpoint),
 		relayIn: make(chan relayPacket, relayQueue),
 	}
 	b.stun = newSTUNConn(b)
 	empty := map[netip.AddrPort]*peerEndpoint{}
 	b.byAddr.Store(&empty)
+	b.relayBufs.New = func() any {
+		buf := make([]byte, 0, relayBufSize)
+		return &buf
+	}
 	b.sendPool.New = func() any {
 		msgs := make([]ipv4.Message, batchSize)
 		for i := range msgs {
@@ -100,11 +120,14 @@ func NewBind(log *slog.Logger, opts BindOptions) *Bind {
 
 var _ conn.Bind = (*Bind)(nil)
 
-// Open binds the socket. wireguard-go calls it on Up and on port changes.
+// Open binds the socket. wireguard-go calls it on Up, and again after Close
+// on port changes and on BindUpdate; it returns two receivers: the socket
+// (WireGuard only: STUN is diverted to STUNConn) and the packets relays
+// handed to DeliverRelay.
 func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.sock != nil {
+	if b.sock.Load() != nil {
 		return nil, 0, conn.ErrBindAlreadyOpen
 	}
 	laddr := &net.UDPAddr{Port: int(port)}
@@ -125,8 +148,8 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		port:   uint16(udp.LocalAddr().(*net.UDPAddr).Port),
 		closed: make(chan struct{}),
 	}
-	b.sock = s
 	b.stun.setLocal(b.advertiseAddr(s.port))
+	b.sock.Store(s)
 	recv := b.receiveSocket(s)
 	if enableGRO(udp) {
 		recv = b.receiveGRO(s)
@@ -152,21 +175,25 @@ func setBuffers(c *net.UDPConn, log *slog.Logger) {
 	})
 }
 
-// Close closes the socket; receive functions return net.ErrClosed.
+// Close closes the socket; receive functions return net.ErrClosed. The
+// Bind stays usable: wireguard-go may Open it again, STUNConn keeps
+// blocking in ReadFrom meanwhile, and sends fail until then.
 func (b *Bind) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.sock == nil {
+	s := b.sock.Swap(nil)
+	if s == nil {
 		return nil
 	}
-	close(b.sock.closed)
-	err := b.sock.udp.Close()
-	b.sock = nil
-	return err
+	close(s.closed)
+	return s.udp.Close()
 }
 
-// Shutdown ends the Bind for good: the STUN side returns net.ErrClosed so
-// the ICE mux stops. Call after the device is closed; idempotent.
+// Shutdown ends the Bind for good: STUNConn().ReadFrom returns
+// net.ErrClosed from now on, which stops the ICE mux reading it. Close
+// alone does not, because wireguard-go closes and reopens the Bind on
+// port changes and the mux must survive those. Device.Close calls it;
+// call it yourself only for a Bind that no Device owns. Idempotent.
 func (b *Bind) Shutdown() { b.stun.shutdown() }
 
 // SetMark is not needed: punchd routes only the overlay into the TUN.
@@ -177,204 +204,34 @@ func (b *Bind) BatchSize() int { return batchSize }
 
 // LocalPort is the bound port, 0 when closed.
 func (b *Bind) LocalPort() uint16 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.sock == nil {
-		return 0
+	if s := b.sock.Load(); s != nil {
+		return s.port
 	}
-	return b.sock.port
+	return 0
 }
 
 // STUNConn is the net.PacketConn to give ice.NewUniversalUDPMuxDefault.
 func (b *Bind) STUNConn() net.PacketConn { return b.stun }
 
-// SetAdvertiseIP overrides the address STUNConn reports as local.
+// SetAdvertiseIP overrides the address STUNConn reports as local (and so
+// the host candidate ICE announces); the zero Addr goes back to the
+// default-route source address. Call it before ICE starts using STUNConn:
+// pion's mux reads LocalAddr once.
 func (b *Bind) SetAdvertiseIP(ip netip.Addr) {
+	ip = ip.Unmap()
 	b.stun.override.Store(&ip)
-	if port := b.LocalPort(); port != 0 {
-		b.stun.setLocal(b.advertiseAddr(port))
-	}
-}
-
-func (b *Bind) peer(key identity.PublicKey) *peerEndpoint {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	e, ok := b.peers[key]
-	if !ok {
-		e = &peerEndpoint{key: key}
-		b.peers[key] = e
-	}
-	return e
-}
-
-// SetPath points peer's packets at p (zero Path: hold them). Packets held
-// while the peer had no path go out now.
-func (b *Bind) SetPath(peer identity.PublicKey, p Path) {
-	e := b.peer(peer)
-	e.mu.Lock()
-	var old *Path
-	if p.IsZero() {
-		old = e.path.Swap(nil)
-	} else {
-		np := p
-		old = e.path.Swap(&np)
-	}
-	pending := e.pending
-	e.pending = nil
-	passive := e.passive
-	e.mu.Unlock()
-	if passive {
-		// Both ends hold a handshake initiation until ICE selects a pair
-		// and would fire them at the same instant; crossed initiations
-		// left one direction on a key the other side had dropped until
-		// WireGuard's 15 s retry. Only the active side sends its held
-		// initiation; the passive side answers it.
-		pending = slices.DeleteFunc(pending, func(b []byte) bool { return len(b) > 0 && b[0] == 1 })
-	}
-
-	if old == nil || old.Direct != p.Direct {
-		b.mu.Lock()
-		next := make(map[netip.AddrPort]*peerEndpoint, len(*b.byAddr.Load())+1)
-		for k, v := range *b.byAddr.Load() {
-			if v != e {
-				next[k] = v
-			}
-		}
-		if p.Direct.IsValid() {
-			next[p.Direct] = e
-		}
-		b.byAddr.Store(&next)
-		b.mu.Unlock()
-	}
-	if len(pending) > 0 && !p.IsZero() {
-		if err := b.Send(pending, e); err != nil {
-			b.log.Debug("flush held packets", "peer", peer.Short(), "err", err)
-		}
+	if s := b.sock.Load(); s != nil {
+		b.stun.setLocal(b.advertiseAddr(s.port))
 	}
 }
 
-// SetPassive marks peer as the side that does not send a held handshake
-// initiation when a path appears (the ICE controlled side), so the two ends
-// do not cross initiations.
-func (b *Bind) SetPassive(peer identity.PublicKey, passive bool) {
-	e := b.peer(peer)
-	e.mu.Lock()
-	e.passive = passive
-	e.mu.Unlock()
-}
-
-// DeliverRelay hands a packet that arrived through a relay to the device,
-// as if it came from peer. It copies pkt; when the device lags, it drops.
-func (b *Bind) DeliverRelay(peer identity.PublicKey, pkt []byte) {
-	if Classify(pkt) != KindWireGuard {
-		return
-	}
-	select {
-	case b.relayIn <- relayPacket{ep: b.peer(peer), pkt: append([]byte(nil), pkt...)}:
-	default:
-	}
-}
-
-// Send writes bufs to ep's current path.
-func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
-	switch e := ep.(type) {
-	case *peerEndpoint:
-		p := e.path.Load()
-		if p == nil {
-			e.mu.Lock()
-			if p = e.path.Load(); p == nil {
-				e.holdLocked(bufs)
-				e.mu.Unlock()
-				return nil
-			}
-			e.mu.Unlock()
-		}
-		if p.Relay != nil {
-			for _, buf := range bufs {
-				if _, err := p.Relay.Write(buf); err != nil {
-					return fmt.Errorf("send via relay: %w", err)
-				}
-			}
-			return nil
-		}
-		return b.sendTo(bufs, p.Direct)
-	case addrEndpoint:
-		return b.sendTo(bufs, e.dst)
-	default:
-		return conn.ErrWrongEndpointType
-	}
-}
-
-func (b *Bind) sendTo(bufs [][]byte, dst netip.AddrPort) error {
+// setExcludeInterface keeps name (our TUN) out of the advertised address.
+func (b *Bind) setExcludeInterface(name string) {
 	b.mu.Lock()
-	s := b.sock
+	b.exclude = name
 	b.mu.Unlock()
-	if s == nil {
-		return errNoSocket
-	}
-	addr := &net.UDPAddr{IP: dst.Addr().AsSlice(), Port: int(dst.Port())}
-	if len(bufs) > 1 && b.gso.enabled() {
-		err := b.sendGSO(s, bufs, addr)
-		if err == nil || !isGSOUnsupported(err) {
-			return err
-		}
-		b.log.Info("kernel refuses UDP GSO; sending datagram by datagram", "err", err)
-		b.gso.disable()
-	}
-	msgsp := b.sendPool.Get().(*[]ipv4.Message)
-	defer b.sendPool.Put(msgsp)
-	msgs := *msgsp
-	for len(bufs) > 0 {
-		n := min(len(bufs), len(msgs))
-		for i := 0; i < n; i++ {
-			msgs[i].Buffers[0] = bufs[i]
-			msgs[i].Addr = addr
-		}
-		if err := writeAll(s, msgs[:n]); err != nil {
-			return err
-		}
-		bufs = bufs[n:]
-	}
-	return nil
-}
-
-func (b *Bind) sendGSO(s *socket, bufs [][]byte, addr *net.UDPAddr) error {
-	g, _ := b.gso.pool.Get().(*gsoBuffers)
-	if g == nil {
-		g = newGSOBuffers()
-	}
-	defer b.gso.pool.Put(g)
-	for len(bufs) > 0 {
-		chunk := bufs[:min(len(bufs), batchSize)]
-		n := coalesce(g, chunk, addr)
-		if err := writeAll(s, g.msgs[:n]); err != nil {
-			return err
-		}
-		bufs = bufs[len(chunk):]
-	}
-	return nil
-}
-
-func writeAll(s *socket, msgs []ipv4.Message) error {
-	for sent := 0; sent < len(msgs); {
-		k, err := s.pc.WriteBatch(msgs[sent:], 0)
-		if err != nil {
-			return err
-		}
-		sent += k
-	}
-	return nil
-}
-
-// writeTo sends one datagram (STUN from ICE) on the current socket.
-func (b *Bind) writeTo(p []byte, addr net.Addr) (int, error) {
-	b.mu.Lock()
-	s := b.sock
-	b.mu.Unlock()
-	if s == nil {
-		return 0, errNoSocket
-	}
-	return s.udp.WriteTo(p, addr)
 }
 
 // receiveSocket reads the shared socket in batches: WireGuard packets go to
@@ -445,30 +302,4 @@ func (b *Bind) sort(pkt []byte, from *net.UDPAddr, byAddr map[netip.AddrPort]*pe
 		b.stun.deliver(pkt, from)
 	}
 	return false
-}
-
-// receiveRelay feeds the device what DeliverRelay queued.
-func (b *Bind) receiveRelay(s *socket) conn.ReceiveFunc {
-	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
-		var rp relayPacket
-		select {
-		case rp = <-b.relayIn:
-		case <-s.closed:
-			return 0, net.ErrClosed
-		}
-		n := 0
-		for {
-			sizes[n] = copy(packets[n], rp.pkt)
-			eps[n] = rp.ep
-			n++
-			if n == len(packets) {
-				return n, nil
-			}
-			select {
-			case rp = <-b.relayIn:
-			default:
-				return n, nil
-			}
-		}
-	}
 }

@@ -24,12 +24,15 @@ const (
 
 const stunMagicCookie = 0x2112A442
 
-// Classify tells WireGuard from STUN. WireGuard is checked first because it
-// is the hot path. The two cannot be confused: a WireGuard message starts
-// with a type byte 1-4 followed by three zero bytes, while a STUN message
-// starts with two bytes whose top bits are 00 and whose low byte of the first
-// word is never followed by "00 00 00" with a magic cookie at offset 4 in a
-// WireGuard message of the sizes accepted. It does not allocate.
+// Classify tells WireGuard from STUN on the shared socket. WireGuard is
+// checked first because it is the hot path: a type byte 1-4, three zero
+// reserved bytes, and the exact size of its type (data: at least the
+// header and tag of an empty keepalive). STUN (RFC 8489): the top two bits
+// zero, the magic cookie at offset 4, and a length field that is a
+// multiple of 4 and accounts for the whole datagram. A STUN message could
+// only pass the WireGuard test with message type 0x0100, 0x0200, 0x0300 or
+// 0x0400 and length 0, which makes a 20-byte datagram, too short for any
+// WireGuard type; so the two never overlap. It does not allocate.
 func Classify(pkt []byte) Kind {
 	if len(pkt) >= 4 && pkt[1] == 0 && pkt[2] == 0 && pkt[3] == 0 {
 		switch pkt[0] {

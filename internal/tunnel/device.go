@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -56,28 +57,33 @@ func NewDevice(cfg DeviceConfig, bind *Bind) (_ *Device, err error) {
 	if cfg.MTU == 0 {
 		cfg.MTU = 1420
 	}
-	if cfg.Interface == "" {
-		return nil, errors.New("no interface name given")
+	if err := checkInterfaceName(cfg.Interface); err != nil {
+		return nil, err
+	}
+	if bind == nil {
+		return nil, errors.New("create tunnel: no Bind given (tunnel.NewBind)")
 	}
 	if _, err := os.Stat("/dev/net/tun"); errors.Is(err, os.ErrNotExist) {
-		return nil, errors.New("/dev/net/tun does not exist: load the tun module (modprobe tun) or, in a container, pass the device in")
+		return nil, errors.New("create TUN: /dev/net/tun does not exist: load the tun module: modprobe tun (in a container, pass the device in: --device /dev/net/tun)")
 	}
+	// TUNSETIFF would attach to a leftover persistent TUN of that name, or
+	// fail with a bare EINVAL/EBUSY for other links; say what is going on.
 	if _, err := netlink.LinkByName(cfg.Interface); err == nil {
-		return nil, fmt.Errorf("interface %s already exists: is another punchd running here? use --interface", cfg.Interface)
+		return nil, errInterfaceExists(cfg.Interface)
 	}
+	// CreateTUN turns on the offloads (vnet header, TSO/USO) itself.
 	tdev, err := tun.CreateTUN(cfg.Interface, cfg.MTU)
 	if err != nil {
-		if errors.Is(err, os.ErrPermission) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
-			return nil, fmt.Errorf("create TUN %s: %w: punchd up needs root or CAP_NET_ADMIN (sudo punchd up …)", cfg.Interface, err)
-		}
-		return nil, fmt.Errorf("create TUN %s: %w", cfg.Interface, err)
+		return nil, tunError(cfg.Interface, err)
 	}
-	bind.opts.ExcludeInterface = cfg.Interface
+	bind.setExcludeInterface(cfg.Interface)
 	d := &Device{log: log, name: cfg.Interface, bind: bind}
 	d.wg = device.NewDevice(tdev, bind, wgLogger(log))
 	defer func() {
 		if err != nil {
-			d.Close()
+			// Removes the TUN and closes the socket; the Bind itself is
+			// not shut down, it is still the caller's.
+			d.wg.Close()
 		}
 	}()
 	// Before any peer exists: the Bind, not roaming, picks endpoints.
@@ -141,9 +147,14 @@ func (d *Device) AddPeer(pub identity.PublicKey, allowedIPs []netip.Prefix) erro
 	return nil
 }
 
-// RemovePeer removes a peer.
+// RemovePeer removes a peer from WireGuard and drops its path and held
+// packets in the Bind.
 func (d *Device) RemovePeer(pub identity.PublicKey) error {
-	return d.wg.IpcSet(fmt.Sprintf("public_key=%s\nremove=true\n", pub.Hex()))
+	if err := d.wg.IpcSet(fmt.Sprintf("public_key=%s\nremove=true\n", pub.Hex())); err != nil {
+		return fmt.Errorf("remove wireguard peer %s: %w", pub.Short(), err)
+	}
+	d.bind.forgetPath(pub)
+	return nil
 }
 
 // PeerStats are WireGuard's counters for one peer.
@@ -202,8 +213,10 @@ func parseStats(text string) (map[identity.PublicKey]PeerStats, error) {
 	return out, sc.Err()
 }
 
-// Close stops WireGuard and removes the TUN (closing it deletes the
-// interface, and with it its addresses and routes). Idempotent.
+// Close stops WireGuard, closes the Bind's socket, shuts the Bind down for
+// good (STUNConn reads end with net.ErrClosed) and removes the TUN
+// (closing it deletes the interface, and with it its addresses and
+// routes). Idempotent.
 func (d *Device) Close() error {
 	d.close.Do(func() {
 		d.wg.Close()
@@ -215,9 +228,47 @@ func (d *Device) Close() error {
 // wgLogger routes wireguard-go's printf logging to slog; its verbose lines
 // are debug, its errors are warnings (it logs recoverable ones too).
 func wgLogger(log *slog.Logger) *device.Logger {
+	ctx := context.Background()
 	return &device.Logger{
-		Verbosef: func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
-		Errorf:   func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
+		Verbosef: func(format string, args ...any) {
+			// Formatting is the cost; skip it when debug is off.
+			if log.Enabled(ctx, slog.LevelDebug) {
+				log.Debug(fmt.Sprintf(format, args...))
+			}
+		},
+		Errorf: func(format string, args ...any) { log.Warn(fmt.Sprintf(format, args...)) },
+	}
+}
+
+// checkInterfaceName rejects names the kernel would refuse with a bare
+// EINVAL: empty, longer than IFNAMSIZ-1, "." or "..", or with '/', ':' or
+// white space.
+func checkInterfaceName(name string) error {
+	bad := name == "" || len(name) > 15 || name == "." || name == ".." ||
+		strings.ContainsFunc(name, func(r rune) bool { return r == '/' || r == ':' || r <= ' ' || r == 0x7f })
+	if bad {
+		return fmt.Errorf("create TUN: bad interface name %q: 1-15 characters, no '/', ':' or spaces (e.g. punch0)", name)
+	}
+	return nil
+}
+
+func errInterfaceExists(name string) error {
+	return fmt.Errorf("create TUN: interface %s already exists; is another punchd running? use --interface to pick another name", name)
+}
+
+// tunError turns CreateTUN's bare errnos into what to do about them.
+func tunError(name string, err error) error {
+	switch {
+	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES), errors.Is(err, os.ErrPermission):
+		return fmt.Errorf("create TUN %s: %w: needs root or CAP_NET_ADMIN (sudo punchd up, or setcap cap_net_admin+ep on the binary)", name, err)
+	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ENODEV), errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("create TUN %s: %w: load the tun module: modprobe tun", name, err)
+	case errors.Is(err, syscall.EBUSY), errors.Is(err, syscall.EEXIST):
+		return fmt.Errorf("%w (%w)", errInterfaceExists(name), err)
+	case errors.Is(err, syscall.EINVAL):
+		return fmt.Errorf("create TUN %s: %w: the name is taken by an interface that is not a TUN; use --interface to pick another name", name, err)
+	default:
+		return fmt.Errorf("create TUN %s: %w", name, err)
 	}
 }
 

@@ -41,9 +41,9 @@ const maxPending = 8
 // the peer (roaming is off); where packets really go is its current path.
 type peerEndpoint struct {
 	key  identity.PublicKey
-	path atomic.Pointer[Path]
+	path atomic.Pointer[route] // nil: no path, packets are held
 
-	mu      sync.Mutex
+	mu      sync.Mutex // guards pending and passive; orders holds and flushes
 	pending [][]byte
 	passive bool
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.org/x/net/ipv4"
@@ -94,24 +95,16 @@ func coalesce(g *gsoBuffers, bufs [][]byte, addr *net.UDPAddr) int {
 	return n
 }
 
-// gsoState remembers whether the kernel takes UDP_SEGMENT.
+// gsoState remembers whether the kernel takes UDP_SEGMENT. Read on every
+// Send, so an atomic rather than a lock.
 type gsoState struct {
-	mu       sync.Mutex
-	disabled bool
-	pool     sync.Pool
+	disabled atomic.Bool
+	pool     sync.Pool // *gsoBuffers
 }
 
-func (s *gsoState) enabled() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return !s.disabled
-}
+func (s *gsoState) enabled() bool { return !s.disabled.Load() }
 
-func (s *gsoState) disable() {
-	s.mu.Lock()
-	s.disabled = true
-	s.mu.Unlock()
-}
+func (s *gsoState) disable() { s.disabled.Store(true) }
 
 // isGSOUnsupported tells a kernel without UDP GSO from other send errors.
 func isGSOUnsupported(err error) bool {

@@ -67,8 +67,8 @@ func (c *stunConn) SetReadDeadline(time.Time) error              { return nil }
 func (c *stunConn) SetWriteDeadline(time.Time) error             { return nil }
 
 // advertiseAddr is the address ICE announces as the host candidate: the
-// override, else the source address of the default route, else the first
-// usable interface address.
+// override, else the bound address, else the source address of the
+// default route, else the first usable interface address. b.mu is held.
 func (b *Bind) advertiseAddr(port uint16) *net.UDPAddr {
 	if ip := b.stun.override.Load(); ip != nil && ip.IsValid() {
 		return &net.UDPAddr{IP: ip.AsSlice(), Port: int(port)}
@@ -79,7 +79,7 @@ func (b *Bind) advertiseAddr(port uint16) *net.UDPAddr {
 	if ip, ok := defaultRouteSource(); ok {
 		return &net.UDPAddr{IP: ip.AsSlice(), Port: int(port)}
 	}
-	if ip, ok := firstInterfaceAddr(b.opts.ExcludeInterface); ok {
+	if ip, ok := firstInterfaceAddr(b.exclude); ok {
 		return &net.UDPAddr{IP: ip.AsSlice(), Port: int(port)}
 	}
 	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}

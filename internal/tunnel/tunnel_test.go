@@ -47,6 +47,12 @@ func TestClassify(t *testing.T) {
 		{"stun binding", stunMsg(0), KindSTUN},
 		{"stun with attributes", stunMsg(24), KindSTUN},
 		{"stun bad length", func() []byte { b := stunMsg(8); return b[:24] }(), KindUnknown},
+		{"stun length not a multiple of 4", func() []byte { b := stunMsg(8); b[3] = 6; return b[:26] }(), KindUnknown},
+		{"stun trailing bytes", append(stunMsg(8), 0, 0, 0, 0), KindUnknown},
+		{"stun header only, too short", stunMsg(0)[:19], KindUnknown},
+		{"response wrong size", wgPacket(2, 148), KindUnknown},
+		{"cookie wrong size", wgPacket(3, 92), KindUnknown},
+		{"type 0", wgPacket(0, 148), KindUnknown},
 		{"stun no cookie", func() []byte { b := stunMsg(0); b[4] = 0; return b }(), KindUnknown},
 		{"stun top bits set", func() []byte { b := stunMsg(0); b[0] = 0x80; return b }(), KindUnknown},
 		{"empty", nil, KindUnknown},
@@ -71,15 +77,28 @@ func BenchmarkClassify(b *testing.B) {
 
 func FuzzClassify(f *testing.F) {
 	f.Add(wgPacket(1, 148))
+	f.Add(wgPacket(2, 92))
+	f.Add(wgPacket(3, 64))
 	f.Add(wgPacket(4, 64))
 	f.Add(stunMsg(8))
+	f.Add([]byte{})
+	wgSize := map[byte]int{1: wgInitiationSize, 2: wgResponseSize, 3: wgCookieSize}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		k := Classify(b)
-		if k == KindWireGuard && Classify(b) != KindWireGuard {
-			t.Fatal("not deterministic")
-		}
-		if k == KindWireGuard && (len(b) < 4 || b[1]|b[2]|b[3] != 0) {
-			t.Fatal("WireGuard without zero reserved bytes")
+		switch Classify(b) {
+		case KindWireGuard:
+			if len(b) < 4 || b[0] < 1 || b[0] > 4 || b[1]|b[2]|b[3] != 0 {
+				t.Fatalf("WireGuard without type 1-4 and zero reserved bytes: % x", b[:min(len(b), 4)])
+			}
+			if want, ok := wgSize[b[0]]; ok && len(b) != want || b[0] == 4 && len(b) < wgMinDataSize {
+				t.Fatalf("WireGuard type %d of %d bytes", b[0], len(b))
+			}
+		case KindSTUN:
+			if len(b) < 20 || b[0]&0xC0 != 0 || binary.BigEndian.Uint32(b[4:8]) != stunMagicCookie {
+				t.Fatal("STUN without header or magic cookie")
+			}
+			if n := int(binary.BigEndian.Uint16(b[2:4])); n%4 != 0 || 20+n != len(b) {
+				t.Fatalf("STUN length field %d for %d bytes", n, len(b))
+			}
 		}
 	})
 }

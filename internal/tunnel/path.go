@@ -1,0 +1,271 @@
+package tunnel
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"golang.org/x/net/ipv4"
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/punchd/punchd/internal/identity"
+)
+
+// route is a Path resolved once in SetPath, so that Send does not build a
+// socket address per call.
+type route struct {
+	Path
+	dst *net.UDPAddr // Direct as the socket wants it; nil for a relay path
+}
+
+func newRoute(p Path) *route {
+	r := &route{Path: p}
+	if p.Relay == nil && p.Direct.IsValid() {
+		r.dst = net.UDPAddrFromAddrPort(p.Direct)
+	}
+	return r
+}
+
+// peer is the logical endpoint of key, made on first use.
+func (b *Bind) peer(key identity.PublicKey) *peerEndpoint {
+	b.peersMu.RLock()
+	e, ok := b.peers[key]
+	b.peersMu.RUnlock()
+	if ok {
+		return e
+	}
+	b.peersMu.Lock()
+	defer b.peersMu.Unlock()
+	if e, ok = b.peers[key]; !ok {
+		e = &peerEndpoint{key: key}
+		b.peers[key] = e
+	}
+	return e
+}
+
+// SetPath points peer's packets at p, what ICE selected; the zero Path
+// means none, and packets are then held (the newest maxPending) until a
+// path comes. When both are set, Relay wins: a relay pair's Direct would
+// be the relay's address, which the socket cannot reach with our
+// allocation's permissions.
+//
+// Packets held while the peer had no path go out on the new path before
+// any packet sent after it, so a handshake initiation is not overtaken by
+// the data queued behind it.
+func (b *Bind) SetPath(peer identity.PublicKey, p Path) {
+	if p.Direct.IsValid() {
+		// Receive-side lookups use unmapped addresses; a 4in6 Direct from
+		// a dual-stack caller would otherwise never match.
+		p.Direct = netip.AddrPortFrom(p.Direct.Addr().Unmap(), p.Direct.Port())
+	}
+	e := b.peer(peer)
+	var next *route
+	if !p.IsZero() {
+		next = newRoute(p)
+	}
+
+	e.mu.Lock()
+	pending := e.pending
+	e.pending = nil
+	if e.passive {
+		// Both ends hold a handshake initiation until ICE selects a pair
+		// and would fire them at the same instant; crossed initiations
+		// left one direction on a key the other side had dropped until
+		// WireGuard's 15 s retry. Only the active side sends its held
+		// initiation; the passive side answers it.
+		pending = slices.DeleteFunc(pending, func(b []byte) bool { return len(b) > 0 && b[0] == 1 })
+	}
+	if next != nil && len(pending) > 0 {
+		// Still holding e.mu and before publishing the path: concurrent
+		// Sends find no path, wait for e.mu, and so queue behind these.
+		if err := b.sendRoute(pending, next); err != nil {
+			b.log.Debug("flush held packets", "peer", peer.Short(), "err", err)
+		}
+	}
+	old := e.path.Swap(next)
+	e.mu.Unlock()
+
+	var oldDirect netip.AddrPort
+	if old != nil && old.dst != nil {
+		oldDirect = old.Direct
+	}
+	var newDirect netip.AddrPort
+	if next != nil && next.dst != nil {
+		newDirect = next.Direct
+	}
+	if oldDirect != newDirect {
+		b.setDirect(e, newDirect)
+	}
+}
+
+// setDirect makes received packets from dst carry e's endpoint (and no
+// other address of e). The map is copied on write so that receivers read
+// it without a lock.
+func (b *Bind) setDirect(e *peerEndpoint, dst netip.AddrPort) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	cur := *b.byAddr.Load()
+	next := make(map[netip.AddrPort]*peerEndpoint, len(cur)+1)
+	for k, v := range cur {
+		if v != e {
+			next[k] = v
+		}
+	}
+	if dst.IsValid() {
+		// Last writer wins, like the ICE mux: two peers behind one address
+		// cannot both be direct there.
+		next[dst] = e
+	}
+	b.byAddr.Store(&next)
+}
+
+// SetPassive marks peer as the side that does not send a held handshake
+// initiation when a path appears (the ICE controlled side), so the two ends
+// do not cross initiations.
+func (b *Bind) SetPassive(peer identity.PublicKey, passive bool) {
+	e := b.peer(peer)
+	e.mu.Lock()
+	e.passive = passive
+	e.mu.Unlock()
+}
+
+// forgetPath drops peer's path and held packets (the peer left the
+// device); its passive flag stays for when it comes back.
+func (b *Bind) forgetPath(peer identity.PublicKey) {
+	e := b.peer(peer)
+	e.mu.Lock()
+	e.pending = nil
+	old := e.path.Swap(nil)
+	e.mu.Unlock()
+	if old != nil && old.dst != nil {
+		b.setDirect(e, netip.AddrPort{})
+	}
+}
+
+// Send writes bufs to ep's current path. It takes no Bind-wide lock: the
+// path and the socket are atomic pointers; only a peer without a path
+// takes that peer's lock to hold the packets.
+func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	switch e := ep.(type) {
+	case *peerEndpoint:
+		r := e.path.Load()
+		if r == nil {
+			e.mu.Lock()
+			if r = e.path.Load(); r == nil {
+				e.holdLocked(bufs)
+				e.mu.Unlock()
+				return nil
+			}
+			e.mu.Unlock()
+		}
+		return b.sendRoute(bufs, r)
+	case addrEndpoint:
+		// Cookie replies to unknown sources and plain ip:port endpoints;
+		// rare, so building the address here is fine.
+		if !e.dst.Addr().Is4() {
+			return errNoIPv6(e.dst)
+		}
+		return b.sendTo(bufs, net.UDPAddrFromAddrPort(e.dst))
+	default:
+		return conn.ErrWrongEndpointType
+	}
+}
+
+func (b *Bind) sendRoute(bufs [][]byte, r *route) error {
+	if r.Relay != nil {
+		// One by one: a relay (TURN) carries datagrams, and relays are
+		// allowed to be slower (DESIGN "Data path").
+		for _, buf := range bufs {
+			if _, err := r.Relay.Write(buf); err != nil {
+				return fmt.Errorf("send via relay: %w", err)
+			}
+		}
+		return nil
+	}
+	if !r.Direct.Addr().Is4() {
+		return errNoIPv6(r.Direct)
+	}
+	return b.sendTo(bufs, r.dst)
+}
+
+func errNoIPv6(dst netip.AddrPort) error {
+	return fmt.Errorf("send to %s: the tunnel socket is IPv4 only; an IPv6 path needs an IPv6 candidate filter in ICE", dst)
+}
+
+// sendTo writes bufs to addr on the shared socket in batches: with UDP GSO
+// when the kernel takes it (see gso.go), else one sendmmsg per batch.
+func (b *Bind) sendTo(bufs [][]byte, addr *net.UDPAddr) error {
+	s := b.sock.Load()
+	if s == nil {
+		return errNoSocket
+	}
+	if len(bufs) > 1 && b.gso.enabled() {
+		err := b.sendGSO(s, bufs, addr)
+		if err == nil || !isGSOUnsupported(err) {
+			return err
+		}
+		b.log.Info("kernel refuses UDP GSO; sending datagram by datagram", "err", err)
+		b.gso.disable()
+	}
+	msgsp := b.sendPool.Get().(*[]ipv4.Message)
+	defer b.sendPool.Put(msgsp)
+	msgs := *msgsp
+	for len(bufs) > 0 {
+		n := min(len(bufs), len(msgs))
+		for i := 0; i < n; i++ {
+			msgs[i].Buffers[0] = bufs[i]
+			msgs[i].Addr = addr
+		}
+		err := writeAll(s, msgs[:n])
+		// Drop our references so pooled messages do not pin the device's
+		// buffers.
+		for i := 0; i < n; i++ {
+			msgs[i].Buffers[0] = nil
+			msgs[i].Addr = nil
+		}
+		if err != nil {
+			return err
+		}
+		bufs = bufs[n:]
+	}
+	return nil
+}
+
+func (b *Bind) sendGSO(s *socket, bufs [][]byte, addr *net.UDPAddr) error {
+	g, _ := b.gso.pool.Get().(*gsoBuffers)
+	if g == nil {
+		g = newGSOBuffers()
+	}
+	defer b.gso.pool.Put(g)
+	for len(bufs) > 0 {
+		chunk := bufs[:min(len(bufs), batchSize)]
+		n := coalesce(g, chunk, addr)
+		if err := writeAll(s, g.msgs[:n]); err != nil {
+			return err
+		}
+		bufs = bufs[len(chunk):]
+	}
+	return nil
+}
+
+// writeAll sends every message; sendmmsg may take fewer than offered.
+func writeAll(s *socket, msgs []ipv4.Message) error {
+	for sent := 0; sent < len(msgs); {
+		k, err := s.pc.WriteBatch(msgs[sent:], 0)
+		if err != nil {
+			return err
+		}
+		sent += k
+	}
+	return nil
+}
+
+// writeTo sends one datagram (STUN from ICE) on the current socket.
+func (b *Bind) writeTo(p []byte, addr net.Addr) (int, error) {
+	s := b.sock.Load()
+	if s == nil {
+		return 0, errNoSocket
+	}
+	return s.udp.WriteTo(p, addr)
+}

@@ -1,0 +1,63 @@
+package tunnel
+
+import (
+	"net"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/punchd/punchd/internal/identity"
+)
+
+// DeliverRelay hands a packet that arrived through a relay (read from the
+// relay pair's ice.Conn) to the device, as if it came from peer. It copies
+// pkt, so the caller may reuse it; anything but WireGuard is dropped, and
+// so is the packet when the device lags behind by relayQueue packets.
+func (b *Bind) DeliverRelay(peer identity.PublicKey, pkt []byte) {
+	if Classify(pkt) != KindWireGuard {
+		return
+	}
+	bp := b.relayBufs.Get().(*[]byte)
+	*bp = append((*bp)[:0], pkt...)
+	select {
+	case b.relayIn <- relayPacket{ep: b.peer(peer), buf: bp}:
+	default:
+		b.putRelayBuf(bp)
+	}
+}
+
+// receiveRelay feeds the device what DeliverRelay queued. The queue
+// outlives a Close/Open cycle; packets queued meanwhile wait for the next
+// receiver.
+func (b *Bind) receiveRelay(s *socket) conn.ReceiveFunc {
+	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		var rp relayPacket
+		select {
+		case rp = <-b.relayIn:
+		case <-s.closed:
+			return 0, net.ErrClosed
+		}
+		n := 0
+		for {
+			sizes[n] = copy(packets[n], *rp.buf)
+			eps[n] = rp.ep
+			b.putRelayBuf(rp.buf)
+			n++
+			if n == len(packets) {
+				return n, nil
+			}
+			select {
+			case rp = <-b.relayIn:
+			default:
+				return n, nil
+			}
+		}
+	}
+}
+
+// putRelayBuf recycles a buffer unless a jumbo packet grew it: the pool
+// should hold ordinary sizes only.
+func (b *Bind) putRelayBuf(bp *[]byte) {
+	if cap(*bp) <= relayBufSize {
+		b.relayBufs.Put(bp)
+	}
+}
