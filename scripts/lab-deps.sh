@@ -12,6 +12,7 @@ declare -A need=(
 	[turnutils_natdiscovery]=coturn
 	[stun]=stun-client
 	[iperf3]=iperf3
+	[miniupnpd]=miniupnpd
 	[systemd-analyze]=systemd
 )
 missing=()

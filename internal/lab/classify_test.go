@@ -60,15 +60,37 @@ func TestNATTypesMatchCoturnDiscovery(t *testing.T) {
 			defer stopCoturn()
 
 			mapping, filtering, out := natDiscovery(ctx, t, client, srv.Addr.String())
+			t.Logf("%s\nturnutils_natdiscovery -m -f %s (from %s):\n%s", l.Describe(), srv.Addr, client.Addr, out)
 			if tt.mapping == "" {
-				if mapping != "" || filtering != "" {
-					t.Fatalf("udp-blocked: natdiscovery still saw mapping %q filtering %q:\n%s", mapping, filtering, out)
+				// UDP blocked: no binding response at all, in either test.
+				if mapping != "" || filtering != "" || reflexiveRe.MatchString(out) ||
+					strings.Count(out, "STUN receive timeout") < 2 {
+					t.Fatalf("udp-blocked: natdiscovery should time out in both tests, got mapping %q filtering %q:\n%s", mapping, filtering, out)
 				}
 				return
 			}
 			if mapping != tt.mapping || filtering != tt.filtering {
 				t.Fatalf("%s: natdiscovery says mapping %q, filtering %q; want %q, %q\n%s",
 					tt.nat, mapping, filtering, tt.mapping, tt.filtering, out)
+			}
+			// The address the server saw: the host itself without NAT,
+			// the router's WAN address behind one; with an endpoint-
+			// independent mapping also the host's own port (masquerade
+			// preserves it), which is what makes the lab's EIM NATs
+			// behave like home routers.
+			m := reflexiveRe.FindStringSubmatch(out)
+			if m == nil {
+				t.Fatalf("no reflexive address in natdiscovery output:\n%s", out)
+			}
+			wantIP := client.Addr
+			if r != nil {
+				wantIP = r.WANAddr
+			}
+			if m[1] != wantIP.String() {
+				t.Errorf("reflexive address %s:%s, want IP %s", m[1], m[2], wantIP)
+			}
+			if tt.mapping == "independent" && m[2] != m[3] {
+				t.Errorf("mapping moved the port: reflexive %s, local %s", m[2], m[3])
 			}
 		})
 	}
@@ -133,6 +155,8 @@ var (
 	mappingRe   = regexp.MustCompile(`(?i)NAT with (.*?) mapping`)
 	filteringRe = regexp.MustCompile(`(?i)NAT with (.*?) filtering`)
 	noNATRe     = regexp.MustCompile(`(?i)no NAT`)
+	// First response: reflexive ip, port, then the local port.
+	reflexiveRe = regexp.MustCompile(`UDP reflexive addr: ([0-9.]+):(\d+)\s+.*Local addr: : [0-9.]+:(\d+)`)
 )
 
 // natDiscovery runs the RFC 5780 mapping and filtering tests from host and

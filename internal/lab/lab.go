@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -41,6 +40,8 @@ type Lab struct {
 	wan      string // namespace of the "internet" bridge
 	mu       sync.Mutex
 	nss      []string
+	hosts    []*Host   // in creation order, for Describe
+	routers  []*Router // in creation order, for Describe
 	nextPub  int
 	nextLAN  int
 	nextVeth int
@@ -91,12 +92,14 @@ func New(ctx context.Context, _ Options) (*Lab, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the lab needs root (network namespaces, nftables)")
 	}
-	removeStale()
+	removeStale(ctx)
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	l := &Lab{id: hex.EncodeToString(b[:]), nextPub: 1, nextLAN: 1}
-	if err := os.MkdirAll(markerDir, 0o755); err == nil {
-		_ = os.WriteFile(filepath.Join(markerDir, l.id), []byte(strconv.Itoa(os.Getpid())), 0o644)
+	// The marker is written before any namespace exists, so a namespace
+	// without a marker can only belong to a lab whose owner is gone.
+	if err := writeMarker(l.id); err != nil {
+		return nil, err
 	}
 	l.wan = l.nsName("wan")
 	if err := l.addNS(ctx, l.wan); err != nil {
@@ -117,13 +120,23 @@ func New(ctx context.Context, _ Options) (*Lab, error) {
 	return l, nil
 }
 
+// errClosed is returned by the Add methods after Close.
+var errClosed = errors.New("lab is closed: create a new one with lab.New")
+
 func (l *Lab) nsName(role string) string { return namePrefix + "-" + l.id + "-" + role }
 
 func (l *Lab) addNS(ctx context.Context, name string) error {
-	if err := run(ctx, "ip", "netns", "add", name); err != nil {
-		return err
-	}
+	// Holding the lock across "ip netns add" keeps Close from missing a
+	// namespace made concurrently with it.
 	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return errClosed
+	}
+	if err := run(ctx, "ip", "netns", "add", name); err != nil {
+		l.mu.Unlock()
+		return fmt.Errorf("create namespace (name used twice in one lab?): %w", err)
+	}
 	l.nss = append(l.nss, name)
 	l.mu.Unlock()
 	return runAll(ctx,
@@ -181,6 +194,9 @@ func (l *Lab) AddPublicHost(name string, extra int) (*Host, error) {
 	if err := runAll(ctx, cmds...); err != nil {
 		return nil, err
 	}
+	l.mu.Lock()
+	l.hosts = append(l.hosts, h)
+	l.mu.Unlock()
 	return h, nil
 }
 
@@ -221,6 +237,9 @@ func (l *Lab) AddNAT(name string, t NATType) (*Router, error) {
 	// dropped as if routed. A LAN switch does not filter: turn it off
 	// here (the sysctl is per namespace; absent without the module).
 	_ = run(ctx, "ip", "netns", "exec", r.NS, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
+	l.mu.Lock()
+	l.routers = append(l.routers, r)
+	l.mu.Unlock()
 	return r, nil
 }
 
@@ -262,6 +281,9 @@ func (l *Lab) AddHost(name string, r *Router) (*Host, error) {
 			return nil, err
 		}
 	}
+	l.mu.Lock()
+	l.hosts = append(l.hosts, h)
+	l.mu.Unlock()
 	return h, nil
 }
 
@@ -270,9 +292,13 @@ func (h *Host) Command(ctx context.Context, name string, args ...string) *exec.C
 	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", h.NS, name}, args...)...)
 }
 
-// Do runs fn on a locked OS thread switched into the host's namespace.
-// Sockets created by fn stay in that namespace after Do returns, so a test
-// can listen in one host and dial from another, in-process.
+// Do runs fn on a locked OS thread switched into the host's namespace and
+// waits for it. Sockets created by fn stay in that namespace after Do
+// returns, so a test can listen in one host and dial from another,
+// in-process. Goroutines that fn starts run on other threads, in the
+// original namespace. Rather than switching the thread back, Do lets it
+// exit with its goroutine: a thread whose restore failed could otherwise
+// be reused by unrelated goroutines inside the lab.
 func (h *Host) Do(fn func() error) error { return doInNS(h.NS, fn) }
 
 // Do runs fn inside the router's namespace.
@@ -302,6 +328,9 @@ func doInNS(name string, fn func() error) error {
 // Close deletes every namespace of the lab (and with them their veths and
 // processes' network); idempotent.
 func (l *Lab) Close() error {
+	if l == nil {
+		return nil
+	}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -316,7 +345,9 @@ func (l *Lab) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	_ = os.Remove(filepath.Join(markerDir, l.id))
+	if l.id != "" {
+		_ = os.Remove(markerPath(l.id))
+	}
 	return errors.Join(errs...)
 }
 
@@ -335,37 +366,6 @@ func deleteNS(name string) error {
 		}
 	}
 	return run(ctx, "ip", "netns", "delete", name)
-}
-
-// removeStale deletes labs whose owning process is gone.
-func removeStale() {
-	entries, err := os.ReadDir(markerDir)
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		b, err := os.ReadFile(filepath.Join(markerDir, e.Name()))
-		if err != nil {
-			continue
-		}
-		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-		if pid > 0 && processAlive(pid) {
-			continue
-		}
-		out, _ := exec.Command("ip", "netns", "list").Output()
-		for _, line := range strings.Split(string(out), "\n") {
-			f := strings.Fields(line)
-			if len(f) > 0 && strings.HasPrefix(f[0], namePrefix+"-"+e.Name()+"-") {
-				_ = deleteNS(f[0])
-			}
-		}
-		_ = os.Remove(filepath.Join(markerDir, e.Name()))
-	}
-}
-
-func processAlive(pid int) bool {
-	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
-	return err == nil
 }
 
 func run(ctx context.Context, name string, args ...string) error {
