@@ -32,10 +32,7 @@ func TestGrid(t *testing.T) {
 			row := runCell(t, opts)
 			rows = append(rows, row)
 			if row.err != nil {
-				t.Fatal(row.err)
-			}
-			if want := ExpectedPath(opts.NATA, opts.NATB, opts.SameNAT); row.path != want {
-				t.Errorf("%s: path %s (local %s, remote %s), want %s", opts.Describe(), row.path, row.local, row.remote, want)
+				t.Fatalf("%s: %v", opts.Describe(), row.err)
 			}
 		})
 	}
@@ -90,6 +87,9 @@ func runCell(t *testing.T, opts Options) (row gridRow) {
 	}
 	if p.Path == "relay" && (p.Relay == "" || p.Reason == "") {
 		return fail("relayed path without relay address or reason: %+v", p)
+	}
+	if want := ExpectedPath(opts.NATA, opts.NATB, opts.SameNAT); p.Path != want {
+		return fail("path %s (local %s, remote %s), want %s", p.Path, row.local, row.remote, want)
 	}
 	stop()
 	for _, n := range []*Node{r.A, r.B} {
