@@ -26,9 +26,14 @@ const (
 	// relayAcceptanceWait lets a direct pair win against a relay pair
 	// that happens to answer first.
 	relayAcceptanceWait = 500 * time.Millisecond
-	// renominationAfter is how long after connecting a better pair may
-	// take over.
-	renominationAfter = 2 * time.Second
+	// prflxAcceptanceWait holds back nominating a pair with a
+	// peer-reflexive end for a moment. The peer's checks from its TURN
+	// relay often arrive before the relay candidate is trickled, and
+	// until then the relay looks peer-reflexive, with a priority above
+	// every direct pair; a short wait lets the trickle say what it is
+	// (see prefer.go). Genuine peer-reflexive pairs (a symmetric NAT's
+	// mapping) pay this once.
+	prflxAcceptanceWait = 100 * time.Millisecond
 	// stunGatherTimeout bounds srflx gathering; the rendezvous's STUN is
 	// one round trip away.
 	stunGatherTimeout = 3 * time.Second
@@ -86,13 +91,12 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 		ice.WithFailedTimeout(failedTimeout),
 		ice.WithHostAcceptanceMinWait(0),
 		ice.WithSrflxAcceptanceMinWait(0),
-		ice.WithPrflxAcceptanceMinWait(0),
+		ice.WithPrflxAcceptanceMinWait(prflxAcceptanceWait),
 		ice.WithRelayAcceptanceMinWait(relayAcceptanceWait),
-		// If a relay pair still won (a slow direct check on a loaded
-		// host), the controlling side moves to a better pair once one
-		// answers: relay is a fallback, not a dead end.
+		// Renomination lets the controlling side move a relayed path to
+		// a direct pair once one answers (see prefer.go); both ends need
+		// it, the controlled one to follow.
 		ice.WithRenomination(ice.DefaultNominationValueGenerator()),
-		ice.WithAutomaticRenomination(renominationAfter),
 		ice.WithSTUNGatherTimeout(stunGatherTimeout),
 		ice.WithLocalCredentials(ufrag, pwd),
 		ice.WithInterfaceFilter(p.interfaceAllowed),
@@ -103,9 +107,17 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if p.cfg.AllowLoopback {
 		opts = append(opts, ice.WithIncludeLoopback())
 	}
+	var pref *directPreference
+	if p.controlling {
+		pref = newDirectPreference(p.log.With("gen", gen))
+		opts = append(opts, ice.WithBindingRequestHandler(pref.onBindingRequest))
+	}
 	agent, err := ice.NewAgentWithOptions(opts...)
 	if err != nil {
 		return nil, err
+	}
+	if pref != nil {
+		pref.agent.Store(agent)
 	}
 	a := &attempt{gen: gen, agent: agent, ufrag: ufrag, pwd: pwd, begun: time.Now(), state: ice.ConnectionStateNew}
 	// The callbacks run on pion's notifier goroutines; they only post.
