@@ -78,6 +78,7 @@ func Run(ctx context.Context, cfg Config) error {
 			ICEServers:        d.currentICEServers,
 			Signal:            func(ctx context.Context, b []byte) error { return d.signal(ctx, key, b) },
 			OnPath:            func(path nat.Path) { d.onPath(key, path) },
+			OnStalled:         d.recheckRendezvous,
 			OnRelayPacket:     func(pkt []byte) { bind.DeliverRelay(key, pkt) },
 			ExcludeInterfaces: []string{cfg.Interface},
 			RelayOnly:         cfg.ForceRelay,
@@ -177,6 +178,14 @@ func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []by
 		return errors.New("rendezvous not connected yet")
 	}
 	return rv.Send(ctx, to, payload)
+}
+
+// recheckRendezvous makes sure the signaling a broken path needs still
+// works (see nat.PeerConfig.OnStalled).
+func (d *daemon) recheckRendezvous() {
+	if rv := d.rv.Load(); rv != nil {
+		rv.Recheck()
+	}
 }
 
 func (d *daemon) onRegistered(r rendezvous.Registration) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"strings"
 )
 
@@ -102,10 +101,8 @@ func applyNAT(ctx context.Context, r *Router, host netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", r.NS, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rs)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("nft recipe %s in %s: %w: %s\n%s", r.Type, r.NS, err, out, rs)
+	if err := r.nft(ctx, rs); err != nil {
+		return fmt.Errorf("nft recipe %s: %w\n%s", r.Type, err, rs)
 	}
 	return nil
 }

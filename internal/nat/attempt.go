@@ -56,6 +56,7 @@ type attempt struct {
 	cancel     context.CancelFunc  // stops the conn reader
 	state      ice.ConnectionState // last reported
 	path       Path
+	pref       *directPreference // controlling side only
 }
 
 // newAttempt creates an agent for gen and hooks its callbacks to the loop.
@@ -119,11 +120,14 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if pref != nil {
 		pref.agent.Store(agent)
 	}
-	a := &attempt{gen: gen, agent: agent, ufrag: ufrag, pwd: pwd, begun: time.Now(), state: ice.ConnectionStateNew}
+	a := &attempt{gen: gen, agent: agent, ufrag: ufrag, pwd: pwd, begun: time.Now(), state: ice.ConnectionStateNew, pref: pref}
 	// The callbacks run on pion's notifier goroutines; they only post.
 	err = agent.OnCandidate(func(c ice.Candidate) {
 		if c == nil {
 			return // gathering done; pion has no use for end-of-candidates
+		}
+		if pref != nil {
+			pref.addLocal(c)
 		}
 		raw := c.Marshal()
 		p.post(func() { p.onLocalCandidate(a, raw) })
@@ -243,6 +247,9 @@ func (p *Peer) addRemote(a *attempt, raw string) {
 		return
 	}
 	a.remotes++
+	if a.pref != nil {
+		a.pref.addRemote(c)
+	}
 	if err := a.agent.AddRemoteCandidate(c); err != nil {
 		p.log.Debug("remote candidate not added", "candidate", raw, "err", err)
 	}

@@ -2,6 +2,8 @@ package nat
 
 import (
 	"log/slog"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -57,16 +59,39 @@ type directPreference struct {
 	agent atomic.Pointer[ice.Agent] // set once the agent exists
 	log   *slog.Logger
 
+	// mu guards the candidates, written by our loop and pion's candidate
+	// callback, read in pion's agent loop. Nothing is called while held.
+	mu      sync.Mutex
+	locals  []ice.Candidate // ours on the shared socket (host, srflx)
+	remotes []ice.Candidate // the peer's, as signalled, except relays
+
 	// Touched only from pion's agent loop.
 	begun         time.Time            // the peer's first check
 	direct        []*ice.CandidatePair // direct pairs the peer has checked
 	lastNominated time.Time
 	lastProbe     time.Time
-	nextProbe     int // round-robin index into direct
+	nextProbe     int // round robin over probeTargets
 }
 
 func newDirectPreference(log *slog.Logger) *directPreference {
 	return &directPreference{log: log}
+}
+
+// addLocal and addRemote learn the candidates direct pairs are made of:
+// after a path broke, the peer's checks never arrive on a direct pair, so
+// the pairs it checked do not tell which ones to try.
+func (d *directPreference) addLocal(c ice.Candidate)  { d.add(&d.locals, c) }
+func (d *directPreference) addRemote(c ice.Candidate) { d.add(&d.remotes, c) }
+
+func (d *directPreference) add(to *[]ice.Candidate, c ice.Candidate) {
+	if c == nil || c.Type() == ice.CandidateTypeRelay {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(*to) < maxTrackedPairs {
+		*to = append(*to, c)
+	}
 }
 
 // onBindingRequest is the agent's binding request handler. It never asks
@@ -91,7 +116,7 @@ func (d *directPreference) onBindingRequest(_ *stun.Message, _, _ ice.Candidate,
 		return false
 	}
 	if err := agent.RenominateCandidate(target.Local, target.Remote); err != nil {
-		d.log.Debug("nominate direct pair", "pair", target.String(), "err", err)
+		d.log.Debug("nominate direct pair", "why", why, "pair", target.String(), "err", err)
 		return false
 	}
 	d.log.Debug("nominating direct pair", "why", why, "local", target.Local.String(), "remote", target.Remote.String())
@@ -128,15 +153,54 @@ func (d *directPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.C
 		}
 		return best, "a direct pair answers; leaving the relay"
 	}
-	if sel == nil || len(d.direct) == 0 || now.Sub(d.lastProbe) < probeEvery {
+	if sel == nil || now.Sub(d.lastProbe) < probeEvery {
 		return nil, ""
 	}
 	// Relayed and no direct pair has answered lately: nobody checks the
 	// other pairs after selection, so try one; a nomination is a check.
+	targets := d.probeTargets()
+	if len(targets) == 0 {
+		return nil, ""
+	}
 	d.lastProbe, d.lastNominated = now, now
-	p := d.direct[d.nextProbe%len(d.direct)]
+	p := targets[d.nextProbe%len(targets)]
 	d.nextProbe++
 	return p, "probing a direct pair while relayed"
+}
+
+// probeTargets is one pair per remote address: the pairs the peer checked
+// (they include its peer-reflexive addresses), then our first local
+// candidate with each signalled remote one. Every local candidate here is
+// on the shared socket, so one local is as good as another.
+func (d *directPreference) probeTargets() []*ice.CandidatePair {
+	var out []*ice.CandidatePair
+	seen := make(map[string]bool)
+	add := func(p *ice.CandidatePair) {
+		key := p.Remote.Address() + ":" + strconv.Itoa(p.Remote.Port())
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, p)
+		}
+	}
+	for _, p := range d.direct {
+		add(p)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.locals) == 0 {
+		return out
+	}
+	local := d.locals[0]
+	for _, c := range d.locals {
+		if c.Type() == ice.CandidateTypeHost {
+			local = c
+			break
+		}
+	}
+	for _, r := range d.remotes {
+		add(&ice.CandidatePair{Local: local, Remote: r})
+	}
+	return out
 }
 
 // freshest is the best-ranked direct pair that answered within

@@ -170,3 +170,44 @@ func TestIsDirect(t *testing.T) {
 		t.Error("a pair without a local candidate is not direct")
 	}
 }
+
+// After a path broke, the peer's checks never arrive on a direct pair; the
+// probes must still cover every signalled remote address, once each, from
+// a local candidate on the shared socket, and never a relay.
+func TestDirectPreferenceProbeTargets(t *testing.T) {
+	d := newDirectPreference(quietLogger())
+	checked := testPairOf(t, "host", "prflx", 10) // learned from the peer's checks
+	d.track(checked)
+	d.addLocal(testCandidate(t, "relay", 30))
+	d.addLocal(testCandidate(t, "srflx", 31))
+	d.addLocal(testCandidate(t, "host", 32))
+	d.addRemote(testCandidate(t, "relay", 40))
+	srflx := testCandidate(t, "srflx", 41)
+	d.addRemote(srflx)
+	d.addRemote(testCandidate(t, "srflx", 41)) // the same address again
+	d.addRemote(checked.Remote)                // already covered by the checked pair
+	host := testCandidate(t, "host", 42)
+	d.addRemote(host)
+
+	got := d.probeTargets()
+	if len(got) != 3 {
+		t.Fatalf("%d probe targets %v, want 3 (the checked pair, srflx, host)", len(got), got)
+	}
+	if got[0] != checked {
+		t.Errorf("first target %v, want the pair the peer checked", got[0])
+	}
+	for i, want := range []ice.Candidate{srflx, host} {
+		p := got[i+1]
+		if !p.Remote.Equal(want) {
+			t.Errorf("target %d remote %v, want %v", i+1, p.Remote, want)
+		}
+		if p.Local.Type() != ice.CandidateTypeHost {
+			t.Errorf("target %d local %v, want our host candidate", i+1, p.Local)
+		}
+	}
+	for _, p := range got {
+		if !isDirect(p.Local, p.Remote) {
+			t.Errorf("probe target %v involves a relay", p)
+		}
+	}
+}
