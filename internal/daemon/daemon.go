@@ -14,6 +14,7 @@ import (
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/ping"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/tunnel"
 )
@@ -99,6 +100,14 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer stopDebug()
+	}
+
+	if self4 := firstOf(plan.self, true); self4.IsValid() {
+		echo, err := ping.Listen(self4, log.With("component", "ping"))
+		if err != nil {
+			return err
+		}
+		defer echo.Close()
 	}
 
 	ctl, err := control.Listen(cfg.ControlSocket, d.status, log.With("component", "control"))
