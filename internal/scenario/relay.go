@@ -36,7 +36,8 @@ func (r *Run) setupRelay(ctx context.Context) error {
 		return nil
 	case "coturn":
 		ip := r.R.Extra[0].String()
-		r.rvArgs = []string{"--no-turn"}
+		// coturn holds the second address: no RFC 5780 alternate there.
+		r.rvArgs = []string{"--no-turn", "--stun-alt-ip", "none"}
 		r.upArgs = []string{"--turn", "turn:" + ip + ":3478", "--turn", "turn:" + ip + ":3478?transport=tcp", "--turn-secret", coturnSecret}
 		cmd := r.R.Command(context.Background(), "turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls",
 			"--use-auth-secret", "--static-auth-secret="+coturnSecret, "--realm=punchd",
