@@ -42,6 +42,7 @@ type MiniUPnPd struct {
 	log  strings.Builder
 	once sync.Once
 	dir  string
+	ns   string
 }
 
 // MiniUPnPdInstalled says what to install when miniupnpd is missing.
@@ -101,7 +102,7 @@ deny 0-65535 0.0.0.0/0 0-65535
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	m := &MiniUPnPd{done: make(chan struct{}), dir: dir}
+	m := &MiniUPnPd{done: make(chan struct{}), dir: dir, ns: r.NS}
 	// -d: foreground, log to stderr. Lab.Close kills it with the namespace
 	// in case Stop is never called.
 	m.cmd = exec.Command("ip", "netns", "exec", r.NS, "miniupnpd", "-d", "-f", confPath, "-P", filepath.Join(dir, "miniupnpd.pid"))
@@ -151,6 +152,15 @@ deny 0-65535 0.0.0.0/0 0-65535
 func upnpReady(log string) bool {
 	return strings.Contains(log, "Listening for NAT-PMP/PCP traffic") &&
 		(strings.Contains(log, "Port forwarding is now enabled") || strings.Contains(log, "Port forwarding is enabled"))
+}
+
+// Forwards lists the port forwards miniupnpd holds (its nat chain).
+func (m *MiniUPnPd) Forwards(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", m.ns, "nft", "list", "chain", "inet", upnpTable, "prerouting_miniupnpd").CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("list miniupnpd's forwards: %w", err)
+	}
+	return string(out), nil
 }
 
 // Log is what miniupnpd printed so far.
