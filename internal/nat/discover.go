@@ -99,7 +99,7 @@ func discover(ctx context.Context, cfg DiscoverConfig, rep *Report) error {
 	if timeout <= 0 {
 		timeout = DefaultProbeTimeout
 	}
-	if min := retransmits[len(retransmits)-1] + 100*time.Millisecond; timeout < min {
+	if min := sendAt(sends-1) + 100*time.Millisecond; timeout < min {
 		timeout = min
 	}
 	progress := func(format string, args ...any) {
@@ -234,12 +234,12 @@ func udpFailed(ctx context.Context, rep *Report, server netip.AddrPort, mI probe
 		return fmt.Errorf("binding request to %s: %w", server, mI.err)
 	}
 	rep.UDPBlocked = true
-	progress("binding: no UDP answer from %s in %s (%d tries); trying STUN over TCP", server, timeout, len(retransmits))
+	progress("binding: no UDP answer from %s in %s (%d tries); trying STUN over TCP", server, timeout, sends)
 	mapped, rtt, err := tcpBinding(ctx, server, timeout)
 	if err != nil {
 		progress("TCP: no answer either (%v)", err)
 		rep.Notes = append(rep.Notes, "no answer over UDP or TCP: the server may be down, or this network blocks it")
-		return fmt.Errorf("no answer from %s over UDP (%d tries in %s) or TCP (%v): check --server and that the server runs; if it does, this network blocks it", server, len(retransmits), timeout, err)
+		return fmt.Errorf("no answer from %s over UDP (%d tries in %s) or TCP (%w): check --server and that the server runs; if it does, this network blocks it", server, sends, timeout, err)
 	}
 	progress("TCP: %s sees %s after %.1f ms: UDP is blocked", server, mapped, millis(rtt))
 	rep.RTTMillis = millis(rtt)
@@ -306,14 +306,11 @@ func hairpins(ctx context.Context, from, to *prober, target netip.AddrPort, time
 		case <-ctx.Done():
 			return false
 		case <-timer.C:
-			if i >= len(retransmits) {
+			if i >= sends {
 				return false
 			}
 			_ = from.sendRequest(target, id)
-			wake := start.Add(timeout)
-			if i+1 < len(retransmits) {
-				wake = start.Add(retransmits[i+1])
-			}
+			wake, _ := wakeAfter(start, i, timeout)
 			timer.Reset(time.Until(wake))
 		}
 	}

@@ -163,12 +163,23 @@ func addrPort(ip net.IP, port int) netip.AddrPort {
 	return netip.AddrPortFrom(a.Unmap(), uint16(port))
 }
 
-// retransmits are the send times of one request, from its start: three
-// sends in 600 ms, then the answer has until timeout. RFC 5389's schedule
-// (500 ms doubling, 39.5 s in all) would make a UDP-blocked network look
-// like a hang; a lost packet on a working path is rare enough that three
-// tries tell blocked from lossy.
-var retransmits = [...]time.Duration{0, 200 * time.Millisecond, 600 * time.Millisecond}
+// sends is how often one request goes out: at 0, 200 and 600 ms from its
+// start (sendAt), then the answer has until the timeout. RFC 5389's
+// schedule (500 ms doubling, 39.5 s in all) would make a UDP-blocked
+// network look like a hang; a lost packet on a working path is rare enough
+// that three tries tell blocked from lossy.
+const sends = 3
+
+func sendAt(i int) time.Duration { return 200 * time.Millisecond * time.Duration(1<<i-1) }
+
+// wakeAfter is when a request waiting after its i-th transmission wakes
+// up: for the next transmission, or at start+timeout after the last one.
+func wakeAfter(start time.Time, i int, timeout time.Duration) (time.Time, bool) {
+	if i+1 < sends {
+		return start.Add(sendAt(i + 1)), false
+	}
+	return start.Add(timeout), true
+}
 
 // transact sends a Binding request with the given extra attributes to to,
 // retransmitting, and waits up to timeout for the answer.
@@ -191,16 +202,10 @@ func (p *prober) transact(ctx context.Context, to netip.AddrPort, timeout time.D
 	defer timer.Stop()
 	dst := net.UDPAddrFromAddrPort(to)
 	for i := 0; ; i++ {
-		if i < len(retransmits) {
-			if _, err := p.conn.WriteToUDP(m.Raw, dst); err != nil && i == 0 {
-				return stunReply{}, fmt.Errorf("send to %s: %w", to, err)
-			}
+		if _, err := p.conn.WriteToUDP(m.Raw, dst); err != nil && i == 0 {
+			return stunReply{}, fmt.Errorf("send to %s: %w", to, err)
 		}
-		last := i+1 >= len(retransmits)
-		wake := start.Add(timeout)
-		if !last {
-			wake = start.Add(retransmits[i+1])
-		}
+		wake, last := wakeAfter(start, i, timeout)
 		timer.Reset(time.Until(wake))
 		select {
 		case r := <-ch:

@@ -328,3 +328,20 @@ func FuzzProberDispatch(f *testing.F) {
 		}
 	})
 }
+
+func TestSendSchedule(t *testing.T) {
+	start := time.Unix(0, 0)
+	want := []struct {
+		at   time.Duration
+		last bool
+	}{{200 * time.Millisecond, false}, {600 * time.Millisecond, false}, {DefaultProbeTimeout, true}}
+	for i, w := range want {
+		wake, last := wakeAfter(start, i, DefaultProbeTimeout)
+		if wake.Sub(start) != w.at || last != w.last {
+			t.Errorf("after send %d: wake at %s (last %v), want %s (%v)", i, wake.Sub(start), last, w.at, w.last)
+		}
+	}
+	if sendAt(0) != 0 {
+		t.Errorf("first send at %s", sendAt(0))
+	}
+}

@@ -29,16 +29,13 @@ const (
 	pcpResultOK    = 0
 )
 
-var pcpResults = map[byte]string{
-	1: "UNSUPP_VERSION", 2: "NOT_AUTHORIZED", 3: "MALFORMED_REQUEST", 4: "UNSUPP_OPCODE",
-	5: "UNSUPP_OPTION", 6: "MALFORMED_OPTION", 7: "NETWORK_FAILURE", 8: "NO_RESOURCES",
-	9: "UNSUPP_PROTOCOL", 10: "USER_EX_QUOTA", 11: "CANNOT_PROVIDE_EXTERNAL", 12: "ADDRESS_MISMATCH",
-	13: "EXCESSIVE_REMOTE_PEERS",
-}
-
 func pcpResultName(c byte) string {
-	if n, ok := pcpResults[c]; ok {
-		return n
+	names := [...]string{1: "UNSUPP_VERSION", 2: "NOT_AUTHORIZED", 3: "MALFORMED_REQUEST", 4: "UNSUPP_OPCODE",
+		5: "UNSUPP_OPTION", 6: "MALFORMED_OPTION", 7: "NETWORK_FAILURE", 8: "NO_RESOURCES",
+		9: "UNSUPP_PROTOCOL", 10: "USER_EX_QUOTA", 11: "CANNOT_PROVIDE_EXTERNAL", 12: "ADDRESS_MISMATCH",
+		13: "EXCESSIVE_REMOTE_PEERS"}
+	if int(c) < len(names) && names[c] != "" {
+		return names[c]
 	}
 	return fmt.Sprintf("result %d", c)
 }
@@ -134,14 +131,11 @@ func pcpMapPort(ctx context.Context, gw, local netip.Addr, nonce [12]byte, inter
 	raw := req.marshal()
 	start := time.Now()
 	buf := make([]byte, pcpMaxDatagram+1)
-	for i := 0; i < len(retransmits); i++ {
+	for i := 0; i < sends; i++ {
 		if _, err := c.Write(raw); err != nil {
 			return pcpMap{}, err
 		}
-		wake := start.Add(timeout)
-		if i+1 < len(retransmits) {
-			wake = start.Add(retransmits[i+1])
-		}
+		wake, _ := wakeAfter(start, i, timeout)
 		_ = c.SetReadDeadline(wake)
 		for {
 			n, err := c.Read(buf)
