@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,20 +8,13 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 )
 
 // Coturn is a STUN-only coturn on a public host's two addresses: an RFC
 // 5780 server (primary port 3478, alternate 3479), the third-party
 // reference for NAT discovery.
-type Coturn struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	log  strings.Builder
-	once sync.Once
-}
+type Coturn struct{ *proc }
 
 // CoturnInstalled says what to install when coturn's tools are missing.
 func CoturnInstalled() error {
@@ -43,24 +35,11 @@ func StartCoturn(ctx context.Context, srv *Host) (*Coturn, error) {
 	args := []string{"-n", "--no-cli", "--no-tls", "--no-dtls", "--stun-only", "--no-auth",
 		"--listening-port", "3478", "--alt-listening-port", "3479", "--log-file", "stdout", "--simple-log",
 		"-L", srv.Addr.String(), "-L", srv.Extra[0].String()}
-	c := &Coturn{done: make(chan struct{})}
-	c.cmd = srv.Command(context.Background(), "turnserver", args...)
-	stdout, err := c.cmd.StdoutPipe()
+	p, err := startProc(srv.Command(context.Background(), "turnserver", args...), nil)
 	if err != nil {
-		return nil, err
-	}
-	if err := c.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start coturn: %w", err)
 	}
-	go func() {
-		defer close(c.done)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			c.mu.Lock()
-			c.log.WriteString(sc.Text() + "\n")
-			c.mu.Unlock()
-		}
-	}()
+	c := &Coturn{p}
 	if err := WaitUDPBound(ctx, srv, srv.Addr.String()+":3478", srv.Extra[0].String()+":3479"); err != nil {
 		c.Stop()
 		return nil, fmt.Errorf("coturn did not start: %w\n%s", err, c.Log())
@@ -68,21 +47,8 @@ func StartCoturn(ctx context.Context, srv *Host) (*Coturn, error) {
 	return c, nil
 }
 
-// Log is what coturn printed so far.
-func (c *Coturn) Log() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.log.String()
-}
-
 // Stop kills coturn and waits for it; idempotent.
-func (c *Coturn) Stop() {
-	c.once.Do(func() {
-		_ = c.cmd.Process.Kill()
-		<-c.done
-		_ = c.cmd.Wait()
-	})
-}
+func (c *Coturn) Stop() { c.stop(0) }
 
 // WaitUDPBound waits (bounded in tries and time) until something in h's
 // namespace has bound every addr: then binding it ourselves fails.

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -36,13 +35,9 @@ const upnpTable = "punchdupnp"
 
 // MiniUPnPd is a running miniupnpd.
 type MiniUPnPd struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	log  strings.Builder
-	once sync.Once
-	dir  string
-	ns   string
+	*proc
+	dir string
+	ns  string
 }
 
 // MiniUPnPdInstalled says what to install when miniupnpd is missing.
@@ -102,35 +97,21 @@ deny 0-65535 0.0.0.0/0 0-65535
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	m := &MiniUPnPd{done: make(chan struct{}), dir: dir, ns: r.NS}
+	ready := make(chan struct{})
+	var readyOnce sync.Once
 	// -d: foreground, log to stderr. Lab.Close kills it with the namespace
 	// in case Stop is never called.
-	m.cmd = exec.Command("ip", "netns", "exec", r.NS, "miniupnpd", "-d", "-f", confPath, "-P", filepath.Join(dir, "miniupnpd.pid"))
-	stderr, err := m.cmd.StderrPipe()
+	cmd := exec.Command("ip", "netns", "exec", r.NS, "miniupnpd", "-d", "-f", confPath, "-P", filepath.Join(dir, "miniupnpd.pid"))
+	p, err := startProc(cmd, func(all string) {
+		if upnpReady(all) {
+			readyOnce.Do(func() { close(ready) })
+		}
+	})
 	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	m.cmd.Stdout = m.cmd.Stderr
-	if err := m.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start miniupnpd: %w", err)
 	}
-	ready := make(chan struct{})
-	var readyOnce sync.Once
-	go func() {
-		defer close(m.done)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			m.mu.Lock()
-			m.log.WriteString(sc.Text() + "\n")
-			ok := upnpReady(m.log.String())
-			m.mu.Unlock()
-			if ok {
-				readyOnce.Do(func() { close(ready) })
-			}
-		}
-	}()
+	m := &MiniUPnPd{proc: p, dir: dir, ns: r.NS}
 	timer := time.NewTimer(15 * time.Second)
 	defer timer.Stop()
 	select {
@@ -163,25 +144,9 @@ func (m *MiniUPnPd) Forwards(ctx context.Context) (string, error) {
 	return string(out), nil
 }
 
-// Log is what miniupnpd printed so far.
-func (m *MiniUPnPd) Log() string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.log.String()
-}
-
 // Stop ends miniupnpd (SIGTERM, then SIGKILL) and removes its files;
 // idempotent. Its nftables table goes with the router's namespace.
 func (m *MiniUPnPd) Stop() {
-	m.once.Do(func() {
-		_ = m.cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-m.done:
-		case <-time.After(5 * time.Second):
-			_ = m.cmd.Process.Kill()
-			<-m.done
-		}
-		_ = m.cmd.Wait()
-		os.RemoveAll(m.dir)
-	})
+	m.stop(5 * time.Second)
+	os.RemoveAll(m.dir)
 }

@@ -193,17 +193,6 @@ func TestDiscoverWithoutRFC5780(t *testing.T) {
 	}
 }
 
-// silentUDP binds a UDP port that never answers (a firewall that drops).
-func silentUDP(t *testing.T) *net.UDPConn {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
 // tcpSTUN answers Binding requests over TCP on addr until the test ends.
 func tcpSTUN(t *testing.T, addr string) {
 	t.Helper()
@@ -243,7 +232,7 @@ func tcpSTUN(t *testing.T, addr string) {
 }
 
 func TestDiscoverUDPBlocked(t *testing.T) {
-	udp := silentUDP(t)
+	udp := clientConn(t) // bound, never answers: a firewall that drops
 	addr := udp.LocalAddr().String()
 	t.Run("server answers over TCP", func(t *testing.T) {
 		tcpSTUN(t, addr)
