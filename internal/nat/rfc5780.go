@@ -263,8 +263,8 @@ func DetectAltIP(primary netip.Addr) netip.Addr {
 
 func pickAltIP(primary netip.Addr, own []netip.Addr) netip.Addr {
 	primary = primary.Unmap()
-	if !slices.Contains(own, primary) {
-		return netip.Addr{} // primary is not ours (behind a NAT?): no guessing
+	if !slices.Contains(own, primary) || !primary.IsGlobalUnicast() || primary.IsPrivate() {
+		return netip.Addr{} // primary is not ours, or private (behind a NAT?): no guessing
 	}
 	for _, a := range own {
 		a = a.Unmap()

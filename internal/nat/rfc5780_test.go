@@ -312,6 +312,7 @@ func TestPickAltIP(t *testing.T) {
 		{"only private others", "198.18.0.1", ips("198.18.0.1", "10.0.0.1", "172.17.0.1", "fe80::1"), ""},
 		{"primary not ours", "203.0.113.5", ips("198.18.0.1", "198.18.0.2"), ""},
 		{"other family only", "198.18.0.1", ips("198.18.0.1", "2001:db8::1"), ""},
+		{"private primary", "10.0.0.5", ips("10.0.0.5", "198.18.0.2"), ""},
 		{"IPv6", "2001:db8::1", ips("2001:db8::1", "fd00::1", "2001:db8::2"), "2001:db8::2"},
 	}
 	for _, tt := range tests {
