@@ -25,8 +25,8 @@ func testPairOf(t *testing.T, local, remote string, port int) *ice.CandidatePair
 	return &ice.CandidatePair{Local: testCandidate(t, local, port), Remote: testCandidate(t, remote, port+1)}
 }
 
-// answered marks p as having answered a check just now.
-func answered(p *ice.CandidatePair) *ice.CandidatePair {
+// answeredNow marks p as having answered a check just now.
+func answeredNow(p *ice.CandidatePair) *ice.CandidatePair {
 	p.UpdateRoundTripTime(time.Millisecond)
 	return p
 }
@@ -46,21 +46,21 @@ func TestDirectPreferenceChoose(t *testing.T) {
 		{
 			name: "selected direct pair is left alone",
 			pairs: func(t *testing.T) []*ice.CandidatePair {
-				return []*ice.CandidatePair{answered(testPairOf(t, "host", "srflx", 10))}
+				return []*ice.CandidatePair{answeredNow(testPairOf(t, "host", "srflx", 10))}
 			},
 			steps: []step{{at: time.Second, sel: "direct", want: -1}},
 		},
 		{
 			name: "pion's own nomination gets the first moments",
 			pairs: func(t *testing.T) []*ice.CandidatePair {
-				return []*ice.CandidatePair{answered(testPairOf(t, "host", "srflx", 10))}
+				return []*ice.CandidatePair{answeredNow(testPairOf(t, "host", "srflx", 10))}
 			},
 			steps: []step{{at: nominationGrace / 2, want: -1}, {at: nominationGrace, want: 0}},
 		},
 		{
 			name: "an answering direct pair beats a selected relay, once per interval",
 			pairs: func(t *testing.T) []*ice.CandidatePair {
-				return []*ice.CandidatePair{answered(testPairOf(t, "srflx", "srflx", 10))}
+				return []*ice.CandidatePair{answeredNow(testPairOf(t, "srflx", "srflx", 10))}
 			},
 			steps: []step{
 				{at: 200 * time.Millisecond, sel: "relay", want: 0},
@@ -72,8 +72,8 @@ func TestDirectPreferenceChoose(t *testing.T) {
 			name: "best rank wins: host-srflx over prflx-srflx",
 			pairs: func(t *testing.T) []*ice.CandidatePair {
 				return []*ice.CandidatePair{
-					answered(testPairOf(t, "prflx", "srflx", 10)),
-					answered(testPairOf(t, "host", "srflx", 20)),
+					answeredNow(testPairOf(t, "prflx", "srflx", 10)),
+					answeredNow(testPairOf(t, "host", "srflx", 20)),
 				}
 			},
 			steps: []step{{at: 200 * time.Millisecond, sel: "relay", want: 1}},
@@ -81,7 +81,7 @@ func TestDirectPreferenceChoose(t *testing.T) {
 		{
 			name: "while checking, stale pairs are pion's to check",
 			pairs: func(t *testing.T) []*ice.CandidatePair {
-				return []*ice.CandidatePair{answered(testPairOf(t, "host", "srflx", 10))}
+				return []*ice.CandidatePair{answeredNow(testPairOf(t, "host", "srflx", 10))}
 			},
 			steps: []step{{at: freshResponse + time.Second, want: -1}},
 		},
