@@ -25,6 +25,18 @@ type Self struct {
 	// tunnels stay up meanwhile.
 	RendezvousConnected bool      `json:"rendezvous_connected"`
 	Started             time.Time `json:"started"`
+	// NAT is this host's NAT behaviour as probed against the
+	// rendezvous' STUN server; absent until the first probe finished.
+	NAT *NAT `json:"nat,omitempty"`
+}
+
+// NAT is what RFC 5780 found about the NAT in front of this host (see
+// `punchd nat` for the whole report).
+type NAT struct {
+	Type         string `json:"type"` // open, full-cone, restricted, port-restricted, symmetric, udp-blocked, unknown
+	Mapping      string `json:"mapping"`
+	Filtering    string `json:"filtering"`
+	ExternalIPv4 string `json:"external_ipv4,omitempty"`
 }
 
 // PeerStatus describes one configured peer.

@@ -16,7 +16,11 @@ func (s Status) WriteTable(w io.Writer, now time.Time) error {
 	}
 	fmt.Fprintf(w, "self       %s\n", s.Self.ID)
 	fmt.Fprintf(w, "overlay    %s %s on %s, udp port %d\n", s.Self.OverlayIPv4, s.Self.OverlayIPv6, s.Self.Interface, s.Self.ListenPort)
-	fmt.Fprintf(w, "rendezvous %s (%s)\n\n", s.Self.Rendezvous, rv)
+	fmt.Fprintf(w, "rendezvous %s (%s)\n", s.Self.Rendezvous, rv)
+	if n := s.Self.NAT; n != nil {
+		fmt.Fprintf(w, "nat        %s (mapping %s, filtering %s), external %s\n", n.Type, n.Mapping, n.Filtering, dash(n.ExternalIPv4))
+	}
+	fmt.Fprintln(w)
 	if len(s.Peers) == 0 {
 		_, err := fmt.Fprintln(w, "no peers configured (use --peer)")
 		return err

@@ -64,6 +64,7 @@ func Run(ctx context.Context, cfg Config) error {
 		dev:     dev,
 		started: time.Now(),
 		peers:   make(map[identity.PublicKey]*peerState, len(cfg.Peers)),
+		nat:     newNATInfo(log.With("component", "nat")),
 	}
 	for _, p := range cfg.Peers {
 		ps := &peerState{Peer: p}
@@ -144,6 +145,11 @@ func Run(ctx context.Context, cfg Config) error {
 			ps.ice.Run(runCtx)
 		}()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.nat.run(runCtx)
+	}()
 	log.Info("punchd up", "id", self.String(), "interface", cfg.Interface,
 		"overlay", plan.self, "port", dev.ListenPort(), "peers", len(cfg.Peers),
 		"control", ctl.Path())
@@ -174,6 +180,7 @@ type daemon struct {
 	self    identity.PublicKey
 	plan    overlayPlan
 	dev     *tunnel.Device
+	nat     *natInfo
 	started time.Time
 	peers   map[identity.PublicKey]*peerState // fixed after start: read without locks
 
@@ -206,6 +213,7 @@ func (d *daemon) onRegistered(r rendezvous.Registration) {
 	}
 	d.servers.Store(&servers)
 	d.log.Info("registered at rendezvous", "ice_servers", urls)
+	d.nat.request(urls)
 }
 
 // currentICEServers is the rendezvous' STUN/TURN servers followed by the

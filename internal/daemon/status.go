@@ -20,6 +20,11 @@ func (d *daemon) status() control.Status {
 	if rv := d.rv.Load(); rv != nil {
 		st.Self.RendezvousConnected = rv.Connected()
 	}
+	natRep := d.nat.current()
+	if natRep != nil {
+		st.Self.NAT = &control.NAT{Type: string(natRep.NATType), Mapping: string(natRep.Mapping),
+			Filtering: string(natRep.Filtering), ExternalIPv4: natRep.ExternalIPv4}
+	}
 	stats, err := d.dev.Stats()
 	if err != nil {
 		d.log.Warn("read wireguard stats", "err", err)
@@ -43,7 +48,7 @@ func (d *daemon) status() control.Status {
 		if out.Path == "relay" {
 			out.Relay = relayAddr(is.Path)
 			if out.Reason == "" {
-				out.Reason = "relayed via " + out.Relay + ": no direct candidate pair answered (a symmetric NAT or a UDP-blocking firewall is in the way); still using the relay"
+				out.Reason = relayReason(out.Relay, natRep)
 			}
 		}
 		if s, ok := stats[p.Key]; ok {

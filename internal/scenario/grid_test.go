@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/lab"
 )
 
@@ -15,6 +16,7 @@ type gridRow struct {
 	opts          Options
 	path          string
 	local, remote string
+	nat           string // A's NAT type as its daemon found it
 	connect       time.Duration
 	err           error
 }
@@ -91,6 +93,26 @@ func runCell(t *testing.T, opts Options) (row gridRow) {
 	if want := ExpectedPath(opts.NATA, opts.NATB, opts.SameNAT); p.Path != want {
 		return fail("path %s (local %s, remote %s), want %s", p.Path, row.local, row.remote, want)
 	}
+	// The daemon probes its NAT in the background (RFC 5780 against the
+	// rendezvous) and must find the lab's type; a relayed path's reason
+	// then says what it means.
+	st, err = waitNAT(ctx, r, r.A, 10*time.Second)
+	if err != nil {
+		return fail("%v", err)
+	}
+	if want := labNATName(opts.NATA); st.Self.NAT.Type != want {
+		return fail("status on A: nat %+v, want type %s", *st.Self.NAT, want)
+	}
+	row.nat = st.Self.NAT.Type
+	if p := st.Peers[0]; p.Path == "relay" {
+		wantWords := map[lab.NATType]string{lab.NATSymmetric: "NAT is symmetric", lab.NATUDPBlocked: "UDP is blocked here"}[opts.NATA]
+		if wantWords == "" {
+			wantWords = "the peer's side"
+		}
+		if !strings.Contains(p.Reason, wantWords) {
+			return fail("relayed, reason %q: want it to say %q", p.Reason, wantWords)
+		}
+	}
 	stop()
 	for _, n := range []*Node{r.A, r.B} {
 		if err := r.Stop(n, 10*time.Second); err != nil {
@@ -103,7 +125,7 @@ func runCell(t *testing.T, opts Options) (row gridRow) {
 func gridTable(rows []gridRow) string {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAT A\tNAT B\tPATH\tEXPECTED\tLOCAL\tREMOTE\tFIRST PING")
+	fmt.Fprintln(tw, "NAT A\tNAT B\tPATH\tEXPECTED\tLOCAL\tREMOTE\tFIRST PING\tA'S DAEMON SAYS")
 	for _, r := range rows {
 		natB := string(r.opts.NATB)
 		if r.opts.SameNAT {
@@ -113,9 +135,34 @@ func gridTable(rows []gridRow) string {
 		if r.err != nil {
 			res = "FAILED"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.opts.NATA, natB, r.path,
-			ExpectedPath(r.opts.NATA, r.opts.NATB, r.opts.SameNAT), r.local, r.remote, res)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.opts.NATA, natB, r.path,
+			ExpectedPath(r.opts.NATA, r.opts.NATB, r.opts.SameNAT), r.local, r.remote, res, r.nat)
 	}
 	tw.Flush()
 	return b.String()
+}
+
+// waitNAT polls n's status until its daemon has probed its NAT; bounded
+// in time and count.
+func waitNAT(ctx context.Context, r *Run, n *Node, timeout time.Duration) (control.Status, error) {
+	deadline := time.Now().Add(timeout)
+	for i := 0; i < 500 && time.Now().Before(deadline); i++ {
+		st, err := r.Status(ctx, n)
+		if err == nil && st.Self.NAT != nil {
+			return st, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return control.Status{}, fmt.Errorf("%s: no NAT behaviour in status within %v", n.Name, timeout)
+}
+
+// labNATName is the name `punchd nat` and the status use for a lab type.
+func labNATName(t lab.NATType) string {
+	if t == lab.NATNone {
+		return "open"
+	}
+	return string(t)
 }
