@@ -50,6 +50,8 @@ type PeerStatus struct {
 	Relay       string `json:"relay,omitempty"`
 	OverlayIPv4 string `json:"overlay_ipv4,omitempty"`
 	OverlayIPv6 string `json:"overlay_ipv6,omitempty"`
+	// NAT is the peer's NAT type as the peer reported it.
+	NAT string `json:"nat,omitempty"`
 
 	LocalCandidate  *Candidate `json:"local_candidate,omitempty"`
 	RemoteCandidate *Candidate `json:"remote_candidate,omitempty"`

@@ -64,8 +64,12 @@ func Run(ctx context.Context, cfg Config) error {
 		dev:     dev,
 		started: time.Now(),
 		peers:   make(map[identity.PublicKey]*peerState, len(cfg.Peers)),
-		nat:     newNATInfo(log.With("component", "nat")),
 	}
+	d.nat = newNATInfo(log.With("component", "nat"), func(rep *nat.Report) {
+		for _, ps := range d.peers {
+			ps.ice.SetLocalNAT(rep.NATType)
+		}
+	})
 	for _, p := range cfg.Peers {
 		ps := &peerState{Peer: p}
 		key := p.Key

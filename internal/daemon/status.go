@@ -40,6 +40,7 @@ func (d *daemon) status() control.Status {
 			Reason:      is.Reason,
 			OverlayIPv4: addrString(firstOf(d.plan.peers[p.Key], true)),
 			OverlayIPv6: addrString(firstOf(d.plan.peers[p.Key], false)),
+			NAT:         string(is.RemoteNAT),
 		}
 		if out.Path != "none" {
 			out.LocalCandidate = candidate(is.Path.Local)
@@ -48,7 +49,7 @@ func (d *daemon) status() control.Status {
 		if out.Path == "relay" {
 			out.Relay = relayAddr(is.Path)
 			if out.Reason == "" {
-				out.Reason = relayReason(out.Relay, natRep)
+				out.Reason = relayReason(out.Relay, natRep, is.RemoteNAT)
 			}
 		}
 		if s, ok := stats[p.Key]; ok {

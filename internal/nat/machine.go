@@ -33,6 +33,10 @@ const (
 )
 
 func (p *Peer) onPresence(online bool) {
+	if online && !p.online && p.localNAT != "" {
+		// A peer (re)appearing may not know our NAT yet.
+		p.send(signalMsg{Kind: kindNAT})
+	}
 	p.online = online
 	if !online {
 		p.backoff = retryMin
@@ -100,6 +104,12 @@ func (p *Peer) onSignal(m signalMsg) {
 		p.setState(StateChecking, "checking candidate pairs")
 	case kindCandidate:
 		p.onRemoteCandidate(m.Gen, m.Candidate)
+	case kindNAT: // recorded below
+	}
+	if m.NAT != "" {
+		p.mu.Lock()
+		p.status.RemoteNAT = NATType(m.NAT)
+		p.mu.Unlock()
 	}
 }
 

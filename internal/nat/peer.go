@@ -51,6 +51,9 @@ type PeerStatus struct {
 	ConnectedAt time.Time // when the current path was selected; zero without one
 	Gen         uint64    // current attempt
 	Reason      string    // why not connected, when known
+	// RemoteNAT is the NAT type the peer says it is behind ("" until it
+	// said).
+	RemoteNAT NATType
 }
 
 // ICEServer is a STUN or TURN server with its credentials (TURN only).
@@ -118,6 +121,7 @@ type Peer struct {
 	timerSeq    uint64
 	lastNew     time.Time           // controlling: when the last attempt began
 	wantAttempt bool                // controlling: a new attempt is due when the timer fires
+	localNAT    NATType             // our NAT's type, "" until known
 	lastGen     uint64              // controlled: newest gen offered to us
 	early       map[uint64][]string // controlled: candidates that overtook their offer
 	wg          sync.WaitGroup      // agent closers and conn readers
@@ -186,6 +190,17 @@ func (p *Peer) HandleSignal(payload []byte) {
 	p.tryPost("signal "+m.Kind, func() { p.onSignal(m) })
 }
 
+// SetLocalNAT tells the Peer the type of the NAT in front of this host;
+// the peer learns it now and whenever it comes back online.
+func (p *Peer) SetLocalNAT(t NATType) {
+	p.tryPost("local NAT", func() {
+		p.localNAT = t
+		if p.online {
+			p.send(signalMsg{Kind: kindNAT})
+		}
+	})
+}
+
 // HandlePresence says whether the remote peer is at the rendezvous.
 func (p *Peer) HandlePresence(online bool) {
 	p.tryPost("presence", func() { p.onPresence(online) })
@@ -239,6 +254,9 @@ func (p *Peer) sendLoop(ctx context.Context) {
 }
 
 func (p *Peer) send(m signalMsg) {
+	if m.NAT == "" && m.Kind != kindCandidate {
+		m.NAT = string(p.localNAT)
+	}
 	select {
 	case p.out <- encodeSignal(m):
 	default:

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/pion/ice/v4"
 )
@@ -18,6 +19,9 @@ import (
 //	hello     controlled  -> controlling: "send me an offer". Seen is the
 //	          last gen the controlled side took (0: none); Failed says that
 //	          attempt failed on its side.
+//	nat       either way: the sender's NAT type, as its RFC 5780 probe
+//	          found it, so that each side can say why a path is relayed;
+//	          offers, answers and hellos carry it too, once known.
 //
 // gen names one attempt (one agent on each side); anything of another gen
 // than the current one is dropped.
@@ -30,6 +34,7 @@ type signalMsg struct {
 	Candidate string `json:"candidate,omitempty"`
 	Seen      uint64 `json:"seen,omitempty"`
 	Failed    bool   `json:"failed,omitempty"`
+	NAT       string `json:"nat,omitempty"`
 }
 
 const signalVersion = 1
@@ -39,6 +44,7 @@ const (
 	kindAnswer    = "answer"
 	kindCandidate = "candidate"
 	kindHello     = "hello"
+	kindNAT       = "nat"
 )
 
 // Bounds on what a peer may send. A candidate line is ~100 bytes; RFC 8445
@@ -76,8 +82,15 @@ func decodeSignal(b []byte) (signalMsg, error) {
 			return signalMsg{}, fmt.Errorf("%w: candidate %q: %w", errBadSignal, m.Candidate, err)
 		}
 	case kindHello:
+	case kindNAT:
+		if m.NAT == "" {
+			return signalMsg{}, fmt.Errorf("%w: nat message without a NAT type", errBadSignal)
+		}
 	default:
 		return signalMsg{}, fmt.Errorf("%w: unknown kind %q (is the peer a newer punchd?)", errBadSignal, m.Kind)
+	}
+	if m.NAT != "" && !slices.Contains(append(NATTypes(), TypeUnknown), NATType(m.NAT)) {
+		return signalMsg{}, fmt.Errorf("%w: unknown NAT type %q", errBadSignal, m.NAT)
 	}
 	return m, nil
 }

@@ -16,7 +16,7 @@ type gridRow struct {
 	opts          Options
 	path          string
 	local, remote string
-	nat           string // A's NAT type as its daemon found it
+	nat           string // A's NAT type as its daemon found it / B's as B told A
 	connect       time.Duration
 	err           error
 }
@@ -93,24 +93,31 @@ func runCell(t *testing.T, opts Options) (row gridRow) {
 	if want := ExpectedPath(opts.NATA, opts.NATB, opts.SameNAT); p.Path != want {
 		return fail("path %s (local %s, remote %s), want %s", p.Path, row.local, row.remote, want)
 	}
-	// The daemon probes its NAT in the background (RFC 5780 against the
-	// rendezvous) and must find the lab's type; a relayed path's reason
-	// then says what it means.
+	// Each daemon probes its NAT in the background (RFC 5780 against the
+	// rendezvous), must find the lab's type and tells its peer; a relayed
+	// path's reason then says why, from both.
 	st, err = waitNAT(ctx, r, r.A, 10*time.Second)
 	if err != nil {
 		return fail("%v", err)
 	}
-	if want := labNATName(opts.NATA); st.Self.NAT.Type != want {
-		return fail("status on A: nat %+v, want type %s", *st.Self.NAT, want)
+	natB := opts.NATB
+	if opts.SameNAT {
+		natB = opts.NATA
 	}
-	row.nat = st.Self.NAT.Type
+	if self, peer := st.Self.NAT.Type, st.Peers[0].NAT; self != labNATName(opts.NATA) || peer != labNATName(natB) {
+		return fail("status on A: own NAT %s, peer's %s; want %s and %s", self, peer, labNATName(opts.NATA), labNATName(natB))
+	}
+	row.nat = st.Self.NAT.Type + " / " + st.Peers[0].NAT
 	if p := st.Peers[0]; p.Path == "relay" {
-		wantWords := map[lab.NATType]string{lab.NATSymmetric: "NAT is symmetric", lab.NATUDPBlocked: "UDP is blocked here"}[opts.NATA]
-		if wantWords == "" {
-			wantWords = "the peer's side"
+		want := "no direct path exists between this host's " + labNATName(opts.NATA) + " NAT and the peer's " + labNATName(natB)
+		switch {
+		case opts.NATA == lab.NATUDPBlocked:
+			want = "UDP is blocked here"
+		case natB == lab.NATUDPBlocked:
+			want = "the peer has no UDP"
 		}
-		if !strings.Contains(p.Reason, wantWords) {
-			return fail("relayed, reason %q: want it to say %q", p.Reason, wantWords)
+		if !strings.Contains(p.Reason, want) {
+			return fail("relayed, reason %q: want it to say %q", p.Reason, want)
 		}
 	}
 	stop()
@@ -125,7 +132,7 @@ func runCell(t *testing.T, opts Options) (row gridRow) {
 func gridTable(rows []gridRow) string {
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAT A\tNAT B\tPATH\tEXPECTED\tLOCAL\tREMOTE\tFIRST PING\tA'S DAEMON SAYS")
+	fmt.Fprintln(tw, "NAT A\tNAT B\tPATH\tEXPECTED\tLOCAL\tREMOTE\tFIRST PING\tA SAYS: OWN / PEER'S NAT")
 	for _, r := range rows {
 		natB := string(r.opts.NATB)
 		if r.opts.SameNAT {
@@ -142,13 +149,13 @@ func gridTable(rows []gridRow) string {
 	return b.String()
 }
 
-// waitNAT polls n's status until its daemon has probed its NAT; bounded
-// in time and count.
+// waitNAT polls n's status until its daemon has probed its NAT and heard
+// its peer's; bounded in time and count.
 func waitNAT(ctx context.Context, r *Run, n *Node, timeout time.Duration) (control.Status, error) {
 	deadline := time.Now().Add(timeout)
 	for i := 0; i < 500 && time.Now().Before(deadline); i++ {
 		st, err := r.Status(ctx, n)
-		if err == nil && st.Self.NAT != nil {
+		if err == nil && st.Self.NAT != nil && len(st.Peers) == 1 && st.Peers[0].NAT != "" {
 			return st, nil
 		}
 		if err := ctx.Err(); err != nil {
@@ -156,7 +163,7 @@ func waitNAT(ctx context.Context, r *Run, n *Node, timeout time.Duration) (contr
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return control.Status{}, fmt.Errorf("%s: no NAT behaviour in status within %v", n.Name, timeout)
+	return control.Status{}, fmt.Errorf("%s: no own and peer's NAT type in status within %v", n.Name, timeout)
 }
 
 // labNATName is the name `punchd nat` and the status use for a lab type.
