@@ -21,7 +21,7 @@ const natProbeEvery = time.Minute
 // `punchd status` can say why a peer is relayed.
 type natInfo struct {
 	log      *slog.Logger
-	trigger  chan string        // a STUN server host:port to probe against
+	trigger  chan string       // a STUN server host:port to probe against
 	onReport func(*nat.Report) // called from run after each probe
 
 	mu     sync.Mutex
