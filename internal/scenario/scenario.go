@@ -99,6 +99,7 @@ type Run struct {
 	env     []string
 	coturn  *exec.Cmd
 	Started time.Time // when both daemons had been started
+	tempDir string    // opts.Dir when Start made it; removed by Close
 
 	closeOnce sync.Once
 	closeErr  error
@@ -115,18 +116,22 @@ func Start(ctx context.Context, opts Options) (_ *Run, err error) {
 	if opts.Binary == "" {
 		return nil, errors.New("scenario: no punchd binary given")
 	}
+	var tempDir string
 	if opts.Dir == "" {
 		d, err := os.MkdirTemp("", "punchd-scenario-")
 		if err != nil {
 			return nil, err
 		}
-		opts.Dir = d
+		opts.Dir, tempDir = d, d
 	}
 	l, err := lab.New(ctx, lab.Options{})
 	if err != nil {
+		if tempDir != "" {
+			_ = os.RemoveAll(tempDir)
+		}
 		return nil, fmt.Errorf("build lab: %w", err)
 	}
-	r := &Run{opts: opts, Lab: l}
+	r := &Run{opts: opts, Lab: l, tempDir: tempDir}
 	defer func() {
 		if err != nil {
 			r.Close()
@@ -398,6 +403,11 @@ func (r *Run) Close() error {
 		}
 		if r.Lab != nil {
 			errs = append(errs, r.Lab.Close())
+		}
+		if r.tempDir != "" {
+			// Logs of a run that made its own directory go with it; the
+			// demo and the tests print them while they still exist.
+			errs = append(errs, os.RemoveAll(r.tempDir))
 		}
 		r.closeErr = errors.Join(errs...)
 	})
