@@ -70,7 +70,12 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if p.cfg.RelayOnly {
 		types = []ice.CandidateType{ice.CandidateTypeRelay}
 	}
+	inet, err := newBufferedNet()
+	if err != nil {
+		return nil, err
+	}
 	opts := []ice.AgentOption{
+		ice.WithNet(inet),
 		ice.WithUDPMux(p.cfg.Mux),
 		ice.WithUDPMuxSrflx(p.cfg.Mux),
 		ice.WithUrls(urls),

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 
 	"github.com/pion/turn/v5"
+
+	"github.com/punchd/punchd/internal/sockbuf"
 )
 
 // Relay ports, as coturn's defaults: the range other allocations live in.
@@ -41,6 +43,9 @@ func (g *relayGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (n
 	if err != nil {
 		return nil, nil, err
 	}
+	// A relay socket carries a whole tunnel; the server's listening
+	// socket says once when the kernel caps buffers.
+	_, _ = sockbuf.Set(conn, sockbuf.Size)
 	return &guardedRelay{PacketConn: conn, self: g.self}, addr, nil
 }
 

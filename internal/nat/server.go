@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/pion/turn/v5"
+
+	"github.com/punchd/punchd/internal/sockbuf"
 )
 
 // realm is the STUN/TURN realm; TURN credentials are bound to it.
@@ -65,6 +67,11 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		return fail(listenError("STUN", "--stun-listen", cfg.STUNListen, err))
 	}
 	s.conn = conn
+	// Every relayed datagram crosses this socket twice when both peers
+	// are relayed; default buffers overflowed at 0.2 Gbit/s.
+	if got, err := sockbuf.Set(conn, sockbuf.Size); err != nil || got.Short(sockbuf.Size) {
+		log.Info("STUN/TURN socket buffers are small; relayed traffic will drop under load: "+sockbuf.Advice, "recv", got.Recv, "send", got.Send, "err", err)
+	}
 
 	turnOn := cfg.TURNSecret != ""
 	auth := rejectAllocations

@@ -11,20 +11,16 @@ import (
 	"syscall"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/sockbuf"
 )
 
 const (
 	// batchSize is how many datagrams one recvmmsg/sendmmsg moves, as
 	// wireguard-go's own bind does.
 	batchSize = conn.IdealBatchSize
-	// socketBuffer is the socket buffer size we ask for. Measured on the lab
-	// machines: default buffers overflow under a single TCP stream and cost
-	// a fifth of the throughput in retransmits.
-	socketBuffer = 7 << 20
 	// relayQueue bounds packets delivered from relays waiting for the device.
 	relayQueue = 1024
 	// relayBufSize fits a WireGuard data packet for the largest MTU a TUN
@@ -157,22 +153,14 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	return []conn.ReceiveFunc{recv, b.receiveRelay(s)}, s.port, nil
 }
 
-// setBuffers asks for large socket buffers, forcing past rmem_max when we
-// may (CAP_NET_ADMIN), else taking what the kernel allows.
+// setBuffers asks for large socket buffers (see sockbuf): default ones
+// overflow under a single TCP stream and cost a fifth of the throughput in
+// retransmits.
 func setBuffers(c *net.UDPConn, log *slog.Logger) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return
+	got, err := sockbuf.Set(c, sockbuf.Size)
+	if err != nil || got.Short(sockbuf.Size) {
+		log.Info("tunnel socket buffers are small; expect retransmits under load: "+sockbuf.Advice, "recv", got.Recv, "send", got.Send, "err", err)
 	}
-	_ = rc.Control(func(fd uintptr) {
-		for _, o := range []struct{ force, plain int }{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
-			if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.force, socketBuffer); err != nil {
-				if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.plain, socketBuffer); err != nil {
-					log.Debug("socket buffer", "err", err)
-				}
-			}
-		}
-	})
 }
 
 // Close closes the socket; receive functions return net.ErrClosed. The
