@@ -38,6 +38,7 @@ type Result struct {
 	RSSIdle  int64         // KiB, summed over the daemons, before the test
 	RSSLoad  int64         // KiB, at the end of the test
 	Duration time.Duration
+	Retrans  int64 // TCP segments the sender retransmitted
 }
 
 // CPUPerGB is daemon CPU seconds per gigabyte moved.
@@ -85,6 +86,9 @@ func Iperf(ctx context.Context, from, to *lab.Host, dst netip.Addr, t Test, seco
 				Bytes float64 `json:"bytes"`
 				Bps   float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
+			SumSent struct {
+				Retransmits int64 `json:"retransmits"`
+			} `json:"sum_sent"`
 			Sum struct {
 				Bytes float64 `json:"bytes"`
 				Bps   float64 `json:"bits_per_second"`
@@ -106,6 +110,7 @@ func Iperf(ctx context.Context, from, to *lab.Host, dst netip.Addr, t Test, seco
 		res.Bytes = rep.End.Sum.Bytes * (1 - rep.End.Sum.Lost/100)
 	} else {
 		res.Bps, res.Bytes = rep.End.SumReceived.Bps, rep.End.SumReceived.Bytes
+		res.Retrans = rep.End.SumSent.Retransmits
 	}
 	return res, nil
 }
