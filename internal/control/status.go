@@ -25,6 +25,17 @@ type Self struct {
 	// tunnels stay up meanwhile.
 	RendezvousConnected bool      `json:"rendezvous_connected"`
 	Started             time.Time `json:"started"`
+	// Drops are packets the daemon dropped because a queue was full.
+	Drops Drops `json:"drops"`
+}
+
+// Drops counts packets dropped inside the daemon since it started: relayed
+// WireGuard packets the tunnel device did not take in time, and STUN
+// packets ICE did not read in time. Kernel socket drops are not counted
+// here (see /proc/net/snmp RcvbufErrors).
+type Drops struct {
+	RelayQueue uint64 `json:"relay_queue"`
+	STUNQueue  uint64 `json:"stun_queue"`
 }
 
 // PeerStatus describes one configured peer.
@@ -52,4 +63,7 @@ type PeerStatus struct {
 type Candidate struct {
 	Type    string `json:"type"` // host, srflx, prflx, relay
 	Address string `json:"address"`
+	// RelayProtocol is how our relay candidate reaches the TURN server
+	// ("udp", "tcp", "tls"); TCP and TLS carry the tunnel TCP-in-TCP.
+	RelayProtocol string `json:"relay_protocol,omitempty"`
 }

@@ -16,7 +16,11 @@ func (s Status) WriteTable(w io.Writer, now time.Time) error {
 	}
 	fmt.Fprintf(w, "self       %s\n", s.Self.ID)
 	fmt.Fprintf(w, "overlay    %s %s on %s, udp port %d\n", s.Self.OverlayIPv4, s.Self.OverlayIPv6, s.Self.Interface, s.Self.ListenPort)
-	fmt.Fprintf(w, "rendezvous %s (%s)\n\n", s.Self.Rendezvous, rv)
+	fmt.Fprintf(w, "rendezvous %s (%s)\n", s.Self.Rendezvous, rv)
+	if d := s.Self.Drops; d.RelayQueue > 0 || d.STUNQueue > 0 {
+		fmt.Fprintf(w, "drops      %d relayed packets (the tunnel device fell behind), %d STUN (ICE fell behind)\n", d.RelayQueue, d.STUNQueue)
+	}
+	fmt.Fprintln(w)
 	if len(s.Peers) == 0 {
 		_, err := fmt.Fprintln(w, "no peers configured (use --peer)")
 		return err
@@ -57,6 +61,9 @@ func dash(s string) string {
 func candidate(c *Candidate) string {
 	if c == nil {
 		return "-"
+	}
+	if c.RelayProtocol != "" && c.RelayProtocol != "udp" {
+		return c.Type + "/" + c.RelayProtocol + " " + c.Address
 	}
 	return c.Type + " " + c.Address
 }

@@ -67,9 +67,12 @@ type Bind struct {
 
 	relayIn   chan relayPacket
 	relayBufs sync.Pool // *[]byte, copies of relayed packets
+	// Packets dropped because a queue was full (see Drops).
+	relayDrops, stunDrops atomic.Uint64
 
-	sendPool sync.Pool // *[]ipv4.Message
-	gso      gsoState
+	sendPool sync.Pool // *sendBuffers
+	gso      gsoState  // the shared socket's
+	relayGSO gsoState  // the TURN client sockets' (relay shortcut)
 }
 
 type relayPacket struct {
@@ -104,13 +107,7 @@ func NewBind(log *slog.Logger, opts BindOptions) *Bind {
 		buf := make([]byte, 0, relayBufSize)
 		return &buf
 	}
-	b.sendPool.New = func() any {
-		msgs := make([]ipv4.Message, batchSize)
-		for i := range msgs {
-			msgs[i].Buffers = make([][]byte, 1)
-		}
-		return &msgs
-	}
+	b.sendPool.New = func() any { return newSendBuffers() }
 	return b
 }
 
@@ -196,6 +193,18 @@ func (b *Bind) LocalPort() uint16 {
 		return s.port
 	}
 	return 0
+}
+
+// Drops counts packets the Bind dropped because the reader of a queue
+// lagged behind: what UDP would do, but worth seeing in `punchd status`.
+type Drops struct {
+	Relay uint64 // relayed WireGuard packets; the device was relayQueue behind
+	STUN  uint64 // STUN packets; ICE was stunQueue behind
+}
+
+// Drops returns the counts since NewBind.
+func (b *Bind) Drops() Drops {
+	return Drops{Relay: b.relayDrops.Load(), STUN: b.stunDrops.Load()}
 }
 
 // STUNConn is the net.PacketConn to give ice.NewUniversalUDPMuxDefault.

@@ -305,6 +305,9 @@ func TestRelayJumboAndQueueFull(t *testing.T) {
 	if got := len(b.relayIn); got != relayQueue {
 		t.Fatalf("queue holds %d, want %d", got, relayQueue)
 	}
+	if got := b.Drops(); got.Relay != 100 || got.STUN != 0 {
+		t.Fatalf("Drops() = %+v, want 100 relayed, 0 STUN", got)
+	}
 }
 
 func TestIPv6PathFailsClearly(t *testing.T) {
@@ -347,6 +350,9 @@ func TestSTUNQueueDropsWhenFull(t *testing.T) {
 	}
 	if got := len(b.stun.in); got != stunQueue {
 		t.Fatalf("queue holds %d, want %d", got, stunQueue)
+	}
+	if got := b.Drops(); got.STUN != 50 || got.Relay != 0 {
+		t.Fatalf("Drops() = %+v, want 50 STUN, 0 relayed", got)
 	}
 	// Deadlines are no-ops and Close leaves the socket alone.
 	c := b.STUNConn()
