@@ -51,6 +51,7 @@ type attempt struct {
 	cancel     context.CancelFunc  // stops the conn reader
 	state      ice.ConnectionState // last reported
 	path       Path
+	net        *bufferedNet // the agent's own sockets (TURN clients)
 }
 
 // newAttempt creates an agent for gen and hooks its callbacks to the loop.
@@ -70,7 +71,7 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if p.cfg.RelayOnly {
 		types = []ice.CandidateType{ice.CandidateTypeRelay}
 	}
-	inet, err := newBufferedNet()
+	inet, err := newBufferedNet(p.cfg.OnRelayPacket)
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +113,7 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &attempt{gen: gen, agent: agent, ufrag: ufrag, pwd: pwd, begun: time.Now(), state: ice.ConnectionStateNew}
+	a := &attempt{gen: gen, agent: agent, ufrag: ufrag, pwd: pwd, begun: time.Now(), state: ice.ConnectionStateNew, net: inet}
 	// The callbacks run on pion's notifier goroutines; they only post.
 	err = agent.OnCandidate(func(c ice.Candidate) {
 		if c == nil {
@@ -269,6 +270,16 @@ func pathFor(a *attempt, local, remote ice.Candidate) Path {
 	path := Path{
 		Local:  Candidate{Type: local.Type().String(), Addr: candidateAddr(local)},
 		Remote: Candidate{Type: remote.Type().String(), Addr: candidateAddr(remote)},
+	}
+	if rc, ok := local.(*ice.CandidateRelay); ok {
+		// TCP-in-TCP through a TURN-over-TCP relay is far slower than
+		// TURN over UDP; status says which one carries the tunnel.
+		path.Local.RelayProtocol = rc.RelayProtocol()
+		// Over UDP, the relay shortcut: the related address is the TURN
+		// client socket's own.
+		if rel := rc.RelatedAddress(); rel != nil && a.net != nil && rc.RelayProtocol() == "udp" {
+			path.Channel = a.net.sockets.channel(rel.Port, path.Remote.Addr)
+		}
 	}
 	if local.Type() == ice.CandidateTypeRelay {
 		// The seam for TURN: the tunnel writes through the ICE conn.

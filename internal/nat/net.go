@@ -16,26 +16,43 @@ import (
 // socket through the mux) are TURN client sockets, and on a relay path the
 // whole tunnel arrives there: with default buffers it overflowed under a
 // single TCP stream.
-type bufferedNet struct{ *stdnet.Net }
-
-func newBufferedNet() (bufferedNet, error) {
-	n, err := stdnet.NewNet()
-	if err != nil {
-		return bufferedNet{}, fmt.Errorf("list network interfaces for ICE: %w", err)
-	}
-	return bufferedNet{n}, nil
+//
+// The TURN client sockets are also where the relay shortcut lives: each is
+// a turnSocket that hands relayed tunnel packets to deliver directly (see
+// turnsock.go), and the agent finds them again in sockets.
+type bufferedNet struct {
+	*stdnet.Net
+	deliver func([]byte)
+	sockets turnSockets
 }
 
-func (n bufferedNet) ListenPacket(network, address string) (net.PacketConn, error) {
+// newBufferedNet returns the network for one agent; deliver (may be nil)
+// gets the tunnel packets relayed to it, as OnRelayPacket.
+func newBufferedNet(deliver func([]byte)) (*bufferedNet, error) {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("list network interfaces for ICE: %w", err)
+	}
+	return &bufferedNet{Net: n, deliver: deliver}, nil
+}
+
+// ListenPacket is how pion opens a TURN client's UDP socket.
+func (n *bufferedNet) ListenPacket(network, address string) (net.PacketConn, error) {
 	c, err := n.Net.ListenPacket(network, address)
 	if err != nil {
 		return nil, err
 	}
 	_, _ = sockbuf.Set(c, sockbuf.Size)
-	return c, nil
+	uc, ok := c.(*net.UDPConn)
+	if !ok {
+		return c, nil
+	}
+	s := newTurnSocket(uc, n.deliver)
+	n.sockets.add(s)
+	return s, nil
 }
 
-func (n bufferedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+func (n *bufferedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, laddr)
 	if err != nil {
 		return nil, err
@@ -44,7 +61,7 @@ func (n bufferedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UD
 	return c, nil
 }
 
-func (n bufferedNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (transport.UDPConn, error) {
+func (n *bufferedNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.DialUDP(network, laddr, raddr)
 	if err != nil {
 		return nil, err

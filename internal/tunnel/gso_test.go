@@ -40,7 +40,7 @@ func TestCoalesce(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			g := newGSOBuffers()
 			bufs := mk(tt.sizes...)
-			n := coalesce(g, bufs, addr)
+			n := coalesce(g, bufs, addr, 0)
 			if n != len(tt.want) {
 				t.Fatalf("%d messages, want %d", n, len(tt.want))
 			}
