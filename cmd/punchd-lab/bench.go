@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,7 +116,10 @@ type benchSample struct {
 	rtt      time.Duration
 	relayCPU map[string]time.Duration
 	drops    map[string]int64 // UDP buffer drops in the lab per test
-	err      error
+	// turn is how A's and B's relay candidates reach the TURN server
+	// ("udp/udp", "udp/tcp"…) on relayed paths.
+	turn string
+	err  error
 }
 
 type benchRow struct {
@@ -223,22 +228,33 @@ func measure(ctx context.Context, c benchConfig, run int, topo lab.NATType, path
 		return fmt.Errorf("no path: %w", err)
 	}
 	if path.punchd() {
-		st, err := r.Status(ctx, r.A)
 		want := "direct"
 		if path.relayed() {
 			want = "relay"
 		}
-		if err != nil || len(st.Peers) != 1 || st.Peers[0].Path != want {
-			return fmt.Errorf("path is not %s: %+v %v", want, st.Peers, err)
+		var protos []string
+		for _, n := range []*scenario.Node{r.A, r.B} {
+			st, err := r.Status(ctx, n)
+			if err != nil || len(st.Peers) != 1 || st.Peers[0].Path != want {
+				return fmt.Errorf("path from %s is not %s: %+v %v", n.Name, want, st.Peers, err)
+			}
+			if lc := st.Peers[0].LocalCandidate; lc != nil && lc.Type == "relay" {
+				protos = append(protos, lc.RelayProtocol)
+			} else {
+				protos = append(protos, "-")
+			}
+		}
+		if path.relayed() {
+			s.turn = strings.Join(protos, "/")
 		}
 	}
 	if s.rtt, err = bench.PingRTT(ctx, from, dst, 100); err != nil {
 		return err
 	}
-	nss := []bench.Namespace{r.A.Host, r.B.Host, r.R}
-	for _, h := range []*lab.Host{r.A.Host, r.B.Host} {
+	nss := map[string]bench.Namespace{"a": r.A.Host, "b": r.B.Host, "relay": r.R}
+	for name, h := range map[string]*lab.Host{"nat-a": r.A.Host, "nat-b": r.B.Host} {
 		if h.Router != nil {
-			nss = append(nss, h.Router)
+			nss[name] = h.Router
 		}
 	}
 	for _, t := range bench.Tests() {
@@ -267,7 +283,16 @@ func measure(ctx context.Context, c benchConfig, run int, topo lab.NATType, path
 		if err != nil {
 			return err
 		}
-		s.drops[t.Name] = dropsAfter - dropsBefore
+		var where []string
+		for _, name := range slices.Sorted(maps.Keys(dropsAfter)) {
+			if d := dropsAfter[name] - dropsBefore[name]; d > 0 {
+				s.drops[t.Name] += d
+				where = append(where, fmt.Sprintf("%s %d", name, d))
+			}
+		}
+		if len(where) > 0 {
+			fmt.Fprintf(os.Stderr, "  %s: UDP buffer drops: %s\n", t.Name, strings.Join(where, ", "))
+		}
 	}
 	return nil
 }

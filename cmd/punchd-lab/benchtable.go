@@ -18,7 +18,7 @@ func printBench(w io.Writer, rows []*benchRow, runs int) {
 		head = append(head, "x1 min-max")
 	}
 	head = append(head, "TCP x4 Gbit/s", "UDP Gbit/s", "TCP x1 vs wg-go", "vs coturn", "x1 retrans", "x1 UDP drops",
-		"CPU s/GB daemons", "CPU s/GB relay", "RSS idle/load MiB", "ping avg ms")
+		"CPU s/GB daemons", "CPU s/GB relay", "RSS idle/load MiB", "ping avg ms", "TURN a/b")
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, r := range rows {
 		ok := r.ok()
@@ -67,7 +67,8 @@ func printBench(w io.Writer, rows []*benchRow, runs int) {
 			fmt.Sprintf("%.0f", med(func(s *benchSample) float64 { return float64(s.res["tcp1"].Retrans) })),
 			fmt.Sprintf("%.0f", med(func(s *benchSample) float64 { return float64(s.drops["tcp1"]) })),
 			cpu, relay, rss,
-			fmt.Sprintf("%.3f", med(func(s *benchSample) float64 { return float64(s.rtt.Microseconds()) / 1000 })))
+			fmt.Sprintf("%.3f", med(func(s *benchSample) float64 { return float64(s.rtt.Microseconds()) / 1000 })),
+			turnTransports(ok))
 		line := strings.Join(cols, "\t")
 		if failed := len(r.runs) - len(ok); failed > 0 {
 			line += fmt.Sprintf("\t(%d of %d rounds failed)", failed, len(r.runs))
@@ -75,6 +76,33 @@ func printBench(w io.Writer, rows []*benchRow, runs int) {
 		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
+}
+
+// turnTransports sums up how the relayed rounds reached the TURN server,
+// e.g. "udp/udp" or "udp/udp:2 tcp/udp:1"; "-" for unrelayed paths.
+func turnTransports(ss []*benchSample) string {
+	var order []string
+	count := map[string]int{}
+	for _, s := range ss {
+		if s.turn == "" {
+			continue
+		}
+		if count[s.turn] == 0 {
+			order = append(order, s.turn)
+		}
+		count[s.turn]++
+	}
+	switch len(order) {
+	case 0:
+		return "-"
+	case 1:
+		return order[0]
+	}
+	parts := make([]string, len(order))
+	for i, k := range order {
+		parts[i] = fmt.Sprintf("%s:%d", k, count[k])
+	}
+	return strings.Join(parts, " ")
 }
 
 // ok are the rounds that measured.
