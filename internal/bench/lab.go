@@ -18,28 +18,27 @@ import (
 // host or a router).
 type Namespace interface{ Do(func() error) error }
 
-// UDPDrops sums, over the namespaces, the datagrams the kernel dropped
+// UDPDrops reads, per namespace, how many datagrams the kernel dropped
 // because a UDP socket's receive or send buffer was full (RcvbufErrors
 // and SndbufErrors in /proc/net/snmp): the drops that become TCP
 // retransmits inside a tunnel.
-func UDPDrops(nss []Namespace) (int64, error) {
-	var total int64
-	for _, ns := range nss {
+func UDPDrops(nss map[string]Namespace) (map[string]int64, error) {
+	out := make(map[string]int64, len(nss))
+	for name, ns := range nss {
 		err := ns.Do(func() error {
 			// thread-self: this thread is the one inside the namespace.
 			b, err := os.ReadFile("/proc/thread-self/net/snmp")
 			if err != nil {
 				return err
 			}
-			n, err := udpBufErrors(b)
-			total += n
+			out[name], err = udpBufErrors(b)
 			return err
 		})
 		if err != nil {
-			return 0, fmt.Errorf("read UDP counters: %w", err)
+			return nil, fmt.Errorf("read UDP counters of %s: %w", name, err)
 		}
 	}
-	return total, nil
+	return out, nil
 }
 
 // udpBufErrors reads RcvbufErrors+SndbufErrors from /proc/net/snmp's two
