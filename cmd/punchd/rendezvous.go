@@ -41,6 +41,18 @@ func newRendezvousCommand() *cobra.Command {
 					return fmt.Errorf("bad --relay-ip %q: %w", ip, err)
 				}
 			}
+			switch alt := s.str("stun-alt-ip"); alt {
+			case "auto":
+				cfg.STUNAltAuto = true
+			case "none", "off", "":
+			default:
+				if cfg.STUNAltIP, err = netip.ParseAddr(alt); err != nil {
+					return fmt.Errorf("bad --stun-alt-ip %q: %w (an IP of this host, auto or none)", alt, err)
+				}
+			}
+			if cfg.STUNAltPort = s.v.GetInt("stun-alt-port"); cfg.STUNAltPort < 0 || cfg.STUNAltPort > 65535 {
+				return fmt.Errorf("bad --stun-alt-port %d: use 1..65535, or 0 for the STUN port + 1", cfg.STUNAltPort)
+			}
 			for _, p := range s.list("turn-allow-peers") {
 				pfx, err := netip.ParsePrefix(p)
 				if err != nil {
@@ -55,6 +67,8 @@ func newRendezvousCommand() *cobra.Command {
 	addCommonFlags(fs)
 	fs.String("listen", ":8478", "signaling listen address (HTTP/WebSocket), host:port")
 	fs.String("stun-listen", ":3478", "STUN listen address (UDP), host:port; empty disables STUN")
+	fs.String("stun-alt-ip", "auto", "RFC 5780 alternate address, so `punchd nat` can tell mapping from filtering: an IP of this host, auto (a second global address when there is one) or none")
+	fs.Int("stun-alt-port", 0, "RFC 5780 alternate port (0: the STUN port + 1)")
 	fs.String("tls-cert", "", "TLS certificate file: serve https/wss instead of http/ws, and TURN over TLS")
 	fs.String("tls-key", "", "TLS private key file")
 	fs.Bool("no-turn", false, "do not run the TURN relay (STUN only)")

@@ -28,7 +28,7 @@ Each host runs "punchd up --peer ID"; the daemons meet at a rendezvous
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newIDCommand(), newUpCommand(), newRendezvousCommand(), newStatusCommand(), newVersionCommand())
+	root.AddCommand(newIDCommand(), newUpCommand(), newRendezvousCommand(), newStatusCommand(), newPingCommand(), newNATCommand(), newVersionCommand())
 	return root
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/ping"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/tunnel"
 )
@@ -78,6 +79,7 @@ func Run(ctx context.Context, cfg Config) error {
 			ICEServers:        d.currentICEServers,
 			Signal:            func(ctx context.Context, b []byte) error { return d.signal(ctx, key, b) },
 			OnPath:            func(path nat.Path) { d.onPath(key, path) },
+			OnStalled:         d.recheckRendezvous,
 			OnRelayPacket:     func(pkt []byte) { bind.DeliverRelay(key, pkt) },
 			ExcludeInterfaces: []string{cfg.Interface},
 			RelayOnly:         cfg.ForceRelay,
@@ -98,6 +100,14 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 		defer stopDebug()
+	}
+
+	if self4 := firstOf(plan.self, true); self4.IsValid() {
+		echo, err := ping.Listen(self4, log.With("component", "ping"))
+		if err != nil {
+			return err
+		}
+		defer echo.Close()
 	}
 
 	ctl, err := control.Listen(cfg.ControlSocket, d.status, log.With("component", "control"))
@@ -177,6 +187,14 @@ func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []by
 		return errors.New("rendezvous not connected yet")
 	}
 	return rv.Send(ctx, to, payload)
+}
+
+// recheckRendezvous makes sure the signaling a broken path needs still
+// works (see nat.PeerConfig.OnStalled).
+func (d *daemon) recheckRendezvous() {
+	if rv := d.rv.Load(); rv != nil {
+		rv.Recheck()
+	}
 }
 
 func (d *daemon) onRegistered(r rendezvous.Registration) {

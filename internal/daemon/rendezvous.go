@@ -33,6 +33,13 @@ type RendezvousConfig struct {
 	TURNTLSListen string // default :5349 when a certificate is given
 	RelayIP       netip.Addr
 	AllowPeers    []netip.Prefix
+	// RFC 5780 (what `punchd nat` needs to tell mapping from filtering):
+	// STUNAltIP is the alternate address; with STUNAltAuto a second
+	// global address of the host is used when there is one. STUNAltPort
+	// 0 is the STUN port + 1.
+	STUNAltIP   netip.Addr
+	STUNAltAuto bool
+	STUNAltPort int
 	// DebugListen, when set, serves net/http/pprof there.
 	DebugListen string
 	Logger      *slog.Logger
@@ -91,7 +98,18 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 			}
 			turnCfg = &rendezvous.TURNConfig{Secret: secret, UDPPort: portOf(scfg.STUNListen), TCPPort: portOf(scfg.TCPListen), TLSPort: portOf(scfg.TLSListen)}
 		}
+		listen, alt, err := rfc5780Plan(cfg)
+		if err != nil {
+			return err
+		}
+		scfg.STUNListen, scfg.AltIP, scfg.AltPort = listen, alt, cfg.STUNAltPort
 		stun, err := nat.ListenServer(scfg)
+		if err != nil && cfg.STUNAltAuto && alt.IsValid() {
+			// A detected address is a guess; it must not stop the server.
+			log.Warn("RFC 5780 off: the detected alternate address cannot be used (give --stun-alt-ip or --stun-alt-ip none)", "alt_ip", alt.String(), "err", err)
+			scfg.STUNListen, scfg.AltIP = cfg.STUNListen, netip.Addr{}
+			stun, err = nat.ListenServer(scfg)
+		}
 		if err != nil {
 			return err
 		}
@@ -172,6 +190,36 @@ func relayAddress(cfg RendezvousConfig) (netip.Addr, error) {
 		}
 	}
 	return netip.Addr{}, errors.New("cannot tell which address relays are reached at: give --relay-ip (the rendezvous host's public address) or --no-turn")
+}
+
+// rfc5780Plan decides the STUN listen address and the RFC 5780 alternate
+// IP. RFC 5780 answers must leave from the address they describe, so the
+// primary socket is then bound to one IP: the --stun-listen IP, else the
+// relay address (--relay-ip or the default route's source).
+func rfc5780Plan(cfg RendezvousConfig) (listen string, alt netip.Addr, _ error) {
+	if !cfg.STUNAltIP.IsValid() && !cfg.STUNAltAuto {
+		return cfg.STUNListen, netip.Addr{}, nil
+	}
+	host, port, err := net.SplitHostPort(cfg.STUNListen)
+	if err != nil {
+		return "", netip.Addr{}, fmt.Errorf("bad --stun-listen %q: %w (e.g. :3478 or 203.0.113.10:3478)", cfg.STUNListen, err)
+	}
+	primary, err := netip.ParseAddr(host)
+	if err != nil || primary.IsUnspecified() {
+		if primary, err = relayAddress(cfg); err != nil {
+			if cfg.STUNAltAuto {
+				return cfg.STUNListen, netip.Addr{}, nil
+			}
+			return "", netip.Addr{}, fmt.Errorf("RFC 5780 needs the primary STUN address: give --stun-listen IP:PORT: %w", err)
+		}
+	}
+	alt = cfg.STUNAltIP
+	if cfg.STUNAltAuto {
+		if alt = nat.DetectAltIP(primary); !alt.IsValid() {
+			return cfg.STUNListen, netip.Addr{}, nil
+		}
+	}
+	return net.JoinHostPort(primary.String(), port), alt, nil
 }
 
 func portOf(hostport string) int {

@@ -1,12 +1,7 @@
 package lab
 
 import (
-	"bufio"
 	"context"
-	"net"
-	"os/exec"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 )
@@ -16,10 +11,8 @@ import (
 // with an alternate address, run from a host behind each NAT type.
 func TestNATTypesMatchCoturnDiscovery(t *testing.T) {
 	RequireRoot(t)
-	for _, tool := range []string{"turnserver", "turnutils_natdiscovery"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install coturn; `sudo make test` does it)", tool)
-		}
+	if err := CoturnInstalled(); err != nil {
+		t.Skip(err)
 	}
 	tests := []struct {
 		nat                NATType
@@ -56,138 +49,43 @@ func TestNATTypesMatchCoturnDiscovery(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stopCoturn := startCoturn(ctx, t, srv)
-			defer stopCoturn()
+			coturn, err := StartCoturn(ctx, srv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer coturn.Stop()
 
-			mapping, filtering, out := natDiscovery(ctx, t, client, srv.Addr.String())
-			t.Logf("%s\nturnutils_natdiscovery -m -f %s (from %s):\n%s", l.Describe(), srv.Addr, client.Addr, out)
+			d := NATDiscovery(ctx, client, srv.Addr.String())
+			t.Logf("%s\nturnutils_natdiscovery -m -f %s (from %s):\n%s", l.Describe(), srv.Addr, client.Addr, d.Output)
 			if tt.mapping == "" {
 				// UDP blocked: no binding response at all, in either test.
-				if mapping != "" || filtering != "" || reflexiveRe.MatchString(out) ||
-					strings.Count(out, "STUN receive timeout") < 2 {
-					t.Fatalf("udp-blocked: natdiscovery should time out in both tests, got mapping %q filtering %q:\n%s", mapping, filtering, out)
+				if !d.Blocked() {
+					t.Fatalf("udp-blocked: natdiscovery should time out in both tests, got mapping %q filtering %q:\n%s", d.Mapping, d.Filtering, d.Output)
 				}
 				return
 			}
-			if mapping != tt.mapping || filtering != tt.filtering {
+			if d.Mapping != tt.mapping || d.Filtering != tt.filtering {
 				t.Fatalf("%s: natdiscovery says mapping %q, filtering %q; want %q, %q\n%s",
-					tt.nat, mapping, filtering, tt.mapping, tt.filtering, out)
+					tt.nat, d.Mapping, d.Filtering, tt.mapping, tt.filtering, d.Output)
 			}
 			// The address the server saw: the host itself without NAT,
 			// the router's WAN address behind one; with an endpoint-
 			// independent mapping also the host's own port (masquerade
 			// preserves it), which is what makes the lab's EIM NATs
 			// behave like home routers.
-			m := reflexiveRe.FindStringSubmatch(out)
-			if m == nil {
-				t.Fatalf("no reflexive address in natdiscovery output:\n%s", out)
+			if d.ReflexiveIP == "" {
+				t.Fatalf("no reflexive address in natdiscovery output:\n%s", d.Output)
 			}
 			wantIP := client.Addr
 			if r != nil {
 				wantIP = r.WANAddr
 			}
-			if m[1] != wantIP.String() {
-				t.Errorf("reflexive address %s:%s, want IP %s", m[1], m[2], wantIP)
+			if d.ReflexiveIP != wantIP.String() {
+				t.Errorf("reflexive address %s:%s, want IP %s", d.ReflexiveIP, d.ReflexivePort, wantIP)
 			}
-			if tt.mapping == "independent" && m[2] != m[3] {
-				t.Errorf("mapping moved the port: reflexive %s, local %s", m[2], m[3])
+			if tt.mapping == "independent" && d.ReflexivePort != d.LocalPort {
+				t.Errorf("mapping moved the port: reflexive %s, local %s", d.ReflexivePort, d.LocalPort)
 			}
 		})
 	}
-}
-
-// startCoturn runs a STUN-only coturn on both of srv's addresses (RFC 5780
-// needs an alternate IP and port) and waits until it answers.
-func startCoturn(ctx context.Context, t *testing.T, srv *Host) func() {
-	t.Helper()
-	args := []string{"-n", "--no-cli", "--no-tls", "--no-dtls", "--stun-only", "--no-auth",
-		"--listening-port", "3478", "--alt-listening-port", "3479", "--log-file", "stdout", "--simple-log",
-		"-L", srv.Addr.String(), "-L", srv.Extra[0].String()}
-	cmd := srv.Command(context.Background(), "turnserver", args...)
-	stdout, _ := cmd.StdoutPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	var log strings.Builder
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			log.WriteString(sc.Text() + "\n")
-		}
-	}()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-done
-		_ = cmd.Wait()
-	}
-	// Ready when both UDP ports are bound in its namespace: a bind
-	// attempt there fails with "address in use".
-	deadline := time.Now().Add(15 * time.Second)
-	for i := 0; i < 300 && time.Now().Before(deadline); i++ {
-		inUse := 0
-		_ = srv.Do(func() error {
-			for _, a := range []string{srv.Addr.String() + ":3478", srv.Extra[0].String() + ":3479"} {
-				c, err := net.ListenPacket("udp4", a)
-				if err != nil {
-					inUse++
-					continue
-				}
-				c.Close()
-			}
-			return nil
-		})
-		if inUse == 2 {
-			return stop
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	stop()
-	t.Fatalf("coturn did not start:\n%s", log.String())
-	return nil
-}
-
-var (
-	mappingRe   = regexp.MustCompile(`(?i)NAT with (.*?) mapping`)
-	filteringRe = regexp.MustCompile(`(?i)NAT with (.*?) filtering`)
-	noNATRe     = regexp.MustCompile(`(?i)no NAT`)
-	// First response: reflexive ip, port, then the local port.
-	reflexiveRe = regexp.MustCompile(`UDP reflexive addr: ([0-9.]+):(\d+)\s+.*Local addr: : [0-9.]+:(\d+)`)
-)
-
-// natDiscovery runs the RFC 5780 mapping and filtering tests from host and
-// returns what coturn's tool concluded ("" when it got no answer at all).
-func natDiscovery(ctx context.Context, t *testing.T, host *Host, server string) (mapping, filtering, out string) {
-	t.Helper()
-	cctx, cancel := context.WithTimeout(ctx, 45*time.Second)
-	defer cancel()
-	b, _ := host.Command(cctx, "turnutils_natdiscovery", "-m", "-f", server).CombinedOutput()
-	out = string(b)
-	if m := mappingRe.FindStringSubmatch(out); m != nil {
-		mapping = normalize(m[1])
-	}
-	if m := filteringRe.FindStringSubmatch(out); m != nil {
-		filtering = normalize(m[1])
-	}
-	if noNATRe.MatchString(out) {
-		// natdiscovery says "No NAT" for an endpoint-independent public address.
-		if mapping == "" {
-			mapping = "independent"
-		}
-		if filtering == "" {
-			filtering = "independent"
-		}
-	}
-	return mapping, filtering, out
-}
-
-func normalize(s string) string {
-	s = strings.ToLower(strings.TrimSpace(s))
-	s = strings.TrimPrefix(s, "endpoint ")
-	s = strings.TrimPrefix(s, "endpoint-")
-	return strings.ReplaceAll(s, "-", " ")
 }

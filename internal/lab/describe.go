@@ -29,7 +29,11 @@ func (l *Lab) Describe() string {
 		fmt.Fprintf(tw, "  %s\tpublic\t%s\t%s\n", h.Name, addrList(h), h.NS)
 	}
 	for _, r := range routers {
-		fmt.Fprintf(tw, "  %s\t%s NAT\twan %s, lan %s\t%s\n", r.Name, r.Type, r.WANAddr, r.LAN, r.NS)
+		kind := string(r.Type) + " NAT"
+		if r.opts.UPnP {
+			kind += " with miniupnpd"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\twan %s, lan %s\t%s\n", r.Name, kind, r.WANAddr, r.LAN, r.NS)
 		for _, h := range hosts {
 			if h.Router == r {
 				fmt.Fprintf(tw, "    %s\tbehind %s\t%s\t%s\n", h.Name, r.Name, addrList(h), h.NS)

@@ -66,6 +66,17 @@ type Router struct {
 	WANAddr netip.Addr
 	LAN     netip.Prefix
 	hosts   int
+	opts    RouterOptions
+}
+
+// RouterOptions add features to a NAT router.
+type RouterOptions struct {
+	// UPnP prepares the router for miniupnpd (Router.StartMiniUPnPd):
+	// what it forwards passes the guard, and so do the answers of the
+	// STUN servers at the STUN addresses (give a host of its own, not the
+	// one tests talk to: these answers reach the router, not the LAN).
+	UPnP bool
+	STUN []netip.Addr
 }
 
 const (
@@ -202,6 +213,11 @@ func (l *Lab) AddPublicHost(name string, extra int) (*Host, error) {
 
 // AddNAT adds a router of type t between the internet and a new LAN.
 func (l *Lab) AddNAT(name string, t NATType) (*Router, error) {
+	return l.AddNATWith(name, t, RouterOptions{})
+}
+
+// AddNATWith adds a router of type t with options.
+func (l *Lab) AddNATWith(name string, t NATType, o RouterOptions) (*Router, error) {
 	if err := t.Validate(); err != nil {
 		return nil, err
 	}
@@ -214,7 +230,7 @@ func (l *Lab) AddNAT(name string, t NATType) (*Router, error) {
 	n := l.nextLAN
 	l.nextLAN++
 	l.mu.Unlock()
-	r := &Router{Name: name, NS: l.nsName(name), Type: t, LAN: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(n), 0}), 24)}
+	r := &Router{Name: name, NS: l.nsName(name), Type: t, LAN: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 19, byte(n), 0}), 24), opts: o}
 	if err := l.addNS(ctx, r.NS); err != nil {
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"strings"
 )
 
@@ -51,7 +50,11 @@ func (t NATType) Validate() error {
 //     to another port, and a port-restricted NAT acts symmetric.
 //   - Masquerade keeps the source port when it can (endpoint-independent
 //     mapping), except for the symmetric type, which randomises fully.
-func ruleset(t NATType, host netip.Addr) (string, error) {
+//
+// A router with UPnP (RouterOptions.UPnP) also admits what miniupnpd
+// forwards (its guard runs after DNAT) and the answers of the STUN server
+// miniupnpd checks its external address with.
+func ruleset(t NATType, host netip.Addr, o RouterOptions) (string, error) {
 	var admitNew, dnat, masq, forward string
 	masq = "oifname \"eth0\" masquerade"
 	switch t {
@@ -75,9 +78,26 @@ func ruleset(t NATType, host netip.Addr) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip punchdlab {\n")
 	fmt.Fprintf(&b, "  set contacted { type inet_service . ipv4_addr; flags timeout; timeout 120s; }\n")
-	fmt.Fprintf(&b, "  chain guard {\n    type filter hook prerouting priority -150; policy accept;\n")
+	// With UPnP the guard runs after DNAT (nftables runs every nat chain
+	// at the NAT core's priority, dstnat, whatever its own): it has to see
+	// what miniupnpd forwards. Still before conntrack confirms anything.
+	guardPrio := "-150"
+	if o.UPnP {
+		guardPrio = "dstnat + 10"
+	}
+	fmt.Fprintf(&b, "  chain guard {\n    type filter hook prerouting priority %s; policy accept;\n", guardPrio)
 	if admitNew != "" {
 		fmt.Fprintf(&b, "    iifname \"eth0\" ct state new %s\n", strings.TrimPrefix(admitNew, "iifname \"eth0\" "))
+	}
+	if o.UPnP {
+		fmt.Fprintf(&b, "    iifname \"eth0\" ct state new ct status dnat accept\n")
+		if len(o.STUN) > 0 {
+			ips := make([]string, len(o.STUN))
+			for i, a := range o.STUN {
+				ips[i] = a.String()
+			}
+			fmt.Fprintf(&b, "    iifname \"eth0\" ct state new ip saddr { %s } udp sport { 3478, 3479 } fib daddr type local accept\n", strings.Join(ips, ", "))
+		}
 	}
 	fmt.Fprintf(&b, "    iifname \"eth0\" ct state new drop\n  }\n")
 	fmt.Fprintf(&b, "  chain nat_pre {\n    type nat hook prerouting priority dstnat; policy accept;\n")
@@ -98,14 +118,12 @@ func ruleset(t NATType, host netip.Addr) (string, error) {
 }
 
 func applyNAT(ctx context.Context, r *Router, host netip.Addr) error {
-	rs, err := ruleset(r.Type, host)
+	rs, err := ruleset(r.Type, host, r.opts)
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", r.NS, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rs)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("nft recipe %s in %s: %w: %s\n%s", r.Type, r.NS, err, out, rs)
+	if err := r.nft(ctx, rs); err != nil {
+		return fmt.Errorf("nft recipe %s: %w\n%s", r.Type, err, rs)
 	}
 	return nil
 }

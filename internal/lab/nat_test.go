@@ -11,6 +11,24 @@ import (
 	"time"
 )
 
+func TestRulesetUPnP(t *testing.T) {
+	rs, err := ruleset(NATPortRestricted, netip.MustParseAddr("198.19.1.2"),
+		RouterOptions{UPnP: true, STUN: []netip.Addr{netip.MustParseAddr("198.18.0.7"), netip.MustParseAddr("198.18.0.8")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{
+		"priority dstnat + 10", // after miniupnpd's DNAT
+		`iifname "eth0" ct state new ct status dnat accept`,
+		"ip saddr { 198.18.0.7, 198.18.0.8 } udp sport { 3478, 3479 } fib daddr type local accept",
+		`iifname "eth0" ct state new drop`,
+	} {
+		if !strings.Contains(rs, w) {
+			t.Errorf("UPnP recipe lacks %q:\n%s", w, rs)
+		}
+	}
+}
+
 func TestRuleset(t *testing.T) {
 	host := netip.MustParseAddr("198.19.1.2")
 	tests := []struct {
@@ -29,7 +47,7 @@ func TestRuleset(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.nat), func(t *testing.T) {
-			rs, err := ruleset(tt.nat, host)
+			rs, err := ruleset(tt.nat, host, RouterOptions{})
 			if tt.wantsErr {
 				if err == nil {
 					t.Fatal("want error")

@@ -26,9 +26,14 @@ const (
 	// relayAcceptanceWait lets a direct pair win against a relay pair
 	// that happens to answer first.
 	relayAcceptanceWait = 500 * time.Millisecond
-	// renominationAfter is how long after connecting a better pair may
-	// take over.
-	renominationAfter = 2 * time.Second
+	// prflxAcceptanceWait holds back nominating a pair with a
+	// peer-reflexive end for a moment. The peer's checks from its TURN
+	// relay often arrive before the relay candidate is trickled, and
+	// until then the relay looks peer-reflexive, with a priority above
+	// every direct pair; a short wait lets the trickle say what it is
+	// (see prefer.go). Genuine peer-reflexive pairs (a symmetric NAT's
+	// mapping) pay this once.
+	prflxAcceptanceWait = 100 * time.Millisecond
 	// stunGatherTimeout bounds srflx gathering; the rendezvous's STUN is
 	// one round trip away.
 	stunGatherTimeout = 3 * time.Second
@@ -51,7 +56,8 @@ type attempt struct {
 	cancel     context.CancelFunc  // stops the conn reader
 	state      ice.ConnectionState // last reported
 	path       Path
-	net        *bufferedNet // the agent's own sockets (TURN clients)
+	pref       *directPreference // controlling side only
+	net        *bufferedNet      // the agent's own sockets (TURN clients)
 }
 
 // newAttempt creates an agent for gen and hooks its callbacks to the loop.
@@ -92,13 +98,12 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 		ice.WithFailedTimeout(failedTimeout),
 		ice.WithHostAcceptanceMinWait(0),
 		ice.WithSrflxAcceptanceMinWait(0),
-		ice.WithPrflxAcceptanceMinWait(0),
+		ice.WithPrflxAcceptanceMinWait(prflxAcceptanceWait),
 		ice.WithRelayAcceptanceMinWait(relayAcceptanceWait),
-		// If a relay pair still won (a slow direct check on a loaded
-		// host), the controlling side moves to a better pair once one
-		// answers: relay is a fallback, not a dead end.
+		// Renomination lets the controlling side move a relayed path to
+		// a direct pair once one answers (see prefer.go); both ends need
+		// it, the controlled one to follow.
 		ice.WithRenomination(ice.DefaultNominationValueGenerator()),
-		ice.WithAutomaticRenomination(renominationAfter),
 		ice.WithSTUNGatherTimeout(stunGatherTimeout),
 		ice.WithLocalCredentials(ufrag, pwd),
 		ice.WithInterfaceFilter(p.interfaceAllowed),
@@ -109,15 +114,26 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if p.cfg.AllowLoopback {
 		opts = append(opts, ice.WithIncludeLoopback())
 	}
+	var pref *directPreference
+	if p.controlling {
+		pref = newDirectPreference(p.log.With("gen", gen))
+		opts = append(opts, ice.WithBindingRequestHandler(pref.onBindingRequest))
+	}
 	agent, err := ice.NewAgentWithOptions(opts...)
 	if err != nil {
 		return nil, err
 	}
-	a := &attempt{gen: gen, agent: agent, ufrag: ufrag, pwd: pwd, begun: time.Now(), state: ice.ConnectionStateNew, net: inet}
+	if pref != nil {
+		pref.agent.Store(agent)
+	}
+	a := &attempt{gen: gen, agent: agent, ufrag: ufrag, pwd: pwd, begun: time.Now(), state: ice.ConnectionStateNew, pref: pref, net: inet}
 	// The callbacks run on pion's notifier goroutines; they only post.
 	err = agent.OnCandidate(func(c ice.Candidate) {
 		if c == nil {
 			return // gathering done; pion has no use for end-of-candidates
+		}
+		if pref != nil {
+			pref.addLocal(c)
 		}
 		raw := c.Marshal()
 		p.post(func() { p.onLocalCandidate(a, raw) })
@@ -237,6 +253,9 @@ func (p *Peer) addRemote(a *attempt, raw string) {
 		return
 	}
 	a.remotes++
+	if a.pref != nil {
+		a.pref.addRemote(c)
+	}
 	if err := a.agent.AddRemoteCandidate(c); err != nil {
 		p.log.Debug("remote candidate not added", "candidate", raw, "err", err)
 	}

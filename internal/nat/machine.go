@@ -253,6 +253,32 @@ func (p *Peer) onState(a *attempt, s ice.ConnectionState) {
 		p.setState(StateConnected, "")
 		p.log.Info("ICE connected", "gen", a.gen, "after", time.Since(a.begun).Round(time.Millisecond))
 	case ice.ConnectionStateDisconnected:
+		if p.online {
+			// The selected pair has been silent for the disconnected
+			// timeout. pion would keep it until the failed timeout and
+			// never move to another pair by itself; a new attempt finds
+			// what works now (the relay when the direct path broke, a
+			// new mapping after a NAT forgot ours) in well under a
+			// second, with the peer reachable through the rendezvous.
+			// The controlled side asks for one: the path may be broken
+			// in its direction only (the peer's NAT moved its mapping).
+			p.log.Info("selected pair stopped answering; asking for a new ICE attempt", "gen", a.gen,
+				"silent_for", disconnectedTimeout)
+			p.setState(StateDisconnected, "the selected pair stopped answering; reconnecting")
+			if p.cfg.OnStalled != nil {
+				p.cfg.OnStalled()
+			}
+			if p.controlling {
+				p.requestAttempt()
+			} else {
+				// Repeated until an offer comes (onTimer): this hello
+				// may be lost with a rendezvous connection that the
+				// same fault broke.
+				p.sendHello(true)
+				p.armRetry()
+			}
+			return
+		}
 		// Keep the path: consent checks continue and ICE may recover.
 		p.setState(StateDisconnected, "the selected pair has not answered for "+disconnectedTimeout.String()+"; still probing")
 	case ice.ConnectionStateFailed:
@@ -333,7 +359,7 @@ func (p *Peer) onTimer() {
 		}
 		return
 	}
-	if a == nil || a.state == ice.ConnectionStateFailed {
+	if a == nil || a.state == ice.ConnectionStateFailed || a.state == ice.ConnectionStateDisconnected {
 		p.sendHello(a != nil)
 		p.armRetry()
 	}

@@ -81,6 +81,12 @@ type PeerConfig struct {
 	// OnPath is called from the Peer's loop, in order, whenever the path
 	// changes; a zero Path means there is none. It must not block long.
 	OnPath func(Path)
+	// OnStalled is called from the Peer's loop when the selected pair
+	// stops answering. The daemon rechecks its rendezvous connection then:
+	// the new attempt needs it, and what broke the path (a NAT that
+	// forgot its mappings) has likely broken it too. May be nil; must
+	// not block.
+	OnStalled func()
 	// OnRelayPacket gets what arrives on the ICE conn: the tunnel's
 	// packets when the path is a relay. May be nil. The slice is reused
 	// after the call returns.

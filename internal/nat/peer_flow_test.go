@@ -250,52 +250,77 @@ func TestNoGoroutinesLeft(t *testing.T) {
 	t.Fatalf("%d goroutines before, %d after:\n%s", before, now, buf[:runtime.Stack(buf, true)])
 }
 
-// A peer that vanishes without a word: the path is kept while ICE may
-// recover (disconnected), dropped when the attempt fails, and the peer
-// coming back reconnects.
+// A peer that vanishes without a word. The controlled side keeps the path
+// while ICE may recover (disconnected) and drops it when the attempt
+// fails; the controlling side starts a new attempt as soon as the pair goes
+// quiet. Either way the peer coming back reconnects.
 func TestPathLostWhenPeerVanishes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("waits for ICE's failed timeout (7 s)")
 	}
-	tp := newTestPair(t)
-	tp.online()
-	tp.waitConnected(connectTimeout, 0)
-	gen := tp.a.current().Status().Gen
-	n := tp.b
-	n.mu.Lock()
-	cancel, done := n.stop, n.done
-	n.mu.Unlock()
-	stopPeer(t, cancel, done)
+	for _, observeControlling := range []bool{false, true} {
+		name := map[bool]string{false: "controlled side", true: "controlling side"}[observeControlling]
+		t.Run(name, func(t *testing.T) {
+			tp := newTestPair(t)
+			tp.online()
+			tp.waitConnected(connectTimeout, 0)
+			gen := tp.a.current().Status().Gen
+			watcher, n := tp.a, tp.b
+			if watcher.current().controlling != observeControlling {
+				watcher, n = tp.b, tp.a
+			}
+			n.mu.Lock()
+			cancel, done := n.stop, n.done
+			n.mu.Unlock()
+			stopPeer(t, cancel, done)
 
-	a := tp.a.current()
-	start := time.Now()
-	waitStateWithin(t, a, StateDisconnected, disconnectedTimeout+2*time.Second)
-	if path, _ := tp.a.lastPath(); path.IsZero() {
-		t.Fatal("path dropped on disconnected; ICE may still recover it")
-	}
-	t.Logf("disconnected after %v", time.Since(start))
-	waitStateWithin(t, a, StateFailed, disconnectedTimeout+failedTimeout+2*time.Second)
-	t.Logf("failed after %v: %s", time.Since(start), a.Status().Reason)
-	if path, _ := tp.a.lastPath(); !path.IsZero() {
-		t.Fatalf("path still %+v after failure", path)
-	}
-	if a.Status().Reason == "" {
-		t.Error("failed without a reason")
-	}
+			a := watcher.current()
+			start := time.Now()
+			if observeControlling {
+				waitFor(t, disconnectedTimeout+2*time.Second, "a new attempt", func() bool {
+					st := a.Status()
+					return st.Gen != gen && st.State == StateChecking
+				})
+				t.Logf("new attempt after %v", time.Since(start))
+				if path, _ := watcher.lastPath(); !path.IsZero() {
+					t.Fatalf("path of the old attempt still %+v", path)
+				}
+			} else {
+				waitStateWithin(t, a, StateDisconnected, disconnectedTimeout+2*time.Second)
+				if path, _ := watcher.lastPath(); path.IsZero() {
+					t.Fatal("path dropped on disconnected; ICE may still recover it")
+				}
+				t.Logf("disconnected after %v", time.Since(start))
+				waitStateWithin(t, a, StateFailed, disconnectedTimeout+failedTimeout+2*time.Second)
+				t.Logf("failed after %v: %s", time.Since(start), a.Status().Reason)
+				if path, _ := watcher.lastPath(); !path.IsZero() {
+					t.Fatalf("path still %+v after failure", path)
+				}
+				if a.Status().Reason == "" {
+					t.Error("failed without a reason")
+				}
+			}
 
-	tp.start(n)
-	n.current().HandlePresence(true)
-	tp.waitConnected(connectTimeout, gen)
+			tp.start(n)
+			n.current().HandlePresence(true)
+			tp.waitConnected(connectTimeout, gen)
+		})
+	}
 }
 
-func waitStateWithin(t *testing.T, p *Peer, want string, d time.Duration) {
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		if p.Status().State == want {
+		if cond() {
 			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("state %+v after %v, want %q", p.Status(), d, want)
+	t.Fatalf("no %s within %v", what, d)
+}
+
+func waitStateWithin(t *testing.T, p *Peer, want string, d time.Duration) {
+	t.Helper()
+	waitFor(t, d, "state "+want+" (now "+p.Status().State+")", func() bool { return p.Status().State == want })
 }

@@ -35,7 +35,15 @@ type ServerConfig struct {
 	// AllowPeers lists ranges relaying may reach even though they are
 	// loopback, link-local or the server's own (for labs).
 	AllowPeers []netip.Prefix
-	Logger     *slog.Logger
+	// AltIP turns on RFC 5780 (NAT behaviour discovery): Binding requests
+	// are answered on STUNListen (which must then name one IP), on its IP
+	// with AltPort, and on AltIP with both ports, with OTHER-ADDRESS and
+	// RESPONSE-ORIGIN, and CHANGE-REQUEST is honoured. AltPort 0 means
+	// the STUN port + 1. Without AltIP plain Binding requests are still
+	// answered (by pion/turn), without the RFC 5780 attributes.
+	AltIP   netip.Addr
+	AltPort int
+	Logger  *slog.Logger
 }
 
 // Server is the STUN/TURN server of `punchd rendezvous`, a pion/turn
@@ -45,6 +53,7 @@ type Server struct {
 	conn      net.PacketConn
 	listeners []net.Listener
 	turn      *turn.Server
+	rfc5780   *responder // nil without an alternate address
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -54,6 +63,9 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 	log := orDefault(cfg.Logger)
 	s := &Server{}
 	fail := func(err error) (*Server, error) {
+		if s.rfc5780 != nil {
+			s.rfc5780.closeOwn()
+		}
 		if s.conn != nil {
 			_ = s.conn.Close()
 		}
@@ -72,6 +84,15 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 	if got, err := sockbuf.Set(conn, sockbuf.Size); err != nil || got.Short(sockbuf.Size) {
 		log.Info("STUN/TURN socket buffers are small; relayed traffic will drop under load: "+sockbuf.Advice, "recv", got.Recv, "send", got.Send, "err", err)
 	}
+	var pionConn net.PacketConn = conn
+	if cfg.AltIP.IsValid() {
+		r, err := listenRFC5780(conn, cfg.AltIP, cfg.AltPort, log)
+		if err != nil {
+			return fail(err)
+		}
+		s.rfc5780 = r
+		pionConn = &bindingTap{PacketConn: conn, r: r}
+	}
 
 	turnOn := cfg.TURNSecret != ""
 	auth := rejectAllocations
@@ -85,7 +106,7 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		relay = newRelayGenerator(cfg.RelayIP)
 		perm = peerFilter(cfg.RelayIP, ownAddrs(), cfg.AllowPeers, log)
 	}
-	pcc := []turn.PacketConnConfig{{PacketConn: conn, RelayAddressGenerator: relay, PermissionHandler: perm}}
+	pcc := []turn.PacketConnConfig{{PacketConn: pionConn, RelayAddressGenerator: relay, PermissionHandler: perm}}
 	var lcs []turn.ListenerConfig
 	if turnOn && cfg.TCPListen != "" {
 		ln, err := net.Listen("tcp", cfg.TCPListen)
@@ -120,6 +141,10 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 	addrs := []any{"udp", conn.LocalAddr().String()}
 	for _, l := range s.listeners {
 		addrs = append(addrs, "stream", l.Addr().String())
+	}
+	if s.rfc5780 != nil {
+		a := s.rfc5780.addrs
+		addrs = append(addrs, "rfc5780", fmt.Sprintf("%s %s %s %s", a[0][0], a[0][1], a[1][0], a[1][1]))
 	}
 	log.Info("STUN/TURN server listening", append(addrs, "turn", turnOn, "relay_ip", cfg.RelayIP.String())...)
 	return s, nil
@@ -169,9 +194,23 @@ func rejectAllocations(*turn.RequestAttributes) (string, []byte, bool) {
 // Addr is the bound UDP address.
 func (s *Server) Addr() net.Addr { return s.conn.LocalAddr() }
 
+// OtherAddr is the RFC 5780 alternate address (alternate IP and port), nil
+// when RFC 5780 is off.
+func (s *Server) OtherAddr() net.Addr {
+	if s.rfc5780 == nil {
+		return nil
+	}
+	return net.UDPAddrFromAddrPort(s.rfc5780.addrs[1][1])
+}
+
 // Close stops the server; idempotent.
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.turn.Close() })
+	s.closeOnce.Do(func() {
+		s.closeErr = s.turn.Close()
+		if s.rfc5780 != nil {
+			s.rfc5780.closeOwn()
+		}
+	})
 	return s.closeErr
 }
 

@@ -118,13 +118,6 @@ func TestTurnSocketLearnsChannels(t *testing.T) {
 	}
 }
 
-type rawAttr struct {
-	t stun.AttrType
-	v []byte
-}
-
-func (a rawAttr) AddTo(m *stun.Message) error { m.Add(a.t, a.v); return nil }
-
 type peerAddr stun.XORMappedAddress
 
 func (a *peerAddr) AddTo(m *stun.Message) error {

@@ -36,23 +36,27 @@ type ClientConfig struct {
 }
 
 const (
-	dialTimeout   = 10 * time.Second
-	backoffMin    = 100 * time.Millisecond
-	backoffMax    = 5 * time.Second
-	clientPing    = 5 * time.Second
+	dialTimeout = 10 * time.Second
+	backoffMin  = 100 * time.Millisecond
+	backoffMax  = 5 * time.Second
+	// clientPing finds a dead connection (a NAT that forgot our TCP
+	// mapping drops everything the server sends) within a few seconds.
+	clientPing    = 2 * time.Second
 	maxClientRead = 256 << 10
 )
 
 // Client keeps a registration at the rendezvous alive.
 type Client struct {
-	cfg    ClientConfig
-	url    string
-	log    *slog.Logger
-	seal   *sealer
-	conn   atomic.Pointer[websocket.Conn]
-	cancel context.CancelFunc
-	done   chan struct{}
-	once   sync.Once
+	cfg  ClientConfig
+	url  string
+	log  *slog.Logger
+	seal *sealer
+	conn atomic.Pointer[websocket.Conn]
+	// recheck asks the pinger for a ping now (see Recheck).
+	recheck chan struct{}
+	cancel  context.CancelFunc
+	done    chan struct{}
+	once    sync.Once
 }
 
 // Connect makes the first connection (bounded by ctx and a dial timeout)
@@ -68,7 +72,7 @@ func Connect(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Client{cfg: cfg, url: u, log: log, seal: newSealer(cfg.Key), done: make(chan struct{})}
+	c := &Client{cfg: cfg, url: u, log: log, seal: newSealer(cfg.Key), recheck: make(chan struct{}, 1), done: make(chan struct{})}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	conn, reg, err := c.dial(dctx)
 	cancel()
@@ -212,11 +216,18 @@ func (c *Client) run(ctx context.Context, conn *websocket.Conn, reg Registration
 }
 
 // serve reads frames until the connection fails; a pinger notices a
-// silently dead server (no RST) within a few seconds.
+// silently dead server (no RST) within a few seconds, or at once after
+// Recheck.
 func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	var pinger sync.WaitGroup
+	defer func() {
+		cancel()
+		pinger.Wait()
+	}()
+	pinger.Add(1)
 	go func() {
+		defer pinger.Done()
 		t := time.NewTicker(clientPing)
 		defer t.Stop()
 		for {
@@ -224,13 +235,15 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				pctx, pcancel := context.WithTimeout(ctx, clientPing)
-				err := conn.Ping(pctx)
-				pcancel()
-				if err != nil {
-					cancel()
-					return
-				}
+			case <-c.recheck:
+			}
+			pctx, pcancel := context.WithTimeout(ctx, clientPing)
+			err := conn.Ping(pctx)
+			pcancel()
+			if err != nil {
+				c.log.Debug("rendezvous ping failed", "err", err)
+				cancel()
+				return
 			}
 		}
 	}()
@@ -288,6 +301,18 @@ func (c *Client) Send(ctx context.Context, to identity.PublicKey, payload []byte
 	}
 	sealed := c.seal.seal(to, payload, time.Now())
 	return conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeSend, To: to.String(), Payload: sealed}))
+}
+
+// Recheck makes the client ping the rendezvous now instead of at the next
+// interval, and reconnect if that fails: the daemon calls it when a tunnel
+// path goes silent, since whatever broke the path (a NAT that forgot its
+// mappings, a network change) has likely broken this connection too.
+// It never blocks.
+func (c *Client) Recheck() {
+	select {
+	case c.recheck <- struct{}{}:
+	default: // one is pending already
+	}
 }
 
 // Connected reports whether the client is registered right now.

@@ -109,6 +109,11 @@ func TestTunnelAcrossNATs(t *testing.T) {
 				}
 				checkStatus(t, n, st, r)
 			}
+			out, err := r.Ping(ctx, r.A, r.B, 3)
+			if err != nil || strings.Count(out, " via direct (") != 3 || !strings.Contains(out, "3 received") {
+				fail("punchd ping B from A: want 3 replies via direct, got (%v):\n%s", err, out)
+			}
+			t.Logf("A$ punchd ping B\n%s", out)
 
 			stopWatch()
 			for _, n := range []*Node{r.A, r.B} {

@@ -14,6 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/punchd/punchd/internal/lab"
 )
 
 // setupRelay prepares the relay the run asks for, before the rendezvous
@@ -36,7 +38,8 @@ func (r *Run) setupRelay(ctx context.Context) error {
 		return nil
 	case "coturn":
 		ip := r.R.Extra[0].String()
-		r.rvArgs = []string{"--no-turn"}
+		// coturn holds the second address: no RFC 5780 alternate there.
+		r.rvArgs = []string{"--no-turn", "--stun-alt-ip", "none"}
 		r.upArgs = []string{"--turn", "turn:" + ip + ":3478", "--turn", "turn:" + ip + ":3478?transport=tcp", "--turn-secret", coturnSecret}
 		cmd := r.R.Command(context.Background(), "turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls",
 			"--use-auth-secret", "--static-auth-secret="+coturnSecret, "--realm=punchd",
@@ -52,32 +55,10 @@ func (r *Run) setupRelay(ctx context.Context) error {
 			return fmt.Errorf("start coturn: %w (apt-get install coturn)", err)
 		}
 		r.coturn = cmd
-		return r.waitUDPBound(ctx, ip+":3478")
+		return lab.WaitUDPBound(ctx, r.R, ip+":3478")
 	default:
 		return fmt.Errorf("unknown relay %q", r.opts.Relay)
 	}
-}
-
-// waitUDPBound waits until something in the rendezvous namespace has
-// bound addr: then binding it ourselves fails.
-func (r *Run) waitUDPBound(ctx context.Context, addr string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; i < 500 && time.Now().Before(deadline) && ctx.Err() == nil; i++ {
-		bound := false
-		_ = r.R.Do(func() error {
-			c, err := net.ListenPacket("udp4", addr)
-			if err != nil {
-				bound = true
-				return nil
-			}
-			return c.Close()
-		})
-		if bound {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("nothing bound %s within 10s", addr)
 }
 
 // selfSigned writes a certificate for ip (its own CA) and its key.

@@ -65,6 +65,10 @@ func TestRelayVariants(t *testing.T) {
 			if tt.relayOnA && (p.LocalCandidate == nil || p.LocalCandidate.Type != "relay") {
 				t.Fatalf("A (UDP blocked) must hold the relay itself, over TLS: local %+v", p.LocalCandidate)
 			}
+			out, err := r.Ping(ctx, r.A, r.B, 2)
+			if err != nil || strings.Count(out, " via relay (") != 2 || !strings.Contains(out, " relay "+r.RelayIP().String()+":") {
+				t.Fatalf("punchd ping B from A: want 2 replies via relay %s, got (%v):\n%s", r.RelayIP(), err, out)
+			}
 		})
 	}
 }

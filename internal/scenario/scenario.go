@@ -324,6 +324,18 @@ func (r *Run) Status(ctx context.Context, n *Node) (control.Status, error) {
 	return st, nil
 }
 
+// Ping runs `punchd ping` for peer inside n's namespace, as an unprivileged
+// user would, and returns its output.
+func (r *Run) Ping(ctx context.Context, n, peer *Node, count int) (string, error) {
+	cmd := n.Host.Command(ctx, r.opts.Binary, "ping", "--state-dir", n.StateDir,
+		"-c", fmt.Sprint(count), "-i", "50ms", peer.ID.String()[:10])
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("punchd ping on %s: %w: %s", n.Name, err, out)
+	}
+	return string(out), nil
+}
+
 // Logs returns the tails of every process's log, for a failing test.
 func (r *Run) Logs() string {
 	var b strings.Builder

@@ -81,6 +81,13 @@ func FirstPing(ctx context.Context, from *lab.Host, dst netip.Addr, interval tim
 // address of host `to`, e.g. its overlay address) and checks that the
 // SHA-256 of what arrived matches what was sent.
 func Transfer(ctx context.Context, from, to *lab.Host, dst netip.Addr, size int64) (time.Duration, error) {
+	return TransferAt(ctx, from, to, dst, size, 0)
+}
+
+// TransferAt is Transfer sending at most rate bytes per second (0: as fast
+// as TCP goes), so that a transfer can be in flight while a test breaks and
+// heals the path under it.
+func TransferAt(ctx context.Context, from, to *lab.Host, dst netip.Addr, size, rate int64) (time.Duration, error) {
 	var ln net.Listener
 	if err := to.Do(func() error {
 		var err error
@@ -127,7 +134,11 @@ func Transfer(ctx context.Context, from, to *lab.Host, dst netip.Addr, size int6
 	}
 	start := time.Now()
 	h := sha256.New()
-	if _, err := io.CopyN(io.MultiWriter(c, h), rand.Reader, size); err != nil {
+	var src io.Reader = rand.Reader
+	if rate > 0 {
+		src = &pacedReader{r: rand.Reader, rate: rate, start: start}
+	}
+	if _, err := io.CopyN(io.MultiWriter(c, h), src, size); err != nil {
 		c.Close()
 		return 0, fmt.Errorf("send %d bytes to %s: %w", size, dst, err)
 	}
@@ -157,4 +168,26 @@ func Transfer(ctx context.Context, from, to *lab.Host, dst netip.Addr, size int6
 		return 0, errors.New("sha256 of received data differs from what was sent")
 	}
 	return elapsed, nil
+}
+
+// pacedReader reads no faster than rate bytes per second since start.
+type pacedReader struct {
+	r     io.Reader
+	rate  int64
+	start time.Time
+	n     int64
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	const chunk = 16 << 10
+	if len(b) > chunk {
+		b = b[:chunk]
+	}
+	due := p.start.Add(time.Duration(p.n * int64(time.Second) / p.rate))
+	if wait := time.Until(due); wait > 0 {
+		time.Sleep(wait) // pacing is the point: there is no event to await
+	}
+	n, err := p.r.Read(b)
+	p.n += int64(n)
+	return n, err
 }

@@ -35,12 +35,13 @@ type DeviceConfig struct {
 
 // Device is a wireguard-go device on a TUN interface.
 type Device struct {
-	log   *slog.Logger
-	name  string
-	bind  *Bind
-	wg    *device.Device
-	port  uint16
-	close sync.Once
+	log    *slog.Logger
+	name   string
+	bind   *Bind
+	wg     *device.Device
+	fanout *fanoutTUN
+	port   uint16
+	close  sync.Once
 }
 
 // keepaliveSeconds keeps NAT mappings and the handshake warm; ICE consent
@@ -78,7 +79,8 @@ func NewDevice(cfg DeviceConfig, bind *Bind) (_ *Device, err error) {
 	}
 	bind.setExcludeInterface(cfg.Interface)
 	d := &Device{log: log, name: cfg.Interface, bind: bind}
-	d.wg = device.NewDevice(tdev, bind, wgLogger(log))
+	d.fanout = newFanoutTUN(tdev, cfg.Addresses, log)
+	d.wg = device.NewDevice(d.fanout, bind, wgLogger(log))
 	defer func() {
 		if err != nil {
 			// Removes the TUN and closes the socket; the Bind itself is
@@ -144,6 +146,7 @@ func (d *Device) AddPeer(pub identity.PublicKey, allowedIPs []netip.Prefix) erro
 	if err := d.wg.IpcSet(b.String()); err != nil {
 		return fmt.Errorf("add wireguard peer %s: %w", pub.Short(), err)
 	}
+	d.fanout.setPeer(pub, allowedIPs)
 	return nil
 }
 
@@ -154,6 +157,7 @@ func (d *Device) RemovePeer(pub identity.PublicKey) error {
 		return fmt.Errorf("remove wireguard peer %s: %w", pub.Short(), err)
 	}
 	d.bind.forgetPath(pub)
+	d.fanout.removePeer(pub)
 	return nil
 }
 

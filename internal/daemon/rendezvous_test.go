@@ -1,0 +1,43 @@
+package daemon
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestRFC5780Plan(t *testing.T) {
+	alt := netip.MustParseAddr("198.18.0.3")
+	tests := []struct {
+		name       string
+		cfg        RendezvousConfig
+		listen     string
+		alt, error string
+	}{
+		{"off", RendezvousConfig{STUNListen: ":3478"}, ":3478", "", ""},
+		{"given, one address", RendezvousConfig{STUNListen: "198.18.0.2:3478", STUNAltIP: alt}, "198.18.0.2:3478", "198.18.0.3", ""},
+		// Answers must leave from the address they name: the wildcard
+		// becomes the relay address.
+		{"given, wildcard", RendezvousConfig{STUNListen: ":3478", STUNAltIP: alt, RelayIP: netip.MustParseAddr("198.18.0.2")}, "198.18.0.2:3478", "198.18.0.3", ""},
+		// Auto with nothing to find (loopback is not global): unchanged.
+		{"auto, nothing found", RendezvousConfig{STUNListen: "127.0.0.1:3478", STUNAltAuto: true}, "127.0.0.1:3478", "", ""},
+		{"bad listen", RendezvousConfig{STUNListen: "3478", STUNAltIP: alt}, "", "", "--stun-listen"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			listen, got, err := rfc5780Plan(tt.cfg)
+			if tt.error != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.error) {
+					t.Fatalf("error %v, want one naming %s", err, tt.error)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if listen != tt.listen || (tt.alt == "" && got.IsValid()) || (tt.alt != "" && got.String() != tt.alt) {
+				t.Fatalf("plan %q %v, want %q %q", listen, got, tt.listen, tt.alt)
+			}
+		})
+	}
+}

@@ -1,0 +1,119 @@
+package rendezvous
+
+import (
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// blackholeProxy forwards TCP to target until blackhole is set; then it
+// swallows everything in both directions without closing anything, as a
+// NAT that forgot the connection's mapping does.
+type blackholeProxy struct {
+	ln        net.Listener
+	blackhole atomic.Bool
+	wg        sync.WaitGroup
+	mu        sync.Mutex
+	conns     []net.Conn
+}
+
+func startProxy(t *testing.T, target string) *blackholeProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &blackholeProxy{ln: ln}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			for _, dir := range [][2]net.Conn{{c, up}, {up, c}} {
+				p.wg.Add(1)
+				go func() {
+					defer p.wg.Done()
+					p.pipe(dir[1], dir[0])
+				}()
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *blackholeProxy) pipe(dst io.Writer, src io.Reader) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if err != nil {
+			return
+		}
+		if p.blackhole.Load() {
+			continue
+		}
+		if _, err := dst.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// Recheck on a healthy connection changes nothing and never blocks; on a
+// connection that silently died it ends in a reconnect.
+func TestRecheck(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", ServerConfig{})
+	proxy := startProxy(t, s.ln.Addr().String())
+	ka := newKey(t)
+	ina := newInbox()
+	a := connect(t, "http://"+proxy.ln.Addr().String(), ka, nil, ina)
+	waitFor(t, ina.regs, "registration")
+
+	for i := 0; i < 100; i++ {
+		a.Recheck()
+	}
+	// Two ping timeouts: had a recheck ping failed, the client would be
+	// reconnecting by now.
+	time.Sleep(2 * clientPing)
+	if !a.Connected() {
+		t.Fatal("rechecks dropped a healthy connection")
+	}
+	select {
+	case <-ina.regs:
+		t.Fatal("rechecks made a healthy client register again")
+	default:
+	}
+
+	proxy.blackhole.Store(true)
+	a.Recheck()
+	deadline := time.Now().Add(3 * clientPing)
+	for a.Connected() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a.Connected() {
+		t.Fatal("a recheck of a dead connection did not notice it")
+	}
+	proxy.blackhole.Store(false)
+	waitFor(t, ina.regs, "re-registration after the dead connection")
+}
