@@ -47,7 +47,11 @@ func (n *bufferedNet) ListenPacket(network, address string) (net.PacketConn, err
 	if !ok {
 		return c, nil
 	}
-	s := newTurnSocket(uc, n.deliver)
+	s, err := newTurnSocket(uc, n.deliver)
+	if err != nil {
+		_ = uc.Close()
+		return nil, err
+	}
 	n.sockets.add(s)
 	return s, nil
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/pion/stun/v4"
 	"golang.org/x/net/ipv4"
+
+	"github.com/punchd/punchd/internal/udpbatch"
 )
 
 // The relay shortcut. pion/ice hands a relay pair's traffic to the tunnel
@@ -53,9 +55,9 @@ type turnSocket struct {
 	deliver func([]byte) // the tunnel's sink; the slice is reused after it returns
 
 	// Read state, owned by the reading goroutine.
-	msgs     []ipv4.Message
-	n, next  int
-	readBufs [][]byte
+	rd      *udpbatch.Reader
+	msgs    []udpbatch.Message
+	n, next int
 
 	server atomic.Pointer[net.UDPAddr] // where pion sends; set on its first write
 
@@ -71,22 +73,25 @@ type channelBinding struct {
 	number uint16
 }
 
-func newTurnSocket(c *net.UDPConn, deliver func([]byte)) *turnSocket {
+func newTurnSocket(c *net.UDPConn, deliver func([]byte)) (*turnSocket, error) {
+	rd, err := udpbatch.NewReader(c, turnBatch)
+	if err != nil {
+		return nil, err
+	}
 	s := &turnSocket{
-		UDPConn:  c,
-		pc:       ipv4.NewPacketConn(c),
-		deliver:  deliver,
-		msgs:     make([]ipv4.Message, turnBatch),
-		readBufs: make([][]byte, turnBatch),
-		pending:  make(map[[stun.TransactionIDSize]byte]channelBinding),
+		UDPConn: c,
+		pc:      ipv4.NewPacketConn(c),
+		deliver: deliver,
+		rd:      rd,
+		msgs:    make([]udpbatch.Message, turnBatch),
+		pending: make(map[[stun.TransactionIDSize]byte]channelBinding),
 	}
 	for i := range s.msgs {
-		s.readBufs[i] = make([]byte, turnBufSize)
-		s.msgs[i].Buffers = [][]byte{s.readBufs[i]}
+		s.msgs[i].Buf = make([]byte, turnBufSize)
 	}
 	empty := map[netip.AddrPort]uint16{}
 	s.bound.Store(&empty)
-	return s
+	return s, nil
 }
 
 // ReadFrom returns the next datagram pion must see. ChannelData that is
@@ -94,7 +99,7 @@ func newTurnSocket(c *net.UDPConn, deliver func([]byte)) *turnSocket {
 func (s *turnSocket) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
 		if s.next >= s.n {
-			n, err := s.pc.ReadBatch(s.msgs, 0)
+			n, err := s.rd.Read(s.msgs)
 			if err != nil {
 				return 0, nil, err
 			}
@@ -102,7 +107,7 @@ func (s *turnSocket) ReadFrom(p []byte) (int, net.Addr, error) {
 		}
 		m := &s.msgs[s.next]
 		s.next++
-		data := s.readBufs[s.next-1][:m.N]
+		data := m.Buf[:m.N]
 		if payload, ok := channelDataPayload(data); ok && s.deliver != nil && !stun.IsMessage(payload) {
 			s.deliver(payload)
 			continue
@@ -110,7 +115,8 @@ func (s *turnSocket) ReadFrom(p []byte) (int, net.Addr, error) {
 		if stun.IsMessage(data) {
 			s.observeResponse(data)
 		}
-		return copy(p, data), m.Addr, nil
+		// Only what pion gets costs an address.
+		return copy(p, data), net.UDPAddrFromAddrPort(m.Addr), nil
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/sockbuf"
+	"github.com/punchd/punchd/internal/udpbatch"
 )
 
 const (
@@ -83,7 +84,8 @@ type relayPacket struct {
 // socket is one Open's socket; replaced on every Open.
 type socket struct {
 	udp    *net.UDPConn
-	pc     *ipv4.PacketConn
+	pc     *ipv4.PacketConn // for batched writes
+	rd     *udpbatch.Reader // for batched reads, by the one socket receiver
 	port   uint16
 	closed chan struct{}
 }
@@ -135,9 +137,15 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		return nil, 0, fmt.Errorf("tunnel socket udp %s: %w", laddr, err)
 	}
 	setBuffers(udp, b.log)
+	rd, err := udpbatch.NewReader(udp, batchSize)
+	if err != nil {
+		_ = udp.Close()
+		return nil, 0, fmt.Errorf("tunnel socket udp %s: %w", laddr, err)
+	}
 	s := &socket{
 		udp:    udp,
 		pc:     ipv4.NewPacketConn(udp),
+		rd:     rd,
 		port:   uint16(udp.LocalAddr().(*net.UDPAddr).Port),
 		closed: make(chan struct{}),
 	}
@@ -234,15 +242,12 @@ func (b *Bind) setExcludeInterface(name string) {
 // receiveSocket reads the shared socket in batches: WireGuard packets go to
 // the device, STUN to ICE, everything else is dropped.
 func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
-	msgs := make([]ipv4.Message, batchSize)
-	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
-	}
+	msgs := make([]udpbatch.Message, batchSize)
 	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		for {
 			n := min(len(packets), len(msgs))
 			for i := 0; i < n; i++ {
-				msgs[i].Buffers[0] = packets[i]
+				msgs[i].Buf = packets[i]
 			}
 			got, err := s.readBatch(msgs[:n])
 			if err != nil {
@@ -252,7 +257,7 @@ func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
 			byAddr := *b.byAddr.Load()
 			for i := 0; i < got; i++ {
 				m := &msgs[i]
-				if ua, ok := m.Addr.(*net.UDPAddr); ok && b.sort(packets[i][:m.N], ua, byAddr, packets[out], &sizes[out], &eps[out]) {
+				if b.sort(packets[i][:m.N], m.Addr, byAddr, packets[out], &sizes[out], &eps[out]) {
 					out++
 				}
 			}
@@ -264,9 +269,10 @@ func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
 }
 
 // readBatch reads the socket; after Close it says net.ErrClosed, which
-// tells wireguard-go to stop this receiver rather than retry.
-func (s *socket) readBatch(msgs []ipv4.Message) (int, error) {
-	got, err := s.pc.ReadBatch(msgs, 0)
+// tells wireguard-go to stop this receiver rather than retry. One
+// receiver at a time: the reader's state is the socket's.
+func (s *socket) readBatch(msgs []udpbatch.Message) (int, error) {
+	got, err := s.rd.Read(msgs)
 	if err != nil {
 		select {
 		case <-s.closed:
@@ -280,15 +286,14 @@ func (s *socket) readBatch(msgs []ipv4.Message) (int, error) {
 // sort routes one received datagram: STUN to ICE; WireGuard into slot
 // (copied unless it is already there) with the endpoint of the peer whose
 // path it came from. It reports whether it filled the slot.
-func (b *Bind) sort(pkt []byte, from *net.UDPAddr, byAddr map[netip.AddrPort]*peerEndpoint, slot []byte, size *int, ep *conn.Endpoint) bool {
+func (b *Bind) sort(pkt []byte, from netip.AddrPort, byAddr map[netip.AddrPort]*peerEndpoint, slot []byte, size *int, ep *conn.Endpoint) bool {
 	switch Classify(pkt) {
 	case KindWireGuard:
 		if &slot[0] != &pkt[0] {
 			copy(slot, pkt)
 		}
 		*size = len(pkt)
-		src := from.AddrPort()
-		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		src := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
 		if e, ok := byAddr[src]; ok {
 			*ep = e
 		} else {
@@ -296,7 +301,8 @@ func (b *Bind) sort(pkt []byte, from *net.UDPAddr, byAddr map[netip.AddrPort]*pe
 		}
 		return true
 	case KindSTUN:
-		b.stun.deliver(pkt, from)
+		// A fresh address per STUN packet: ICE keeps it.
+		b.stun.deliver(pkt, net.UDPAddrFromAddrPort(from))
 	}
 	return false
 }
