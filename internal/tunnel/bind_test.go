@@ -363,3 +363,27 @@ func TestSTUNQueueDropsWhenFull(t *testing.T) {
 		t.Fatalf("WriteTo after STUNConn.Close: %v", err)
 	}
 }
+
+func TestSourcesEndpoint(t *testing.T) {
+	known := netip.MustParseAddrPort("198.18.0.9:4000")
+	other := netip.MustParseAddrPort("198.18.0.10:4000")
+	peer := &peerEndpoint{}
+	srcs := sources{byAddr: map[netip.AddrPort]*peerEndpoint{known: peer}}
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(known.Addr().As16()), known.Port())
+	tests := []struct {
+		from netip.AddrPort
+		want conn.Endpoint
+	}{
+		{known, peer},
+		{known, peer}, // from the cache
+		{other, addrEndpoint{dst: other}},
+		{known, peer}, // the cache follows the source
+		{mapped, peer},
+		{other, addrEndpoint{dst: other}},
+	}
+	for i, tt := range tests {
+		if got := srcs.endpoint(tt.from); got != tt.want {
+			t.Errorf("%d: endpoint(%v) = %v, want %v", i, tt.from, got, tt.want)
+		}
+	}
+}

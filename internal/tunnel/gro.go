@@ -97,7 +97,7 @@ func (b *Bind) receiveGRO(s *socket) conn.ReceiveFunc {
 					g.segs[i] = groSegment(g.oobs[i][:g.msgs[i].NN])
 				}
 			}
-			byAddr := *b.byAddr.Load()
+			srcs := sources{byAddr: *b.byAddr.Load()}
 			out := 0
 			for g.idx < g.n && out < len(packets) {
 				m := &g.msgs[g.idx]
@@ -110,7 +110,7 @@ func (b *Bind) receiveGRO(s *socket) conn.ReceiveFunc {
 					end := min(g.off+seg, len(data))
 					pkt := data[g.off:end]
 					g.off = end
-					if b.sort(pkt, m.Addr, byAddr, packets[out], &sizes[out], &eps[out]) {
+					if b.sort(pkt, m.Addr, &srcs, packets[out], &sizes[out], &eps[out]) {
 						out++
 					}
 				}
