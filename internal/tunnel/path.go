@@ -11,6 +11,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/udpbatch"
 )
 
 // route is a Path resolved once in SetPath, so that Send does not build a
@@ -216,7 +217,7 @@ func (b *Bind) sendTo(bufs [][]byte, addr *net.UDPAddr) error {
 func (b *Bind) sendBatched(w batchWriter, st *gsoState, bufs [][]byte, addr *net.UDPAddr, channel uint16) error {
 	if len(bufs) > 1 && st.enabled() {
 		err := sendGSO(w, st, bufs, addr, channel)
-		if err == nil || !isGSOUnsupported(err) {
+		if err == nil || !udpbatch.IsGSOUnsupported(err) {
 			return err
 		}
 		b.log.Info("kernel refuses UDP GSO; sending datagram by datagram", "err", err, "relay", channel != 0)
@@ -278,15 +279,14 @@ type batchWriter interface {
 }
 
 func sendGSO(w batchWriter, st *gsoState, bufs [][]byte, addr *net.UDPAddr, channel uint16) error {
-	g, _ := st.pool.Get().(*gsoBuffers)
+	g, _ := st.pool.Get().(*udpbatch.Batch)
 	if g == nil {
-		g = newGSOBuffers()
+		g = udpbatch.NewBatch(batchSize)
 	}
 	defer st.pool.Put(g)
 	for len(bufs) > 0 {
 		chunk := bufs[:min(len(bufs), batchSize)]
-		n := coalesce(g, chunk, addr, channel)
-		if err := writeAll(w, g.msgs[:n]); err != nil {
+		if err := writeAll(w, coalesce(g, chunk, addr, channel)); err != nil {
 			return err
 		}
 		bufs = bufs[len(chunk):]

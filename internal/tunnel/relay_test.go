@@ -10,6 +10,8 @@ import (
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
+
+	"github.com/punchd/punchd/internal/udpbatch"
 )
 
 // fakeChannel is a TURN channel on a loopback socket: the "server" is a
@@ -103,11 +105,11 @@ func TestRelayChannelSend(t *testing.T) {
 func TestCoalesceChannelData(t *testing.T) {
 	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
 	bufs := [][]byte{bytes.Repeat([]byte{1}, 100), bytes.Repeat([]byte{2}, 100), bytes.Repeat([]byte{3}, 60)}
-	g := newGSOBuffers()
-	if n := coalesce(g, bufs, addr, 0x4abc); n != 1 {
-		t.Fatalf("%d messages, want 1", n)
+	msgs := coalesce(udpbatch.NewBatch(batchSize), bufs, addr, 0x4abc)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages, want 1", len(msgs))
 	}
-	m := g.msgs[0]
+	m := msgs[0]
 	var want []byte
 	for _, b := range bufs {
 		want = binary.BigEndian.AppendUint16(want, 0x4abc)
@@ -126,9 +128,9 @@ func TestCoalesceChannelData(t *testing.T) {
 // A datagram beyond the coalescing limit still goes out, alone.
 func TestCoalesceOversized(t *testing.T) {
 	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
-	bufs := [][]byte{make([]byte, maxGSOBytes+10), make([]byte, 100)}
-	g := newGSOBuffers()
-	if n := coalesce(g, bufs, addr, 0); n != 2 || len(g.msgs[0].Buffers[0]) != maxGSOBytes+10 || g.msgs[0].OOB != nil {
-		t.Fatalf("%d messages; first %d bytes", n, len(g.msgs[0].Buffers[0]))
+	bufs := [][]byte{make([]byte, udpbatch.MaxGSOBytes+10), make([]byte, 100)}
+	msgs := coalesce(udpbatch.NewBatch(batchSize), bufs, addr, 0)
+	if len(msgs) != 2 || len(msgs[0].Buffers[0]) != udpbatch.MaxGSOBytes+10 || msgs[0].OOB != nil {
+		t.Fatalf("%d messages; first %d bytes", len(msgs), len(msgs[0].Buffers[0]))
 	}
 }
