@@ -45,10 +45,8 @@ type serverConn struct {
 	log *slog.Logger
 
 	// Read state, owned by pion's read loop.
-	rd      *udpbatch.Reader
-	msgs    []udpbatch.Message
-	n, next int
-	addrs   map[netip.AddrPort]*net.UDPAddr
+	in    *udpbatch.Stream
+	addrs map[netip.AddrPort]*net.UDPAddr
 
 	out       chan outDatagram
 	bufs      sync.Pool // *[]byte
@@ -66,7 +64,8 @@ type outDatagram struct {
 }
 
 func newServerConn(c *net.UDPConn, log *slog.Logger) (*serverConn, error) {
-	rd, err := udpbatch.NewReader(c, serverBatch)
+	// pion drops anything over its 1600-byte inbound MTU anyway.
+	in, err := udpbatch.NewStream(c, serverBatch, 2048)
 	if err != nil {
 		return nil, err
 	}
@@ -74,15 +73,10 @@ func newServerConn(c *net.UDPConn, log *slog.Logger) (*serverConn, error) {
 		UDPConn: c,
 		pc:      ipv4.NewPacketConn(c),
 		log:     log,
-		rd:      rd,
-		msgs:    make([]udpbatch.Message, serverBatch),
+		in:      in,
 		addrs:   make(map[netip.AddrPort]*net.UDPAddr),
 		out:     make(chan outDatagram, serverQueue),
 		done:    make(chan struct{}),
-	}
-	for i := range s.msgs {
-		// pion drops anything over its 1600-byte inbound MTU anyway.
-		s.msgs[i].Buf = make([]byte, 2048)
 	}
 	s.bufs.New = func() any {
 		b := make([]byte, 0, 2048)
@@ -98,16 +92,11 @@ func newServerConn(c *net.UDPConn, log *slog.Logger) (*serverConn, error) {
 
 // ReadFrom returns the next datagram.
 func (s *serverConn) ReadFrom(p []byte) (int, net.Addr, error) {
-	if s.next >= s.n {
-		n, err := s.rd.Read(s.msgs)
-		if err != nil {
-			return 0, nil, err
-		}
-		s.n, s.next = n, 0
+	m, err := s.in.Next()
+	if err != nil {
+		return 0, nil, err
 	}
-	m := &s.msgs[s.next]
-	s.next++
-	return copy(p, m.Buf[:m.N]), s.addr(m.Addr), nil
+	return copy(p, m.Data()), s.addr(m.Addr), nil
 }
 
 func (s *serverConn) addr(ap netip.AddrPort) *net.UDPAddr {

@@ -54,10 +54,7 @@ type turnSocket struct {
 	pc      *ipv4.PacketConn
 	deliver func([]byte) // the tunnel's sink; the slice is reused after it returns
 
-	// Read state, owned by the reading goroutine.
-	rd      *udpbatch.Reader
-	msgs    []udpbatch.Message
-	n, next int
+	in *udpbatch.Stream // read by pion's read loop only
 
 	server atomic.Pointer[net.UDPAddr] // where pion sends; set on its first write
 
@@ -74,7 +71,7 @@ type channelBinding struct {
 }
 
 func newTurnSocket(c *net.UDPConn, deliver func([]byte)) (*turnSocket, error) {
-	rd, err := udpbatch.NewReader(c, turnBatch)
+	in, err := udpbatch.NewStream(c, turnBatch, turnBufSize)
 	if err != nil {
 		return nil, err
 	}
@@ -82,12 +79,8 @@ func newTurnSocket(c *net.UDPConn, deliver func([]byte)) (*turnSocket, error) {
 		UDPConn: c,
 		pc:      ipv4.NewPacketConn(c),
 		deliver: deliver,
-		rd:      rd,
-		msgs:    make([]udpbatch.Message, turnBatch),
+		in:      in,
 		pending: make(map[[stun.TransactionIDSize]byte]channelBinding),
-	}
-	for i := range s.msgs {
-		s.msgs[i].Buf = make([]byte, turnBufSize)
 	}
 	empty := map[netip.AddrPort]uint16{}
 	s.bound.Store(&empty)
@@ -98,16 +91,11 @@ func newTurnSocket(c *net.UDPConn, deliver func([]byte)) (*turnSocket, error) {
 // not STUN (the tunnel's packets) goes to the tunnel instead.
 func (s *turnSocket) ReadFrom(p []byte) (int, net.Addr, error) {
 	for {
-		if s.next >= s.n {
-			n, err := s.rd.Read(s.msgs)
-			if err != nil {
-				return 0, nil, err
-			}
-			s.n, s.next = n, 0
+		m, err := s.in.Next()
+		if err != nil {
+			return 0, nil, err
 		}
-		m := &s.msgs[s.next]
-		s.next++
-		data := m.Buf[:m.N]
+		data := m.Data()
 		if payload, ok := channelDataPayload(data); ok && s.deliver != nil && !stun.IsMessage(payload) {
 			s.deliver(payload)
 			continue

@@ -50,54 +50,38 @@ func TestTurnSocketLearnsChannels(t *testing.T) {
 			rawAttr{stun.AttrChannelNumber, binary.BigEndian.AppendUint16(nil, num)},
 			&peerAddr{IP: to.IP, Port: to.Port})
 	}
-	answer := func(req *stun.Message, class stun.MessageClass) []byte {
-		m := stun.MustBuild(stun.NewTransactionIDSetter(req.TransactionID), stun.NewType(stun.MethodChannelBind, class))
-		return m.Raw
+	answer := func(class stun.MessageClass) func(*stun.Message) []byte {
+		return func(req *stun.Message) []byte {
+			return stun.MustBuild(stun.NewTransactionIDSetter(req.TransactionID), stun.NewType(stun.MethodChannelBind, class)).Raw
+		}
 	}
 	other := func(req *stun.Message) []byte { // same transaction, another method
 		return stun.MustBuild(stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess).Raw
 	}
+	// exchange is one ChannelBind as pion does it: the request goes out,
+	// then (when answer is set) the server's answer comes in.
+	type exchange struct {
+		num    uint16
+		to     *net.UDPAddr
+		answer func(*stun.Message) []byte
+	}
+	success := answer(stun.ClassSuccessResponse)
 	want := netip.MustParseAddrPort("198.18.0.9:50000")
 	tests := []struct {
 		name   string
-		steps  func(s *turnSocket)
+		steps  []exchange
+		stray  bool // a success answer to a request never seen
 		number uint16
 		bound  bool
 	}{
-		{"success binds", func(s *turnSocket) {
-			r := request(0x4001, peer)
-			s.observeRequest(r.Raw)
-			s.observeResponse(answer(r, stun.ClassSuccessResponse))
-		}, 0x4001, true},
-		{"request alone does not", func(s *turnSocket) { s.observeRequest(request(0x4001, peer).Raw) }, 0, false},
-		{"error response does not", func(s *turnSocket) {
-			r := request(0x4001, peer)
-			s.observeRequest(r.Raw)
-			s.observeResponse(answer(r, stun.ClassErrorResponse))
-		}, 0, false},
-		{"other method does not", func(s *turnSocket) {
-			r := request(0x4001, peer)
-			s.observeRequest(r.Raw)
-			s.observeResponse(other(r))
-		}, 0, false},
-		{"unknown transaction does not", func(s *turnSocket) {
-			s.observeResponse(answer(request(0x4001, peer), stun.ClassSuccessResponse))
-		}, 0, false},
-		{"rebinding to another number replaces", func(s *turnSocket) {
-			for _, n := range []uint16{0x4001, 0x4002} {
-				r := request(n, peer)
-				s.observeRequest(r.Raw)
-				s.observeResponse(answer(r, stun.ClassSuccessResponse))
-			}
-		}, 0x4002, true},
-		{"number taken by another peer moves", func(s *turnSocket) {
-			r := request(0x4001, peer)
-			s.observeRequest(r.Raw)
-			s.observeResponse(answer(r, stun.ClassSuccessResponse))
-			r = request(0x4001, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 10), Port: 1})
-			s.observeRequest(r.Raw)
-			s.observeResponse(answer(r, stun.ClassSuccessResponse))
-		}, 0, false},
+		{"success binds", []exchange{{0x4001, peer, success}}, false, 0x4001, true},
+		{"request alone does not", []exchange{{0x4001, peer, nil}}, false, 0, false},
+		{"error response does not", []exchange{{0x4001, peer, answer(stun.ClassErrorResponse)}}, false, 0, false},
+		{"other method does not", []exchange{{0x4001, peer, other}}, false, 0, false},
+		{"unknown transaction does not", nil, true, 0, false},
+		{"rebinding to another number replaces", []exchange{{0x4001, peer, success}, {0x4002, peer, success}}, false, 0x4002, true},
+		{"number taken by another peer moves", []exchange{{0x4001, peer, success},
+			{0x4001, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 10), Port: 1}, success}}, false, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -111,7 +95,16 @@ func TestTurnSocketLearnsChannels(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.server.Store(&net.UDPAddr{IP: net.IPv4(198, 18, 0, 2), Port: 3478})
-			tt.steps(s)
+			for _, e := range tt.steps {
+				r := request(e.num, e.to)
+				s.observeRequest(r.Raw)
+				if e.answer != nil {
+					s.observeResponse(e.answer(r))
+				}
+			}
+			if tt.stray {
+				s.observeResponse(success(request(0x4001, peer)))
+			}
 			ts := &turnSockets{byPort: map[int]*turnSocket{1: s}}
 			n, _, ok := ts.channel(1, want).Bound()
 			if ok != tt.bound || n != tt.number {

@@ -136,3 +136,44 @@ func addrPort(sa *unix.RawSockaddrAny) netip.AddrPort {
 func port(p *uint16) uint16 {
 	return binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(p))[:])
 }
+
+// Stream reads a socket a batch at a time into buffers of its own and
+// hands out one datagram at a time, for code that wants ReadFrom (the
+// sockets pion reads). One goroutine at a time.
+type Stream struct {
+	rd      *Reader
+	msgs    []Message
+	n, next int
+}
+
+// NewStream reads c up to batch datagrams per call into buffers of
+// bufSize bytes (longer datagrams are cut: Message.Flags has MSG_TRUNC).
+func NewStream(c syscall.Conn, batch, bufSize int) (*Stream, error) {
+	rd, err := NewReader(c, batch)
+	if err != nil {
+		return nil, err
+	}
+	s := &Stream{rd: rd, msgs: make([]Message, batch)}
+	for i := range s.msgs {
+		s.msgs[i].Buf = make([]byte, bufSize)
+	}
+	return s, nil
+}
+
+// Next returns the next datagram, reading a batch when the last one is
+// used up. The message is valid until the call after the next batch read.
+func (s *Stream) Next() (*Message, error) {
+	if s.next >= s.n {
+		n, err := s.rd.Read(s.msgs)
+		if err != nil {
+			return nil, err
+		}
+		s.n, s.next = n, 0
+	}
+	m := &s.msgs[s.next]
+	s.next++
+	return m, nil
+}
+
+// Data is the datagram's bytes.
+func (m *Message) Data() []byte { return m.Buf[:m.N] }

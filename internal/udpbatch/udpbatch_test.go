@@ -73,6 +73,40 @@ func TestRead(t *testing.T) {
 	}
 }
 
+// A Stream hands out datagrams one by one across its batch reads.
+func TestStream(t *testing.T) {
+	rx, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	tx, err := net.DialUDP("udp4", nil, rx.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	const n = 11 // more than two batches of 4
+	for i := range n {
+		if _, err := tx.Write([]byte{byte(i), byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := NewStream(rx, 4, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = rx.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for i := range n {
+		m, err := s.Next()
+		if err != nil {
+			t.Fatalf("datagram %d: %v", i, err)
+		}
+		if d := m.Data(); len(d) != 2 || d[0] != byte(i) || m.Addr != tx.LocalAddr().(*net.UDPAddr).AddrPort() {
+			t.Fatalf("datagram %d: % x from %v", i, d, m.Addr)
+		}
+	}
+}
+
 func TestReadAfterClose(t *testing.T) {
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
