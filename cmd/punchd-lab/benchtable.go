@@ -18,7 +18,7 @@ func printBench(w io.Writer, rows []*benchRow, runs int) {
 		head = append(head, "x1 min-max")
 	}
 	head = append(head, "TCP x4 Gbit/s", "UDP Gbit/s", "TCP x1 vs wg-go", "vs coturn", "x1 retrans", "x1 UDP drops",
-		"CPU s/GB daemons", "CPU s/GB relay", "RSS idle/load MiB", "ping avg ms", "TURN a/b")
+		"CPU s/GB daemons", "CPU s/GB relay", "RSS MiB idle/load", "ping avg ms", "TURN a/b")
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, r := range rows {
 		ok := r.ok()
