@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"slices"
 	"strings"
-	"text/tabwriter"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +18,37 @@ import (
 	"github.com/punchd/punchd/internal/lab"
 	"github.com/punchd/punchd/internal/scenario"
 )
+
+// benchPath is one way across the lab that the benchmark measures.
+type benchPath struct {
+	key  string // for --paths
+	name string // in the table
+}
+
+var (
+	pathRaw    = benchPath{"raw", "raw"}
+	pathStock  = benchPath{"wireguard-go", "wireguard-go"}
+	pathDirect = benchPath{"direct", "punchd direct"}
+	pathOwn    = benchPath{"own-turn", "punchd relay (own TURN)"}
+	pathCoturn = benchPath{"coturn", "punchd relay (coturn)"}
+)
+
+func allBenchPaths() []benchPath {
+	return []benchPath{pathRaw, pathStock, pathDirect, pathOwn, pathCoturn}
+}
+
+func (p benchPath) punchd() bool  { return p == pathDirect || p == pathOwn || p == pathCoturn }
+func (p benchPath) relayed() bool { return p == pathOwn || p == pathCoturn }
+
+// benchConfig is one invocation of `punchd-lab bench`.
+type benchConfig struct {
+	bin, wg    string
+	secs, runs int
+	paths      []benchPath
+	topos      []lab.NATType
+	logLevel   string
+	profileDir string // pprof CPU profiles during TCP x1 when set
+}
 
 func newBenchCommand() *cobra.Command {
 	cmd := &cobra.Command{
@@ -25,52 +59,126 @@ func newBenchCommand() *cobra.Command {
 			if err := needRoot(); err != nil {
 				return err
 			}
-			bin, _ := cmd.Flags().GetString("punchd")
-			wg, _ := cmd.Flags().GetString("wireguard-go")
-			secs, _ := cmd.Flags().GetInt("seconds")
-			if wg == "" {
+			f := cmd.Flags()
+			var c benchConfig
+			c.bin, _ = f.GetString("punchd")
+			c.wg, _ = f.GetString("wireguard-go")
+			c.secs, _ = f.GetInt("seconds")
+			c.runs, _ = f.GetInt("runs")
+			c.logLevel, _ = f.GetString("log-level")
+			c.profileDir, _ = f.GetString("profile")
+			if c.wg == "" {
 				return fmt.Errorf("give --wireguard-go (bench/throughput.sh builds it from the module proxy)")
 			}
-			return runBench(cmd.Context(), bin, wg, secs)
+			if c.runs < 1 || c.runs > 20 {
+				return fmt.Errorf("--runs %d: use 1..20", c.runs)
+			}
+			if c.secs < 2 || c.secs > 120 {
+				return fmt.Errorf("--seconds %d: use 2..120", c.secs)
+			}
+			keys, _ := f.GetStringSlice("paths")
+			for _, k := range keys {
+				i := slices.IndexFunc(allBenchPaths(), func(p benchPath) bool { return p.key == k })
+				if i < 0 {
+					return fmt.Errorf("--paths %q: use raw, wireguard-go, direct, own-turn, coturn", k)
+				}
+				c.paths = append(c.paths, allBenchPaths()[i])
+			}
+			nats, _ := f.GetStringSlice("nat")
+			for _, n := range nats {
+				if n != string(lab.NATNone) && n != string(lab.NATPortRestricted) {
+					return fmt.Errorf("--nat %q: use none, port-restricted", n)
+				}
+				c.topos = append(c.topos, lab.NATType(n))
+			}
+			if c.profileDir != "" {
+				if err := os.MkdirAll(c.profileDir, 0o755); err != nil {
+					return fmt.Errorf("--profile: %w", err)
+				}
+			}
+			return runBench(cmd.Context(), c)
 		},
 	}
-	cmd.Flags().String("wireguard-go", "", "stock wireguard-go binary to compare with")
-	cmd.Flags().Int("seconds", 10, "seconds per iperf3 run")
+	f := cmd.Flags()
+	f.String("wireguard-go", "", "stock wireguard-go binary to compare with")
+	f.Int("seconds", 10, "seconds per iperf3 run")
+	f.Int("runs", 1, "rounds over every path; the table shows medians (and the TCP x1 range) over them")
+	f.StringSlice("paths", []string{"raw", "wireguard-go", "direct", "own-turn", "coturn"}, "paths to measure: raw, wireguard-go, direct, own-turn, coturn")
+	f.StringSlice("nat", []string{"none", "port-restricted"}, "NAT on both sides: none, port-restricted")
+	f.String("log-level", "info", "log level of the punchd processes (debug costs relay throughput)")
+	f.String("profile", "", "save pprof CPU profiles of the punchd processes during TCP x1 into this directory")
 	return cmd
 }
 
-type benchRow struct {
-	topo, path string
-	res        map[string]bench.Result
-	rtt        time.Duration
-	relayCPU   map[string]time.Duration
-	err        error
+// benchSample is one measurement of one path in one round.
+type benchSample struct {
+	res      map[string]bench.Result
+	rtt      time.Duration
+	relayCPU map[string]time.Duration
+	drops    map[string]int64 // UDP buffer drops in the lab per test
+	// turn is how A's and B's relay candidates reach the TURN server
+	// ("udp/udp", "udp/tcp"…) on relayed paths.
+	turn string
+	err  error
 }
 
-func runBench(ctx context.Context, bin, wg string, secs int) error {
+type benchRow struct {
+	topo lab.NATType
+	path benchPath
+	runs []*benchSample
+}
+
+func runBench(ctx context.Context, c benchConfig) error {
 	var rows []*benchRow
-	for _, topo := range []lab.NATType{lab.NATNone, lab.NATPortRestricted} {
-		for _, path := range []string{"raw", "wireguard-go", "punchd direct", "punchd relay (own TURN)", "punchd relay (coturn)"} {
-			fmt.Fprintf(os.Stderr, "measuring %s over %s…\n", path, topo)
-			row := &benchRow{topo: string(topo), path: path, res: map[string]bench.Result{}, relayCPU: map[string]time.Duration{}}
-			row.err = measure(ctx, bin, wg, secs, topo, path, row)
-			if row.err != nil {
-				fmt.Fprintf(os.Stderr, "  %s: %v\n", path, row.err)
-			}
-			rows = append(rows, row)
+	for _, topo := range c.topos {
+		for _, p := range c.paths {
+			rows = append(rows, &benchRow{topo: topo, path: p})
 		}
 	}
-	printBench(rows)
+	// Round by round, so that drift in the machine's load hits every path
+	// of a round alike and ratios within a round stay fair.
+	for run := 1; run <= c.runs; run++ {
+		for _, row := range rows {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			fmt.Fprintf(os.Stderr, "round %d/%d: measuring %s over %s…\n", run, c.runs, row.path.name, row.topo)
+			s := &benchSample{res: map[string]bench.Result{}, relayCPU: map[string]time.Duration{}, drops: map[string]int64{}}
+			s.err = measure(ctx, c, run, row.topo, row.path, s)
+			if s.err != nil {
+				fmt.Fprintf(os.Stderr, "  %s: %v\n", row.path.name, s.err)
+			}
+			row.runs = append(row.runs, s)
+		}
+	}
+	printBench(os.Stdout, rows, c.runs)
 	return nil
 }
 
-func measure(ctx context.Context, bin, wg string, secs int, topo lab.NATType, path string, row *benchRow) error {
-	opts := scenario.Options{Binary: bin, NATA: topo, NATB: topo}
-	switch path {
-	case "punchd relay (own TURN)":
+func measure(ctx context.Context, c benchConfig, run int, topo lab.NATType, path benchPath, s *benchSample) error {
+	dir, err := os.MkdirTemp("", "punchd-bench-")
+	if err != nil {
+		return err
+	}
+	// The daemons' logs are only worth keeping when something failed.
+	defer func() {
+		if s.err == nil {
+			_ = os.RemoveAll(dir)
+		} else {
+			fmt.Fprintf(os.Stderr, "  logs kept in %s\n", dir)
+		}
+	}()
+	opts := scenario.Options{Binary: c.bin, NATA: topo, NATB: topo, Dir: dir, LogLevel: c.logLevel}
+	if path.relayed() {
 		opts.UpArgs = []string{"--force-relay"}
-	case "punchd relay (coturn)":
-		opts.UpArgs, opts.Relay = []string{"--force-relay"}, "coturn"
+	}
+	if path == pathCoturn {
+		opts.Relay = "coturn"
+	}
+	const debugAddr = "127.0.0.1:6060" // each process in its own namespace
+	if c.profileDir != "" && path.punchd() {
+		opts.UpArgs = append(opts.UpArgs, "--debug-listen", debugAddr)
+		opts.RendezvousArgs = []string{"--debug-listen", debugAddr}
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -84,7 +192,7 @@ func measure(ctx context.Context, bin, wg string, secs int, topo lab.NATType, pa
 	from, to := r.A.Host, r.B.Host
 	relayPID := 0
 	switch path {
-	case "raw":
+	case pathRaw:
 		// Stop the daemons: the raw path is the underlay alone. Behind
 		// NATs the peer is unreachable, so the raw path goes to a public
 		// host through A's NAT.
@@ -94,22 +202,22 @@ func measure(ctx context.Context, bin, wg string, secs int, topo lab.NATType, pa
 		if topo != lab.NATNone {
 			to, dst = r.R, r.R.Addr
 		}
-	case "wireguard-go":
+	case pathStock:
 		_ = r.Stop(r.A, 10*time.Second)
 		_ = r.Stop(r.B, 10*time.Second)
 		pubA, pubB := r.A.Host.Addr, r.B.Host.Addr
 		if r.A.Host.Router != nil {
 			pubA, pubB = r.A.Host.Router.WANAddr, r.B.Host.Router.WANAddr
 		}
-		s, err := bench.StartStockWG(ctx, wg, r.A.Host, r.B.Host, pubA, pubB)
+		sw, err := bench.StartStockWG(ctx, c.wg, r.A.Host, r.B.Host, pubA, pubB)
 		if err != nil {
 			return err
 		}
-		defer s.Close()
-		dst, pids = s.Addr[1], s.PIDs()
+		defer sw.Close()
+		dst, pids = sw.Addr[1], sw.PIDs()
 	default:
 		dst, pids = r.B.Overlay4, []int{r.A.PID(), r.B.PID()}
-		if strings.Contains(path, "relay") {
+		if path.relayed() {
 			relayPID = r.RelayPID()
 		}
 	}
@@ -119,64 +227,93 @@ func measure(ctx context.Context, bin, wg string, secs int, topo lab.NATType, pa
 	if err != nil {
 		return fmt.Errorf("no path: %w", err)
 	}
-	if strings.HasPrefix(path, "punchd") {
-		st, err := r.Status(ctx, r.A)
+	if path.punchd() {
 		want := "direct"
-		if strings.Contains(path, "relay") {
+		if path.relayed() {
 			want = "relay"
 		}
-		if err != nil || len(st.Peers) != 1 || st.Peers[0].Path != want {
-			return fmt.Errorf("path is not %s: %+v %v", want, st.Peers, err)
+		var protos []string
+		for _, n := range []*scenario.Node{r.A, r.B} {
+			st, err := r.Status(ctx, n)
+			if err != nil || len(st.Peers) != 1 || st.Peers[0].Path != want {
+				return fmt.Errorf("path from %s is not %s: %+v %v", n.Name, want, st.Peers, err)
+			}
+			if lc := st.Peers[0].LocalCandidate; lc != nil && lc.Type == "relay" {
+				protos = append(protos, lc.RelayProtocol)
+			} else {
+				protos = append(protos, "-")
+			}
+		}
+		if path.relayed() {
+			s.turn = strings.Join(protos, "/")
 		}
 	}
-	if row.rtt, err = bench.PingRTT(ctx, from, dst, 100); err != nil {
+	if s.rtt, err = bench.PingRTT(ctx, from, dst, 100); err != nil {
 		return err
+	}
+	nss := map[string]bench.Namespace{"a": r.A.Host, "b": r.B.Host, "relay": r.R}
+	for name, h := range map[string]*lab.Host{"nat-a": r.A.Host, "nat-b": r.B.Host} {
+		if h.Router != nil {
+			nss[name] = h.Router
+		}
 	}
 	for _, t := range bench.Tests() {
 		var relayBefore time.Duration
 		if relayPID != 0 {
 			relayBefore = bench.CPUTime(relayPID)
 		}
-		res, err := bench.Iperf(ctx, from, to, dst, t, secs, pids)
+		dropsBefore, err := bench.UDPDrops(nss)
 		if err != nil {
 			return err
 		}
-		row.res[t.Name] = res
+		waitProfiles := func() {}
+		if c.profileDir != "" && path.punchd() && t.Name == "tcp1" {
+			waitProfiles = startProfiles(ctx, c, r, run, topo, path, debugAddr)
+		}
+		res, err := bench.Iperf(ctx, from, to, dst, t, c.secs, pids)
+		waitProfiles()
+		if err != nil {
+			return err
+		}
+		s.res[t.Name] = res
 		if relayPID != 0 {
-			row.relayCPU[t.Name] = bench.CPUTime(relayPID) - relayBefore
+			s.relayCPU[t.Name] = bench.CPUTime(relayPID) - relayBefore
+		}
+		dropsAfter, err := bench.UDPDrops(nss)
+		if err != nil {
+			return err
+		}
+		var where []string
+		for _, name := range slices.Sorted(maps.Keys(dropsAfter)) {
+			if d := dropsAfter[name] - dropsBefore[name]; d > 0 {
+				s.drops[t.Name] += d
+				where = append(where, fmt.Sprintf("%s %d", name, d))
+			}
+		}
+		if len(where) > 0 {
+			fmt.Fprintf(os.Stderr, "  %s: UDP buffer drops: %s\n", t.Name, strings.Join(where, ", "))
 		}
 	}
 	return nil
 }
 
-func printBench(rows []*benchRow) {
-	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPOLOGY\tPATH\tTCP x1 Gbit/s\tTCP x4 Gbit/s\tUDP Gbit/s\tTCP x1 vs wg-go\tCPU s/GB (tunnel daemons, TCP x1)\tCPU s/GB (relay server)\tRSS idle/load MiB\tping avg ms")
-	stock := map[string]float64{}
-	for _, r := range rows {
-		if r.path == "wireguard-go" && r.err == nil {
-			stock[r.topo] = r.res["tcp1"].Bps
-		}
+// startProfiles fetches CPU profiles of both daemons, and of the
+// rendezvous when it relays, over most of the test; failures are reported
+// and do not fail the measurement. It returns the wait for them.
+func startProfiles(ctx context.Context, c benchConfig, r *scenario.Run, run int, topo lab.NATType, path benchPath, addr string) (wait func()) {
+	var wg sync.WaitGroup
+	hosts := map[string]*lab.Host{"a": r.A.Host, "b": r.B.Host}
+	if path == pathOwn {
+		hosts["relay"] = r.R
 	}
-	for _, r := range rows {
-		if r.err != nil {
-			fmt.Fprintf(tw, "%s\t%s\tFAILED: %s\n", r.topo, r.path, strings.Join(strings.Fields(r.err.Error()), " "))
-			continue
-		}
-		g := func(k string) string { return fmt.Sprintf("%.2f", r.res[k].Bps/1e9) }
-		ratio, cpu, relay, rss := "-", "-", "-", "-"
-		if s := stock[r.topo]; s > 0 && r.path != "raw" {
-			ratio = fmt.Sprintf("%.2fx", r.res["tcp1"].Bps/s)
-		}
-		if r.path != "raw" {
-			t := r.res["tcp1"]
-			cpu = fmt.Sprintf("%.1f", t.CPUPerGB())
-			rss = fmt.Sprintf("%.1f/%.1f", float64(t.RSSIdle)/1024, float64(t.RSSLoad)/1024)
-		}
-		if c, ok := r.relayCPU["tcp1"]; ok && r.res["tcp1"].Bytes > 0 {
-			relay = fmt.Sprintf("%.1f", c.Seconds()/(r.res["tcp1"].Bytes/1e9))
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.3f\n", r.topo, r.path, g("tcp1"), g("tcp4"), g("udp"), ratio, cpu, relay, rss, float64(r.rtt.Microseconds())/1000)
+	secs := max(1, c.secs-2)
+	for name, h := range hosts {
+		file := filepath.Join(c.profileDir, fmt.Sprintf("%s_%s_%s_run%d.pprof", topo, path.key, name, run))
+		wg.Go(func() {
+			if err := bench.FetchProfile(ctx, h, addr, secs, file); err != nil {
+				fmt.Fprintf(os.Stderr, "  profile: %v\n", err)
+			}
+		})
 	}
-	tw.Flush()
+	return wg.Wait
 }

@@ -33,6 +33,7 @@ func newRendezvousCommand() *cobra.Command {
 				TURNSecret:    s.str("turn-secret"),
 				TURNTCPListen: s.str("turn-tcp-listen"),
 				TURNTLSListen: s.str("turn-tls-listen"),
+				DebugListen:   s.str("debug-listen"),
 				Logger:        log,
 			}
 			if ip := s.str("relay-ip"); ip != "" {
@@ -76,5 +77,6 @@ func newRendezvousCommand() *cobra.Command {
 	fs.String("turn-tls-listen", "", "TURN over TLS listen address (default :5349 when --tls-cert is given; :443 passes most firewalls)")
 	fs.String("relay-ip", "", "address relays are announced at (default: the --stun-listen IP, else the default route's source)")
 	fs.StringSlice("turn-allow-peers", nil, "ranges relays may reach although loopback/link-local/own (labs only)")
+	fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	return cmd
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/punchd/punchd/internal/lab"
@@ -35,9 +36,10 @@ type Result struct {
 	Bps      float64       // receiver's bits per second
 	CPU      time.Duration // CPU time the daemons used during the test
 	Bytes    float64       // bytes received
-	RSSIdle  int64         // KiB, summed over the daemons, before the test
-	RSSLoad  int64         // KiB, at the end of the test
+	RSSIdle  int64         // KiB, the largest daemon's, before the test
+	RSSLoad  int64         // KiB, the largest daemon's peak during the test
 	Duration time.Duration
+	Retrans  int64 // TCP segments the sender retransmitted
 }
 
 // CPUPerGB is daemon CPU seconds per gigabyte moved.
@@ -52,7 +54,7 @@ func (r Result) CPUPerGB() float64 {
 // samples the given daemon pids around it.
 func Iperf(ctx context.Context, from, to *lab.Host, dst netip.Addr, t Test, seconds int, pids []int) (Result, error) {
 	srv := to.Command(ctx, "iperf3", "-s", "-1", "-B", dst.String(), "-p", "5201")
-	var srvOut bytes.Buffer
+	var srvOut lockedBuffer // written by exec's copier while we poll it
 	srv.Stdout, srv.Stderr = &srvOut, &srvOut
 	if err := srv.Start(); err != nil {
 		return Result{}, fmt.Errorf("iperf3 server: %w (apt-get install iperf3)", err)
@@ -72,9 +74,14 @@ func Iperf(ctx context.Context, from, to *lab.Host, dst netip.Addr, t Test, seco
 		args = append(args, "-u", "-b", "10G", "-l", "1380")
 	}
 	before := sample(pids)
+	stopRSS := make(chan struct{})
+	peak := make(chan int64, 1)
+	go func() { peak <- peakRSS(pids, stopRSS) }()
 	start := time.Now()
 	out, err := from.Command(ctx, "iperf3", args...).Output()
 	elapsed := time.Since(start)
+	close(stopRSS)
+	load := <-peak
 	after := sample(pids)
 	if err != nil {
 		return Result{}, fmt.Errorf("iperf3 client to %s: %w: %s", dst, err, out)
@@ -85,6 +92,9 @@ func Iperf(ctx context.Context, from, to *lab.Host, dst netip.Addr, t Test, seco
 				Bytes float64 `json:"bytes"`
 				Bps   float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
+			SumSent struct {
+				Retransmits int64 `json:"retransmits"`
+			} `json:"sum_sent"`
 			Sum struct {
 				Bytes float64 `json:"bytes"`
 				Bps   float64 `json:"bits_per_second"`
@@ -99,15 +109,33 @@ func Iperf(ctx context.Context, from, to *lab.Host, dst netip.Addr, t Test, seco
 	if rep.Error != "" {
 		return Result{}, fmt.Errorf("iperf3: %s", rep.Error)
 	}
-	res := Result{Duration: elapsed, CPU: after.cpu - before.cpu, RSSIdle: before.rss, RSSLoad: after.rss}
+	res := Result{Duration: elapsed, CPU: after.cpu - before.cpu, RSSIdle: before.rss, RSSLoad: max(load, after.rss)}
 	if t.UDP {
 		// For UDP, "sum" is the receiver's view in iperf3's JSON.
 		res.Bps = rep.End.Sum.Bps * (1 - rep.End.Sum.Lost/100)
 		res.Bytes = rep.End.Sum.Bytes * (1 - rep.End.Sum.Lost/100)
 	} else {
 		res.Bps, res.Bytes = rep.End.SumReceived.Bps, rep.End.SumReceived.Bytes
+		res.Retrans = rep.End.SumSent.Retransmits
 	}
 	return res, nil
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 type procSample struct {
@@ -115,14 +143,30 @@ type procSample struct {
 	rss int64
 }
 
-// sample sums CPU time (user+system) and RSS of pids.
+// sample sums CPU time (user+system) of pids and takes the largest RSS.
 func sample(pids []int) procSample {
 	var s procSample
 	for _, pid := range pids {
 		s.cpu += CPUTime(pid)
-		s.rss += rssKiB(pid)
+		s.rss = max(s.rss, rssKiB(pid))
 	}
 	return s
+}
+
+// peakRSS samples pids' RSS every 200 ms until stop and returns the
+// largest seen of any one of them.
+func peakRSS(pids []int, stop <-chan struct{}) int64 {
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	var peak int64
+	for {
+		select {
+		case <-stop:
+			return peak
+		case <-tick.C:
+			peak = max(peak, sample(pids).rss)
+		}
+	}
 }
 
 // clockTicks is USER_HZ, 100 on every Linux this runs on.

@@ -81,17 +81,24 @@ func TestWriteTable(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 10, 0, time.UTC)
 	hs := now.Add(-5 * time.Second)
 	tests := []struct {
-		name string
-		st   Status
-		want []string
+		name   string
+		st     Status
+		want   []string
+		absent []string
 	}{
-		{"no peers", Status{Self: Self{ID: "me"}}, []string{"self       me", "no peers configured"}},
+		{"no peers", Status{Self: Self{ID: "me"}}, []string{"self       me", "no peers configured"}, []string{"drops"}},
 		{"direct peer", Status{Self: Self{ID: "me", RendezvousConnected: true}, Peers: []PeerStatus{{
 			ID: "peerid0123456789", State: "connected", Path: "direct", OverlayIPv4: "10.188.0.9",
-			LocalCandidate: &Candidate{"srflx", "1.2.3.4:5"}, RxBytes: 2048, LastHandshake: &hs,
-		}}}, []string{"peerid012345…", "direct", "srflx 1.2.3.4:5", "2.0 KiB", "5s ago", "(connected)"}},
+			LocalCandidate: &Candidate{"srflx", "1.2.3.4:5", ""}, RxBytes: 2048, LastHandshake: &hs,
+		}}}, []string{"peerid012345…", "direct", "srflx 1.2.3.4:5", "2.0 KiB", "5s ago", "(connected)"}, nil},
 		{"relayed with reason", Status{Peers: []PeerStatus{{ID: "p", Path: "relay", Reason: "no direct pair answered"}}},
-			[]string{"reconnecting", "p: no direct pair answered"}},
+			[]string{"reconnecting", "p: no direct pair answered"}, nil},
+		{"relay over tcp", Status{Peers: []PeerStatus{{ID: "p", Path: "relay",
+			LocalCandidate: &Candidate{"relay", "1.2.3.4:5", "tcp"}}}}, []string{"relay/tcp 1.2.3.4:5"}, nil},
+		{"relay over udp", Status{Peers: []PeerStatus{{ID: "p", Path: "relay",
+			LocalCandidate: &Candidate{"relay", "1.2.3.4:5", "udp"}}}}, []string{"relay 1.2.3.4:5"}, []string{"relay/"}},
+		{"drops", Status{Self: Self{ID: "me", Drops: Drops{RelayQueue: 12, STUNQueue: 3}}},
+			[]string{"drops      12 relayed packets", "3 STUN"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -102,6 +109,11 @@ func TestWriteTable(t *testing.T) {
 			for _, w := range tt.want {
 				if !strings.Contains(b.String(), w) {
 					t.Errorf("table lacks %q:\n%s", w, b.String())
+				}
+			}
+			for _, a := range tt.absent {
+				if strings.Contains(b.String(), a) {
+					t.Errorf("table has %q:\n%s", a, b.String())
 				}
 			}
 		})

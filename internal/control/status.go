@@ -28,6 +28,8 @@ type Self struct {
 	// NAT is this host's NAT behaviour as probed against the
 	// rendezvous' STUN server; absent until the first probe finished.
 	NAT *NAT `json:"nat,omitempty"`
+	// Drops are packets the daemon dropped because a queue was full.
+	Drops Drops `json:"drops"`
 }
 
 // NAT is what RFC 5780 found about the NAT in front of this host (see
@@ -37,6 +39,15 @@ type NAT struct {
 	Mapping      string `json:"mapping"`
 	Filtering    string `json:"filtering"`
 	ExternalIPv4 string `json:"external_ipv4,omitempty"`
+}
+
+// Drops counts packets dropped inside the daemon since it started: relayed
+// WireGuard packets the tunnel device did not take in time, and STUN
+// packets ICE did not read in time. Kernel socket drops are not counted
+// here (see /proc/net/snmp RcvbufErrors).
+type Drops struct {
+	RelayQueue uint64 `json:"relay_queue"`
+	STUNQueue  uint64 `json:"stun_queue"`
 }
 
 // PeerStatus describes one configured peer.
@@ -66,4 +77,7 @@ type PeerStatus struct {
 type Candidate struct {
 	Type    string `json:"type"` // host, srflx, prflx, relay
 	Address string `json:"address"`
+	// RelayProtocol is how our relay candidate reaches the TURN server
+	// ("udp", "tcp", "tls"); TCP and TLS carry the tunnel TCP-in-TCP.
+	RelayProtocol string `json:"relay_protocol,omitempty"`
 }

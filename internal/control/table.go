@@ -20,6 +20,9 @@ func (s Status) WriteTable(w io.Writer, now time.Time) error {
 	if n := s.Self.NAT; n != nil {
 		fmt.Fprintf(w, "nat        %s (mapping %s, filtering %s), external %s\n", n.Type, n.Mapping, n.Filtering, dash(n.ExternalIPv4))
 	}
+	if d := s.Self.Drops; d.RelayQueue > 0 || d.STUNQueue > 0 {
+		fmt.Fprintf(w, "drops      %d relayed packets (the tunnel device fell behind), %d STUN (ICE fell behind)\n", d.RelayQueue, d.STUNQueue)
+	}
 	fmt.Fprintln(w)
 	if len(s.Peers) == 0 {
 		_, err := fmt.Fprintln(w, "no peers configured (use --peer)")
@@ -61,6 +64,9 @@ func dash(s string) string {
 func candidate(c *Candidate) string {
 	if c == nil {
 		return "-"
+	}
+	if c.RelayProtocol != "" && c.RelayProtocol != "udp" {
+		return c.Type + "/" + c.RelayProtocol + " " + c.Address
 	}
 	return c.Type + " " + c.Address
 }

@@ -260,7 +260,7 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 // roaming, decides where packets go.
 func (d *daemon) onPath(key identity.PublicKey, path nat.Path) {
 	ps := d.peers[key]
-	ps.bind.SetPath(key, tunnel.Path{Direct: path.Direct, Relay: relayWriter(path)})
+	ps.bind.SetPath(key, tunnel.Path{Direct: path.Direct, Relay: relayWriter(path), Channel: relayChannel(path)})
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.lastPath = path
@@ -285,6 +285,14 @@ func peerKeys(peers []Peer) []identity.PublicKey {
 		keys[i] = p.Key
 	}
 	return keys
+}
+
+// relayChannel avoids handing the Bind a typed-nil TURNChannel.
+func relayChannel(p nat.Path) tunnel.TURNChannel {
+	if p.Channel == nil || p.Relay == nil {
+		return nil
+	}
+	return p.Channel
 }
 
 // relayWriter avoids handing the Bind a typed-nil io.Writer.

@@ -40,6 +40,8 @@ type RendezvousConfig struct {
 	STUNAltIP   netip.Addr
 	STUNAltAuto bool
 	STUNAltPort int
+	// DebugListen, when set, serves net/http/pprof there.
+	DebugListen string
 	Logger      *slog.Logger
 	// Ready, when set, is called once every listener is open, with the
 	// signaling address actually bound (useful with port 0 in tests).
@@ -62,6 +64,13 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 			return fmt.Errorf("load TLS certificate %s / key %s: %w", cfg.TLSCert, cfg.TLSKey, err)
 		}
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if cfg.DebugListen != "" {
+		stopDebug, err := serveDebug(cfg.DebugListen, log)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
 	}
 	stunPort := 0
 	var turnCfg *rendezvous.TURNConfig

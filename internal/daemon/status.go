@@ -17,6 +17,8 @@ func (d *daemon) status() control.Status {
 		Rendezvous:  d.cfg.RendezvousURL,
 		Started:     d.started,
 	}}
+	dr := d.dev.Drops()
+	st.Self.Drops = control.Drops{RelayQueue: dr.Relay, STUNQueue: dr.STUN}
 	if rv := d.rv.Load(); rv != nil {
 		st.Self.RendezvousConnected = rv.Connected()
 	}
@@ -87,7 +89,7 @@ func candidate(c nat.Candidate) *control.Candidate {
 	if c.Type == "" {
 		return nil
 	}
-	return &control.Candidate{Type: c.Type, Address: c.Addr.String()}
+	return &control.Candidate{Type: c.Type, Address: c.Addr.String(), RelayProtocol: c.RelayProtocol}
 }
 
 // relayAddr is the relay carrying the path: ours if we hold it, else the peer's.

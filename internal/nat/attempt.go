@@ -57,6 +57,7 @@ type attempt struct {
 	state      ice.ConnectionState // last reported
 	path       Path
 	pref       *directPreference // controlling side only
+	net        *bufferedNet      // the agent's own sockets (TURN clients)
 }
 
 // newAttempt creates an agent for gen and hooks its callbacks to the loop.
@@ -76,7 +77,12 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if p.cfg.RelayOnly {
 		types = []ice.CandidateType{ice.CandidateTypeRelay}
 	}
+	inet, err := newBufferedNet(p.cfg.OnRelayPacket)
+	if err != nil {
+		return nil, err
+	}
 	opts := []ice.AgentOption{
+		ice.WithNet(inet),
 		ice.WithUDPMux(p.cfg.Mux),
 		ice.WithUDPMuxSrflx(p.cfg.Mux),
 		ice.WithUrls(urls),
@@ -120,7 +126,7 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if pref != nil {
 		pref.agent.Store(agent)
 	}
-	a := &attempt{gen: gen, agent: agent, ufrag: ufrag, pwd: pwd, begun: time.Now(), state: ice.ConnectionStateNew, pref: pref}
+	a := &attempt{gen: gen, agent: agent, ufrag: ufrag, pwd: pwd, begun: time.Now(), state: ice.ConnectionStateNew, pref: pref, net: inet}
 	// The callbacks run on pion's notifier goroutines; they only post.
 	err = agent.OnCandidate(func(c ice.Candidate) {
 		if c == nil {
@@ -283,6 +289,16 @@ func pathFor(a *attempt, local, remote ice.Candidate) Path {
 	path := Path{
 		Local:  Candidate{Type: local.Type().String(), Addr: candidateAddr(local)},
 		Remote: Candidate{Type: remote.Type().String(), Addr: candidateAddr(remote)},
+	}
+	if rc, ok := local.(*ice.CandidateRelay); ok {
+		// TCP-in-TCP through a TURN-over-TCP relay is far slower than
+		// TURN over UDP; status says which one carries the tunnel.
+		path.Local.RelayProtocol = rc.RelayProtocol()
+		// Over UDP, the relay shortcut: the related address is the TURN
+		// client socket's own.
+		if rel := rc.RelatedAddress(); rel != nil && a.net != nil && rc.RelayProtocol() == "udp" {
+			path.Channel = a.net.sockets.channel(rel.Port, path.Remote.Addr)
+		}
 	}
 	if local.Type() == ice.CandidateTypeRelay {
 		// The seam for TURN: the tunnel writes through the ICE conn.

@@ -45,3 +45,36 @@ func TestRoutinePionWarningsDemoted(t *testing.T) {
 		}
 	}
 }
+
+func TestPerPacketDebugDropped(t *testing.T) {
+	tests := []struct {
+		format string
+		args   []any
+		logged bool
+	}{
+		{"Received %d bytes of udp from %s on %s", []any{36, "a", "b"}, false},
+		{"Received DataPacket from %s", []any{"a"}, false},
+		{"Received ChannelData from %s", []any{"a"}, false},
+		{"Relay socket %s received %d bytes from %s", []any{"a", 1, "b"}, false},
+		{"Relaying message from %s to client at %s", []any{"a", "b"}, false},
+		{"Received AllocateRequest from %s", []any{"a"}, true},
+		{"Binding channel %d to %s", []any{0x4000, "a"}, true},
+	}
+	for _, tt := range tests {
+		var buf bytes.Buffer
+		l := loggerFactory{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}.NewLogger("turn")
+		l.Debugf(tt.format, tt.args...)
+		if got := buf.Len() > 0; got != tt.logged {
+			t.Errorf("Debugf(%q) logged=%v, want %v: %s", tt.format, got, tt.logged, buf.String())
+		}
+	}
+}
+
+func TestRoutineWarningLoggedAtDebug(t *testing.T) {
+	var buf bytes.Buffer
+	l := loggerFactory{slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}.NewLogger("ice")
+	l.Warnf("Failed to read from candidate %s: %v", "host", io.ErrClosedPipe)
+	if !strings.Contains(buf.String(), "level=DEBUG") {
+		t.Errorf("routine warning not demoted: %s", buf.String())
+	}
+}

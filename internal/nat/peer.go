@@ -17,6 +17,10 @@ import (
 type Candidate struct {
 	Type string // host, srflx, prflx, relay
 	Addr netip.AddrPort
+	// RelayProtocol is how a local relay candidate reaches its TURN
+	// server: "udp", "tcp" or "tls"; empty otherwise (and for remote
+	// candidates, whose transport the peer does not signal).
+	RelayProtocol string
 }
 
 // Path is what ICE selected for a peer; the zero Path means none.
@@ -26,7 +30,11 @@ type Path struct {
 	Direct netip.AddrPort
 	// Relay is the ICE conn when the local candidate is a TURN relay:
 	// WireGuard sends each packet with Relay.Write.
-	Relay         net.Conn
+	Relay net.Conn
+	// Channel, for a relay reached over UDP, lets WireGuard write the
+	// packets as TURN ChannelData itself once pion has bound the channel
+	// (the relay shortcut, see turnsock.go); Relay is the fallback.
+	Channel       *TURNChannel
 	Local, Remote Candidate
 }
 

@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/pion/turn/v5"
+
+	"github.com/punchd/punchd/internal/sockbuf"
 )
 
 // realm is the STUN/TURN realm; TURN credentials are bound to it.
@@ -72,9 +74,20 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		}
 		return nil, err
 	}
-	conn, err := net.ListenPacket("udp", cfg.STUNListen)
+	raw, err := net.ListenPacket("udp", cfg.STUNListen)
 	if err != nil {
 		return fail(listenError("STUN", "--stun-listen", cfg.STUNListen, err))
+	}
+	// Every relayed datagram crosses this socket twice when both peers
+	// are relayed; default buffers overflowed at 0.2 Gbit/s.
+	if got, err := sockbuf.Set(raw, sockbuf.Size); err != nil || got.Short(sockbuf.Size) {
+		log.Info("STUN/TURN socket buffers are small; relayed traffic will drop under load: "+sockbuf.Advice, "recv", got.Recv, "send", got.Send, "err", err)
+	}
+	// Batched reads and GSO writes under pion (see serverconn.go).
+	conn, err := newServerConn(raw.(*net.UDPConn), log)
+	if err != nil {
+		_ = raw.Close()
+		return fail(fmt.Errorf("STUN/TURN socket %s: %w", cfg.STUNListen, err))
 	}
 	s.conn = conn
 	var pionConn net.PacketConn = conn

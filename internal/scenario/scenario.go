@@ -41,6 +41,18 @@ type Options struct {
 	Relay string
 	// UpArgs are extra flags for both `punchd up`s (e.g. --force-relay).
 	UpArgs []string
+	// RendezvousArgs are extra flags for `punchd rendezvous`.
+	RendezvousArgs []string
+	// LogLevel of the rendezvous and both daemons; "" is debug, which
+	// tests want. Benchmarks use info, as users run them.
+	LogLevel string
+}
+
+func (o Options) logLevel() string {
+	if o.LogLevel == "" {
+		return "debug"
+	}
+	return o.LogLevel
 }
 
 const coturnSecret = "lab-coturn-secret"
@@ -201,7 +213,7 @@ func (r *Run) startRendezvous(ctx context.Context) error {
 	cmd := r.R.Command(context.Background(), r.opts.Binary, append([]string{"rendezvous",
 		"--listen", net.JoinHostPort(r.R.Addr.String(), signalPort),
 		"--stun-listen", net.JoinHostPort(r.R.Addr.String(), stunPort),
-		"--log-level", "debug"}, r.rvArgs...)...)
+		"--log-level", r.opts.logLevel()}, append(r.rvArgs, r.opts.RendezvousArgs...)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// No Pdeathsig: it fires when the forking *thread* exits, and Host.Do
 	// ends threads. Close (and the lab's namespace deletion) stop these.
@@ -267,7 +279,7 @@ func (r *Run) startDaemon(n, peer *Node) error {
 		"--rendezvous", r.rvURL,
 		"--peer", peer.ID.String(),
 		"--state-dir", n.StateDir,
-		"--log-level", "debug"}, append(r.upArgs, r.opts.UpArgs...)...)...)
+		"--log-level", r.opts.logLevel()}, append(r.upArgs, r.opts.UpArgs...)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), r.env...)
 	// No Pdeathsig: it fires when the forking *thread* exits, and Host.Do

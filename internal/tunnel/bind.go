@@ -11,20 +11,17 @@ import (
 	"syscall"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/sockbuf"
+	"github.com/punchd/punchd/internal/udpbatch"
 )
 
 const (
 	// batchSize is how many datagrams one recvmmsg/sendmmsg moves, as
 	// wireguard-go's own bind does.
 	batchSize = conn.IdealBatchSize
-	// socketBuffer is the socket buffer size we ask for. Measured on the lab
-	// machines: default buffers overflow under a single TCP stream and cost
-	// a fifth of the throughput in retransmits.
-	socketBuffer = 7 << 20
 	// relayQueue bounds packets delivered from relays waiting for the device.
 	relayQueue = 1024
 	// relayBufSize fits a WireGuard data packet for the largest MTU a TUN
@@ -71,9 +68,12 @@ type Bind struct {
 
 	relayIn   chan relayPacket
 	relayBufs sync.Pool // *[]byte, copies of relayed packets
+	// Packets dropped because a queue was full (see Drops).
+	relayDrops, stunDrops atomic.Uint64
 
-	sendPool sync.Pool // *[]ipv4.Message
-	gso      gsoState
+	sendPool sync.Pool // *sendBuffers
+	gso      gsoState  // the shared socket's
+	relayGSO gsoState  // the TURN client sockets' (relay shortcut)
 }
 
 type relayPacket struct {
@@ -84,7 +84,8 @@ type relayPacket struct {
 // socket is one Open's socket; replaced on every Open.
 type socket struct {
 	udp    *net.UDPConn
-	pc     *ipv4.PacketConn
+	pc     *ipv4.PacketConn // for batched writes
+	rd     *udpbatch.Reader // for batched reads, by the one socket receiver
 	port   uint16
 	closed chan struct{}
 }
@@ -108,13 +109,7 @@ func NewBind(log *slog.Logger, opts BindOptions) *Bind {
 		buf := make([]byte, 0, relayBufSize)
 		return &buf
 	}
-	b.sendPool.New = func() any {
-		msgs := make([]ipv4.Message, batchSize)
-		for i := range msgs {
-			msgs[i].Buffers = make([][]byte, 1)
-		}
-		return &msgs
-	}
+	b.sendPool.New = func() any { return newSendBuffers() }
 	return b
 }
 
@@ -142,9 +137,15 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		return nil, 0, fmt.Errorf("tunnel socket udp %s: %w", laddr, err)
 	}
 	setBuffers(udp, b.log)
+	rd, err := udpbatch.NewReader(udp, batchSize)
+	if err != nil {
+		_ = udp.Close()
+		return nil, 0, fmt.Errorf("tunnel socket udp %s: %w", laddr, err)
+	}
 	s := &socket{
 		udp:    udp,
 		pc:     ipv4.NewPacketConn(udp),
+		rd:     rd,
 		port:   uint16(udp.LocalAddr().(*net.UDPAddr).Port),
 		closed: make(chan struct{}),
 	}
@@ -157,22 +158,14 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	return []conn.ReceiveFunc{recv, b.receiveRelay(s)}, s.port, nil
 }
 
-// setBuffers asks for large socket buffers, forcing past rmem_max when we
-// may (CAP_NET_ADMIN), else taking what the kernel allows.
+// setBuffers asks for large socket buffers (see sockbuf): default ones
+// overflow under a single TCP stream and cost a fifth of the throughput in
+// retransmits.
 func setBuffers(c *net.UDPConn, log *slog.Logger) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return
+	got, err := sockbuf.Set(c, sockbuf.Size)
+	if err != nil || got.Short(sockbuf.Size) {
+		log.Info("tunnel socket buffers are small; expect retransmits under load: "+sockbuf.Advice, "recv", got.Recv, "send", got.Send, "err", err)
 	}
-	_ = rc.Control(func(fd uintptr) {
-		for _, o := range []struct{ force, plain int }{{unix.SO_RCVBUFFORCE, unix.SO_RCVBUF}, {unix.SO_SNDBUFFORCE, unix.SO_SNDBUF}} {
-			if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.force, socketBuffer); err != nil {
-				if err := unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, o.plain, socketBuffer); err != nil {
-					log.Debug("socket buffer", "err", err)
-				}
-			}
-		}
-	})
 }
 
 // Close closes the socket; receive functions return net.ErrClosed. The
@@ -210,6 +203,18 @@ func (b *Bind) LocalPort() uint16 {
 	return 0
 }
 
+// Drops counts packets the Bind dropped because the reader of a queue
+// lagged behind: what UDP would do, but worth seeing in `punchd status`.
+type Drops struct {
+	Relay uint64 // relayed WireGuard packets; the device was relayQueue behind
+	STUN  uint64 // STUN packets; ICE was stunQueue behind
+}
+
+// Drops returns the counts since NewBind.
+func (b *Bind) Drops() Drops {
+	return Drops{Relay: b.relayDrops.Load(), STUN: b.stunDrops.Load()}
+}
+
 // STUNConn is the net.PacketConn to give ice.NewUniversalUDPMuxDefault.
 func (b *Bind) STUNConn() net.PacketConn { return b.stun }
 
@@ -237,25 +242,22 @@ func (b *Bind) setExcludeInterface(name string) {
 // receiveSocket reads the shared socket in batches: WireGuard packets go to
 // the device, STUN to ICE, everything else is dropped.
 func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
-	msgs := make([]ipv4.Message, batchSize)
-	for i := range msgs {
-		msgs[i].Buffers = make([][]byte, 1)
-	}
+	msgs := make([]udpbatch.Message, batchSize)
 	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		for {
 			n := min(len(packets), len(msgs))
 			for i := 0; i < n; i++ {
-				msgs[i].Buffers[0] = packets[i]
+				msgs[i].Buf = packets[i]
 			}
 			got, err := s.readBatch(msgs[:n])
 			if err != nil {
 				return 0, err
 			}
 			out := 0
-			byAddr := *b.byAddr.Load()
+			srcs := sources{byAddr: *b.byAddr.Load()}
 			for i := 0; i < got; i++ {
 				m := &msgs[i]
-				if ua, ok := m.Addr.(*net.UDPAddr); ok && b.sort(packets[i][:m.N], ua, byAddr, packets[out], &sizes[out], &eps[out]) {
+				if b.sort(packets[i][:m.N], m.Addr, &srcs, packets[out], &sizes[out], &eps[out]) {
 					out++
 				}
 			}
@@ -267,9 +269,10 @@ func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
 }
 
 // readBatch reads the socket; after Close it says net.ErrClosed, which
-// tells wireguard-go to stop this receiver rather than retry.
-func (s *socket) readBatch(msgs []ipv4.Message) (int, error) {
-	got, err := s.pc.ReadBatch(msgs, 0)
+// tells wireguard-go to stop this receiver rather than retry. One
+// receiver at a time: the reader's state is the socket's.
+func (s *socket) readBatch(msgs []udpbatch.Message) (int, error) {
+	got, err := s.rd.Read(msgs)
 	if err != nil {
 		select {
 		case <-s.closed:
@@ -280,26 +283,46 @@ func (s *socket) readBatch(msgs []ipv4.Message) (int, error) {
 	return got, err
 }
 
+// sources finds the endpoint for a datagram's source during one receive
+// call: the peer whose direct path it is, else the plain address. Runs of
+// datagrams from one source (every segment of a GRO read, most batches)
+// hash the address once; hashing a netip.AddrPort per packet was 4% of
+// the receiver's CPU.
+type sources struct {
+	byAddr map[netip.AddrPort]*peerEndpoint
+	last   netip.AddrPort
+	ep     conn.Endpoint // for last; nil before the first lookup
+}
+
+func (s *sources) endpoint(from netip.AddrPort) conn.Endpoint {
+	if s.ep != nil && from == s.last {
+		return s.ep
+	}
+	src := netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	if e, ok := s.byAddr[src]; ok {
+		s.ep = e
+	} else {
+		s.ep = addrEndpoint{dst: src}
+	}
+	s.last = from
+	return s.ep
+}
+
 // sort routes one received datagram: STUN to ICE; WireGuard into slot
 // (copied unless it is already there) with the endpoint of the peer whose
 // path it came from. It reports whether it filled the slot.
-func (b *Bind) sort(pkt []byte, from *net.UDPAddr, byAddr map[netip.AddrPort]*peerEndpoint, slot []byte, size *int, ep *conn.Endpoint) bool {
+func (b *Bind) sort(pkt []byte, from netip.AddrPort, srcs *sources, slot []byte, size *int, ep *conn.Endpoint) bool {
 	switch Classify(pkt) {
 	case KindWireGuard:
 		if &slot[0] != &pkt[0] {
 			copy(slot, pkt)
 		}
 		*size = len(pkt)
-		src := from.AddrPort()
-		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-		if e, ok := byAddr[src]; ok {
-			*ep = e
-		} else {
-			*ep = addrEndpoint{dst: src}
-		}
+		*ep = srcs.endpoint(from)
 		return true
 	case KindSTUN:
-		b.stun.deliver(pkt, from)
+		// A fresh address per STUN packet: ICE keeps it.
+		b.stun.deliver(pkt, net.UDPAddrFromAddrPort(from))
 	}
 	return false
 }

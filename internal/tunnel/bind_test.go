@@ -305,6 +305,9 @@ func TestRelayJumboAndQueueFull(t *testing.T) {
 	if got := len(b.relayIn); got != relayQueue {
 		t.Fatalf("queue holds %d, want %d", got, relayQueue)
 	}
+	if got := b.Drops(); got.Relay != 100 || got.STUN != 0 {
+		t.Fatalf("Drops() = %+v, want 100 relayed, 0 STUN", got)
+	}
 }
 
 func TestIPv6PathFailsClearly(t *testing.T) {
@@ -348,6 +351,9 @@ func TestSTUNQueueDropsWhenFull(t *testing.T) {
 	if got := len(b.stun.in); got != stunQueue {
 		t.Fatalf("queue holds %d, want %d", got, stunQueue)
 	}
+	if got := b.Drops(); got.STUN != 50 || got.Relay != 0 {
+		t.Fatalf("Drops() = %+v, want 50 STUN, 0 relayed", got)
+	}
 	// Deadlines are no-ops and Close leaves the socket alone.
 	c := b.STUNConn()
 	if c.SetDeadline(time.Now()) != nil || c.SetReadDeadline(time.Now()) != nil || c.SetWriteDeadline(time.Now()) != nil || c.Close() != nil {
@@ -355,5 +361,29 @@ func TestSTUNQueueDropsWhenFull(t *testing.T) {
 	}
 	if _, err := c.WriteTo(stunMsg(0), from); err != nil {
 		t.Fatalf("WriteTo after STUNConn.Close: %v", err)
+	}
+}
+
+func TestSourcesEndpoint(t *testing.T) {
+	known := netip.MustParseAddrPort("198.18.0.9:4000")
+	other := netip.MustParseAddrPort("198.18.0.10:4000")
+	peer := &peerEndpoint{}
+	srcs := sources{byAddr: map[netip.AddrPort]*peerEndpoint{known: peer}}
+	mapped := netip.AddrPortFrom(netip.AddrFrom16(known.Addr().As16()), known.Port())
+	tests := []struct {
+		from netip.AddrPort
+		want conn.Endpoint
+	}{
+		{known, peer},
+		{known, peer}, // from the cache
+		{other, addrEndpoint{dst: other}},
+		{known, peer}, // the cache follows the source
+		{mapped, peer},
+		{other, addrEndpoint{dst: other}},
+	}
+	for i, tt := range tests {
+		if got := srcs.endpoint(tt.from); got != tt.want {
+			t.Errorf("%d: endpoint(%v) = %v, want %v", i, tt.from, got, tt.want)
+		}
 	}
 }

@@ -161,6 +161,9 @@ func (d *Device) RemovePeer(pub identity.PublicKey) error {
 	return nil
 }
 
+// Drops are the packets the Bind dropped on full queues.
+func (d *Device) Drops() Drops { return d.bind.Drops() }
+
 // PeerStats are WireGuard's counters for one peer.
 type PeerStats struct {
 	RxBytes, TxBytes uint64

@@ -22,6 +22,10 @@ type Path struct {
 	Direct netip.AddrPort
 	// Relay, when set, takes each packet (the ice.Conn of a relay pair).
 	Relay io.Writer
+	// Channel, with Relay, is the relay pair's TURN channel: once bound,
+	// the Bind writes ChannelData on the TURN client's socket itself, in
+	// batches, and Relay only carries what goes before that.
+	Channel TURNChannel
 }
 
 // IsZero reports whether there is no path.

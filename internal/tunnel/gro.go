@@ -4,9 +4,10 @@ import (
 	"encoding/binary"
 	"net"
 
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/punchd/punchd/internal/udpbatch"
 )
 
 // UDP generic receive offload (Linux UDP_GRO): the kernel hands us runs of
@@ -22,7 +23,7 @@ const groMessages = 8
 const groBufSize = 65535
 
 type groReader struct {
-	msgs []ipv4.Message
+	msgs []udpbatch.Message
 	bufs [][]byte
 	oobs [][]byte
 	segs []int // segment size per message; 0 when not coalesced
@@ -33,7 +34,7 @@ type groReader struct {
 
 func newGROReader() *groReader {
 	g := &groReader{
-		msgs: make([]ipv4.Message, groMessages),
+		msgs: make([]udpbatch.Message, groMessages),
 		bufs: make([][]byte, groMessages),
 		oobs: make([][]byte, groMessages),
 		segs: make([]int, groMessages),
@@ -41,7 +42,7 @@ func newGROReader() *groReader {
 	for i := range g.msgs {
 		g.bufs[i] = make([]byte, groBufSize)
 		g.oobs[i] = make([]byte, unix.CmsgSpace(4)*2)
-		g.msgs[i].Buffers = [][]byte{g.bufs[i]}
+		g.msgs[i].Buf = g.bufs[i]
 		g.msgs[i].OOB = g.oobs[i]
 	}
 	return g
@@ -87,9 +88,6 @@ func (b *Bind) receiveGRO(s *socket) conn.ReceiveFunc {
 	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		for {
 			if g.idx >= g.n {
-				for i := range g.msgs {
-					g.msgs[i].OOB = g.oobs[i]
-				}
 				got, err := s.readBatch(g.msgs)
 				if err != nil {
 					return 0, err
@@ -99,7 +97,7 @@ func (b *Bind) receiveGRO(s *socket) conn.ReceiveFunc {
 					g.segs[i] = groSegment(g.oobs[i][:g.msgs[i].NN])
 				}
 			}
-			byAddr := *b.byAddr.Load()
+			srcs := sources{byAddr: *b.byAddr.Load()}
 			out := 0
 			for g.idx < g.n && out < len(packets) {
 				m := &g.msgs[g.idx]
@@ -108,12 +106,11 @@ func (b *Bind) receiveGRO(s *socket) conn.ReceiveFunc {
 				if seg <= 0 || seg > len(data) {
 					seg = len(data)
 				}
-				ua, _ := m.Addr.(*net.UDPAddr)
 				for g.off < len(data) && out < len(packets) {
 					end := min(g.off+seg, len(data))
 					pkt := data[g.off:end]
 					g.off = end
-					if ua != nil && b.sort(pkt, ua, byAddr, packets[out], &sizes[out], &eps[out]) {
+					if b.sort(pkt, m.Addr, &srcs, packets[out], &sizes[out], &eps[out]) {
 						out++
 					}
 				}

@@ -2,111 +2,52 @@ package tunnel
 
 import (
 	"encoding/binary"
-	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"golang.org/x/net/ipv4"
-	"golang.org/x/sys/unix"
+
+	"github.com/punchd/punchd/internal/udpbatch"
 )
 
-// UDP generic segmentation offload (Linux UDP_SEGMENT): consecutive
-// datagrams of one size to one destination go to the kernel as one large
-// send with a segment size, and the kernel (or the NIC) cuts them. The
-// profile of a one-datagram-per-slot sendmmsg showed ~70% of the sender's
-// CPU in the syscall's per-datagram path; this is what stock wireguard-go
-// does too. Kernels without it fail the first send with EIO/EINVAL and we
-// fall back for good.
+// UDP GSO (see udpbatch): the shared socket and the relay channels send
+// runs of equal-sized datagrams as one message with a segment size.
 
-const (
-	// maxGSOSegments is the kernel's UDP_MAX_SEGMENTS.
-	maxGSOSegments = 64
-	// maxGSOBytes keeps a coalesced datagram within one IP packet's size.
-	maxGSOBytes = 65000
-)
-
-var gsoCmsgLen = unix.CmsgSpace(2)
-
-// gsoBuffers is one Send's coalescing space: a buffer and a control
-// message per group, reused through a pool (no allocation per packet).
-type gsoBuffers struct {
-	data [][]byte // each maxGSOBytes long
-	oob  [][]byte
-	msgs []ipv4.Message
-}
-
-func newGSOBuffers() *gsoBuffers {
-	g := &gsoBuffers{
-		data: make([][]byte, batchSize),
-		oob:  make([][]byte, batchSize),
-		msgs: make([]ipv4.Message, batchSize),
+// coalesce lays bufs out in g for one sendmmsg to addr with GSO. A
+// nonzero channel frames every datagram as TURN ChannelData on that
+// channel (RFC 8656 §12.4, unpadded as UDP allows), so each segment is a
+// 4-byte header and the packet. bufs must not exceed batchSize.
+func coalesce(g *udpbatch.Batch, bufs [][]byte, addr *net.UDPAddr, channel uint16) []ipv4.Message {
+	var hdr [channelDataHeader]byte
+	h := hdr[:0]
+	need := 0
+	for _, b := range bufs {
+		need += len(b)
 	}
-	for i := range g.msgs {
-		g.data[i] = make([]byte, maxGSOBytes)
-		g.oob[i] = make([]byte, gsoCmsgLen)
-		g.msgs[i].Buffers = make([][]byte, 1)
+	if channel != 0 {
+		h = hdr[:]
+		need += channelDataHeader * len(bufs)
 	}
-	return g
-}
-
-// putSegmentCmsg writes a UDP_SEGMENT control message for size into b.
-func putSegmentCmsg(b []byte, size uint16) {
-	h := (*unix.Cmsghdr)(unsafePointer(&b[0]))
-	h.Level = unix.SOL_UDP
-	h.Type = unix.UDP_SEGMENT
-	h.SetLen(unix.CmsgLen(2))
-	binary.NativeEndian.PutUint16(b[unix.CmsgLen(0):], size)
-}
-
-// coalesce groups bufs into g.msgs: runs of equal-sized datagrams (the
-// last of a run may be shorter) become one message with a segment size.
-// It returns the number of messages.
-func coalesce(g *gsoBuffers, bufs [][]byte, addr *net.UDPAddr) int {
-	n := 0
-	for i := 0; i < len(bufs); {
-		seg := len(bufs[i])
-		data := g.data[n][:0]
-		count := 0
-		for i < len(bufs) && count < maxGSOSegments && len(data)+len(bufs[i]) <= maxGSOBytes {
-			l := len(bufs[i])
-			if l > seg || (count > 0 && len(data)%seg != 0) {
-				break // a larger datagram, or one after a short tail
-			}
-			data = append(data, bufs[i]...)
-			count++
-			i++
-			if l < seg {
-				break // a short datagram ends the run
-			}
+	g.Reset(need, true)
+	dst := addr.AddrPort()
+	for _, b := range bufs {
+		if channel != 0 {
+			binary.BigEndian.PutUint16(hdr[0:2], channel)
+			binary.BigEndian.PutUint16(hdr[2:4], uint16(len(b)))
 		}
-		m := &g.msgs[n]
-		m.Buffers[0] = data
-		m.Addr = addr
-		if count > 1 {
-			putSegmentCmsg(g.oob[n], uint16(seg))
-			m.OOB = g.oob[n]
-		} else {
-			m.OOB = nil
-		}
-		n++
+		g.Add(addr, dst, h, b)
 	}
-	return n
+	return g.Messages()
 }
 
 // gsoState remembers whether the kernel takes UDP_SEGMENT. Read on every
 // Send, so an atomic rather than a lock.
 type gsoState struct {
 	disabled atomic.Bool
-	pool     sync.Pool // *gsoBuffers
+	pool     sync.Pool // *udpbatch.Batch
 }
 
 func (s *gsoState) enabled() bool { return !s.disabled.Load() }
 
 func (s *gsoState) disable() { s.disabled.Store(true) }
-
-// isGSOUnsupported tells a kernel without UDP GSO from other send errors.
-func isGSOUnsupported(err error) bool {
-	return errors.Is(err, syscall.EIO) || errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOPROTOOPT) || errors.Is(err, syscall.EOPNOTSUPP)
-}

@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"bytes"
 	"net"
 	"net/netip"
 	"testing"
@@ -9,59 +8,6 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 )
-
-func TestCoalesce(t *testing.T) {
-	mk := func(sizes ...int) [][]byte {
-		var out [][]byte
-		for i, s := range sizes {
-			out = append(out, bytes.Repeat([]byte{byte(i)}, s))
-		}
-		return out
-	}
-	many := make([]int, 70)
-	for i := range many {
-		many[i] = 1000
-	}
-	tests := []struct {
-		name  string
-		sizes []int
-		want  []int // datagrams per message
-	}{
-		{"one", []int{100}, []int{1}},
-		{"equal run", []int{100, 100, 100}, []int{3}},
-		{"short tail joins", []int{100, 100, 60}, []int{3}},
-		{"short tail ends the run", []int{100, 60, 100}, []int{2, 1}},
-		{"larger starts a new run", []int{60, 100, 100}, []int{1, 2}},
-		{"segment limit", many, []int{64, 6}},
-		{"byte limit", []int{30000, 30000, 30000}, []int{2, 1}},
-	}
-	addr := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			g := newGSOBuffers()
-			bufs := mk(tt.sizes...)
-			n := coalesce(g, bufs, addr)
-			if n != len(tt.want) {
-				t.Fatalf("%d messages, want %d", n, len(tt.want))
-			}
-			var joined []byte
-			for _, b := range bufs {
-				joined = append(joined, b...)
-			}
-			var got []byte
-			for i := 0; i < n; i++ {
-				m := g.msgs[i]
-				got = append(got, m.Buffers[0]...)
-				if (tt.want[i] > 1) != (m.OOB != nil) {
-					t.Errorf("message %d: %d datagrams but segment cmsg %v", i, tt.want[i], m.OOB != nil)
-				}
-			}
-			if !bytes.Equal(got, joined) {
-				t.Fatal("coalesced bytes differ from the datagrams")
-			}
-		})
-	}
-}
 
 // Datagrams sent as one GSO batch arrive as the same separate datagrams.
 func TestSendGSOOverLoopback(t *testing.T) {

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,6 +11,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/udpbatch"
 )
 
 // route is a Path resolved once in SetPath, so that Send does not build a
@@ -174,8 +176,13 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 
 func (b *Bind) sendRoute(bufs [][]byte, r *route) error {
 	if r.Relay != nil {
-		// One by one: a relay (TURN) carries datagrams, and relays are
-		// allowed to be slower (DESIGN "Data path").
+		if r.Channel != nil {
+			if number, server, ok := r.Channel.Bound(); ok {
+				return b.sendChannel(bufs, r.Channel, number, server)
+			}
+		}
+		// One by one, until the TURN channel is bound (or over TCP/TLS
+		// to the TURN server, where there is none).
 		for _, buf := range bufs {
 			if _, err := r.Relay.Write(buf); err != nil {
 				return fmt.Errorf("send via relay: %w", err)
@@ -200,29 +207,47 @@ func (b *Bind) sendTo(bufs [][]byte, addr *net.UDPAddr) error {
 	if s == nil {
 		return errNoSocket
 	}
-	if len(bufs) > 1 && b.gso.enabled() {
-		err := b.sendGSO(s, bufs, addr)
-		if err == nil || !isGSOUnsupported(err) {
+	return b.sendBatched(s.pc, &b.gso, bufs, addr, 0)
+}
+
+// sendBatched writes bufs to addr through w, framed as ChannelData when
+// channel is nonzero: with UDP GSO while st allows it, else with one
+// sendmmsg per batch of datagrams (of one or two buffers each: the
+// ChannelData header is its own iovec, so packets are not copied).
+func (b *Bind) sendBatched(w batchWriter, st *gsoState, bufs [][]byte, addr *net.UDPAddr, channel uint16) error {
+	if len(bufs) > 1 && st.enabled() {
+		err := sendGSO(w, st, bufs, addr, channel)
+		if err == nil || !udpbatch.IsGSOUnsupported(err) {
 			return err
 		}
-		b.log.Info("kernel refuses UDP GSO; sending datagram by datagram", "err", err)
-		b.gso.disable()
+		b.log.Info("kernel refuses UDP GSO; sending datagram by datagram", "err", err, "relay", channel != 0)
+		st.disable()
 	}
-	msgsp := b.sendPool.Get().(*[]ipv4.Message)
-	defer b.sendPool.Put(msgsp)
-	msgs := *msgsp
+	sb := b.sendPool.Get().(*sendBuffers)
+	defer b.sendPool.Put(sb)
 	for len(bufs) > 0 {
-		n := min(len(bufs), len(msgs))
+		n := min(len(bufs), len(sb.msgs))
 		for i := 0; i < n; i++ {
-			msgs[i].Buffers[0] = bufs[i]
-			msgs[i].Addr = addr
+			m := &sb.msgs[i]
+			m.Addr = addr
+			if channel != 0 {
+				h := sb.hdrs[i][:]
+				binary.BigEndian.PutUint16(h[0:2], channel)
+				binary.BigEndian.PutUint16(h[2:4], uint16(len(bufs[i])))
+				m.Buffers = sb.pairs[i][:]
+				m.Buffers[0], m.Buffers[1] = h, bufs[i]
+			} else {
+				m.Buffers = sb.pairs[i][:1]
+				m.Buffers[0] = bufs[i]
+			}
 		}
-		err := writeAll(s, msgs[:n])
+		err := writeAll(w, sb.msgs[:n])
 		// Drop our references so pooled messages do not pin the device's
 		// buffers.
 		for i := 0; i < n; i++ {
-			msgs[i].Buffers[0] = nil
-			msgs[i].Addr = nil
+			sb.pairs[i] = [2][]byte{}
+			sb.msgs[i].Buffers = nil
+			sb.msgs[i].Addr = nil
 		}
 		if err != nil {
 			return err
@@ -232,16 +257,36 @@ func (b *Bind) sendTo(bufs [][]byte, addr *net.UDPAddr) error {
 	return nil
 }
 
-func (b *Bind) sendGSO(s *socket, bufs [][]byte, addr *net.UDPAddr) error {
-	g, _ := b.gso.pool.Get().(*gsoBuffers)
-	if g == nil {
-		g = newGSOBuffers()
+// sendBuffers is one batched send's messages, reused through a pool.
+type sendBuffers struct {
+	msgs  []ipv4.Message
+	pairs [][2][]byte // each message's iovecs: header and packet, or packet
+	hdrs  [][channelDataHeader]byte
+}
+
+func newSendBuffers() *sendBuffers {
+	return &sendBuffers{
+		msgs:  make([]ipv4.Message, batchSize),
+		pairs: make([][2][]byte, batchSize),
+		hdrs:  make([][channelDataHeader]byte, batchSize),
 	}
-	defer b.gso.pool.Put(g)
+}
+
+// batchWriter is a socket that takes sendmmsg batches: the shared socket,
+// or a relay path's TURN channel.
+type batchWriter interface {
+	WriteBatch(msgs []ipv4.Message, flags int) (int, error)
+}
+
+func sendGSO(w batchWriter, st *gsoState, bufs [][]byte, addr *net.UDPAddr, channel uint16) error {
+	g, _ := st.pool.Get().(*udpbatch.Batch)
+	if g == nil {
+		g = udpbatch.NewBatch(batchSize)
+	}
+	defer st.pool.Put(g)
 	for len(bufs) > 0 {
 		chunk := bufs[:min(len(bufs), batchSize)]
-		n := coalesce(g, chunk, addr)
-		if err := writeAll(s, g.msgs[:n]); err != nil {
+		if err := writeAll(w, coalesce(g, chunk, addr, channel)); err != nil {
 			return err
 		}
 		bufs = bufs[len(chunk):]
@@ -250,9 +295,9 @@ func (b *Bind) sendGSO(s *socket, bufs [][]byte, addr *net.UDPAddr) error {
 }
 
 // writeAll sends every message; sendmmsg may take fewer than offered.
-func writeAll(s *socket, msgs []ipv4.Message) error {
+func writeAll(w batchWriter, msgs []ipv4.Message) error {
 	for sent := 0; sent < len(msgs); {
-		k, err := s.pc.WriteBatch(msgs[sent:], 0)
+		k, err := w.WriteBatch(msgs[sent:], 0)
 		if err != nil {
 			return err
 		}

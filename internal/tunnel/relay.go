@@ -1,12 +1,37 @@
 package tunnel
 
 import (
+	"fmt"
 	"net"
 
+	"golang.org/x/net/ipv4"
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/punchd/punchd/internal/identity"
 )
+
+// channelDataHeader is TURN ChannelData's channel number and length.
+const channelDataHeader = 4
+
+// TURNChannel is a relay path's channel on its TURN server (nat.TURNChannel):
+// with it the Bind sends a relayed peer's packets as ChannelData on the
+// TURN client's own UDP socket, in batches and with GSO, instead of one
+// ice.Conn.Write each through pion's TURN client.
+type TURNChannel interface {
+	// Bound returns the channel number and the server's address once the
+	// channel to the peer is bound; until then packets use Path.Relay.
+	Bound() (number uint16, server *net.UDPAddr, ok bool)
+	// WriteBatch sends datagrams on the TURN client's socket (sendmmsg).
+	WriteBatch(msgs []ipv4.Message, flags int) (int, error)
+}
+
+// sendChannel writes bufs as ChannelData on a bound TURN channel.
+func (b *Bind) sendChannel(bufs [][]byte, ch TURNChannel, number uint16, server *net.UDPAddr) error {
+	if err := b.sendBatched(ch, &b.relayGSO, bufs, server, number); err != nil {
+		return fmt.Errorf("send via relay channel %#x to %s: %w", number, server, err)
+	}
+	return nil
+}
 
 // DeliverRelay hands a packet that arrived through a relay (read from the
 // relay pair's ice.Conn) to the device, as if it came from peer. It copies
@@ -21,6 +46,7 @@ func (b *Bind) DeliverRelay(peer identity.PublicKey, pkt []byte) {
 	select {
 	case b.relayIn <- relayPacket{ep: b.peer(peer), buf: bp}:
 	default:
+		b.relayDrops.Add(1)
 		b.putRelayBuf(bp)
 	}
 }

@@ -43,6 +43,7 @@ func (c *stunConn) deliver(pkt []byte, from *net.UDPAddr) {
 	select {
 	case c.in <- stunPacket{data: append([]byte(nil), pkt...), from: from}:
 	default:
+		c.b.stunDrops.Add(1)
 	}
 }
 
