@@ -56,8 +56,8 @@ type attempt struct {
 	cancel     context.CancelFunc  // stops the conn reader
 	state      ice.ConnectionState // last reported
 	path       Path
-	pref       *directPreference // controlling side only
-	net        *bufferedNet      // the agent's own sockets (TURN clients)
+	pref       *pathPreference // controlling side only
+	net        *bufferedNet    // the agent's own sockets (TURN clients)
 }
 
 // newAttempt creates an agent for gen and hooks its callbacks to the loop.
@@ -114,9 +114,9 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if p.cfg.AllowLoopback {
 		opts = append(opts, ice.WithIncludeLoopback())
 	}
-	var pref *directPreference
+	var pref *pathPreference
 	if p.controlling {
-		pref = newDirectPreference(p.log.With("gen", gen))
+		pref = newPathPreference(p.log.With("gen", gen))
 		opts = append(opts, ice.WithBindingRequestHandler(pref.onBindingRequest))
 	}
 	agent, err := ice.NewAgentWithOptions(opts...)

@@ -14,7 +14,9 @@ import (
 // The controlling side's rule on top of pion's nomination: a direct pair
 // that answers beats any relayed pair, whatever their ICE priorities, and
 // while relayed we keep trying the direct pairs. DESIGN: "relay is a
-// fallback, never a dead end".
+// fallback, never a dead end". Among relayed pairs, one whose relays are
+// reached over UDP beats one through TURN over TCP or TLS, which would
+// carry the tunnel's TCP inside TCP.
 //
 // ICE priorities alone pick the wrong pair in a common race. The peer's
 // first check from its TURN relay often arrives before the relay candidate
@@ -54,8 +56,8 @@ const (
 	maxTrackedPairs = 64
 )
 
-// directPreference belongs to one controlling attempt.
-type directPreference struct {
+// pathPreference belongs to one controlling attempt.
+type pathPreference struct {
 	agent atomic.Pointer[ice.Agent] // set once the agent exists
 	log   *slog.Logger
 
@@ -67,23 +69,23 @@ type directPreference struct {
 
 	// Touched only from pion's agent loop.
 	begun         time.Time            // the peer's first check
-	direct        []*ice.CandidatePair // direct pairs the peer has checked
+	pairs         []*ice.CandidatePair // pairs the peer has checked, classUDPRelay and better
 	lastNominated time.Time
 	lastProbe     time.Time
 	nextProbe     int // round robin over probeTargets
 }
 
-func newDirectPreference(log *slog.Logger) *directPreference {
-	return &directPreference{log: log}
+func newPathPreference(log *slog.Logger) *pathPreference {
+	return &pathPreference{log: log}
 }
 
 // addLocal and addRemote learn the candidates direct pairs are made of:
 // after a path broke, the peer's checks never arrive on a direct pair, so
 // the pairs it checked do not tell which ones to try.
-func (d *directPreference) addLocal(c ice.Candidate)  { d.add(&d.locals, c) }
-func (d *directPreference) addRemote(c ice.Candidate) { d.add(&d.remotes, c) }
+func (d *pathPreference) addLocal(c ice.Candidate)  { d.add(&d.locals, c) }
+func (d *pathPreference) addRemote(c ice.Candidate) { d.add(&d.remotes, c) }
 
-func (d *directPreference) add(to *[]ice.Candidate, c ice.Candidate) {
+func (d *pathPreference) add(to *[]ice.Candidate, c ice.Candidate) {
 	if c == nil || c.Type() == ice.CandidateTypeRelay {
 		return
 	}
@@ -97,7 +99,7 @@ func (d *directPreference) add(to *[]ice.Candidate, c ice.Candidate) {
 // onBindingRequest is the agent's binding request handler. It never asks
 // pion to switch by itself (false): nominations go through
 // RenominateCandidate, so the controlled side follows.
-func (d *directPreference) onBindingRequest(_ *stun.Message, _, _ ice.Candidate, pair *ice.CandidatePair) bool {
+func (d *pathPreference) onBindingRequest(_ *stun.Message, _, _ ice.Candidate, pair *ice.CandidatePair) bool {
 	agent := d.agent.Load()
 	if agent == nil || pair == nil {
 		return false
@@ -123,35 +125,43 @@ func (d *directPreference) onBindingRequest(_ *stun.Message, _, _ ice.Candidate,
 	return false
 }
 
-func (d *directPreference) track(pair *ice.CandidatePair) {
-	if !isDirect(pair.Local, pair.Remote) || len(d.direct) >= maxTrackedPairs {
+func (d *pathPreference) track(pair *ice.CandidatePair) {
+	if pairClass(pair.Local, pair.Remote) < classUDPRelay || len(d.pairs) >= maxTrackedPairs {
 		return
 	}
-	for _, p := range d.direct {
+	for _, p := range d.pairs {
 		if p == pair {
 			return
 		}
 	}
-	d.direct = append(d.direct, pair)
+	d.pairs = append(d.pairs, pair)
 }
 
-// choose says which direct pair to nominate now, if any, and why. sel is
-// the selected pair (nil while checking).
-func (d *directPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.CandidatePair, string) {
+// choose says which pair to nominate now, if any, and why. sel is the
+// selected pair (nil while checking).
+func (d *pathPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.CandidatePair, string) {
+	cur := classNone
+	if sel != nil {
+		cur = pairClass(sel.Local, sel.Remote)
+	}
 	switch {
-	case sel != nil && isDirect(sel.Local, sel.Remote):
+	case cur == classDirect:
 		return nil, ""
 	case now.Sub(d.lastNominated) < nominateEvery:
 		return nil, ""
 	case sel == nil && now.Sub(d.begun) < nominationGrace:
 		return nil, ""
 	}
-	if best := freshest(d.direct, now); best != nil {
+	if best := freshest(d.pairs, now, cur); best != nil {
 		d.lastNominated = now
-		if sel == nil {
+		switch {
+		case pairClass(best.Local, best.Remote) != classDirect:
+			return best, "a relay over UDP answers; leaving TURN over TCP/TLS"
+		case sel == nil:
 			return best, "a direct pair answers while a relayed pair outranks it"
+		default:
+			return best, "a direct pair answers; leaving the relay"
 		}
-		return best, "a direct pair answers; leaving the relay"
 	}
 	if sel == nil || now.Sub(d.lastProbe) < probeEvery {
 		return nil, ""
@@ -172,7 +182,7 @@ func (d *directPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.C
 // (they include its peer-reflexive addresses), then our first local
 // candidate with each signalled remote one. Every local candidate here is
 // on the shared socket, so one local is as good as another.
-func (d *directPreference) probeTargets() []*ice.CandidatePair {
+func (d *pathPreference) probeTargets() []*ice.CandidatePair {
 	var out []*ice.CandidatePair
 	seen := make(map[string]bool)
 	add := func(p *ice.CandidatePair) {
@@ -182,8 +192,10 @@ func (d *directPreference) probeTargets() []*ice.CandidatePair {
 			out = append(out, p)
 		}
 	}
-	for _, p := range d.direct {
-		add(p)
+	for _, p := range d.pairs {
+		if pairClass(p.Local, p.Remote) == classDirect {
+			add(p)
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -203,22 +215,70 @@ func (d *directPreference) probeTargets() []*ice.CandidatePair {
 	return out
 }
 
-// freshest is the best-ranked direct pair that answered within
-// freshResponse, ties going to the latest answer.
-func freshest(pairs []*ice.CandidatePair, now time.Time) *ice.CandidatePair {
+// freshest is the best pair of a class above cur that answered within
+// freshResponse: best class first, then rank, ties going to the latest
+// answer.
+func freshest(pairs []*ice.CandidatePair, now time.Time, cur pathClass) *ice.CandidatePair {
 	var best *ice.CandidatePair
 	var bestAt time.Time
+	better := func(p *ice.CandidatePair, at time.Time) bool {
+		pc, bc := pairClass(p.Local, p.Remote), pairClass(best.Local, best.Remote)
+		if pc != bc {
+			return pc > bc
+		}
+		if pairRank(p) != pairRank(best) {
+			return pairRank(p) > pairRank(best)
+		}
+		return at.After(bestAt)
+	}
 	for _, p := range pairs {
 		at := p.LastResponseReceivedAt()
-		if p.ResponsesReceived() == 0 || at.IsZero() || now.Sub(at) > freshResponse {
+		if pairClass(p.Local, p.Remote) <= cur || p.ResponsesReceived() == 0 || at.IsZero() || now.Sub(at) > freshResponse {
 			continue
 		}
-		switch {
-		case best == nil, pairRank(p) > pairRank(best), pairRank(p) == pairRank(best) && at.After(bestAt):
+		if best == nil || better(p, at) {
 			best, bestAt = p, at
 		}
 	}
 	return best
+}
+
+// pathClass orders what a pair's path is worth, best last.
+type pathClass int
+
+const (
+	classNone     pathClass = iota // no pair
+	classTCPRelay                  // through a TURN relay reached over TCP or TLS
+	classUDPRelay                  // through relays reached over UDP
+	classDirect                    // no relay
+)
+
+func pairClass(local, remote ice.Candidate) pathClass {
+	switch {
+	case local == nil || remote == nil:
+		return classNone
+	case isDirect(local, remote):
+		return classDirect
+	case relayOverStream(local) || relayOverStream(remote):
+		return classTCPRelay
+	default:
+		return classUDPRelay
+	}
+}
+
+// relayOverStream tells a relay candidate reached over TCP or TLS. The
+// candidate line does not carry the transport, but pion encodes it in the
+// relay's local preference (the middle 16 bits of its priority: 3 for
+// UDP, 2 DTLS, 1 TCP, 0 TLS), on our candidates and on the peer's alike,
+// and it survives the copies pion hands out.
+func relayOverStream(c ice.Candidate) bool {
+	if c.Type() != ice.CandidateTypeRelay {
+		return false
+	}
+	if r, ok := c.(*ice.CandidateRelay); ok && r.RelayProtocol() != "" {
+		return r.RelayProtocol() == "tcp" || r.RelayProtocol() == "tls"
+	}
+	return (c.Priority()>>8)&0xffff < 2
 }
 
 // isDirect: neither end is a TURN relay.

@@ -10,7 +10,15 @@ import (
 
 func testCandidate(t *testing.T, typ string, port int) ice.Candidate {
 	t.Helper()
-	raw := fmt.Sprintf("candidate:%d 1 udp 2130706431 198.18.0.%d %d typ %s", port, port%200+1, port, typ)
+	return testCandidatePrio(t, typ, port, 2130706431)
+}
+
+// testCandidatePrio makes a candidate with a given priority; for relays
+// the middle 16 bits say how the relay is reached (pion: 3 UDP, 1 TCP,
+// 0 TLS).
+func testCandidatePrio(t *testing.T, typ string, port int, prio uint32) ice.Candidate {
+	t.Helper()
+	raw := fmt.Sprintf("candidate:%d 1 udp %d 198.18.0.%d %d typ %s", port, prio, port%200+1, port, typ)
 	if typ != "host" {
 		raw += " raddr 0.0.0.0 rport 0"
 	}
@@ -31,7 +39,7 @@ func answeredNow(p *ice.CandidatePair) *ice.CandidatePair {
 	return p
 }
 
-func TestDirectPreferenceChoose(t *testing.T) {
+func TestPathPreferenceChoose(t *testing.T) {
 	// Ages are relative to the peer's first check (d.begun).
 	type step struct {
 		at   time.Duration
@@ -101,7 +109,7 @@ func TestDirectPreferenceChoose(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pairs := tt.pairs(t)
-			d := newDirectPreference(quietLogger())
+			d := newPathPreference(quietLogger())
 			d.begun = time.Now()
 			for _, p := range pairs {
 				d.track(p)
@@ -132,21 +140,80 @@ func TestDirectPreferenceChoose(t *testing.T) {
 	}
 }
 
-func TestDirectPreferenceTracksDirectPairsOnly(t *testing.T) {
-	d := newDirectPreference(quietLogger())
+// Tracked: direct pairs and pairs through relays over UDP (what a path
+// may move to), each once; not pairs through TURN over TCP or TLS.
+func TestPathPreferenceTracks(t *testing.T) {
+	d := newPathPreference(quietLogger())
 	direct := testPairOf(t, "host", "srflx", 10)
+	udpRelay := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 20, prioRelayUDP), Remote: testCandidate(t, "srflx", 21)}
 	d.track(direct)
 	d.track(direct) // the same pair again
-	d.track(testPairOf(t, "relay", "srflx", 20))
-	d.track(testPairOf(t, "host", "relay", 30))
-	if len(d.direct) != 1 || d.direct[0] != direct {
-		t.Fatalf("tracked %v, want only the direct pair once", d.direct)
+	d.track(udpRelay)
+	d.track(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 30, prioRelayTCP), Remote: testCandidate(t, "srflx", 31)})
+	d.track(&ice.CandidatePair{Local: testCandidate(t, "host", 40), Remote: testCandidatePrio(t, "relay", 41, prioRelayTLS)})
+	if len(d.pairs) != 2 || d.pairs[0] != direct || d.pairs[1] != udpRelay {
+		t.Fatalf("tracked %v, want the direct pair and the UDP relay pair, once each", d.pairs)
 	}
 	for i := range 2 * maxTrackedPairs {
 		d.track(testPairOf(t, "srflx", "prflx", 1000+2*i))
 	}
-	if len(d.direct) != maxTrackedPairs {
-		t.Fatalf("tracked %d pairs, want at most %d", len(d.direct), maxTrackedPairs)
+	if len(d.pairs) != maxTrackedPairs {
+		t.Fatalf("tracked %d pairs, want at most %d", len(d.pairs), maxTrackedPairs)
+	}
+}
+
+// Relay priorities as pion gives them: type preference 0, the relay's
+// transport as local preference, component 1.
+const (
+	prioRelayUDP = 3<<8 | 255
+	prioRelayTCP = 1<<8 | 255
+	prioRelayTLS = 0<<8 | 255
+)
+
+func TestPairClass(t *testing.T) {
+	host := testCandidate(t, "host", 10)
+	udp := testCandidatePrio(t, "relay", 20, prioRelayUDP)
+	tcp := testCandidatePrio(t, "relay", 30, prioRelayTCP)
+	tls := testCandidatePrio(t, "relay", 40, prioRelayTLS)
+	tests := []struct {
+		local, remote ice.Candidate
+		want          pathClass
+	}{
+		{host, testCandidate(t, "srflx", 11), classDirect},
+		{host, udp, classUDPRelay},
+		{udp, udp, classUDPRelay},
+		{udp, tcp, classTCPRelay},
+		{tls, host, classTCPRelay},
+		{nil, host, classNone},
+	}
+	for i, tt := range tests {
+		if got := pairClass(tt.local, tt.remote); got != tt.want {
+			t.Errorf("case %d: pairClass(%v, %v) = %d, want %d", i, tt.local, tt.remote, got, tt.want)
+		}
+	}
+}
+
+// A path through TURN over TCP, when a relay over UDP answers, moves to
+// UDP; never the other way; and a direct pair beats both.
+func TestRelayOverUDPPreferred(t *testing.T) {
+	tcpPair := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 30, prioRelayTCP), Remote: testCandidate(t, "srflx", 31)}
+	udpPair := answeredNow(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 40, prioRelayUDP), Remote: testCandidate(t, "srflx", 41)})
+	d := newPathPreference(quietLogger())
+	d.begun = time.Now().Add(-time.Second)
+	d.track(tcpPair) // not tracked: nothing to move to
+	d.track(udpPair)
+	if got, why := d.choose(time.Now(), tcpPair); got != udpPair || why == "" {
+		t.Fatalf("selected TCP relay: chose %v (%q), want the UDP relay pair", got, why)
+	}
+	d.lastNominated = time.Time{}
+	if got, _ := d.choose(time.Now(), udpPair); got != nil && pairClass(got.Local, got.Remote) != classDirect {
+		t.Fatalf("selected UDP relay: chose %v, want nothing but a direct pair", got)
+	}
+	direct := answeredNow(testPairOf(t, "host", "srflx", 50))
+	d.track(direct)
+	d.lastNominated, d.lastProbe = time.Time{}, time.Time{}
+	if got, _ := d.choose(time.Now(), tcpPair); got != direct {
+		t.Fatalf("direct and UDP relay both answer: chose %v, want the direct pair", got)
 	}
 }
 
@@ -174,8 +241,8 @@ func TestIsDirect(t *testing.T) {
 // After a path broke, the peer's checks never arrive on a direct pair; the
 // probes must still cover every signalled remote address, once each, from
 // a local candidate on the shared socket, and never a relay.
-func TestDirectPreferenceProbeTargets(t *testing.T) {
-	d := newDirectPreference(quietLogger())
+func TestPathPreferenceProbeTargets(t *testing.T) {
+	d := newPathPreference(quietLogger())
 	checked := testPairOf(t, "host", "prflx", 10) // learned from the peer's checks
 	d.track(checked)
 	d.addLocal(testCandidate(t, "relay", 30))

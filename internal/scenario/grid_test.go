@@ -93,6 +93,10 @@ func runCell(t *testing.T, opts Options) (row gridRow) {
 	if want := ExpectedPath(opts.NATA, opts.NATB, opts.SameNAT); p.Path != want {
 		return fail("path %s (local %s, remote %s), want %s", p.Path, row.local, row.remote, want)
 	}
+	if lc := p.LocalCandidate; lc != nil && lc.Type == "relay" && opts.NATA != lab.NATUDPBlocked && lc.RelayProtocol != "udp" {
+		// TURN over TCP would carry the tunnel's TCP inside TCP.
+		return fail("A has UDP but its relay is reached over %q", lc.RelayProtocol)
+	}
 	// Each daemon probes its NAT in the background (RFC 5780 against the
 	// rendezvous), must find the lab's type and tells its peer; a relayed
 	// path's reason then says why, from both.
