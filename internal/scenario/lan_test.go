@@ -87,35 +87,13 @@ type groupReceiver struct {
 // punch0, reporting each datagram's destination address.
 func listenGroup(t *testing.T, h *lab.Host, dst netip.Addr) *groupReceiver {
 	t.Helper()
-	var c net.PacketConn
-	err := h.Do(func() error {
-		var err error
-		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
-			var serr error
-			if err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-			}); err != nil {
-				return err
-			}
-			return serr
-		}}
-		c, err = lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:0")
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := udpSocketIn(t, h, syscall.SO_REUSEADDR)
 	pc := ipv4.NewPacketConn(c)
 	if err := pc.SetControlMessage(ipv4.FlagDst|ipv4.FlagSrc, true); err != nil {
 		t.Fatal(err)
 	}
 	if dst.IsMulticast() {
-		var ifi *net.Interface
-		if err := h.Do(func() (err error) { ifi, err = net.InterfaceByName("punch0"); return err }); err != nil {
-			t.Fatal(err)
-		}
-		if err := pc.JoinGroup(ifi, &net.UDPAddr{IP: dst.AsSlice()}); err != nil {
+		if err := pc.JoinGroup(punch0(t, h), &net.UDPAddr{IP: dst.AsSlice()}); err != nil {
 			t.Fatalf("join %s on punch0: %v", dst, err)
 		}
 	}
@@ -140,12 +118,25 @@ func (g *groupReceiver) read(timeout time.Duration) (payload string, dst, src ne
 // out of punch0.
 func senderOn(t *testing.T, h *lab.Host, dst netip.Addr) *ipv4.PacketConn {
 	t.Helper()
+	pc := ipv4.NewPacketConn(udpSocketIn(t, h, syscall.SO_BROADCAST))
+	if dst.IsMulticast() {
+		if err := pc.SetMulticastInterface(punch0(t, h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pc
+}
+
+// udpSocketIn opens a UDP socket on any port inside h, with the boolean
+// socket option opt set; it is closed with t.
+func udpSocketIn(t *testing.T, h *lab.Host, opt int) net.PacketConn {
+	t.Helper()
 	var c net.PacketConn
 	err := h.Do(func() error {
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			if err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_BROADCAST, 1)
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, 1)
 			}); err != nil {
 				return err
 			}
@@ -159,15 +150,14 @@ func senderOn(t *testing.T, h *lab.Host, dst netip.Addr) *ipv4.PacketConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	pc := ipv4.NewPacketConn(c)
-	if dst.IsMulticast() {
-		var ifi *net.Interface
-		if err := h.Do(func() (err error) { ifi, err = net.InterfaceByName("punch0"); return err }); err != nil {
-			t.Fatal(err)
-		}
-		if err := pc.SetMulticastInterface(ifi); err != nil {
-			t.Fatal(err)
-		}
+	return c
+}
+
+func punch0(t *testing.T, h *lab.Host) *net.Interface {
+	t.Helper()
+	var ifi *net.Interface
+	if err := h.Do(func() (err error) { ifi, err = net.InterfaceByName("punch0"); return err }); err != nil {
+		t.Fatal(err)
 	}
-	return pc
+	return ifi
 }
