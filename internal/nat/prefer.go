@@ -1,7 +1,9 @@
 package nat
 
 import (
+	"cmp"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -163,11 +165,20 @@ func (d *pathPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.Can
 			return best, "a direct pair answers; leaving the relay"
 		}
 	}
-	if sel == nil || now.Sub(d.lastProbe) < probeEvery {
+	// No direct pair known to answer. Try one; a nomination is a check,
+	// and if it is answered pion selects that pair. While relayed, nobody
+	// else checks the other pairs. While checking with nothing nominated
+	// after the grace, pion is most likely holding back a relayed pair
+	// that outranks the direct ones (see the top): the peer stops checking
+	// a pair once it answered, so the pair we would have seen answer may
+	// never reach the handler; try the direct pairs quickly then.
+	every, why := probeEvery, "probing a direct pair while relayed"
+	if sel == nil {
+		every, why = nominateEvery, "probing a direct pair while a relayed pair outranks it"
+	}
+	if now.Sub(d.lastProbe) < every {
 		return nil, ""
 	}
-	// Relayed and no direct pair has answered lately: nobody checks the
-	// other pairs after selection, so try one; a nomination is a check.
 	targets := d.probeTargets()
 	if len(targets) == 0 {
 		return nil, ""
@@ -175,7 +186,7 @@ func (d *pathPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.Can
 	d.lastProbe, d.lastNominated = now, now
 	p := targets[d.nextProbe%len(targets)]
 	d.nextProbe++
-	return p, "probing a direct pair while relayed"
+	return p, why
 }
 
 // probeTargets is one pair per remote address: the pairs the peer checked
@@ -209,7 +220,18 @@ func (d *pathPreference) probeTargets() []*ice.CandidatePair {
 			break
 		}
 	}
-	for _, r := range d.remotes {
+	// Public addresses first: where a relayed pair outranks the direct
+	// ones, the direct path is through the peer's NAT (on one LAN, host
+	// pairs win on priority anyway).
+	hostLast := func(c ice.Candidate) int {
+		if c.Type() == ice.CandidateTypeHost {
+			return 1
+		}
+		return 0
+	}
+	remotes := slices.Clone(d.remotes)
+	slices.SortStableFunc(remotes, func(x, y ice.Candidate) int { return cmp.Compare(hostLast(x), hostLast(y)) })
+	for _, r := range remotes {
 		add(&ice.CandidatePair{Local: local, Remote: r})
 	}
 	return out

@@ -87,11 +87,16 @@ func TestPathPreferenceChoose(t *testing.T) {
 			steps: []step{{at: 200 * time.Millisecond, sel: "relay", want: 1}},
 		},
 		{
-			name: "while checking, stale pairs are pion's to check",
+			name: "checking with nothing nominated after the grace: probe quickly",
 			pairs: func(t *testing.T) []*ice.CandidatePair {
-				return []*ice.CandidatePair{answeredNow(testPairOf(t, "host", "srflx", 10))}
+				return []*ice.CandidatePair{testPairOf(t, "host", "srflx", 10), testPairOf(t, "host", "prflx", 20)}
 			},
-			steps: []step{{at: freshResponse + time.Second, want: -1}},
+			steps: []step{
+				{at: nominationGrace / 2, want: -1},
+				{at: nominationGrace, want: 0},
+				{at: nominationGrace + nominateEvery/2, want: -1},
+				{at: nominationGrace + nominateEvery, want: 1},
+			},
 		},
 		{
 			name: "relayed with no fresh direct pair: probe them in turn",
