@@ -31,15 +31,8 @@ func (s Status) WriteTable(w io.Writer, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tOVERLAY\tSTATE\tPATH\tLOCAL\tREMOTE\tRX\tTX\tHANDSHAKE")
 	for _, p := range s.Peers {
-		name := p.ID
-		if len(name) > 12 {
-			name = name[:12] + "…"
-		}
-		if p.Alias != "" {
-			name = p.Alias + " (" + name + ")"
-		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			name, dash(p.OverlayIPv4), p.State, p.Path,
+			p.Name(), dash(p.OverlayIPv4), p.State, p.Path,
 			candidate(p.LocalCandidate), candidate(p.RemoteCandidate),
 			bytes(p.RxBytes), bytes(p.TxBytes), ago(p.LastHandshake, now))
 	}
@@ -89,4 +82,20 @@ func bytes(n uint64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
+}
+
+// Name is how a person sees the peer: its alias with the start of its ID,
+// or the start of its ID.
+func (p PeerStatus) Name() string {
+	if p.Alias != "" {
+		return p.Alias + " (" + shortID(p.ID) + ")"
+	}
+	return shortID(p.ID)
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12] + "…"
+	}
+	return id
 }

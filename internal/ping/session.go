@@ -50,14 +50,14 @@ func Run(ctx context.Context, cfg SessionConfig) (Summary, error) {
 	}
 	dst, err := netip.ParseAddr(peer.OverlayIPv4)
 	if err != nil {
-		return sum, fmt.Errorf("peer %s has no overlay IPv4 address in the daemon's status", short(peer.ID))
+		return sum, fmt.Errorf("peer %s has no overlay IPv4 address in the daemon's status", peer.Name())
 	}
 	p, err := NewPinger(dst)
 	if err != nil {
 		return sum, err
 	}
 	defer p.Close()
-	fmt.Fprintf(cfg.Out, "PING %s (%s) through the tunnel, %d bytes\n", name(peer), dst, max(cfg.Size, headerLen))
+	fmt.Fprintf(cfg.Out, "PING %s (%s) through the tunnel, %d bytes\n", peer.Name(), dst, max(cfg.Size, headerLen))
 	var total time.Duration
 	for seq := 1; seq <= cfg.Count; seq++ {
 		if seq > 1 {
@@ -152,26 +152,12 @@ func findPeer(peers []control.PeerStatus, want string) (control.PeerStatus, erro
 	case 0:
 		var known []string
 		for _, p := range peers {
-			known = append(known, name(p))
+			known = append(known, p.Name())
 		}
 		return control.PeerStatus{}, fmt.Errorf("no peer %q in the running daemon (its peers: %s)", want, strings.Join(known, ", "))
 	default:
 		return control.PeerStatus{}, fmt.Errorf("%q starts %d peers' IDs; give more of it", want, len(prefixed))
 	}
-}
-
-func name(p control.PeerStatus) string {
-	if p.Alias != "" {
-		return p.Alias + " (" + short(p.ID) + ")"
-	}
-	return short(p.ID)
-}
-
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12] + "…"
-	}
-	return id
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }

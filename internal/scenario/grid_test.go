@@ -100,7 +100,10 @@ func runCell(t *testing.T, opts Options) (row gridRow) {
 	// Each daemon probes its NAT in the background (RFC 5780 against the
 	// rendezvous), must find the lab's type and tells its peer; a relayed
 	// path's reason then says why, from both.
-	st, err = waitNAT(ctx, r, r.A, 10*time.Second)
+	st, _, err = waitStatus(ctx, r, r.A, 10*time.Second, "own and peer's NAT type", func(st control.Status) bool {
+		p, ok := onePeer(st)
+		return ok && st.Self.NAT != nil && p.NAT != ""
+	})
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -108,12 +111,12 @@ func runCell(t *testing.T, opts Options) (row gridRow) {
 	if opts.SameNAT {
 		natB = opts.NATA
 	}
-	if self, peer := st.Self.NAT.Type, st.Peers[0].NAT; self != labNATName(opts.NATA) || peer != labNATName(natB) {
-		return fail("status on A: own NAT %s, peer's %s; want %s and %s", self, peer, labNATName(opts.NATA), labNATName(natB))
+	if self, peer := st.Self.NAT.Type, st.Peers[0].NAT; self != string(wantType(opts.NATA)) || peer != string(wantType(natB)) {
+		return fail("status on A: own NAT %s, peer's %s; want %s and %s", self, peer, string(wantType(opts.NATA)), string(wantType(natB)))
 	}
 	row.nat = st.Self.NAT.Type + " / " + st.Peers[0].NAT
 	if p := st.Peers[0]; p.Path == "relay" {
-		want := "no direct path exists between this host's " + labNATName(opts.NATA) + " NAT and the peer's " + labNATName(natB)
+		want := "no direct path exists between this host's " + string(wantType(opts.NATA)) + " NAT and the peer's " + string(wantType(natB))
 		switch {
 		case opts.NATA == lab.NATUDPBlocked:
 			want = "UDP is blocked here"
@@ -151,29 +154,4 @@ func gridTable(rows []gridRow) string {
 	}
 	tw.Flush()
 	return b.String()
-}
-
-// waitNAT polls n's status until its daemon has probed its NAT and heard
-// its peer's; bounded in time and count.
-func waitNAT(ctx context.Context, r *Run, n *Node, timeout time.Duration) (control.Status, error) {
-	deadline := time.Now().Add(timeout)
-	for i := 0; i < 500 && time.Now().Before(deadline); i++ {
-		st, err := r.Status(ctx, n)
-		if err == nil && st.Self.NAT != nil && len(st.Peers) == 1 && st.Peers[0].NAT != "" {
-			return st, nil
-		}
-		if err := ctx.Err(); err != nil {
-			return st, err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return control.Status{}, fmt.Errorf("%s: no own and peer's NAT type in status within %v", n.Name, timeout)
-}
-
-// labNATName is the name `punchd nat` and the status use for a lab type.
-func labNATName(t lab.NATType) string {
-	if t == lab.NATNone {
-		return "open"
-	}
-	return string(t)
 }

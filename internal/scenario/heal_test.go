@@ -2,10 +2,10 @@ package scenario
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
+	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/lab"
 )
 
@@ -108,42 +108,23 @@ func flushMappings(ctx context.Context, t *testing.T, r *Run) {
 	// The path is healed when a pair answers again; on a symmetric NAT
 	// the new mapping has a new port, so the pair changes.
 	start := time.Now()
-	deadline := start.Add(15 * time.Second)
-	for i := 0; i < 300 && time.Now().Before(deadline); i++ {
-		st, err := r.Status(ctx, r.A)
-		if err == nil && len(st.Peers) == 1 && st.Peers[0].State == "connected" && st.Peers[0].Path == "direct" &&
-			st.Peers[0].ConnectedAt != nil && st.Peers[0].ConnectedAt.After(start) {
-			t.Logf("mappings flushed: direct again after %v (was %s, now %s)", time.Since(start).Round(time.Millisecond),
-				before.Peers[0].LocalCandidate.Address, st.Peers[0].LocalCandidate.Address)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	st, took, err := waitStatus(ctx, r, r.A, 15*time.Second, "a new direct path after the mapping flush", func(st control.Status) bool {
+		p, ok := onePeer(st)
+		return ok && p.State == "connected" && p.Path == "direct" && p.ConnectedAt != nil && p.ConnectedAt.After(start)
+	})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, r.Logs())
 	}
-	t.Fatalf("no new direct path within 15 s of the mapping flush\n%s", r.Logs())
+	t.Logf("mappings flushed: direct again after %v (was %s, now %s)", took.Round(time.Millisecond),
+		before.Peers[0].LocalCandidate.Address, st.Peers[0].LocalCandidate.Address)
 }
 
-// waitPath polls A's status until its peer is connected over path, bounded
-// in time and count; it returns how long that took.
+// waitPath waits until A's peer is connected over path and says how long
+// that took.
 func waitPath(ctx context.Context, r *Run, path string, timeout time.Duration) (time.Duration, error) {
-	start := time.Now()
-	deadline := start.Add(timeout)
-	last := "no status"
-	for i := 0; i < 1000 && time.Now().Before(deadline); i++ {
-		st, err := r.Status(ctx, r.A)
-		switch {
-		case err != nil:
-			last = err.Error()
-		case len(st.Peers) != 1:
-			last = fmt.Sprintf("%d peers in status", len(st.Peers))
-		case st.Peers[0].State == "connected" && st.Peers[0].Path == path:
-			return time.Since(start), nil
-		default:
-			last = fmt.Sprintf("state %s, path %s (%s)", st.Peers[0].State, st.Peers[0].Path, st.Peers[0].Reason)
-		}
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return 0, fmt.Errorf("not connected over %s within %v; last: %s", path, timeout, last)
+	_, took, err := waitStatus(ctx, r, r.A, timeout, "connected over "+path, func(st control.Status) bool {
+		p, ok := onePeer(st)
+		return ok && p.State == "connected" && p.Path == path
+	})
+	return took, err
 }
