@@ -56,6 +56,7 @@ type Host struct {
 	// Extra are further addresses (e.g. an RFC 5780 alternate IP).
 	Extra  []netip.Addr
 	Router *Router // nil for public hosts
+	moves  int     // how often MoveHost moved it: names its interface
 }
 
 // Router is a NAT router with a LAN behind it.
@@ -270,14 +271,25 @@ func (l *Lab) AddHost(name string, r *Router) (*Host, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	h := &Host{Name: name, NS: l.nsName(name), Router: r}
+	h := &Host{Name: name, NS: l.nsName(name)}
 	if err := l.addNS(ctx, h.NS); err != nil {
 		return nil, err
 	}
-	if err := l.link(ctx, h.NS, "eth0", r.NS, "lan0"); err != nil {
+	if err := l.attach(ctx, h, r); err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
+	l.hosts = append(l.hosts, h)
+	l.mu.Unlock()
+	return h, nil
+}
+
+// attach plugs h into r's LAN on a new interface with the next free
+// address and makes r its default gateway; the router's NAT rules are
+// applied with its first host.
+func (l *Lab) attach(ctx context.Context, h *Host, r *Router) error {
+	l.mu.Lock()
+	ifname := fmt.Sprintf("eth%d", h.moves)
 	r.hosts++
 	first := r.hosts == 1
 	a := r.gateway()
@@ -285,22 +297,24 @@ func (l *Lab) AddHost(name string, r *Router) (*Host, error) {
 		a = a.Next()
 	}
 	l.mu.Unlock()
-	h.Addr = a
+	if err := l.link(ctx, h.NS, ifname, r.NS, "lan0"); err != nil {
+		return err
+	}
 	if err := runAll(ctx,
-		[]string{"ip", "-n", h.NS, "addr", "add", h.Addr.String() + "/24", "dev", "eth0"},
-		[]string{"ip", "-n", h.NS, "route", "add", "default", "via", r.gateway().String()},
+		[]string{"ip", "-n", h.NS, "addr", "add", a.String() + "/24", "dev", ifname},
+		[]string{"ip", "-n", h.NS, "route", "replace", "default", "via", r.gateway().String(), "dev", ifname},
 	); err != nil {
-		return nil, err
+		return err
 	}
 	if first {
-		if err := applyNAT(ctx, r, h.Addr); err != nil {
-			return nil, err
+		if err := applyNAT(ctx, r, a); err != nil {
+			return err
 		}
 	}
 	l.mu.Lock()
-	l.hosts = append(l.hosts, h)
+	h.Addr, h.Router = a, r
 	l.mu.Unlock()
-	return h, nil
+	return nil
 }
 
 // Command runs name inside the host's namespace.

@@ -18,6 +18,11 @@ const (
 	NATPortRestricted NATType = "port-restricted" // EIM, address+port-dependent filtering
 	NATSymmetric      NATType = "symmetric"       // address+port-dependent mapping and filtering
 	NATUDPBlocked     NATType = "udp-blocked"     // no UDP at all; TCP masqueraded
+	// NATHTTPSOnly is the office or campus firewall that passes nothing
+	// from the LAN but TCP to port 443 (masqueraded). Not in AllNATTypes:
+	// it is no NAT behaviour of its own, and the grid would only repeat
+	// udp-blocked; the 443-only tests use it by name.
+	NATHTTPSOnly NATType = "https-only"
 )
 
 // AllNATTypes lists every type, in order of increasing hostility.
@@ -27,13 +32,13 @@ func AllNATTypes() []NATType {
 
 // Validate reports whether t is a known type.
 func (t NATType) Validate() error {
-	for _, k := range AllNATTypes() {
+	for _, k := range append(AllNATTypes(), NATHTTPSOnly) {
 		if t == k {
 			return nil
 		}
 	}
-	names := make([]string, 0, 6)
-	for _, k := range AllNATTypes() {
+	names := make([]string, 0, 7)
+	for _, k := range append(AllNATTypes(), NATHTTPSOnly) {
 		names = append(names, string(k))
 	}
 	return fmt.Errorf("unknown NAT type %q (known: %s)", t, strings.Join(names, ", "))
@@ -72,6 +77,11 @@ func ruleset(t NATType, host netip.Addr, o RouterOptions) (string, error) {
 		masq = "oifname \"eth0\" masquerade random,fully-random"
 	case NATUDPBlocked:
 		forward = "meta l4proto udp drop"
+	case NATHTTPSOnly:
+		// Only new flows are filtered: what passes is TCP to 443 and
+		// its answers (established, below).
+		forward = "iifname \"lan0\" oifname \"eth0\" ct state new tcp dport != 443 drop\n" +
+			"    iifname \"lan0\" oifname \"eth0\" ct state new meta l4proto != tcp drop"
 	default:
 		return "", fmt.Errorf("no NAT recipe for %q", t)
 	}

@@ -42,6 +42,7 @@ func TestRuleset(t *testing.T) {
 		{NATPortRestricted, []string{"masquerade\n", "ct state new drop"}, []string{"dnat to", "random"}, false},
 		{NATSymmetric, []string{"masquerade random,fully-random"}, []string{"dnat to"}, false},
 		{NATUDPBlocked, []string{"meta l4proto udp drop"}, []string{"dnat to"}, false},
+		{NATHTTPSOnly, []string{"ct state new tcp dport != 443 drop", "ct state new meta l4proto != tcp drop"}, []string{"dnat to", "random"}, false},
 		{NATNone, nil, nil, true},
 		{"bogus", nil, nil, true},
 	}
