@@ -154,6 +154,14 @@ func Run(ctx context.Context, cfg Config) error {
 		defer wg.Done()
 		d.nat.run(runCtx)
 	}()
+	if w := d.watchNetwork(bind); w != nil {
+		defer w.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.Run(runCtx)
+		}()
+	}
 	log.Info("punchd up", "id", self.String(), "interface", cfg.Interface,
 		"overlay", plan.self, "port", dev.ListenPort(), "peers", len(cfg.Peers),
 		"control", ctl.Path())
@@ -173,9 +181,8 @@ type peerState struct {
 	bind *tunnel.Bind
 	log  *slog.Logger
 
-	mu          sync.Mutex
-	connectedAt time.Time
-	lastPath    nat.Path
+	mu       sync.Mutex
+	lastPath nat.Path
 }
 
 type daemon struct {
@@ -266,15 +273,11 @@ func (d *daemon) onPath(key identity.PublicKey, path nat.Path) {
 	ps.lastPath = path
 	switch {
 	case path.Direct.IsValid() || path.Relay != nil:
-		if ps.connectedAt.IsZero() {
-			ps.connectedAt = time.Now()
-		}
 		ps.log.Info("path selected", "path", pathKind(path),
 			"local", path.Local.Type+" "+path.Local.Addr.String(),
 			"remote", path.Remote.Type+" "+path.Remote.Addr.String(),
 			"after", time.Since(d.started).Round(time.Millisecond))
 	default:
-		ps.connectedAt = time.Time{}
 		ps.log.Info("path lost; reconnecting")
 	}
 }

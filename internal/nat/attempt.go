@@ -261,13 +261,21 @@ func (p *Peer) addRemote(a *attempt, raw string) {
 	}
 }
 
-// closeAttempt stops the current agent, if any, and drops its path.
+// closeAttempt stops the current agent and one kept by a restart, if any,
+// and drops the path.
 func (p *Peer) closeAttempt(why string) {
+	p.closePrev(why)
 	a := p.cur
 	if a == nil {
 		return
 	}
 	p.cur = nil
+	p.closeAgent(a, why)
+	p.setPath(Path{})
+}
+
+// closeAgent stops a's conn reader and closes its agent in the background.
+func (p *Peer) closeAgent(a *attempt, why string) {
 	if a.cancel != nil {
 		a.cancel()
 	}
@@ -281,7 +289,6 @@ func (p *Peer) closeAttempt(why string) {
 			p.log.Debug("close ICE agent", "gen", a.gen, "err", err)
 		}
 	}()
-	p.setPath(Path{})
 	p.log.Debug("ICE attempt closed", "gen", a.gen, "why", why)
 }
 

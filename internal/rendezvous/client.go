@@ -54,6 +54,8 @@ type Client struct {
 	conn atomic.Pointer[websocket.Conn]
 	// recheck asks the pinger for a ping now (see Recheck).
 	recheck chan struct{}
+	// redial asks serve to drop the connection now (see Reconnect).
+	redial chan struct{}
 	cancel  context.CancelFunc
 	done    chan struct{}
 	once    sync.Once
@@ -72,7 +74,7 @@ func Connect(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Client{cfg: cfg, url: u, log: log, seal: newSealer(cfg.Key), recheck: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &Client{cfg: cfg, url: u, log: log, seal: newSealer(cfg.Key), recheck: make(chan struct{}, 1), redial: make(chan struct{}, 1), done: make(chan struct{})}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	conn, reg, err := c.dial(dctx)
 	cancel()
@@ -219,6 +221,10 @@ func (c *Client) run(ctx context.Context, conn *websocket.Conn, reg Registration
 // silently dead server (no RST) within a few seconds, or at once after
 // Recheck.
 func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
+	select {
+	case <-c.redial: // asked for before this connection was made: moot
+	default:
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var pinger sync.WaitGroup
 	defer func() {
@@ -236,6 +242,10 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 				return
 			case <-t.C:
 			case <-c.recheck:
+			case <-c.redial:
+				c.log.Debug("reconnecting to the rendezvous: the network changed")
+				cancel()
+				return
 			}
 			pctx, pcancel := context.WithTimeout(ctx, clientPing)
 			err := conn.Ping(pctx)
@@ -311,6 +321,17 @@ func (c *Client) Send(ctx context.Context, to identity.PublicKey, payload []byte
 func (c *Client) Recheck() {
 	select {
 	case c.recheck <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// Reconnect drops the current connection and dials again at once: the
+// daemon calls it when the host's addresses changed, since a connection
+// from an address the host no longer has is dead, and a ping would take
+// its timeout to say so. It never blocks.
+func (c *Client) Reconnect() {
+	select {
+	case c.redial <- struct{}{}:
 	default: // one is pending already
 	}
 }

@@ -232,6 +232,25 @@ func (b *Bind) SetAdvertiseIP(ip netip.Addr) {
 	}
 }
 
+// RefreshLocal recomputes the address STUNConn reports as local (the host
+// candidate) after the host's addresses or routes changed (a move from
+// Wi-Fi to LTE), and returns it and whether it changed. The socket is
+// bound to the wildcard address and needs nothing; only ICE's next
+// gathering announces the new address.
+func (b *Bind) RefreshLocal() (netip.Addr, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.sock.Load()
+	if s == nil {
+		return netip.Addr{}, false
+	}
+	old, _ := b.stun.LocalAddr().(*net.UDPAddr)
+	now := b.advertiseAddr(s.port)
+	b.stun.setLocal(now)
+	ip := now.AddrPort().Addr().Unmap()
+	return ip, old == nil || old.AddrPort().Addr().Unmap() != ip
+}
+
 // setExcludeInterface keeps name (our TUN) out of the advertised address.
 func (b *Bind) setExcludeInterface(name string) {
 	b.mu.Lock()
