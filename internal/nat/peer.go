@@ -137,7 +137,7 @@ type Peer struct {
 	relayRetry  time.Duration       // controlling: next restart while relayed
 	relayTimer  *time.Timer
 	relaySeq    uint64
-	wg          sync.WaitGroup      // agent closers and conn readers
+	wg          sync.WaitGroup // agent closers and conn readers
 }
 
 // Queue sizes: a burst of trickled candidates and signals must fit; if

@@ -56,9 +56,9 @@ type Client struct {
 	recheck chan struct{}
 	// redial asks serve to drop the connection now (see Reconnect).
 	redial chan struct{}
-	cancel  context.CancelFunc
-	done    chan struct{}
-	once    sync.Once
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
 }
 
 // Connect makes the first connection (bounded by ctx and a dial timeout)
