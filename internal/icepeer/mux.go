@@ -1,0 +1,76 @@
+package icepeer
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/punchd/punchd/internal/pionlog"
+)
+
+// NewUDPMux puts pion's universal UDP mux (host and server-reflexive
+// candidates) over conn, normally the tunnel Bind's STUN side: then ICE's
+// checks and WireGuard share one socket and therefore one NAT mapping, and
+// the address ICE selects is the one WireGuard must send to.
+//
+// The same mux is passed to every Peer as both WithUDPMux and
+// WithUDPMuxSrflx. It routes by remote address after the first packet, so
+// there must be one agent per remote peer on it. The caller closes it after
+// every Peer using it has stopped.
+func NewUDPMux(conn net.PacketConn, logger *slog.Logger) (ice.UniversalUDPMux, error) {
+	if conn == nil {
+		return nil, errors.New("ICE UDP mux: no socket given")
+	}
+	addr, ok := conn.LocalAddr().(*net.UDPAddr)
+	if !ok {
+		return nil, fmt.Errorf("ICE UDP mux: socket address %v is not UDP", conn.LocalAddr())
+	}
+	log := orDefault(logger)
+	if addr.IP.IsUnspecified() {
+		// The mux then offers every interface's address as a host
+		// candidate, our own TUN's included; the Bind should give a
+		// specific address.
+		log.Warn("ICE UDP mux on an unspecified address: every interface becomes a host candidate", "addr", addr)
+	}
+	inner := ice.NewUniversalUDPMuxDefault(ice.UniversalUDPMuxParams{
+		UDPConn: conn,
+		Logger:  pionlog.New(log).NewLogger("udpmux"),
+		// pion keeps a server-reflexive address for 25 s by default, so
+		// an ICE restart right after our NAT got a new public address
+		// (an ISP rebind, a move to another network) would offer the
+		// old one again and never find the direct path. Requests in
+		// flight are still shared between peers gathering together.
+		XORMappedAddrCacheTTL: srflxCacheTTL,
+	})
+	return &followingMux{UniversalUDPMux: inner, conn: conn, bound: addr}, nil
+}
+
+// srflxCacheTTL is as short as pion allows (zero means its default).
+const srflxCacheTTL = time.Nanosecond
+
+// followingMux lets the host candidate follow the host's address. pion's
+// mux takes the socket's address once and refuses connections for any
+// other, while conn (the Bind's STUN side) reports the address the host
+// has now (tunnel.Bind.RefreshLocal after a network change). Gathering asks
+// GetListenAddresses for the candidates' address, which is the current
+// one; the connections are asked for with the address pion knows. The
+// socket itself is bound to the wildcard address, so only what is
+// announced changes.
+type followingMux struct {
+	ice.UniversalUDPMux
+	conn  net.PacketConn
+	bound *net.UDPAddr // what pion's mux was created with
+}
+
+func (m *followingMux) GetListenAddresses() []net.Addr { return []net.Addr{m.conn.LocalAddr()} }
+
+func (m *followingMux) GetConn(ufrag string, _ net.Addr) (net.PacketConn, error) {
+	return m.UniversalUDPMux.GetConn(ufrag, m.bound)
+}
+
+func (m *followingMux) GetConnForURL(ufrag, url string, _ net.Addr) (net.PacketConn, error) {
+	return m.UniversalUDPMux.GetConnForURL(ufrag, url, m.bound)
+}

@@ -1,0 +1,129 @@
+package icepeer
+
+import (
+	"time"
+
+	"github.com/pion/ice/v4"
+)
+
+// Restarts that follow a moving host. Re-probing the pairs of a running
+// attempt cannot find a path whose ends moved: after our NAT got a new
+// public address, or we moved to another network, every candidate of the
+// attempt is stale. A new attempt gathers fresh ones. Two things ask for
+// one: the host's own network changing (Restart, from the daemon's
+// netlink watcher), and, on the controlling side, a relayed path, which
+// is retried on a backoff because what made it relayed (the peer's NAT
+// moved its mapping, a path broken for a while) may have gone.
+//
+// A restart is make-before-break: the attempt that carries the tunnel
+// keeps carrying it (its path stays on the Bind, its relay allocation
+// open) until the new attempt selects a pair or fails.
+
+const (
+	// relayRetryMin..relayRetryMax bound the backoff of restarts while
+	// relayed: the first soon after the relay took over, then doubling,
+	// so a pair that can never be direct (symmetric x symmetric) costs
+	// an attempt every half minute.
+	relayRetryMin = 2 * time.Second
+	relayRetryMax = 30 * time.Second
+)
+
+// Restart asks for a new ICE attempt with fresh candidates because the
+// host's network changed (addresses, routes). The controlling side starts
+// one; the controlled side asks the peer for one. Safe from any goroutine.
+func (p *Peer) Restart(reason string) {
+	p.tryPost("restart", func() { p.restart(reason, true) })
+}
+
+// restart runs on the loop; network says the host moved (which also
+// resets the relay backoff: the new network may well allow direct).
+func (p *Peer) restart(reason string, network bool) {
+	if network {
+		p.relayRetry = relayRetryMin
+	}
+	if !p.online {
+		return // the next attempt gathers fresh candidates anyway
+	}
+	a := p.cur
+	p.log.Info("restarting ICE with fresh candidates", "reason", reason)
+	if p.controlling {
+		p.requestAttempt()
+		return
+	}
+	if a != nil && a.state != ice.ConnectionStateFailed {
+		// The peer starts attempts; a hello that says our current one
+		// failed makes it offer a new one. Repeated on the retry timer
+		// until the offer comes: the rendezvous connection this one
+		// went out on may have died with the old network.
+		p.wantRestart = true
+		p.backoff = retryMin
+		p.sendHello(true)
+		p.armRetry()
+	}
+}
+
+// relayed reports whether path goes through a TURN relay on either side.
+func relayed(path Path) bool {
+	return path.Relay != nil || path.Remote.Type == ice.CandidateTypeRelay.String()
+}
+
+// onRelayedPath (controlling) schedules the next restart while the path
+// is relayed, and stops the schedule once it is direct.
+func (p *Peer) onRelayedPath(path Path) {
+	if !p.controlling || p.cfg.RelayOnly {
+		return
+	}
+	if !relayed(path) {
+		p.relayRetry = relayRetryMin
+		p.stopRelayTimer()
+		return
+	}
+	if p.relayTimer != nil {
+		return // one is due already
+	}
+	d := p.relayRetry
+	p.relayRetry = min(2*p.relayRetry, relayRetryMax)
+	p.relaySeq++
+	seq := p.relaySeq
+	p.relayTimer = time.AfterFunc(d, func() {
+		p.post(func() {
+			if seq != p.relaySeq {
+				return
+			}
+			p.relayTimer = nil
+			if a := p.cur; a != nil && a.state == ice.ConnectionStateConnected && relayed(a.path) {
+				p.restart("relayed for "+d.String()+": looking for a direct path with fresh candidates", false)
+			}
+		})
+	})
+}
+
+func (p *Peer) stopRelayTimer() {
+	p.relaySeq++
+	if p.relayTimer != nil {
+		p.relayTimer.Stop()
+		p.relayTimer = nil
+	}
+}
+
+// keepForRestart moves the current attempt aside while a new one is made,
+// when it carries the tunnel; closeAttempt then leaves its path alone.
+func (p *Peer) keepForRestart() {
+	a := p.cur
+	if a == nil || a.path.IsZero() || a.state != ice.ConnectionStateConnected {
+		return
+	}
+	p.closePrev("replaced again")
+	p.prev, p.cur = a, nil
+}
+
+// closePrev closes the attempt kept by keepForRestart, if any. Its path
+// has been replaced on the Bind already, or is dropped by the caller.
+func (p *Peer) closePrev(why string) {
+	a := p.prev
+	if a == nil {
+		return
+	}
+	p.prev = nil
+	p.closeAgent(a, why)
+}
