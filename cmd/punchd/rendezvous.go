@@ -74,7 +74,7 @@ func newRendezvousCommand() *cobra.Command {
 	fs.Bool("no-turn", false, "do not run the TURN relay (STUN only)")
 	fs.String("turn-secret", "", "TURN shared secret (coturn REST format); default: random per start")
 	fs.String("turn-tcp-listen", "", "TURN over TCP listen address (default: the --stun-listen address over TCP)")
-	fs.String("turn-tls-listen", "", "TURN over TLS listen address (default :5349 when --tls-cert is given; :443 passes most firewalls)")
+	fs.String("turn-tls-listen", "", "TURN over TLS listen address (default :5349 when --tls-cert is given); the --listen address (e.g. :443 for both) shares one TLS port with signaling, for networks that pass only HTTPS")
 	fs.String("relay-ip", "", "address relays are announced at (default: the --stun-listen IP, else the default route's source)")
 	fs.StringSlice("turn-allow-peers", nil, "ranges relays may reach although loopback/link-local/own (labs only)")
 	fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")

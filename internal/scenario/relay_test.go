@@ -23,6 +23,9 @@ func TestRelayVariants(t *testing.T) {
 	}{
 		{"coturn", Options{NATA: lab.NATSymmetric, NATB: lab.NATSymmetric, Relay: "coturn"}, false},
 		{"tls", Options{NATA: lab.NATUDPBlocked, NATB: lab.NATPortRestricted, Relay: "tls"}, true},
+		// Signaling and TURN over TLS on port 443 alone, for a host
+		// behind a firewall that passes nothing else.
+		{"443", Options{NATA: lab.NATHTTPSOnly, NATB: lab.NATPortRestricted, Relay: "443"}, true},
 		// --force-relay relays even where a direct path is trivial.
 		{"forced", Options{NATA: lab.NATNone, NATB: lab.NATNone, UpArgs: []string{"--force-relay"}}, true},
 	}
@@ -64,6 +67,11 @@ func TestRelayVariants(t *testing.T) {
 			}
 			if tt.relayOnA && (p.LocalCandidate == nil || p.LocalCandidate.Type != "relay") {
 				t.Fatalf("A (UDP blocked) must hold the relay itself, over TLS: local %+v", p.LocalCandidate)
+			}
+			if tt.opts.Relay == "tls" || tt.opts.Relay == "443" {
+				if p.LocalCandidate.RelayProtocol != "tls" {
+					t.Fatalf("A reaches its relay over %q, want tls (%+v)", p.LocalCandidate.RelayProtocol, p.LocalCandidate)
+				}
 			}
 			out, err := r.Ping(ctx, r.A, r.B, 2)
 			if err != nil || strings.Count(out, " via relay (") != 2 || !strings.Contains(out, " relay "+r.RelayIP().String()+":") {

@@ -37,7 +37,9 @@ type Options struct {
 	// Relay chooses the TURN relay: "" (the rendezvous' own, over UDP
 	// and TCP), "tls" (the rendezvous' own, TCP relay unreachable so only
 	// TLS is left), "coturn" (Debian's coturn with use-auth-secret on a
-	// second address of the rendezvous host; the rendezvous' own is off).
+	// second address of the rendezvous host; the rendezvous' own is off),
+	// "443" (the rendezvous' own, signaling and TURN over TLS on port 443
+	// alone, as for the https-only firewall).
 	Relay string
 	// UpArgs are extra flags for both `punchd up`s (e.g. --force-relay).
 	UpArgs []string
@@ -115,6 +117,15 @@ type Run struct {
 
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// signalPort is where the rendezvous listens for signaling: 443 when
+// signaling and TURN over TLS share it.
+func (r *Run) signalPort() string {
+	if r.opts.Relay == "443" {
+		return "443"
+	}
+	return signalPort
 }
 
 const (
@@ -211,7 +222,7 @@ func (r *Run) startRendezvous(ctx context.Context) error {
 	}
 	defer logf.Close()
 	cmd := r.R.Command(context.Background(), r.opts.Binary, append([]string{"rendezvous",
-		"--listen", net.JoinHostPort(r.R.Addr.String(), signalPort),
+		"--listen", net.JoinHostPort(r.R.Addr.String(), r.signalPort()),
 		"--stun-listen", net.JoinHostPort(r.R.Addr.String(), stunPort),
 		"--log-level", r.opts.logLevel()}, append(r.rvArgs, r.opts.RendezvousArgs...)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
@@ -222,10 +233,10 @@ func (r *Run) startRendezvous(ctx context.Context) error {
 	}
 	r.rvCmd = cmd
 	scheme := "http://"
-	if r.opts.Relay == "tls" {
+	if r.opts.Relay == "tls" || r.opts.Relay == "443" {
 		scheme = "https://"
 	}
-	r.rvURL = scheme + net.JoinHostPort(r.R.Addr.String(), signalPort)
+	r.rvURL = scheme + net.JoinHostPort(r.R.Addr.String(), r.signalPort())
 	// Wait for the health endpoint; bounded by count and time.
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; i < 500 && time.Now().Before(deadline); i++ {
@@ -244,7 +255,7 @@ func (r *Run) startRendezvous(ctx context.Context) error {
 func (r *Run) healthy() bool {
 	ok := false
 	_ = r.R.Do(func() error {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(r.R.Addr.String(), signalPort), 200*time.Millisecond)
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(r.R.Addr.String(), r.signalPort()), 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 			ok = true

@@ -31,6 +31,10 @@ type ServerConfig struct {
 	TCPListen  string // TURN over TCP, host:port (default port 3478)
 	TLSListen  string // TURN over TLS, host:port (default port 5349; 443 reaches through most firewalls)
 	TLSConfig  *tls.Config
+	// TLSListener, instead of TLSListen, is a listener whose connections
+	// are TLS with the handshake done: TURN's side of a port shared with
+	// signaling (see tlsmux). The Server closes it.
+	TLSListener net.Listener
 	// RelayIP is the address relays are allocated on and announced with.
 	RelayIP netip.Addr
 	// AllowPeers lists ranges relaying may reach even though they are
@@ -123,7 +127,11 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		s.listeners = append(s.listeners, ln)
 		lcs = append(lcs, turn.ListenerConfig{Listener: ln, RelayAddressGenerator: relay, PermissionHandler: perm})
 	}
-	if turnOn && cfg.TLSListen != "" {
+	if turnOn && cfg.TLSListener != nil {
+		s.listeners = append(s.listeners, cfg.TLSListener)
+		lcs = append(lcs, turn.ListenerConfig{Listener: cfg.TLSListener, RelayAddressGenerator: relay, PermissionHandler: perm})
+	}
+	if turnOn && cfg.TLSListen != "" && cfg.TLSListener == nil {
 		if cfg.TLSConfig == nil {
 			return fail(errors.New("TURN over TLS needs a certificate: give --tls-cert and --tls-key"))
 		}
