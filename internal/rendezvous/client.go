@@ -1,6 +1,8 @@
 package rendezvous
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"context"
 	"errors"
 	"fmt"
@@ -122,6 +124,14 @@ func wsURL(raw string) (string, error) {
 func (c *Client) dial(ctx context.Context) (*websocket.Conn, Registration, error) {
 	conn, _, err := websocket.Dial(ctx, c.url, nil)
 	if err != nil {
+		var unknown x509.UnknownAuthorityError
+		var verify *tls.CertificateVerificationError
+		if errors.As(err, &unknown) || errors.As(err, &verify) {
+			// The certificate is checked against the system's roots; a
+			// private CA has to be added there or named.
+			return nil, Registration{}, fmt.Errorf("rendezvous %s: its TLS certificate is not trusted by this host: %w; "+
+				"if a private CA signed it, point SSL_CERT_FILE at the CA's certificate (or add it to the system's roots)", c.url, err)
+		}
 		return nil, Registration{}, fmt.Errorf("rendezvous unreachable at %s: %w; is `punchd rendezvous` running and reachable?", c.url, err)
 	}
 	conn.SetReadLimit(maxClientRead)

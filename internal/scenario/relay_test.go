@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -73,10 +74,39 @@ func TestRelayVariants(t *testing.T) {
 					t.Fatalf("A reaches its relay over %q, want tls (%+v)", p.LocalCandidate.RelayProtocol, p.LocalCandidate)
 				}
 			}
+			if tt.opts.Relay == "443" {
+				untrustedCA(ctx, t, r)
+			}
 			out, err := r.Ping(ctx, r.A, r.B, 2)
 			if err != nil || strings.Count(out, " via relay (") != 2 || !strings.Contains(out, " relay "+r.RelayIP().String()+":") {
 				t.Fatalf("punchd ping B from A: want 2 replies via relay %s, got (%v):\n%s", r.RelayIP(), err, out)
 			}
 		})
 	}
+}
+
+// untrustedCA: without the lab's CA (no SSL_CERT_FILE) a daemon refuses
+// the rendezvous and says how to trust a private CA. Run on B's host, on
+// another interface and state directory than B's daemon.
+func untrustedCA(ctx context.Context, t *testing.T, r *Run) {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	cmd := r.B.Host.Command(cctx, punchdBinary, "up", "--rendezvous", r.rvURL, "--peer", r.A.ID.String(),
+		"--interface", "punch9", "--state-dir", t.TempDir())
+	cmd.Env = withoutEnv(os.Environ(), "SSL_CERT_FILE")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not trusted") || !strings.Contains(string(out), "SSL_CERT_FILE") {
+		t.Fatalf("punchd up without the lab CA: want a certificate error naming SSL_CERT_FILE, got %v:\n%s", err, out)
+	}
+}
+
+func withoutEnv(env []string, name string) []string {
+	var out []string
+	for _, e := range env {
+		if !strings.HasPrefix(e, name+"=") {
+			out = append(out, e)
+		}
+	}
+	return out
 }
