@@ -31,14 +31,18 @@ var (
 	pathDirect = benchPath{"direct", "punchd direct"}
 	pathOwn    = benchPath{"own-turn", "punchd relay (own TURN)"}
 	pathCoturn = benchPath{"coturn", "punchd relay (coturn)"}
+	// pathHTTPS: A behind the https-only firewall, B behind its own NAT
+	// (the --nat value), through a rendezvous on port 443 alone: A's
+	// relay is TURN over TLS.
+	pathHTTPS = benchPath{"https-only", "punchd relay (A https-only, TURN/TLS 443)"}
 )
 
 func allBenchPaths() []benchPath {
-	return []benchPath{pathRaw, pathStock, pathDirect, pathOwn, pathCoturn}
+	return []benchPath{pathRaw, pathStock, pathDirect, pathOwn, pathCoturn, pathHTTPS}
 }
 
-func (p benchPath) punchd() bool  { return p == pathDirect || p == pathOwn || p == pathCoturn }
-func (p benchPath) relayed() bool { return p == pathOwn || p == pathCoturn }
+func (p benchPath) punchd() bool  { return p == pathDirect || p.relayed() }
+func (p benchPath) relayed() bool { return p == pathOwn || p == pathCoturn || p == pathHTTPS }
 
 // benchConfig is one invocation of `punchd-lab bench`.
 type benchConfig struct {
@@ -80,7 +84,7 @@ func newBenchCommand() *cobra.Command {
 			for _, k := range keys {
 				i := slices.IndexFunc(allBenchPaths(), func(p benchPath) bool { return p.key == k })
 				if i < 0 {
-					return fmt.Errorf("--paths %q: use raw, wireguard-go, direct, own-turn, coturn", k)
+					return fmt.Errorf("--paths %q: use raw, wireguard-go, direct, own-turn, coturn, https-only", k)
 				}
 				c.paths = append(c.paths, allBenchPaths()[i])
 			}
@@ -103,7 +107,7 @@ func newBenchCommand() *cobra.Command {
 	f.String("wireguard-go", "", "stock wireguard-go binary to compare with")
 	f.Int("seconds", 10, "seconds per iperf3 run")
 	f.Int("runs", 1, "rounds over every path; the table shows medians (and the TCP x1 range) over them")
-	f.StringSlice("paths", []string{"raw", "wireguard-go", "direct", "own-turn", "coturn"}, "paths to measure: raw, wireguard-go, direct, own-turn, coturn")
+	f.StringSlice("paths", []string{"raw", "wireguard-go", "direct", "own-turn", "coturn"}, "paths to measure: raw, wireguard-go, direct, own-turn, coturn, https-only (A behind the 443-only firewall)")
 	f.StringSlice("nat", []string{"none", "port-restricted"}, "NAT on both sides: none, port-restricted")
 	f.String("log-level", "info", "log level of the punchd processes (debug costs relay throughput)")
 	f.String("profile", "", "save pprof CPU profiles of the punchd processes during TCP x1 into this directory")
@@ -169,7 +173,10 @@ func measure(ctx context.Context, c benchConfig, run int, topo lab.NATType, path
 		}
 	}()
 	opts := scenario.Options{Binary: c.bin, NATA: topo, NATB: topo, Dir: dir, LogLevel: c.logLevel}
-	if path.relayed() {
+	switch path {
+	case pathHTTPS:
+		opts.NATA, opts.Relay = lab.NATHTTPSOnly, "443"
+	case pathOwn, pathCoturn:
 		opts.UpArgs = []string{"--force-relay"}
 	}
 	if path == pathCoturn {
