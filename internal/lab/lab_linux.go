@@ -32,7 +32,11 @@ const namePrefix = "pdl"
 const markerDir = "/run/punchd-lab"
 
 // Options tune a lab; the zero value is fine.
-type Options struct{}
+type Options struct {
+	// IPv6 adds routed IPv6 (2001:db8::/32, see ipv6_linux.go) to the
+	// internet and every LAN, behind stateful firewalls on the routers.
+	IPv6 bool
+}
 
 // Lab is one set of namespaces.
 type Lab struct {
@@ -45,6 +49,7 @@ type Lab struct {
 	nextPub  int
 	nextLAN  int
 	nextVeth int
+	ipv6     bool
 	closed   bool
 }
 
@@ -56,6 +61,8 @@ type Host struct {
 	// Extra are further addresses (e.g. an RFC 5780 alternate IP).
 	Extra  []netip.Addr
 	Router *Router // nil for public hosts
+	// Addr6 is the host's global IPv6 address in labs with IPv6.
+	Addr6 netip.Addr
 	moves  int     // how often MoveHost moved it: names its interface
 }
 
@@ -66,6 +73,9 @@ type Router struct {
 	Type    NATType
 	WANAddr netip.Addr
 	LAN     netip.Prefix
+	// WANAddr6 and LAN6 in labs with IPv6 (routed, not translated).
+	WANAddr6 netip.Addr
+	LAN6     netip.Prefix
 	hosts   int
 	opts    RouterOptions
 }
@@ -100,14 +110,14 @@ func RequireRoot(t testing.TB) {
 
 // New creates the lab's internet. Stale labs of dead processes are removed
 // first.
-func New(ctx context.Context, _ Options) (*Lab, error) {
+func New(ctx context.Context, o Options) (*Lab, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the lab needs root (network namespaces, nftables)")
 	}
 	removeStale(ctx)
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	l := &Lab{id: hex.EncodeToString(b[:]), nextPub: 1, nextLAN: 1}
+	l := &Lab{id: hex.EncodeToString(b[:]), nextPub: 1, nextLAN: 1, ipv6: o.IPv6}
 	// The marker is written before any namespace exists, so a namespace
 	// without a marker can only belong to a lab whose owner is gone.
 	if err := writeMarker(l.id); err != nil {
@@ -128,6 +138,12 @@ func New(ctx context.Context, _ Options) (*Lab, error) {
 	); err != nil {
 		l.Close()
 		return nil, err
+	}
+	if l.ipv6 {
+		if err := l.setupWAN6(ctx); err != nil {
+			l.Close()
+			return nil, err
+		}
 	}
 	return l, nil
 }
@@ -206,6 +222,11 @@ func (l *Lab) AddPublicHost(name string, extra int) (*Host, error) {
 	if err := runAll(ctx, cmds...); err != nil {
 		return nil, err
 	}
+	if l.ipv6 {
+		if err := l.setupPublic6(ctx, h); err != nil {
+			return nil, err
+		}
+	}
 	l.mu.Lock()
 	l.hosts = append(l.hosts, h)
 	l.mu.Unlock()
@@ -254,6 +275,12 @@ func (l *Lab) AddNATWith(name string, t NATType, o RouterOptions) (*Router, erro
 	// dropped as if routed. A LAN switch does not filter: turn it off
 	// here (the sysctl is per namespace; absent without the module).
 	_ = run(ctx, "ip", "netns", "exec", r.NS, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
+	if l.ipv6 {
+		_ = run(ctx, "ip", "netns", "exec", r.NS, "sysctl", "-qw", "net.bridge.bridge-nf-call-ip6tables=0")
+		if err := l.setupRouter6(ctx, r, n); err != nil {
+			return nil, err
+		}
+	}
 	l.mu.Lock()
 	l.routers = append(l.routers, r)
 	l.mu.Unlock()
@@ -292,6 +319,7 @@ func (l *Lab) attach(ctx context.Context, h *Host, r *Router) error {
 	ifname := fmt.Sprintf("eth%d", h.moves)
 	r.hosts++
 	first := r.hosts == 1
+	k := r.hosts
 	a := r.gateway()
 	for i := 0; i < r.hosts; i++ {
 		a = a.Next()
@@ -308,6 +336,11 @@ func (l *Lab) attach(ctx context.Context, h *Host, r *Router) error {
 	}
 	if first {
 		if err := applyNAT(ctx, r, a); err != nil {
+			return err
+		}
+	}
+	if l.ipv6 {
+		if err := l.attach6(ctx, h, r, ifname, k); err != nil {
 			return err
 		}
 	}
