@@ -63,7 +63,7 @@ type Host struct {
 	Router *Router // nil for public hosts
 	// Addr6 is the host's global IPv6 address in labs with IPv6.
 	Addr6 netip.Addr
-	moves  int     // how often MoveHost moved it: names its interface
+	moves int // how often MoveHost moved it: names its interface
 }
 
 // Router is a NAT router with a LAN behind it.
@@ -76,8 +76,8 @@ type Router struct {
 	// WANAddr6 and LAN6 in labs with IPv6 (routed, not translated).
 	WANAddr6 netip.Addr
 	LAN6     netip.Prefix
-	hosts   int
-	opts    RouterOptions
+	hosts    int
+	opts     RouterOptions
 }
 
 // RouterOptions add features to a NAT router.
