@@ -47,9 +47,10 @@ type BindOptions struct {
 // Device's Close ends with Shutdown, after which STUNConn reads fail.
 // Paths and peers survive a Close/Open cycle.
 type Bind struct {
-	log  *slog.Logger
-	opts BindOptions
-	stun *stunConn
+	log   *slog.Logger
+	opts  BindOptions
+	stun  *stunConn
+	stun6 *stunConn // the IPv6 socket's (bind6.go)
 
 	// mu serializes Open/Close and guards exclude and writes of byAddr.
 	// The packet paths never take it.
@@ -84,6 +85,7 @@ type relayPacket struct {
 // socket is one Open's socket; replaced on every Open.
 type socket struct {
 	udp    *net.UDPConn
+	udp6   *net.UDPConn     // nil without IPv6 (bind6.go)
 	pc     *ipv4.PacketConn // for batched writes
 	rd     *udpbatch.Reader // for batched reads, by the one socket receiver
 	port   uint16
@@ -103,6 +105,8 @@ func NewBind(log *slog.Logger, opts BindOptions) *Bind {
 		relayIn: make(chan relayPacket, relayQueue),
 	}
 	b.stun = newSTUNConn(b)
+	b.stun6 = newSTUNConn(b)
+	b.stun6.setLocal(&net.UDPAddr{IP: net.IPv6unspecified})
 	empty := map[netip.AddrPort]*peerEndpoint{}
 	b.byAddr.Store(&empty)
 	b.relayBufs.New = func() any {
@@ -150,12 +154,19 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		closed: make(chan struct{}),
 	}
 	b.stun.setLocal(b.advertiseAddr(s.port))
+	if !b.opts.ListenAddr.IsValid() || b.opts.ListenAddr.IsUnspecified() {
+		b.openIPv6(s)
+	}
 	b.sock.Store(s)
 	recv := b.receiveSocket(s)
 	if enableGRO(udp) {
 		recv = b.receiveGRO(s)
 	}
-	return []conn.ReceiveFunc{recv, b.receiveRelay(s)}, s.port, nil
+	fns := []conn.ReceiveFunc{recv, b.receiveRelay(s)}
+	if s.udp6 != nil {
+		fns = append(fns, b.receive6(s))
+	}
+	return fns, s.port, nil
 }
 
 // setBuffers asks for large socket buffers (see sockbuf): default ones
@@ -179,6 +190,9 @@ func (b *Bind) Close() error {
 		return nil
 	}
 	close(s.closed)
+	if s.udp6 != nil {
+		_ = s.udp6.Close()
+	}
 	return s.udp.Close()
 }
 
@@ -247,6 +261,9 @@ func (b *Bind) RefreshLocal() (netip.Addr, bool) {
 	old, _ := b.stun.LocalAddr().(*net.UDPAddr)
 	now := b.advertiseAddr(s.port)
 	b.stun.setLocal(now)
+	if s.udp6 != nil {
+		b.stun6.setLocal(advertiseAddr6(s.port))
+	}
 	ip := now.AddrPort().Addr().Unmap()
 	return ip, old == nil || old.AddrPort().Addr().Unmap() != ip
 }
