@@ -51,7 +51,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer dev.Close()
 
-	mux, err := icepeer.NewUDPMux(bind.STUNConn(), log.With("component", "ice-mux"))
+	mux, err := icepeer.NewDualUDPMux(bind.STUNConn(), bind.STUNConn6(), log.With("component", "ice-mux"))
 	if err != nil {
 		return fmt.Errorf("start ICE on the tunnel socket: %w", err)
 	}

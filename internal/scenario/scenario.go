@@ -45,6 +45,9 @@ type Options struct {
 	UpArgs []string
 	// RendezvousArgs are extra flags for `punchd rendezvous`.
 	RendezvousArgs []string
+	// IPv6 gives the lab routed IPv6 on the internet and every LAN,
+	// behind stateful firewalls (lab.Options.IPv6).
+	IPv6 bool
 	// LogLevel of the rendezvous and both daemons; "" is debug, which
 	// tests want. Benchmarks use info, as users run them.
 	LogLevel string
@@ -147,7 +150,7 @@ func Start(ctx context.Context, opts Options) (_ *Run, err error) {
 		}
 		opts.Dir, tempDir = d, d
 	}
-	l, err := lab.New(ctx, lab.Options{})
+	l, err := lab.New(ctx, lab.Options{IPv6: opts.IPv6})
 	if err != nil {
 		if tempDir != "" {
 			_ = os.RemoveAll(tempDir)
