@@ -41,7 +41,8 @@ type BindOptions struct {
 
 // Bind is a conn.Bind that owns one IPv4 UDP socket, reads and writes it in
 // batches, diverts STUN to ICE and sends each peer's packets over the path
-// ICE selected. See DESIGN "Data path".
+// ICE selected. See DESIGN "Data path". Where the host has IPv6 a second,
+// IPv6-only socket on the same port carries IPv6 paths (bind6.go).
 //
 // Life cycle: wireguard-go Opens and Closes it (possibly many times); the
 // Device's Close ends with Shutdown, after which STUNConn reads fail.
