@@ -40,6 +40,13 @@ type RendezvousConfig struct {
 	STUNAltIP   netip.Addr
 	STUNAltAuto bool
 	STUNAltPort int
+	// Web apps: WebOrigins is the allowlist of page origins that may use
+	// /turn-credentials and the PeerJS signaling at /peerjs (both off
+	// without it); WebAPIKeyFile holds keys for server-side callers of
+	// /turn-credentials; WebCredentialTTL is their lifetime (default 10 min).
+	WebOrigins       []string
+	WebAPIKeyFile    string
+	WebCredentialTTL time.Duration
 	// DebugListen, when set, serves net/http/pprof there.
 	DebugListen string
 	Logger      *slog.Logger
@@ -128,6 +135,11 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		TURN:     turnCfg,
 	})
 	defer srv.Close()
+	handler, closeWeb, err := webHandler(cfg, srv.Handler(), stunPort, turnCfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeWeb()
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -136,7 +148,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		}
 		return fmt.Errorf("signaling listen %s: %w", cfg.Listen, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	scheme := "http"
 	go func() {
