@@ -105,7 +105,9 @@ func (c Candidate) String() string {
 }
 
 // Relayed reports whether either side of the pair is a TURN relay.
-func (p *Pair) Relayed() bool { return p != nil && (p.Local.Type == "relay" || p.Remote.Type == "relay") }
+func (p *Pair) Relayed() bool {
+	return p != nil && (p.Local.Type == "relay" || p.Remote.Type == "relay")
+}
 
 func (p *Pair) String() string {
 	if p == nil {
@@ -159,7 +161,9 @@ func Start(ctx context.Context, opts Options) (_ *Lab, err error) {
 }
 
 // PageOrigin is the origin of the lab page, the rendezvous' --web-origin.
-func (l *Lab) PageOrigin() string { return "http://" + net.JoinHostPort(l.R.Addr.String(), strconv.Itoa(pagePort)) }
+func (l *Lab) PageOrigin() string {
+	return "http://" + net.JoinHostPort(l.R.Addr.String(), strconv.Itoa(pagePort))
+}
 
 // RendezvousURL is the rendezvous' HTTP address.
 func (l *Lab) RendezvousURL() string {
