@@ -439,3 +439,20 @@ func CacheDir() string {
 
 // Addr is the rendezvous host's address.
 func (l *Lab) Addr() netip.Addr { return l.R.Addr }
+
+// NamedCase is a case with the name tables print.
+type NamedCase struct {
+	Name string
+	Case
+}
+
+// MeasuredCases are the cases `punchd-lab webrtc` times: the lab test's
+// four.
+func MeasuredCases() []NamedCase {
+	return []NamedCase{
+		{"symmetric x symmetric, STUN+TURN", Case{NAT: lab.NATSymmetric, ICE: "turn"}},
+		{"symmetric x symmetric, STUN only", Case{NAT: lab.NATSymmetric, ICE: "stun", Wait: 8 * time.Second}},
+		{"symmetric x symmetric, TURN/TCP relay-only", Case{NAT: lab.NATSymmetric, ICE: "relay-tcp"}},
+		{"port-restricted x port-restricted, STUN+TURN", Case{NAT: lab.NATPortRestricted, ICE: "turn"}},
+	}
+}
