@@ -91,6 +91,7 @@ type Server struct {
 	mu     sync.Mutex
 	peers  map[string]*client
 	perIP  map[netip.Addr]int
+	open   int // WebSockets, registered or not
 	closed bool
 
 	ctx    context.Context
@@ -200,16 +201,21 @@ func (s *Server) junk(msg string, args ...any) {
 func (s *Server) admitIP(ip netip.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.perIP[ip] >= s.cfg.MaxPeersPerIP {
+	// Sockets that are not (yet) registered count too: a peer's
+	// goroutines and buffers exist from the upgrade on. A little room
+	// above MaxPeers lets a full server still tell newcomers it is full.
+	if s.closed || s.perIP[ip] >= s.cfg.MaxPeersPerIP || s.open >= s.cfg.MaxPeers+s.cfg.MaxPeers/10+1 {
 		return false
 	}
 	s.perIP[ip]++
+	s.open++
 	return true
 }
 
 func (s *Server) releaseIP(ip netip.Addr) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.open--
 	if s.perIP[ip]--; s.perIP[ip] <= 0 {
 		delete(s.perIP, ip)
 	}
@@ -219,8 +225,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ip := iplimit.Key(iplimit.RemoteAddr(r))
 	if !s.admitIP(ip) {
 		s.stats.Refused.Add(1)
-		s.junk("peerjs connections over the per-address limit", "remote", r.RemoteAddr)
-		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
+		s.junk("peerjs connections over the per-address or total limit", "remote", r.RemoteAddr)
+		http.Error(w, "too many connections from your address, or the server is full", http.StatusTooManyRequests)
 		return
 	}
 	defer s.releaseIP(ip)

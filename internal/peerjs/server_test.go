@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -342,5 +343,26 @@ func TestQueueBound(t *testing.T) {
 	q := sender.take()
 	if len(q) != 7 || !jsonEqual(t, q[0], `{"type":"EXPIRE","src":"slow","dst":"a"}`) {
 		t.Fatalf("sender got %d messages (%q), want 7 EXPIREs", len(q), q)
+	}
+}
+
+// Open sockets, registered or not, are bounded in total: MaxPeers plus a
+// tenth (and one), so a full server can still tell newcomers it is full.
+func TestOpenSocketsBounded(t *testing.T) {
+	s := New(Config{MaxPeers: 20, MaxPeersPerIP: 1000})
+	defer s.Close()
+	ip := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}) }
+	admitted := 0
+	for i := range 100 {
+		if s.admitIP(ip(i)) {
+			admitted++
+		}
+	}
+	if admitted != 23 {
+		t.Fatalf("admitted %d sockets, want 20 + 2 + 1", admitted)
+	}
+	s.releaseIP(ip(0))
+	if !s.admitIP(ip(200)) {
+		t.Fatal("no room after a socket closed")
 	}
 }
