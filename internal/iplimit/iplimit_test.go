@@ -77,3 +77,34 @@ func TestTableBounded(t *testing.T) {
 		t.Fatalf("table grew to %d", l.Len())
 	}
 }
+
+func TestConns(t *testing.T) {
+	c := &Conns{PerAddr: 2, Total: 3}
+	a, a2, b, d := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")
+	steps := []struct {
+		ip      netip.Addr
+		acquire bool // false: release
+		want    bool
+	}{
+		{a, true, true},
+		{a2, true, true},
+		{a, true, false}, // per address
+		{b, true, true},
+		{d, true, false}, // total (and d shares b's /64)
+		{a, false, true},
+		{d, true, true}, // b's /64 has room for a second
+		{b, true, false},
+	}
+	for i, st := range steps {
+		if !st.acquire {
+			c.Release(st.ip)
+			continue
+		}
+		if got := c.Acquire(st.ip); got != st.want {
+			t.Fatalf("step %d: Acquire(%s) = %v, want %v", i, st.ip, got, st.want)
+		}
+	}
+	if c.Open() != 3 {
+		t.Fatalf("open %d, want 3", c.Open())
+	}
+}

@@ -90,9 +90,11 @@ type Server struct {
 
 	mu     sync.Mutex
 	peers  map[string]*client
-	perIP  map[netip.Addr]int
-	open   int // WebSockets, registered or not
 	closed bool
+	// conns bounds the WebSockets, registered or not (a peer's goroutines
+	// and buffers exist from the upgrade on). A little room above
+	// MaxPeers lets a full server still tell newcomers it is full.
+	conns iplimit.Conns
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -126,7 +128,8 @@ type client struct {
 func New(cfg Config) *Server {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, log: cfg.Logger, peers: map[string]*client{}, perIP: map[netip.Addr]int{}, ctx: ctx, cancel: cancel, junkLog: rate.NewLimiter(1, 10)}
+	return &Server{cfg: cfg, log: cfg.Logger, peers: map[string]*client{}, ctx: ctx, cancel: cancel, junkLog: rate.NewLimiter(1, 10),
+		conns: iplimit.Conns{PerAddr: cfg.MaxPeersPerIP, Total: cfg.MaxPeers + cfg.MaxPeers/10 + 1}}
 }
 
 // Stats are the server's counters.
@@ -200,29 +203,15 @@ func (s *Server) junk(msg string, args ...any) {
 
 func (s *Server) admitIP(ip netip.Addr) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	// Sockets that are not (yet) registered count too: a peer's
-	// goroutines and buffers exist from the upgrade on. A little room
-	// above MaxPeers lets a full server still tell newcomers it is full.
-	if s.closed || s.perIP[ip] >= s.cfg.MaxPeersPerIP || s.open >= s.cfg.MaxPeers+s.cfg.MaxPeers/10+1 {
-		return false
-	}
-	s.perIP[ip]++
-	s.open++
-	return true
+	closed := s.closed
+	s.mu.Unlock()
+	return !closed && s.conns.Acquire(ip)
 }
 
-func (s *Server) releaseIP(ip netip.Addr) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.open--
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
-	}
-}
+func (s *Server) releaseIP(ip netip.Addr) { s.conns.Release(ip) }
 
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	ip := iplimit.Key(iplimit.RemoteAddr(r))
+	ip := iplimit.RemoteAddr(r)
 	if !s.admitIP(ip) {
 		s.stats.Refused.Add(1)
 		s.junk("peerjs connections over the per-address or total limit", "remote", r.RemoteAddr)

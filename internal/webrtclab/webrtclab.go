@@ -379,17 +379,7 @@ func (l *Lab) browser(h *lab.Host, name, url string) (stop func(), err error) {
 // idempotent.
 func (l *Lab) Close() {
 	l.closeOnce.Do(func() {
-		if l.rv != nil && l.rv.Process != nil {
-			_ = l.rv.Process.Signal(syscall.SIGTERM)
-			done := make(chan struct{})
-			go func() { _ = l.rv.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				_ = l.rv.Process.Kill()
-				<-done
-			}
-		}
+		lab.Terminate(l.rv, 5*time.Second)
 		if l.page != nil {
 			_ = l.page.Close()
 		}
