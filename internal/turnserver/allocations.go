@@ -45,29 +45,36 @@ func (a *Allocations) addTLS(addr net.Addr) {
 	}
 }
 
-// transport names what the client reached us over: pion says UDP or TCP;
-// TCP to a TLS listener is TLS.
-func (a *Allocations) transport(protocol string, local net.Addr) string {
+// transport names what the client reached us over. pion's protocol
+// argument says UDP for every allocation (its five-tuples are fixed to
+// UDP), so the addresses tell: a TCP address is TURN over TCP, or TLS on a
+// TLS listener's port.
+func (a *Allocations) transport(src, local net.Addr) string {
+	if _, ok := src.(*net.TCPAddr); !ok {
+		if _, ok := local.(*net.TCPAddr); !ok {
+			return "UDP"
+		}
+	}
 	ta, ok := local.(*net.TCPAddr)
-	if protocol != "TCP" || !ok {
-		return protocol
+	if !ok {
+		return "TCP"
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.tls[ta.Port] {
 		return "TLS"
 	}
-	return protocol
+	return "TCP"
 }
 
-func (a *Allocations) created(src, dst net.Addr, protocol, user string, relay net.Addr) {
+func (a *Allocations) created(src, dst net.Addr, user string, relay net.Addr) {
 	a.active.Add(1)
 	a.total.Add(1)
 	if !a.lim.Allow() {
 		a.suppressed.Add(1)
 		return
 	}
-	args := []any{"user", user, "client", addrString(src), "transport", a.transport(protocol, dst), "relay", addrString(relay)}
+	args := []any{"user", user, "client", addrString(src), "transport", a.transport(src, dst), "relay", addrString(relay)}
 	if n := a.suppressed.Swap(0); n > 0 {
 		args = append(args, "unlogged_before", n)
 	}
@@ -86,8 +93,8 @@ func addrString(a net.Addr) string {
 // eventHandler is what pion calls on allocation events.
 func (a *Allocations) eventHandler() turn.EventHandler {
 	return turn.EventHandler{
-		OnAllocationCreated: func(src, dst net.Addr, protocol, user, _ string, relay net.Addr, _ int) {
-			a.created(src, dst, protocol, user, relay)
+		OnAllocationCreated: func(src, dst net.Addr, _, user, _ string, relay net.Addr, _ int) {
+			a.created(src, dst, user, relay)
 		},
 		OnAllocationDeleted: func(_, _ net.Addr, _, _, _ string) { a.deleted() },
 	}

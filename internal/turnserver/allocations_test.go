@@ -131,11 +131,33 @@ func TestAllocationLogAndCount(t *testing.T) {
 		}
 	}
 	release()
+	// Over TCP: pion's client on a TCP connection to the TCP listener.
+	tcp, err := net.Dial("tcp", s.listeners[0].Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := turn.NewClient(&turn.ClientConfig{STUNServerAddr: tcp.RemoteAddr().String(), TURNServerAddr: tcp.RemoteAddr().String(),
+		Username: user, Password: pass, Realm: Realm, Conn: turn.NewSTUNConn(tcp)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := c.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "transport=TCP") {
+		t.Errorf("no allocation line with transport=TCP: %s", buf.String())
+	}
+	relay.Close()
+	c.Close()
 	deadline := time.Now().Add(3 * time.Second)
 	for i := 0; i < 300 && s.Allocations().Active() != 0 && time.Now().Before(deadline); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if a := s.Allocations(); a.Active() != 0 || a.Total() != 1 {
+	if a := s.Allocations(); a.Active() != 0 || a.Total() != 2 {
 		t.Fatalf("active %d total %d after release", a.Active(), a.Total())
 	}
 }
@@ -143,19 +165,19 @@ func TestAllocationLogAndCount(t *testing.T) {
 func TestAllocationTransportNames(t *testing.T) {
 	a := newAllocations(quietLogger())
 	a.addTLS(&net.TCPAddr{IP: net.IPv6zero, Port: 5349})
+	client := &net.TCPAddr{IP: net.IPv4(198, 19, 1, 2), Port: 40000}
 	tests := []struct {
-		proto string
-		local net.Addr
-		want  string
+		src, local net.Addr
+		want       string
 	}{
-		{"UDP", &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 3478}, "UDP"},
-		{"TCP", &net.TCPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 3478}, "TCP"},
-		{"TCP", &net.TCPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 5349}, "TLS"},
-		{"TCP", nil, "TCP"},
+		{&net.UDPAddr{IP: net.IPv4(198, 19, 1, 2), Port: 40000}, &net.UDPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 3478}, "UDP"},
+		{client, &net.TCPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 3478}, "TCP"},
+		{client, &net.TCPAddr{IP: net.IPv4(198, 18, 0, 1), Port: 5349}, "TLS"},
+		{client, nil, "TCP"},
 	}
 	for _, tt := range tests {
-		if got := a.transport(tt.proto, tt.local); got != tt.want {
-			t.Errorf("transport(%s, %v) = %s, want %s", tt.proto, tt.local, got, tt.want)
+		if got := a.transport(tt.src, tt.local); got != tt.want {
+			t.Errorf("transport(%v, %v) = %s, want %s", tt.src, tt.local, got, tt.want)
 		}
 	}
 }
@@ -167,7 +189,7 @@ func TestAllocationLogBounded(t *testing.T) {
 	a := newAllocations(slog.New(slog.NewTextHandler(&buf, nil)))
 	src := &net.UDPAddr{IP: net.IPv4(198, 18, 0, 9), Port: 1}
 	for range 1000 {
-		a.created(src, nil, "UDP", "web-x", src)
+		a.created(src, nil, "web-x", src)
 	}
 	lines := strings.Count(buf.String(), "TURN allocation")
 	if lines > 30 {
@@ -177,7 +199,7 @@ func TestAllocationLogBounded(t *testing.T) {
 		t.Fatalf("counted %d/%d", a.Total(), a.Active())
 	}
 	time.Sleep(300 * time.Millisecond) // refill at least one token (5/s)
-	a.created(src, nil, "UDP", "web-x", src)
+	a.created(src, nil, "web-x", src)
 	if !strings.Contains(buf.String(), "unlogged_before=") {
 		t.Fatal("the next line does not say how many were left out")
 	}

@@ -133,6 +133,22 @@ func TestPeerJSAcrossNATs(t *testing.T) {
 		})
 	}
 
+	t.Run("allocations_logged", func(t *testing.T) {
+		// The pages' allocations, over UDP and (relay-tcp) TCP, each an
+		// info line naming the web user and the relay address.
+		var udp, tcp bool
+		for _, line := range strings.Split(l.RendezvousLog(), "\n") {
+			if !strings.Contains(line, `msg="TURN allocation"`) || !strings.Contains(line, "user=web-") || !strings.Contains(line, "relay="+l.R.Addr.String()+":") {
+				continue
+			}
+			udp = udp || strings.Contains(line, "transport=UDP")
+			tcp = tcp || strings.Contains(line, "transport=TCP")
+		}
+		if !udp || !tcp {
+			t.Fatalf("allocation lines over UDP %v, TCP %v; want both", udp, tcp)
+		}
+	})
+
 	t.Run("foreign_origin", func(t *testing.T) {
 		for _, path := range []string{"/turn-credentials?service=turn&username=x", "/peerjs/peerjs/id"} {
 			code, body := l.get(t, l.pairs[lab.NATSymmetric][0], path, "http://evil.example")
