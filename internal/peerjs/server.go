@@ -48,7 +48,7 @@ type Config struct {
 	MaxFrameBytes     int           // default 64 KiB (an offer with media SDP is a few KiB)
 	MessagesPerSecond int           // per connection, sustained, burst 2x; default 50
 	QueueBytesPerPeer int           // waiting for a slow reader; default 256 KiB
-	IdleTimeout       time.Duration // no message (clients heartbeat every 5 s); default 60 s
+	IdleTimeout       time.Duration // no message; default 90 s, PeerServer's alive_timeout (clients heartbeat every 5 s, but a hidden tab's timers may fire only once a minute)
 	WriteTimeout      time.Duration // one frame to a client; default 10 s
 	Logger            *slog.Logger
 }
@@ -73,7 +73,7 @@ func (c *Config) defaults() {
 		c.QueueBytesPerPeer = 256 << 10
 	}
 	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = 60 * time.Second
+		c.IdleTimeout = 90 * time.Second
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = 10 * time.Second
