@@ -83,18 +83,20 @@ func webrtcFigures(ctx context.Context, bin string, runs int, bulk int64) error 
 		return nil
 	}
 	pid := l.RendezvousPID()
-	before, t0 := bench.CPUTime(pid), time.Now()
-	r, err := l.Run(ctx, webrtclab.Case{NAT: lab.NATSymmetric, ICE: "relay-udp", Bulk: bulk})
+	var before time.Duration
+	var t0 time.Time
+	r, err := l.Run(ctx, webrtclab.Case{NAT: lab.NATSymmetric, ICE: "relay-udp", Bulk: bulk,
+		OnBulkStart: func() { before, t0 = bench.CPUTime(pid), time.Now() }})
 	if err != nil {
 		return fmt.Errorf("bulk transfer: %w", err)
 	}
 	cpu, wall := bench.CPUTime(pid)-before, time.Since(t0)
-	if !r.Opened || r.BulkBytes < bulk {
+	if !r.Opened || r.BulkBytes < bulk || t0.IsZero() {
 		return fmt.Errorf("bulk transfer: opened %v, %d of %d bytes arrived", r.Opened, r.BulkBytes, bulk)
 	}
 	gb := float64(r.BulkBytes) / 1e9
 	fmt.Printf("\nrelay CPU for %d MiB over a data channel through TURN/UDP (both pages relay-only, %s):\n", r.BulkBytes>>20, r.Pair)
-	fmt.Printf("  rendezvous CPU %.2f s in %.1f s wall (whole run incl. page load), transfer %.1f s = %.1f Mbit/s; %.2f CPU-s per GB\n",
-		cpu.Seconds(), wall.Seconds(), r.BulkMs/1000, float64(r.BulkBytes)*8/(r.BulkMs/1000)/1e6, cpu.Seconds()/gb)
+	fmt.Printf("  rendezvous CPU %.2f s in %.1f s of transfer (%.1f Mbit/s, %.0f%% of a core): %.1f CPU-s per GB\n",
+		cpu.Seconds(), wall.Seconds(), float64(r.BulkBytes)*8/wall.Seconds()/1e6, 100*cpu.Seconds()/wall.Seconds(), cpu.Seconds()/gb)
 	return nil
 }

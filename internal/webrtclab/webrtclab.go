@@ -274,8 +274,10 @@ type Case struct {
 	ICE string
 	// Wait bounds connect() to open inside the page.
 	Wait time.Duration
-	// Bulk, when > 0, is sent over the data channel after the echo.
-	Bulk int64
+	// Bulk, when > 0, is sent over the data channel after the echo;
+	// OnBulkStart, when set, is called just before the first byte.
+	Bulk        int64
+	OnBulkStart func()
 }
 
 // Run runs c: the listening page first, then, once it is registered,
@@ -308,7 +310,7 @@ func (l *Lab) Run(ctx context.Context, c Case) (Report, error) {
 		return Report{}, err
 	}
 	defer stopL()
-	if _, err := l.await(ctx, ch, "listen", "open", 30*time.Second); err != nil {
+	if _, err := l.await(ctx, ch, "listen", "open", 30*time.Second, nil); err != nil {
 		return Report{}, fmt.Errorf("listening page: %w", err)
 	}
 	stopC, err := l.browser(pair[1], run+"-connect", url("connect", con, lis))
@@ -320,12 +322,12 @@ func (l *Lab) Run(ctx context.Context, c Case) (Report, error) {
 	if c.Bulk > 0 {
 		bulkTime = 120 * time.Second
 	}
-	return l.await(ctx, ch, "connect", "result", c.Wait+30*time.Second+bulkTime)
+	return l.await(ctx, ch, "connect", "result", c.Wait+30*time.Second+bulkTime, c.OnBulkStart)
 }
 
 // await returns the first report of role with event, failing on an error
-// report from either page.
-func (l *Lab) await(ctx context.Context, ch <-chan Report, role, event string, d time.Duration) (Report, error) {
+// report from either page; onBulk is called on a bulk-start report.
+func (l *Lab) await(ctx context.Context, ch <-chan Report, role, event string, d time.Duration, onBulk func()) (Report, error) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	for {
@@ -338,6 +340,8 @@ func (l *Lab) await(ctx context.Context, ch <-chan Report, role, event string, d
 			switch {
 			case r.Role == role && r.Event == event:
 				return r, nil
+			case r.Event == "bulk-start" && onBulk != nil:
+				onBulk()
 			case r.Event == "error" || r.Event == "peer-error":
 				return Report{}, fmt.Errorf("%s page: %s: %s", r.Role, r.Event, r.Error)
 			}
