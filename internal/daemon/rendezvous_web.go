@@ -43,6 +43,9 @@ func webHandler(cfg RendezvousConfig, signaling http.Handler, stunPort int, turn
 		}))
 	} else {
 		log.Warn("/turn-credentials is off: the TURN relay is off (--no-turn or no --stun-listen)")
+		mux.HandleFunc(turnrest.Path, func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "this rendezvous runs no TURN relay", http.StatusNotFound)
+		})
 	}
 	log.Info("web apps served", "origins", origins.Origins(), "peerjs", peerjs.Path, "turn_credentials", turnCfg != nil)
 	return mux, func() { _ = pj.Close() }, nil

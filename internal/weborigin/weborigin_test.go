@@ -2,6 +2,7 @@ package weborigin
 
 import (
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -75,4 +76,34 @@ func TestCheck(t *testing.T) {
 	if !none.Empty() || none.Allowed("https://game.example") {
 		t.Error("nil allowlist allows")
 	}
+}
+
+// FuzzAllowed: any Origin header a stranger sends is either refused or is,
+// once normalized, exactly a listed origin.
+func FuzzAllowed(f *testing.F) {
+	a, err := Parse([]string{"https://game.example", "http://198.18.0.1:8080"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{"https://game.example", "https://GAME.example:443", "http://198.18.0.1:8080", "null", "https://game.example.evil", "http://[::1]:80", "https://game.example/%2e"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, origin string) {
+		if !a.Allowed(origin) {
+			return
+		}
+		n, err := normalize(origin)
+		if err != nil {
+			t.Fatalf("allowed %q that does not normalize: %v", origin, err)
+		}
+		if n != "https://game.example" && n != "http://198.18.0.1:8080" {
+			t.Fatalf("allowed %q as %q, which is not listed", origin, n)
+		}
+		// Independently of normalize: what passes starts with a listed
+		// scheme and host, whatever the case.
+		low := strings.ToLower(strings.TrimSpace(origin))
+		if !strings.HasPrefix(low, "https://game.example") && !strings.HasPrefix(low, "http://198.18.0.1:8080") {
+			t.Fatalf("allowed %q", origin)
+		}
+	})
 }
