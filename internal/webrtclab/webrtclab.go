@@ -366,6 +366,15 @@ func (l *Lab) browser(h *lab.Host, name, url string) (stop func(), err error) {
 		"--disable-dev-shm-usage", "--disable-breakpad", "--disable-extensions", "--no-default-browser-check",
 		"--enable-logging=stderr", "--user-data-dir="+profile, url)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// Chromium leaves a directory with its singleton socket in $TMPDIR:
+	// give it one of its own that stop removes (short: the socket's path
+	// must fit a sockaddr_un, the profile's would not).
+	tmp, err := os.MkdirTemp("", "pdl-chromium-")
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
@@ -376,6 +385,7 @@ func (l *Lab) browser(h *lab.Host, name, url string) (stop func(), err error) {
 		_ = cmd.Wait()
 		logf.Close()
 		_ = os.RemoveAll(profile)
+		_ = os.RemoveAll(tmp)
 	}, nil
 }
 
