@@ -126,6 +126,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Key:          cfg.Key,
 		Logger:       log.With("component", "rendezvous"),
 		Watch:        peerKeys(cfg.Peers),
+		Accept:       d.acceptsSignalsFrom,
 		OnRegistered: d.onRegistered,
 		OnPresence:   d.onPresence,
 		OnMessage:    d.onMessage,
@@ -243,6 +244,14 @@ func (d *daemon) onPresence(peer identity.PublicKey, online bool) {
 		ps.log.Info("peer presence", "online", online)
 		ps.ice.HandlePresence(online)
 	}
+}
+
+// acceptsSignalsFrom says whose sealed messages the rendezvous client
+// opens at all: the peers we link with. Anyone else's are dropped before
+// any cryptography or replay state (see rendezvous.ClientConfig.Accept).
+func (d *daemon) acceptsSignalsFrom(k identity.PublicKey) bool {
+	_, ok := d.peers[k]
+	return ok
 }
 
 func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
