@@ -345,8 +345,9 @@ func (c *Client) handle(b []byte) {
 		}
 	case typeRegistered:
 		// A refresh: new TURN credentials before the old ones expire.
+		reg := c.registration(f)
 		if c.cfg.OnRegistered != nil {
-			c.cfg.OnRegistered(c.registration(f))
+			c.cfg.OnRegistered(reg)
 		}
 	case typeError:
 		c.log.Debug("rendezvous error", "code", f.Code, "message", f.Message, "to", f.To)

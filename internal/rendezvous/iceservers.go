@@ -67,6 +67,9 @@ func iceServerProblem(s ICEServer) string {
 	if err != nil {
 		return "not a STUN/TURN URL: " + err.Error()
 	}
+	if u.Port < 1 || u.Port > 65535 {
+		return fmt.Sprintf("port %d out of range", u.Port)
+	}
 	switch u.Scheme {
 	case stun.SchemeTypeSTUN:
 	case stun.SchemeTypeTURN, stun.SchemeTypeTURNS:
