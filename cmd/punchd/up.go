@@ -30,6 +30,8 @@ func newUpCommand() *cobra.Command {
 		"overlay prefixes (one IPv4 and/or one IPv6); addresses inside are derived from the keys")
 	fs.Uint16("listen-port", 0, "UDP port of the tunnel socket (0: any free port)")
 	fs.Int("mtu", 1420, "tunnel MTU")
+	fs.StringArray("stun", nil, "extra STUN server (HOST:PORT or stun:HOST:PORT); repeatable")
+	fs.Bool("pin-ice-servers", false, "use only the --stun and --turn servers, none of those the rendezvous offers")
 	fs.StringArray("turn", nil, "extra TURN server (turn:HOST:PORT[?transport=tcp], turns:HOST:PORT), e.g. a coturn; repeatable")
 	fs.String("turn-secret", "", "shared secret of the --turn servers (coturn use-auth-secret)")
 	fs.String("turn-user", "", "user name for the --turn servers (instead of --turn-secret)")
@@ -72,6 +74,14 @@ func runUp(cmd *cobra.Command, _ []string) error {
 		}
 		turns = append(turns, t)
 	}
+	var stuns []string
+	for _, u := range s.list("stun") {
+		v, err := daemon.ParseSTUN(u)
+		if err != nil {
+			return err
+		}
+		stuns = append(stuns, v)
+	}
 	key, created, err := identity.LoadOrCreate(s.stateDir())
 	if err != nil {
 		return err
@@ -89,6 +99,8 @@ func runUp(cmd *cobra.Command, _ []string) error {
 		Peers:           peers,
 		ControlSocket:   s.controlSocket(),
 		TURN:            turns,
+		STUN:            stuns,
+		PinICEServers:   s.v.GetBool("pin-ice-servers"),
 		ForceRelay:      s.v.GetBool("force-relay"),
 		DebugListen:     s.str("debug-listen"),
 		Logger:          log,

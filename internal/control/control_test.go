@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,6 +100,10 @@ func TestWriteTable(t *testing.T) {
 			LocalCandidate: &Candidate{"relay", "1.2.3.4:5", "udp"}}}}, []string{"relay 1.2.3.4:5"}, []string{"relay/"}},
 		{"drops", Status{Self: Self{ID: "me", Drops: Drops{RelayQueue: 12, STUNQueue: 3}}},
 			[]string{"drops      12 relayed packets", "3 STUN"}, nil},
+		{"warnings and refused input", Status{Self: Self{ID: "me", Warnings: []string{"the rendezvous offers no STUN server: x"},
+			SignalingRefused: map[string]uint64{"replay": 2, "bad-seal": 1}}},
+			[]string{"WARNING    the rendezvous offers no STUN server: x", "refused    bad-seal 1, replay 2"}, nil},
+		{"no warnings", Status{Self: Self{ID: "me"}}, nil, []string{"WARNING", "refused"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,5 +122,22 @@ func TestWriteTable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Scripts read the warnings from `punchd status --json`.
+func TestStatusJSONHasWarnings(t *testing.T) {
+	b, err := json.Marshal(Status{Self: Self{Warnings: []string{"no STUN"}, SignalingRefused: map[string]uint64{"replay": 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"warnings":["no STUN"]`, `"signaling_refused":{"replay":1}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON lacks %s: %s", want, b)
+		}
+	}
+	b, _ = json.Marshal(Status{})
+	if strings.Contains(string(b), "warnings") {
+		t.Errorf("empty warnings not omitted: %s", b)
 	}
 }

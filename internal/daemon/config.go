@@ -39,6 +39,11 @@ type Config struct {
 	ControlSocket   string
 	// TURN lists relays besides the rendezvous' own (e.g. a coturn).
 	TURN []ExternalTURN
+	// STUN lists STUN servers (stun:HOST:PORT) besides the rendezvous'.
+	STUN []string
+	// PinICEServers uses only STUN and TURN, never the servers the
+	// rendezvous offers.
+	PinICEServers bool
 	// ForceRelay uses relay candidates only.
 	ForceRelay bool
 	// DebugListen, when set, serves net/http/pprof there.

@@ -35,6 +35,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(cfg.Peers) == 0 {
 		return errors.New("no peers: give at least one --peer ID (see `punchd id` on the other host)")
 	}
+	if cfg.PinICEServers && len(cfg.STUN) == 0 && len(cfg.TURN) == 0 {
+		return errors.New("--pin-ice-servers uses only the --stun and --turn servers, and none is given: add --stun HOST:PORT (and --turn for a relay), or drop --pin-ice-servers")
+	}
 
 	bind := tunnel.NewBind(log.With("component", "bind"), tunnel.BindOptions{})
 	dev, err := tunnel.NewDevice(tunnel.DeviceConfig{
@@ -190,7 +193,11 @@ type daemon struct {
 	peers   map[identity.PublicKey]*peerState // fixed after start: read without locks
 
 	rv      atomic.Pointer[rendezvous.Client]
-	servers atomic.Pointer[[]nat.ICEServer]
+	offered atomic.Pointer[rendezvous.Registration] // the latest, already capped
+}
+
+func (d *daemon) iceChoice() iceChoice {
+	return iceChoice{pinned: d.cfg.PinICEServers, stun: d.cfg.STUN, turn: d.cfg.TURN}
 }
 
 func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []byte) error {
@@ -210,31 +217,28 @@ func (d *daemon) recheckRendezvous() {
 }
 
 func (d *daemon) onRegistered(r rendezvous.Registration) {
-	servers := make([]nat.ICEServer, 0, len(r.ICEServers))
-	urls := make([]string, 0, len(r.ICEServers))
+	d.offered.Store(&r)
+	offered := make([]string, 0, len(r.ICEServers))
 	for _, s := range r.ICEServers {
-		servers = append(servers, nat.ICEServer{URL: s.URL, Username: s.Username, Credential: s.Credential})
-		urls = append(urls, s.URL)
+		offered = append(offered, s.URL)
 	}
-	d.servers.Store(&servers)
-	d.log.Info("registered at rendezvous", "ice_servers", urls)
-	d.nat.request(urls)
+	var used []string
+	for _, s := range d.currentICEServers() {
+		used = append(used, s.URL)
+	}
+	d.log.Info("registered at rendezvous", "ice_servers", used, "offered", offered, "pinned", d.cfg.PinICEServers)
+	for _, w := range d.iceChoice().warnings(&r) {
+		d.log.Warn(w)
+	}
+	d.nat.request(used)
 }
 
-// currentICEServers is the rendezvous' STUN/TURN servers followed by the
-// external TURN servers given with --turn, with fresh credentials.
+// currentICEServers is the rendezvous' STUN/TURN servers (unless pinned)
+// followed by the --stun and --turn servers, with fresh credentials.
 func (d *daemon) currentICEServers() []nat.ICEServer {
-	var out []nat.ICEServer
-	if p := d.servers.Load(); p != nil {
-		out = append(out, *p...)
-	}
-	for _, t := range d.cfg.TURN {
-		s, err := t.server(d.self)
-		if err != nil {
-			d.log.Warn("external TURN server skipped", "url", t.URL, "err", err)
-			continue
-		}
-		out = append(out, s)
+	out, skipped := d.iceChoice().servers(d.offered.Load(), func(t ExternalTURN) (nat.ICEServer, error) { return t.server(d.self) })
+	for _, err := range skipped {
+		d.log.Warn("ICE server skipped", "err", err)
 	}
 	return out
 }
