@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/punchd/punchd/internal/control"
+	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
-	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/natprobe"
 	"github.com/punchd/punchd/internal/ping"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/tunnel"
@@ -53,7 +54,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer dev.Close()
 
-	mux, err := nat.NewUDPMux(bind.STUNConn(), log.With("component", "ice-mux"))
+	mux, err := icepeer.NewUDPMux(bind.STUNConn(), log.With("component", "ice-mux"))
 	if err != nil {
 		return fmt.Errorf("start ICE on the tunnel socket: %w", err)
 	}
@@ -68,7 +69,7 @@ func Run(ctx context.Context, cfg Config) error {
 		started: time.Now(),
 		peers:   make(map[identity.PublicKey]*peerState, len(cfg.Peers)),
 	}
-	d.nat = newNATInfo(log.With("component", "nat"), func(rep *nat.Report) {
+	d.nat = newNATInfo(log.With("component", "nat"), func(rep *natprobe.Report) {
 		for _, ps := range d.peers {
 			ps.ice.SetLocalNAT(rep.NATType)
 		}
@@ -80,13 +81,13 @@ func Run(ctx context.Context, cfg Config) error {
 		if p.Alias != "" {
 			plog = plog.With("alias", p.Alias)
 		}
-		ps.ice = nat.NewPeer(nat.PeerConfig{
+		ps.ice = icepeer.NewPeer(icepeer.PeerConfig{
 			Local:             self,
 			Remote:            key,
 			Mux:               mux,
 			ICEServers:        d.currentICEServers,
 			Signal:            func(ctx context.Context, b []byte) error { return d.signal(ctx, key, b) },
-			OnPath:            func(path nat.Path) { d.onPath(key, path) },
+			OnPath:            func(path icepeer.Path) { d.onPath(key, path) },
 			OnStalled:         d.recheckRendezvous,
 			OnRelayPacket:     func(pkt []byte) { bind.DeliverRelay(key, pkt) },
 			ExcludeInterfaces: []string{cfg.Interface},
@@ -173,13 +174,13 @@ func Run(ctx context.Context, cfg Config) error {
 
 type peerState struct {
 	Peer
-	ice  *nat.Peer
+	ice  *icepeer.Peer
 	bind *tunnel.Bind
 	log  *slog.Logger
 
 	mu          sync.Mutex
 	connectedAt time.Time
-	lastPath    nat.Path
+	lastPath    icepeer.Path
 }
 
 type daemon struct {
@@ -209,7 +210,7 @@ func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []by
 }
 
 // recheckRendezvous makes sure the signaling a broken path needs still
-// works (see nat.PeerConfig.OnStalled).
+// works (see icepeer.PeerConfig.OnStalled).
 func (d *daemon) recheckRendezvous() {
 	if rv := d.rv.Load(); rv != nil {
 		rv.Recheck()
@@ -235,8 +236,8 @@ func (d *daemon) onRegistered(r rendezvous.Registration) {
 
 // currentICEServers is the rendezvous' STUN/TURN servers (unless pinned)
 // followed by the --stun and --turn servers, with fresh credentials.
-func (d *daemon) currentICEServers() []nat.ICEServer {
-	out, skipped := d.iceChoice().servers(d.offered.Load(), func(t ExternalTURN) (nat.ICEServer, error) { return t.server(d.self) })
+func (d *daemon) currentICEServers() []icepeer.ICEServer {
+	out, skipped := d.iceChoice().servers(d.offered.Load(), func(t ExternalTURN) (icepeer.ICEServer, error) { return t.server(d.self) })
 	for _, err := range skipped {
 		d.log.Warn("ICE server skipped", "err", err)
 	}
@@ -271,7 +272,7 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 
 // onPath moves WireGuard to the path ICE selected. The Bind, not WireGuard
 // roaming, decides where packets go.
-func (d *daemon) onPath(key identity.PublicKey, path nat.Path) {
+func (d *daemon) onPath(key identity.PublicKey, path icepeer.Path) {
 	ps := d.peers[key]
 	ps.bind.SetPath(key, tunnel.Path{Direct: path.Direct, Relay: relayWriter(path), Channel: relayChannel(path)})
 	ps.mu.Lock()
@@ -301,7 +302,7 @@ func peerKeys(peers []Peer) []identity.PublicKey {
 }
 
 // relayChannel avoids handing the Bind a typed-nil TURNChannel.
-func relayChannel(p nat.Path) tunnel.TURNChannel {
+func relayChannel(p icepeer.Path) tunnel.TURNChannel {
 	if p.Channel == nil || p.Relay == nil {
 		return nil
 	}
@@ -309,7 +310,7 @@ func relayChannel(p nat.Path) tunnel.TURNChannel {
 }
 
 // relayWriter avoids handing the Bind a typed-nil io.Writer.
-func relayWriter(p nat.Path) io.Writer {
+func relayWriter(p icepeer.Path) io.Writer {
 	if p.Relay == nil {
 		return nil
 	}

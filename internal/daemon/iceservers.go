@@ -6,7 +6,7 @@ import (
 
 	"github.com/pion/stun/v4"
 
-	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/rendezvous"
 )
 
@@ -38,14 +38,14 @@ type iceChoice struct {
 	turn   []ExternalTURN
 }
 
-func (c iceChoice) servers(offered *rendezvous.Registration, turnServer func(ExternalTURN) (nat.ICEServer, error)) (out []nat.ICEServer, skipped []error) {
+func (c iceChoice) servers(offered *rendezvous.Registration, turnServer func(ExternalTURN) (icepeer.ICEServer, error)) (out []icepeer.ICEServer, skipped []error) {
 	if offered != nil && !c.pinned {
 		for _, s := range offered.ICEServers {
-			out = append(out, nat.ICEServer{URL: s.URL, Username: s.Username, Credential: s.Credential})
+			out = append(out, icepeer.ICEServer{URL: s.URL, Username: s.Username, Credential: s.Credential})
 		}
 	}
 	for _, u := range c.stun {
-		out = append(out, nat.ICEServer{URL: u})
+		out = append(out, icepeer.ICEServer{URL: u})
 	}
 	for _, t := range c.turn {
 		s, err := turnServer(t)

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/rendezvous"
 )
 
@@ -41,8 +41,8 @@ func TestICEChoice(t *testing.T) {
 		{URL: "turn:rv.example:3478?transport=udp", Username: "1:x", Credential: "p"},
 	}, Refused: []string{`"http://x": scheme`}}
 	turn := ExternalTURN{URL: "turn:coturn.example:3478", Username: "u", Password: "p"}
-	makeTURN := func(t ExternalTURN) (nat.ICEServer, error) {
-		return nat.ICEServer{URL: t.URL, Username: t.Username, Credential: t.Password}, nil
+	makeTURN := func(t ExternalTURN) (icepeer.ICEServer, error) {
+		return icepeer.ICEServer{URL: t.URL, Username: t.Username, Credential: t.Password}, nil
 	}
 	cases := []struct {
 		name     string
@@ -85,7 +85,7 @@ func TestICEChoice(t *testing.T) {
 			}
 		})
 	}
-	_, skipped := iceChoice{turn: []ExternalTURN{turn}}.servers(nil, func(ExternalTURN) (nat.ICEServer, error) { return nat.ICEServer{}, errors.New("boom") })
+	_, skipped := iceChoice{turn: []ExternalTURN{turn}}.servers(nil, func(ExternalTURN) (icepeer.ICEServer, error) { return icepeer.ICEServer{}, errors.New("boom") })
 	if len(skipped) != 1 {
 		t.Fatalf("a failing TURN server is not reported: %v", skipped)
 	}
