@@ -299,22 +299,32 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 		}
 	}()
 	for {
-		_, b, err := conn.Read(ctx)
+		f, err := readFrame(ctx, conn)
 		if err != nil {
+			if errors.Is(err, errBadFrame) {
+				c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
+				continue
+			}
 			return err
 		}
-		c.handle(b)
+		c.handle(f)
 	}
 }
 
-// handle acts on one frame from the rendezvous, which may be hostile:
-// whatever it sends costs at most a counter and a rate-limited line.
-func (c *Client) handle(b []byte) {
+// handleBytes is serve's read path for one frame, without the connection
+// (the fuzz target's entry).
+func (c *Client) handleBytes(b []byte) {
 	f, err := decodeFrame(b)
 	if err != nil {
 		c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
 		return
 	}
+	c.handle(f)
+}
+
+// handle acts on one frame from the rendezvous, which may be hostile:
+// whatever it sends costs at most a counter and a rate-limited line.
+func (c *Client) handle(f frame) {
 	switch f.Type {
 	case typePresence:
 		k, err := identity.ParseID(f.ID)

@@ -115,7 +115,7 @@ func FuzzClientFrames(f *testing.F) {
 			},
 			OnMessage: func(identity.PublicKey, []byte) { t.Fatal("delivered a message nobody sealed") },
 		}, discardLogger())
-		c.handle(b)
+		c.handleBytes(b)
 	})
 }
 
@@ -129,13 +129,13 @@ func TestClientDropsJunkCounted(t *testing.T) {
 	recv := func(from identity.PrivateKey, payload []byte) []byte {
 		return encodeFrame(frame{Type: typeRecv, From: from.PublicKey().String(), Payload: payload})
 	}
-	c.handle(recv(peer, good))
-	c.handle(recv(peer, good)) // replay
-	c.handle(recv(stranger, mustSeal(t, newSealer(stranger, nil), self.PublicKey(), []byte("x"), now)))
-	c.handle(recv(peer, []byte("garbage that is not sealed at all, long enough to look like it maybe.....")))
-	c.handle([]byte("{not json"))
+	c.handleBytes(recv(peer, good))
+	c.handleBytes(recv(peer, good)) // replay
+	c.handleBytes(recv(stranger, mustSeal(t, newSealer(stranger, nil), self.PublicKey(), []byte("x"), now)))
+	c.handleBytes(recv(peer, []byte("garbage that is not sealed at all, long enough to look like it maybe.....")))
+	c.handleBytes([]byte("{not json"))
 	bad, _ := json.Marshal(frame{V: Version, Type: typeRegistered, ICEServers: []ICEServer{{URL: "http://x"}}})
-	c.handle(bad)
+	c.handleBytes(bad)
 	if len(got) != 1 || got[0] != "offer" {
 		t.Fatalf("delivered %q", got)
 	}
