@@ -311,19 +311,6 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 	}
 }
 
-// handleBytes is serve's read path for one frame, without the connection
-// (the fuzz target's entry).
-func (c *Client) handleBytes(b []byte) {
-	f, err := decodeFrame(b)
-	if err != nil {
-		c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
-		return
-	}
-	c.handle(f)
-}
-
-// handle acts on one frame from the rendezvous, which may be hostile:
-// whatever it sends costs at most a counter and a rate-limited line.
 func (c *Client) handle(f frame) {
 	switch f.Type {
 	case typePresence:
@@ -362,6 +349,18 @@ func (c *Client) handle(f frame) {
 	case typeError:
 		c.log.Debug("rendezvous error", "code", f.Code, "message", f.Message, "to", f.To)
 	}
+}
+
+// handleBytes is serve's read path for one frame without the connection
+// (the fuzz target's entry). The rendezvous may be hostile: whatever it
+// sends costs at most a counter and a rate-limited line.
+func (c *Client) handleBytes(b []byte) {
+	f, err := decodeFrame(b)
+	if err != nil {
+		c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
+		return
+	}
+	c.handle(f)
 }
 
 // ErrNotConnected is returned by Send while reconnecting.
