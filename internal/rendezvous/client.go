@@ -224,6 +224,18 @@ func readFrame(ctx context.Context, conn *websocket.Conn) (frame, error) {
 	return decodeFrame(b)
 }
 
+// handleBytes is serve's read path for one frame without the connection
+// (the fuzz target's entry). The rendezvous may be hostile: whatever it
+// sends costs at most a counter and a rate-limited line.
+func (c *Client) handleBytes(b []byte) {
+	f, err := decodeFrame(b)
+	if err != nil {
+		c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
+		return
+	}
+	c.handle(f)
+}
+
 // run serves one connection after another until ctx is done.
 func (c *Client) run(ctx context.Context, conn *websocket.Conn, reg Registration) {
 	backoff := backoffMin
@@ -349,18 +361,6 @@ func (c *Client) handle(f frame) {
 	case typeError:
 		c.log.Debug("rendezvous error", "code", f.Code, "message", f.Message, "to", f.To)
 	}
-}
-
-// handleBytes is serve's read path for one frame without the connection
-// (the fuzz target's entry). The rendezvous may be hostile: whatever it
-// sends costs at most a counter and a rate-limited line.
-func (c *Client) handleBytes(b []byte) {
-	f, err := decodeFrame(b)
-	if err != nil {
-		c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
-		return
-	}
-	c.handle(f)
 }
 
 // ErrNotConnected is returned by Send while reconnecting.
