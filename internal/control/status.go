@@ -28,8 +28,6 @@ type Self struct {
 	// NAT is this host's NAT behaviour as probed against the
 	// rendezvous' STUN server; absent until the first probe finished.
 	NAT *NAT `json:"nat,omitempty"`
-	// Drops are packets the daemon dropped because a queue was full.
-	Drops Drops `json:"drops"`
 	// Warnings are problems of this host's setup a person should act on,
 	// e.g. the rendezvous offers no STUN server.
 	Warnings []string `json:"warnings,omitempty"`
@@ -39,6 +37,8 @@ type Self struct {
 	// unparsable frames (bad-frame), ICE server entries left out
 	// (bad-ice-server).
 	SignalingRefused map[string]uint64 `json:"signaling_refused,omitempty"`
+	// Drops are packets the daemon dropped because a queue was full.
+	Drops Drops `json:"drops"`
 }
 
 // NAT is what RFC 5780 found about the NAT in front of this host (see
