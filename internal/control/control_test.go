@@ -88,6 +88,10 @@ func TestWriteTable(t *testing.T) {
 		absent []string
 	}{
 		{"no peers", Status{Self: Self{ID: "me"}}, []string{"self       me", "no peers configured"}, []string{"drops"}},
+		{"warnings and refused input", Status{Self: Self{ID: "me", Warnings: []string{"the rendezvous offers no STUN server: x"},
+			SignalingRefused: map[string]uint64{"replay": 2, "bad-seal": 1}}},
+			[]string{"WARNING    the rendezvous offers no STUN server: x", "refused    bad-seal 1, replay 2"}, nil},
+		{"no warnings", Status{Self: Self{ID: "me"}}, nil, []string{"WARNING", "refused"}},
 		{"direct peer", Status{Self: Self{ID: "me", RendezvousConnected: true}, Peers: []PeerStatus{{
 			ID: "peerid0123456789", State: "connected", Path: "direct", OverlayIPv4: "10.188.0.9",
 			LocalCandidate: &Candidate{"srflx", "1.2.3.4:5", ""}, RxBytes: 2048, LastHandshake: &hs,
@@ -100,10 +104,6 @@ func TestWriteTable(t *testing.T) {
 			LocalCandidate: &Candidate{"relay", "1.2.3.4:5", "udp"}}}}, []string{"relay 1.2.3.4:5"}, []string{"relay/"}},
 		{"drops", Status{Self: Self{ID: "me", Drops: Drops{RelayQueue: 12, STUNQueue: 3}}},
 			[]string{"drops      12 relayed packets", "3 STUN"}, nil},
-		{"warnings and refused input", Status{Self: Self{ID: "me", Warnings: []string{"the rendezvous offers no STUN server: x"},
-			SignalingRefused: map[string]uint64{"replay": 2, "bad-seal": 1}}},
-			[]string{"WARNING    the rendezvous offers no STUN server: x", "refused    bad-seal 1, replay 2"}, nil},
-		{"no warnings", Status{Self: Self{ID: "me"}}, nil, []string{"WARNING", "refused"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
