@@ -41,6 +41,7 @@ func newRendezvousCommand() *cobra.Command {
 				TURNTCPListen: s.str("turn-tcp-listen"),
 				TURNTLSListen: s.str("turn-tls-listen"),
 				DebugListen:   s.str("debug-listen"),
+				MetricsListen: s.str("metrics-listen"),
 				Logger:        log,
 			}
 			if ip := s.str("relay-ip"); ip != "" {
@@ -86,5 +87,6 @@ func newRendezvousCommand() *cobra.Command {
 	fs.String("relay-ip", "", "address relays are announced at (default: the --stun-listen IP, else the default route's source)")
 	fs.StringSlice("turn-allow-peers", nil, "ranges relays may reach although loopback/link-local/own (labs only)")
 	fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
+	fs.String("metrics-listen", "", "serve Prometheus metrics on this address at /metrics (e.g. 127.0.0.1:9478); off by default")
 	return cmd
 }

@@ -39,6 +39,7 @@ func newUpCommand() *cobra.Command {
 	fs.String("turn-password", "", "password for the --turn servers; visible in ps: prefer --turn-password-file or PUNCHD_TURN_PASSWORD")
 	fs.String("turn-password-file", "", "file holding the password for the --turn servers (mode 0600)")
 	fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
+	fs.String("metrics-listen", "", "serve Prometheus metrics on this address at /metrics (e.g. 127.0.0.1:9478); off by default")
 	fs.Bool("force-relay", false, "use relay candidates only (testing relays; hides the hosts' addresses from each other)")
 	return cmd
 }
@@ -117,6 +118,7 @@ func runUp(cmd *cobra.Command, _ []string) error {
 		PinICEServers:   s.v.GetBool("pin-ice-servers"),
 		ForceRelay:      s.v.GetBool("force-relay"),
 		DebugListen:     s.str("debug-listen"),
+		MetricsListen:   s.str("metrics-listen"),
 		Logger:          log,
 	})
 }

@@ -49,7 +49,9 @@ type Config struct {
 	ForceRelay bool
 	// DebugListen, when set, serves net/http/pprof there.
 	DebugListen string
-	Logger      *slog.Logger
+	// MetricsListen, when set, serves Prometheus metrics there (/metrics).
+	MetricsListen string
+	Logger        *slog.Logger
 }
 
 // ExternalTURN is a TURN server given with --turn: either a shared secret

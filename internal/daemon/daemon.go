@@ -110,6 +110,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer stopDebug()
 	}
+	if cfg.MetricsListen != "" {
+		stopMetrics, err := d.serveMetrics(cfg.MetricsListen, log.With("component", "metrics"))
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	if self4 := firstOf(plan.self, true); self4.IsValid() {
 		echo, err := ping.Listen(self4, log.With("component", "ping"))
@@ -181,6 +188,7 @@ type peerState struct {
 	mu          sync.Mutex
 	connectedAt time.Time
 	lastPath    icepeer.Path
+	pathChanges atomic.Uint64 // paths selected or lost (metrics)
 }
 
 type daemon struct {
@@ -278,6 +286,7 @@ func (d *daemon) onPath(key identity.PublicKey, path icepeer.Path) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.lastPath = path
+	ps.pathChanges.Add(1)
 	switch {
 	case path.Direct.IsValid() || path.Relay != nil:
 		if ps.connectedAt.IsZero() {
