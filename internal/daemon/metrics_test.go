@@ -8,10 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/metrics/metricstest"
 	"github.com/punchd/punchd/internal/rendezvous"
 )
 
@@ -67,13 +65,11 @@ func TestRendezvousMetricsEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	fams, err := metricstest.Parse(resp.Body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := fams["punchd_rendezvous_peers_online"]
-	if f == nil || len(f.GetMetric()) != 1 || f.GetMetric()[0].GetGauge().GetValue() != 1 {
-		t.Fatalf("peers online: %v", f)
+	if v, ok := fams.Value("punchd_rendezvous_peers_online", nil); !ok || v != 1 {
+		t.Fatalf("peers online: %v (found %v), want 1", v, ok)
 	}
 }

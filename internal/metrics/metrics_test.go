@@ -8,14 +8,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/punchd/punchd/internal/metrics/metricstest"
 )
 
 // scrape serves reg on loopback, fetches /metrics like Prometheus would and
 // parses it with Prometheus' own text parser.
-func scrape(t *testing.T, reg *prometheus.Registry) map[string]*dto.MetricFamily {
+func scrape(t *testing.T, reg *prometheus.Registry) metricstest.Families {
 	t.Helper()
 	addr, stop, err := Serve("127.0.0.1:0", reg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -35,40 +34,11 @@ func scrape(t *testing.T, reg *prometheus.Registry) map[string]*dto.MetricFamily
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("status %s", resp.Status)
 	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	fams, err := metricstest.Parse(resp.Body)
 	if err != nil {
-		t.Fatalf("Prometheus' parser refuses the output: %v", err)
+		t.Fatal(err)
 	}
 	return fams
-}
-
-// value finds the sample of family name whose labels include want.
-func value(t *testing.T, fams map[string]*dto.MetricFamily, name string, want map[string]string) (float64, bool) {
-	t.Helper()
-	f, ok := fams[name]
-	if !ok {
-		return 0, false
-	}
-next:
-	for _, m := range f.GetMetric() {
-		labels := map[string]string{}
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		for k, v := range want {
-			if labels[k] != v {
-				continue next
-			}
-		}
-		switch {
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue(), true
-		case m.Counter != nil:
-			return m.GetCounter().GetValue(), true
-		}
-	}
-	return 0, false
 }
 
 func TestDaemonMetrics(t *testing.T) {
@@ -116,15 +86,15 @@ func TestDaemonMetrics(t *testing.T) {
 		{"punchd_queue_drops_total", map[string]string{"queue": "stun"}, 0},
 	}
 	for _, c := range cases {
-		got, ok := value(t, fams, c.name, c.labels)
+		got, ok := fams.Value(c.name, c.labels)
 		if !ok || got != c.want {
 			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
 		}
 	}
-	if age, ok := value(t, fams, "punchd_peer_handshake_age_seconds", a); !ok || age < 89 || age > 120 {
+	if age, ok := fams.Value("punchd_peer_handshake_age_seconds", a); !ok || age < 89 || age > 120 {
 		t.Errorf("handshake age %v (found %v), want about 90 s", age, ok)
 	}
-	if _, ok := value(t, fams, "punchd_peer_handshake_age_seconds", b); ok {
+	if _, ok := fams.Value("punchd_peer_handshake_age_seconds", b); ok {
 		t.Error("handshake age for a peer that never shook hands")
 	}
 	if _, ok := fams["go_goroutines"]; !ok {
@@ -145,7 +115,7 @@ func TestRendezvousMetrics(t *testing.T) {
 		{"punchd_rendezvous_frames_dropped_total", nil, 9},
 		{"punchd_rendezvous_rejected_total", map[string]string{"cause": "auth-failed"}, 3},
 	} {
-		if got, ok := value(t, fams, c.name, c.labels); !ok || got != c.want {
+		if got, ok := fams.Value(c.name, c.labels); !ok || got != c.want {
 			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)
 		}
 	}

@@ -145,17 +145,7 @@ func TestExchangeAndPresence(t *testing.T) {
 
 func TestRegistrationNeedsTheKey(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", ServerConfig{})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, _, err := websocket.Dial(ctx, strings.Replace(s.url(), "http", "ws", 1)+"/v1/ws", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.CloseNow()
-	f, err := readFrame(ctx, conn)
-	if err != nil || f.Type != typeChallenge {
-		t.Fatalf("challenge: %+v %v", f, err)
-	}
+	ctx, conn, f := dialForChallenge(t, s)
 	// Claim someone else's ID, prove with our own key.
 	victim, mine := newKey(t), newKey(t)
 	proof, err := prove(mine, f.ServerKey, f.Nonce)

@@ -11,22 +11,30 @@ import (
 	"github.com/coder/websocket"
 )
 
+// dialForChallenge opens a raw WebSocket to s and reads its challenge.
+func dialForChallenge(t *testing.T, s *testServer) (context.Context, *websocket.Conn, frame) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	t.Cleanup(cancel)
+	conn, _, err := websocket.Dial(ctx, strings.Replace(s.url(), "http", "ws", 1)+"/v1/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.CloseNow() })
+	f, err := readFrame(ctx, conn)
+	if err != nil || f.Type != typeChallenge {
+		t.Fatalf("challenge: %+v %v", f, err)
+	}
+	return ctx, conn, f
+}
+
 // A punchd of frame version 1 (NaCl box registration and sealing) and one
 // of version 2 (Noise) must not half-talk: each side stops at the first
 // frame with an error that says to upgrade.
 func TestVersionMismatchIsRefusedClearly(t *testing.T) {
 	t.Run("old client, new server", func(t *testing.T) {
 		s := startServer(t, "127.0.0.1:0", ServerConfig{})
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		conn, _, err := websocket.Dial(ctx, strings.Replace(s.url(), "http", "ws", 1)+"/v1/ws", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.CloseNow()
-		if _, err := readFrame(ctx, conn); err != nil {
-			t.Fatal(err)
-		}
+		ctx, conn, _ := dialForChallenge(t, s)
 		old := `{"v":1,"type":"register","id":"` + newKey(t).PublicKey().String() + `","proof":"AAAA"}`
 		if err := conn.Write(ctx, websocket.MessageText, []byte(old)); err != nil {
 			t.Fatal(err)

@@ -2,17 +2,13 @@ package scenario
 
 import (
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/punchd/punchd/internal/lab"
+	"github.com/punchd/punchd/internal/metrics/metricstest"
 )
 
 // TestMetricsEndpoint: a real `punchd up --metrics-listen` with a live
@@ -56,32 +52,11 @@ func TestMetricsEndpoint(t *testing.T) {
 		t.Fatalf("scrape A: %v", err)
 	}
 	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(resp.Body)
+	fams, err := metricstest.Parse(resp.Body)
 	if err != nil {
-		t.Fatalf("Prometheus' parser refuses the output: %v", err)
+		t.Fatal(err)
 	}
 	peer := r.B.ID.String()
-	get := func(name string, labels map[string]string) (float64, error) {
-		f := fams[name]
-		if f == nil {
-			return 0, fmt.Errorf("no %s", name)
-		}
-	next:
-		for _, m := range f.GetMetric() {
-			have := map[string]string{}
-			for _, l := range m.GetLabel() {
-				have[l.GetName()] = l.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue next
-				}
-			}
-			return metricValue(m), nil
-		}
-		return 0, fmt.Errorf("no %s%v", name, labels)
-	}
 	checks := []struct {
 		name   string
 		labels map[string]string
@@ -98,19 +73,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		{"punchd_rendezvous_connected", nil, func(v float64) bool { return v == 1 }, "1"},
 	}
 	for _, c := range checks {
-		v, err := get(c.name, c.labels)
-		if err != nil || !c.ok(v) {
-			t.Errorf("%s%v = %v (%v), want %s", c.name, c.labels, v, err, c.want)
+		v, found := fams.Value(c.name, c.labels)
+		if !found || !c.ok(v) {
+			t.Errorf("%s%v = %v (found %v), want %s", c.name, c.labels, v, found, c.want)
 		}
 	}
-}
-
-func metricValue(m *dto.Metric) float64 {
-	switch {
-	case m.Gauge != nil:
-		return m.GetGauge().GetValue()
-	case m.Counter != nil:
-		return m.GetCounter().GetValue()
-	}
-	return 0
 }
