@@ -267,3 +267,61 @@ func FuzzOpen(f *testing.F) {
 		}
 	})
 }
+
+// Signaling costs (not a data path): go test -run XXX -bench 'Seal|Open|Registration' ./internal/rendezvous/
+func BenchmarkSeal(b *testing.B) {
+	ka, kb := newKey(b), newKey(b)
+	sa := newSealer(ka, nil)
+	payload := make([]byte, 512)
+	now := time.Now()
+	for b.Loop() {
+		if _, err := sa.seal(kb.PublicKey(), payload, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpen(b *testing.B) {
+	ka, kb := newKey(b), newKey(b)
+	sa, sb := newSealer(ka, nil), newSealer(kb, acceptOnly(ka))
+	payload := make([]byte, 512)
+	now := time.Now()
+	msgs := make([][]byte, b.N)
+	for i := range msgs {
+		msgs[i] = mustSeal(b, sa, kb.PublicKey(), payload, now)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := sb.open(ka.PublicKey(), msgs[i], now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkOpenUnknownSender(b *testing.B) {
+	ka, kb := newKey(b), newKey(b)
+	sb := newSealer(kb, acceptOnly())
+	msg := mustSeal(b, newSealer(ka, nil), kb.PublicKey(), make([]byte, 512), time.Now())
+	now := time.Now()
+	for b.Loop() {
+		_, _ = sb.open(ka.PublicKey(), msg, now)
+	}
+}
+
+func BenchmarkRegistration(b *testing.B) {
+	k := newKey(b)
+	pub := k.PublicKey()
+	for b.Loop() {
+		ch, err := newChallenge()
+		if err != nil {
+			b.Fatal(err)
+		}
+		proof, err := prove(k, ch.key.Public, ch.nonce[:])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := ch.verify(pub, proof); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
