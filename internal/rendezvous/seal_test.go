@@ -274,8 +274,9 @@ func BenchmarkSeal(b *testing.B) {
 	sa := newSealer(ka, nil)
 	payload := make([]byte, 512)
 	now := time.Now()
+	to := kb.PublicKey()
 	for b.Loop() {
-		if _, err := sa.seal(kb.PublicKey(), payload, now); err != nil {
+		if _, err := sa.seal(to, payload, now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -290,9 +291,10 @@ func BenchmarkOpen(b *testing.B) {
 	for i := range msgs {
 		msgs[i] = mustSeal(b, sa, kb.PublicKey(), payload, now)
 	}
+	from := ka.PublicKey()
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := sb.open(ka.PublicKey(), msgs[i], now); err != nil {
+		if _, err := sb.open(from, msgs[i], now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -303,8 +305,9 @@ func BenchmarkOpenUnknownSender(b *testing.B) {
 	sb := newSealer(kb, acceptOnly())
 	msg := mustSeal(b, newSealer(ka, nil), kb.PublicKey(), make([]byte, 512), time.Now())
 	now := time.Now()
+	from := ka.PublicKey()
 	for b.Loop() {
-		_, _ = sb.open(ka.PublicKey(), msg, now)
+		_, _ = sb.open(from, msg, now)
 	}
 }
 
