@@ -20,7 +20,7 @@ func Parse(r io.Reader) (Families, error) {
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := p.TextToMetricFamilies(r)
 	if err != nil {
-		return nil, fmt.Errorf("Prometheus' text parser refuses the output: %w", err)
+		return nil, fmt.Errorf("parse the metrics with Prometheus' text parser: %w", err)
 	}
 	return fams, nil
 }
