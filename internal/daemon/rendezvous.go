@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/punchd/punchd/internal/metrics"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/turnserver"
 )
@@ -49,7 +50,9 @@ type RendezvousConfig struct {
 	WebCredentialTTL time.Duration
 	// DebugListen, when set, serves net/http/pprof there.
 	DebugListen string
-	Logger      *slog.Logger
+	// MetricsListen, when set, serves Prometheus metrics there (/metrics).
+	MetricsListen string
+	Logger        *slog.Logger
 	// Ready, when set, is called once every listener is open, with the
 	// signaling address actually bound (useful with port 0 in tests).
 	Ready func(signal net.Addr)
@@ -81,6 +84,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	}
 	stunPort := 0
 	var turnCfg *rendezvous.TURNConfig
+	var allocs *turnserver.Allocations
 	if cfg.STUNListen != "" {
 		scfg := turnserver.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn")}
 		if !cfg.NoTURN {
@@ -121,6 +125,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 			return err
 		}
 		defer stun.Close()
+		allocs = stun.Allocations()
 		if ua, ok := stun.Addr().(*net.UDPAddr); ok {
 			stunPort = ua.Port
 			if turnCfg != nil && turnCfg.UDPPort == 0 {
@@ -135,11 +140,24 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		TURN:     turnCfg,
 	})
 	defer srv.Close()
-	handler, closeWeb, err := webHandler(cfg, srv.Handler(), stunPort, turnCfg, log)
+	web, err := newWebApps(cfg, srv.Handler(), stunPort, turnCfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeWeb()
+	defer web.Close()
+	if cfg.MetricsListen != "" {
+		stopMetrics, err := serveRendezvousMetrics(cfg.MetricsListen, func() metrics.RendezvousSample {
+			s := metrics.RendezvousSample{Online: srv.Online(), FramesDropped: srv.DroppedFrames(), PeerJSOnline: web.PeerJSOnline(), Rejected: web.Rejected()}
+			if allocs != nil {
+				s.TURNAllocations, s.TURNAllocationsTotal = allocs.Active(), allocs.Total()
+			}
+			return s
+		}, log.With("component", "metrics"))
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -148,7 +166,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		}
 		return fmt.Errorf("signaling listen %s: %w", cfg.Listen, err)
 	}
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: web.Handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	scheme := "http"
 	go func() {

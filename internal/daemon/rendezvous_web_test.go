@@ -43,7 +43,7 @@ func TestWebHandler(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h, closeWeb, err := webHandler(tt.cfg, signaling, 3478, tt.turn, log)
+			web, err := newWebApps(tt.cfg, signaling, 3478, tt.turn, log)
 			if tt.wantErr {
 				if err == nil {
 					t.Fatal("accepted")
@@ -53,7 +53,7 @@ func TestWebHandler(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer closeWeb()
+			defer web.Close()
 			req := httptest.NewRequest("GET", "http://r:8478"+tt.path, nil)
 			if tt.auth != "" {
 				req.Header.Set("Authorization", tt.auth)
@@ -61,7 +61,7 @@ func TestWebHandler(t *testing.T) {
 				req.Header.Set("Origin", game)
 			}
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
+			web.Handler.ServeHTTP(rec, req)
 			if rec.Code != tt.want {
 				t.Fatalf("%s: %d, want %d: %s", tt.path, rec.Code, tt.want, rec.Body.String())
 			}

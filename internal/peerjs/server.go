@@ -29,6 +29,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/punchd/punchd/internal/iplimit"
+	"github.com/punchd/punchd/internal/junklog"
 	"github.com/punchd/punchd/internal/weborigin"
 )
 
@@ -100,8 +101,8 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	junkLog *rate.Limiter // bounded logging of strangers' junk
-	stats   Stats
+	junk  *junklog.Log // strangers' junk, counted by cause and logged at a bounded rate
+	stats Stats
 }
 
 // Stats are counters for metrics.
@@ -109,8 +110,6 @@ type Stats struct {
 	Forwarded atomic.Uint64 // messages routed to a connected peer
 	Expired   atomic.Uint64 // messages to a peer not connected (EXPIRE sent back)
 	Dropped   atomic.Uint64 // messages to a peer whose queue was full
-	Refused   atomic.Uint64 // connections refused (origin, limits, bad parameters, ID taken)
-	Closed    atomic.Uint64 // connections closed for bad input or rate
 }
 
 type client struct {
@@ -128,12 +127,15 @@ type client struct {
 func New(cfg Config) *Server {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{cfg: cfg, log: cfg.Logger, peers: map[string]*client{}, ctx: ctx, cancel: cancel, junkLog: rate.NewLimiter(1, 10),
+	return &Server{cfg: cfg, log: cfg.Logger, peers: map[string]*client{}, ctx: ctx, cancel: cancel, junk: junklog.New(cfg.Logger, 0),
 		conns: iplimit.Conns{PerAddr: cfg.MaxPeersPerIP, Total: cfg.MaxPeers + cfg.MaxPeers/10 + 1}}
 }
 
 // Stats are the server's counters.
 func (s *Server) Stats() *Stats { return &s.stats }
+
+// Rejected counts refused connections and input by cause (peerjs-…).
+func (s *Server) Rejected() map[string]uint64 { return s.junk.Counts() }
 
 // Online is how many peers are registered.
 func (s *Server) Online() int {
@@ -164,8 +166,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.cfg.Origins.Check(w, r) == weborigin.Foreign {
-		s.stats.Refused.Add(1)
-		s.junk("peerjs request from a foreign origin", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
+		s.junk.Drop("peerjs-foreign-origin", "peerjs request from a foreign origin", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
 		http.Error(w, "origin not allowed: the rendezvous' --web-origin does not list it", http.StatusForbidden)
 		return
 	}
@@ -195,12 +196,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	http.NotFound(w, r)
 }
 
-func (s *Server) junk(msg string, args ...any) {
-	if s.junkLog.Allow() {
-		s.log.Info(msg, args...)
-	}
-}
-
 func (s *Server) admitIP(ip netip.Addr) bool {
 	s.mu.Lock()
 	closed := s.closed
@@ -213,8 +208,7 @@ func (s *Server) releaseIP(ip netip.Addr) { s.conns.Release(ip) }
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ip := iplimit.RemoteAddr(r)
 	if !s.admitIP(ip) {
-		s.stats.Refused.Add(1)
-		s.junk("peerjs connections over the per-address or total limit", "remote", r.RemoteAddr)
+		s.junk.Drop("peerjs-connection-limit", "peerjs connections over the per-address or total limit", "remote", r.RemoteAddr)
 		http.Error(w, "too many connections from your address, or the server is full", http.StatusTooManyRequests)
 		return
 	}
@@ -233,8 +227,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 
 	q := r.URL.Query()
 	id, token, key := q.Get("id"), q.Get("token"), q.Get("key")
-	refuse := func(b []byte) {
-		s.stats.Refused.Add(1)
+	refuse := func(cause string, b []byte) {
+		s.junk.Drop(cause, "peerjs connection refused", "remote", r.RemoteAddr, "answer", string(b))
 		wctx, c := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 		defer c()
 		_ = conn.Write(wctx, websocket.MessageText, b)
@@ -242,16 +236,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case id == "" || token == "" || key == "":
-		refuse(errorMessage(msgNoParams))
+		refuse("peerjs-bad-parameters", errorMessage(msgNoParams))
 		return
 	case key != s.cfg.Key:
-		refuse(errorMessage(msgInvalidKey))
+		refuse("peerjs-bad-parameters", errorMessage(msgInvalidKey))
 		return
 	case !ValidID(id):
-		refuse(errorMessage(msgInvalidID))
+		refuse("peerjs-bad-parameters", errorMessage(msgInvalidID))
 		return
 	case !validToken(token):
-		refuse(errorMessage(msgInvalidToken))
+		refuse("peerjs-bad-parameters", errorMessage(msgInvalidToken))
 		return
 	}
 	c := &client{id: id, token: token, conn: conn, cancel: cancel, wake: make(chan struct{}, 1)}
@@ -260,10 +254,10 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	old, verdict := s.register(c)
 	switch verdict {
 	case regTaken:
-		refuse(encode(Message{Type: TypeIDTaken, Payload: json.RawMessage(`{"msg":"` + msgIDTaken + `"}`)}))
+		refuse("peerjs-id-taken", encode(Message{Type: TypeIDTaken, Payload: json.RawMessage(`{"msg":"` + msgIDTaken + `"}`)}))
 		return
 	case regFull:
-		refuse(errorMessage(msgLimitExceeded))
+		refuse("peerjs-full", errorMessage(msgLimitExceeded))
 		return
 	case regClosed:
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
@@ -374,10 +368,10 @@ func (s *Server) writeLoop(ctx context.Context, c *client) {
 	}
 }
 
-// closeWith queues an ERROR and ends the connection once it is written
-// (or the write times out).
-func (s *Server) closeWith(ctx context.Context, c *client, msg string) {
-	s.stats.Closed.Add(1)
+// closeWith counts cause, writes an ERROR and ends the connection once it
+// is written (or the write times out).
+func (s *Server) closeWith(ctx context.Context, c *client, remote, cause, msg string) {
+	s.junk.Drop(cause, "peerjs peer closed", "peer", c.id, "remote", remote, "reason", msg)
 	wctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
 	defer cancel()
 	// Written directly: the queue may be what is full.
@@ -397,24 +391,21 @@ func (s *Server) readLoop(ctx context.Context, c *client, remote string) {
 			case idle:
 				s.log.Debug("peerjs peer idle", "peer", c.id)
 			case websocket.CloseStatus(err) == websocket.StatusMessageTooBig:
-				s.stats.Closed.Add(1)
-				s.junk("peerjs peer sent an oversized frame", "peer", c.id, "remote", remote)
+				s.junk.Drop("peerjs-oversized-frame", "peerjs peer sent an oversized frame", "peer", c.id, "remote", remote)
 			}
 			return
 		}
 		if !limit.Allow() {
-			s.junk("peerjs peer over the message rate", "peer", c.id, "remote", remote)
-			s.closeWith(ctx, c, "more than the allowed messages per second")
+			s.closeWith(ctx, c, remote, "peerjs-rate", "more than the allowed messages per second")
 			return
 		}
 		if typ != websocket.MessageText {
-			s.closeWith(ctx, c, "binary frames are not part of the protocol")
+			s.closeWith(ctx, c, remote, "peerjs-bad-message", "binary frames are not part of the protocol")
 			return
 		}
 		m, err := ParseClientMessage(b)
 		if err != nil {
-			s.junk("peerjs peer sent a bad message", "peer", c.id, "remote", remote, "err", err)
-			s.closeWith(ctx, c, "bad message: "+err.Error())
+			s.closeWith(ctx, c, remote, "peerjs-bad-message", "bad message: "+err.Error())
 			return
 		}
 		if m.Type == TypeHeartbeat {
@@ -440,7 +431,7 @@ func (s *Server) forward(from *client, m Message) {
 	}
 	if dst != nil {
 		s.stats.Dropped.Add(1)
-		s.junk("peerjs peer's queue is full; message dropped", "peer", m.Dst, "from", from.id)
+		s.junk.Drop("peerjs-queue-full", "peerjs peer's queue is full; message dropped", "peer", m.Dst, "from", from.id)
 	} else {
 		s.stats.Expired.Add(1)
 	}

@@ -340,6 +340,9 @@ func TestQueueBound(t *testing.T) {
 	if got := s.stats.Dropped.Load(); got != 7 {
 		t.Errorf("dropped %d, want 7", got)
 	}
+	if got := s.Rejected()["peerjs-queue-full"]; got != 7 {
+		t.Errorf("queue-full counted %d, want 7", got)
+	}
 	q := sender.take()
 	if len(q) != 7 || !jsonEqual(t, q[0], `{"type":"EXPIRE","src":"slow","dst":"a"}`) {
 		t.Fatalf("sender got %d messages (%q), want 7 EXPIREs", len(q), q)

@@ -20,9 +20,8 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/time/rate"
-
 	"github.com/punchd/punchd/internal/iplimit"
+	"github.com/punchd/punchd/internal/junklog"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/weborigin"
 )
@@ -85,15 +84,15 @@ func (c *Config) defaults() {
 
 // Handler serves the endpoint.
 type Handler struct {
-	cfg    Config
-	limit  *iplimit.Limiter
-	logLim *rate.Limiter // refusals are logged at a bounded rate
+	cfg   Config
+	limit *iplimit.Limiter
+	junk  *junklog.Log // refusals, counted by cause and logged at a bounded rate
 }
 
 // New returns the handler.
 func New(cfg Config) *Handler {
 	cfg.defaults()
-	return &Handler{cfg: cfg, limit: iplimit.New(cfg.Interval, cfg.Burst, cfg.TrackedIPs), logLim: rate.NewLimiter(1, 5)}
+	return &Handler{cfg: cfg, limit: iplimit.New(cfg.Interval, cfg.Burst, cfg.TrackedIPs), junk: junklog.New(cfg.Logger, 0)}
 }
 
 // Response is the answer: the draft's fields plus iceServers in the
@@ -170,7 +169,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	verdict := h.cfg.Origins.Check(w, r)
 	keyed := h.apiKeyOK(r)
 	if !keyed && verdict != weborigin.Allowed {
-		h.refused(r, "origin", verdict.String())
+		cause := "turn-credentials-foreign-origin"
+		if verdict == weborigin.NoOrigin {
+			cause = "turn-credentials-no-origin-no-key"
+		}
+		h.refused(r, cause)
 		msg := "origin not allowed: the rendezvous' --web-origin does not list it"
 		if verdict == weborigin.NoOrigin {
 			msg = "no allowed Origin and no valid API key"
@@ -179,7 +182,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.limit.Allow(iplimit.RemoteAddr(r)) {
-		h.refused(r, "rate", "")
+		h.refused(r, "turn-credentials-rate")
 		w.Header().Set("Retry-After", strconv.Itoa(int(h.cfg.Interval/time.Second)+1))
 		http.Error(w, "too many credential requests from your address; retry later", http.StatusTooManyRequests)
 		return
@@ -204,11 +207,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
-func (h *Handler) refused(r *http.Request, why, detail string) {
-	if h.logLim.Allow() {
-		h.cfg.Logger.Info("TURN credentials refused", "remote", r.RemoteAddr, "why", why, "origin", r.Header.Get("Origin"), "detail", detail)
-	}
+func (h *Handler) refused(r *http.Request, cause string) {
+	h.junk.Drop(cause, "TURN credentials refused", "remote", r.RemoteAddr, "origin", r.Header.Get("Origin"))
 }
+
+// Rejected counts refused requests by cause (turn-credentials-…).
+func (h *Handler) Rejected() map[string]uint64 { return h.junk.Counts() }
 
 // apiKeyOK compares the presented key with every configured one in
 // constant time (the loop does not stop at a match).

@@ -174,6 +174,9 @@ func TestRateLimitPerIP(t *testing.T) {
 	if c := get("198.18.0.8:5000"); c != 200 {
 		t.Fatalf("another address got %d", c)
 	}
+	if n := h.Rejected()["turn-credentials-rate"]; n != 1 {
+		t.Fatalf("rate refusals counted %d, want 1", n)
+	}
 }
 
 func TestReadAPIKeys(t *testing.T) {
