@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,17 +25,29 @@ func newRendezvousCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			turnSecret, warnings, err := s.secret(cmd, "turn-secret")
+			if err != nil {
+				return err
+			}
+			for _, w := range warnings {
+				log.Warn(w)
+			}
 			cfg := daemon.RendezvousConfig{
 				Listen:        s.str("listen"),
 				STUNListen:    s.str("stun-listen"),
 				TLSCert:       s.str("tls-cert"),
 				TLSKey:        s.str("tls-key"),
 				NoTURN:        s.v.GetBool("no-turn"),
-				TURNSecret:    s.str("turn-secret"),
+				TURNSecret:    turnSecret,
 				TURNTCPListen: s.str("turn-tcp-listen"),
 				TURNTLSListen: s.str("turn-tls-listen"),
 				DebugListen:   s.str("debug-listen"),
+				MetricsListen: s.str("metrics-listen"),
 				Logger:        log,
+
+				WebOrigins:       s.list("web-origin"),
+				WebAPIKeyFile:    s.str("web-api-key-file"),
+				WebCredentialTTL: s.v.GetDuration("web-credential-ttl"),
 			}
 			if ip := s.str("relay-ip"); ip != "" {
 				if cfg.RelayIP, err = netip.ParseAddr(ip); err != nil {
@@ -72,11 +85,16 @@ func newRendezvousCommand() *cobra.Command {
 	fs.String("tls-cert", "", "TLS certificate file: serve https/wss instead of http/ws, and TURN over TLS")
 	fs.String("tls-key", "", "TLS private key file")
 	fs.Bool("no-turn", false, "do not run the TURN relay (STUN only)")
-	fs.String("turn-secret", "", "TURN shared secret (coturn REST format); default: random per start")
+	fs.String("turn-secret", "", "TURN shared secret (coturn REST format); default: random per start; visible in ps: prefer --turn-secret-file or PUNCHD_TURN_SECRET")
+	fs.String("turn-secret-file", "", "file holding the TURN shared secret (mode 0600), e.g. the one coturn's static-auth-secret has")
 	fs.String("turn-tcp-listen", "", "TURN over TCP listen address (default: the --stun-listen address over TCP)")
 	fs.String("turn-tls-listen", "", "TURN over TLS listen address (default :5349 when --tls-cert is given); the --listen address (e.g. :443 for both) shares one TLS port with signaling, for networks that pass only HTTPS")
 	fs.String("relay-ip", "", "address relays are announced at (default: the --stun-listen IP, else the default route's source)")
 	fs.StringSlice("turn-allow-peers", nil, "ranges relays may reach although loopback/link-local/own (labs only)")
+	fs.StringSlice("web-origin", nil, "origin of a web app's pages (e.g. https://game.example; repeatable) that may fetch TURN credentials at /turn-credentials and use PeerJS signaling at /peerjs; both are off without it")
+	fs.String("web-api-key-file", "", "file of API keys (one a line) for server-side callers of /turn-credentials (Authorization: Bearer KEY)")
+	fs.Duration("web-credential-ttl", 10*time.Minute, "lifetime of the TURN credentials /turn-credentials hands out")
 	fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
+	fs.String("metrics-listen", "", "serve Prometheus metrics on this address at /metrics (e.g. 127.0.0.1:9478); off by default")
 	return cmd
 }
