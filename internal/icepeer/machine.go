@@ -259,6 +259,10 @@ func (p *Peer) sendHello(failed bool) {
 }
 
 func (p *Peer) onState(a *attempt, s ice.ConnectionState) {
+	if a == p.prev && a != p.cur {
+		p.onPrevState(a, s)
+		return
+	}
 	if p.cur != a || a.state == ice.ConnectionStateFailed {
 		return
 	}
@@ -360,16 +364,11 @@ func (p *Peer) onPair(a *attempt, local, remote ice.Candidate) {
 	p.log.Info("ICE selected pair", "gen", a.gen,
 		"local", a.path.Local.Type+" "+a.path.Local.Addr.String(),
 		"remote", a.path.Remote.Type+" "+a.path.Remote.Addr.String())
-	p.setPath(a.path)
-	if p.prev != nil {
-		// A restart's path is a new path, though the tunnel never
-		// went without one.
-		p.mu.Lock()
-		p.status.ConnectedAt = time.Now()
-		p.mu.Unlock()
+	if p.keepPrevOver(a.path) {
+		p.onRelayedPath(p.prev.path)
+		return
 	}
-	p.closePrev("the new attempt selected a pair")
-	p.onRelayedPath(a.path)
+	p.adopt(a)
 }
 
 // onTimer acts on the one timer: retry after a failure, repeat a hello,

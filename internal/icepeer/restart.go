@@ -108,13 +108,78 @@ func (p *Peer) stopRelayTimer() {
 
 // keepForRestart moves the current attempt aside while a new one is made,
 // when it carries the tunnel; closeAttempt then leaves its path alone.
+// When an earlier restart's attempt was never adopted, the one carrying the
+// tunnel is still prev: it stays, and the unadopted one goes.
 func (p *Peer) keepForRestart() {
 	a := p.cur
+	if p.prev != nil {
+		if a != nil {
+			p.cur = nil
+			p.closeAgent(a, "replaced by a newer restart")
+		}
+		return
+	}
 	if a == nil || a.path.IsZero() || a.state != ice.ConnectionStateConnected {
 		return
 	}
-	p.closePrev("replaced again")
 	p.prev, p.cur = a, nil
+}
+
+// pathRank orders paths for make-before-break: direct, then relays
+// reached over UDP, then TURN over TCP/TLS (as prefer.go does for pairs).
+func pathRank(path Path) int {
+	switch {
+	case path.IsZero():
+		return 0
+	case !relayed(path):
+		return 3
+	case path.Local.RelayProtocol == "tcp" || path.Local.RelayProtocol == "tls":
+		return 1
+	default:
+		return 2
+	}
+}
+
+// keepPrevOver reports whether the tunnel stays on the kept attempt's path
+// rather than move to a restart's first pair: while that pair is worse
+// and the kept path still answers. ICE's first pick is often a TCP relay
+// that the preference then leaves for a better pair (prefer.go); moving
+// there and back would put the tunnel on TURN/TCP for a moment.
+func (p *Peer) keepPrevOver(path Path) bool {
+	prev := p.prev
+	return prev != nil && prev.state == ice.ConnectionStateConnected && pathRank(path) < pathRank(prev.path)
+}
+
+// adopt moves the tunnel to the current attempt's path and closes the
+// kept one.
+func (p *Peer) adopt(a *attempt) {
+	p.setPath(a.path)
+	if p.prev != nil {
+		// A restart's path is a new path, though the tunnel never went
+		// without one.
+		p.mu.Lock()
+		p.status.ConnectedAt = time.Now()
+		p.mu.Unlock()
+	}
+	p.closePrev("the new attempt selected a pair")
+	p.onRelayedPath(a.path)
+}
+
+// onPrevState follows the kept attempt: once its path stops answering the
+// restart's path, whatever it is, carries the tunnel (or none does until
+// it has one).
+func (p *Peer) onPrevState(a *attempt, s ice.ConnectionState) {
+	a.state = s
+	if s == ice.ConnectionStateConnected || s == ice.ConnectionStateChecking {
+		return
+	}
+	if c := p.cur; c != nil && !c.path.IsZero() {
+		p.log.Info("the path kept for the restart stopped answering; moving to the restart's", "gen", c.gen)
+		p.adopt(c)
+		return
+	}
+	p.closePrev("it stopped answering during a restart")
+	p.setPath(Path{})
 }
 
 // closePrev closes the attempt kept by keepForRestart, if any. Its path
