@@ -54,6 +54,10 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	fdLimit, err := raiseFDLimit()
+	if err != nil {
+		log.Warn("could not raise the open-file limit; the rendezvous holds fewer peers", "limit", fdLimit, "err", err)
+	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("TLS needs both --tls-cert and --tls-key")
 	}
@@ -136,7 +140,11 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		}
 		return fmt.Errorf("signaling listen %s: %w", cfg.Listen, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	limits := rendezvous.HTTPLimits{MaxConns: connCap(fdLimit)}
+	hs := rendezvous.NewHTTPServer(srv.Handler(), limits)
+	// The cap counts TCP connections, before TLS: a stalled TLS
+	// handshake holds a slot as any connection does.
+	ln = rendezvous.LimitListener(ln, limits)
 	errc := make(chan error, 1)
 	scheme := "http"
 	go func() {
@@ -149,7 +157,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	if cfg.TLSCert != "" {
 		scheme = "https"
 	}
-	log.Info("rendezvous listening", "url", scheme+"://"+ln.Addr().String(), "stun_port", stunPort)
+	log.Info("rendezvous listening", "url", scheme+"://"+ln.Addr().String(), "stun_port", stunPort,
+		"max_conns", connCap(fdLimit), "fd_limit", fdLimit)
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -33,16 +34,33 @@ type ClientConfig struct {
 	OnRegistered func(Registration)
 	OnPresence   func(peer identity.PublicKey, online bool)
 	OnMessage    func(from identity.PublicKey, payload []byte)
+	// OnServerError, when set, gets the server's error frames (a send
+	// refused, frames dropped over the rate limit); they are logged at
+	// debug level either way.
+	OnServerError func(ServerError)
+	// HTTPClient, when set, dials the WebSocket (tests and the load
+	// benchmark pick source addresses with it); default http.DefaultClient.
+	HTTPClient *http.Client
 }
 
 const (
 	dialTimeout = 10 * time.Second
 	backoffMin  = 100 * time.Millisecond
 	backoffMax  = 5 * time.Second
-	// clientPing finds a dead connection (a NAT that forgot our TCP
-	// mapping drops everything the server sends) within a few seconds.
-	clientPing    = 2 * time.Second
-	maxClientRead = 256 << 10
+	// The keepalive pace scales: an idle client pings every
+	// clientIdlePing (enough to keep NAT and firewall TCP state, and for
+	// the server to know it is alive: ServerConfig.IdleTimeout) and waits
+	// clientIdlePingWait for the pong, so a busy server is not mistaken
+	// for a dead one. After Recheck (a tunnel stalled: whatever broke it
+	// has likely broken this connection too, and the self-healing needs
+	// signaling now) it pings at once and every clientPing for
+	// clientFastWindow, each answer due within clientPing: a dead
+	// connection is found within a few seconds while it matters.
+	clientIdlePing     = 25 * time.Second
+	clientIdlePingWait = 10 * time.Second
+	clientPing         = 2 * time.Second
+	clientFastWindow   = 30 * time.Second
+	maxClientRead      = 256 << 10
 )
 
 // Client keeps a registration at the rendezvous alive.
@@ -118,7 +136,7 @@ func wsURL(raw string) (string, error) {
 
 // dial connects, registers and sends the watch list.
 func (c *Client) dial(ctx context.Context) (*websocket.Conn, Registration, error) {
-	conn, _, err := websocket.Dial(ctx, c.url, nil)
+	conn, _, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{HTTPClient: c.cfg.HTTPClient})
 	if err != nil {
 		return nil, Registration{}, fmt.Errorf("rendezvous unreachable at %s: %w; is `punchd rendezvous` running and reachable?", c.url, err)
 	}
@@ -228,24 +246,7 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 	pinger.Add(1)
 	go func() {
 		defer pinger.Done()
-		t := time.NewTicker(clientPing)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			case <-c.recheck:
-			}
-			pctx, pcancel := context.WithTimeout(ctx, clientPing)
-			err := conn.Ping(pctx)
-			pcancel()
-			if err != nil {
-				c.log.Debug("rendezvous ping failed", "err", err)
-				cancel()
-				return
-			}
-		}
+		c.keepalive(ctx, conn, cancel)
 	}()
 	for {
 		f, err := readFrame(ctx, conn)
@@ -258,6 +259,53 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 		}
 		c.handle(f)
 	}
+}
+
+// keepalive pings the server at the pace described at clientIdlePing and
+// calls fail when a ping is not answered in time.
+func (c *Client) keepalive(ctx context.Context, conn *websocket.Conn, fail func()) {
+	t := time.NewTimer(jitter(clientIdlePing))
+	defer t.Stop()
+	var fastUntil time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.recheck:
+			fastUntil = time.Now().Add(clientFastWindow)
+		}
+		fast := time.Now().Before(fastUntil)
+		wait := clientIdlePingWait
+		if fast {
+			wait = clientPing
+		}
+		pctx, pcancel := context.WithTimeout(ctx, wait)
+		err := conn.Ping(pctx)
+		pcancel()
+		if err != nil {
+			c.log.Debug("rendezvous ping failed", "err", err, "waited", wait)
+			fail()
+			return
+		}
+		next := jitter(clientIdlePing)
+		if time.Now().Before(fastUntil) {
+			next = clientPing
+		}
+		if !t.Stop() {
+			select {
+			case <-t.C:
+			default:
+			}
+		}
+		t.Reset(next)
+	}
+}
+
+// jitter spreads d over [0.8d, d] so that clients started together do
+// not ping together.
+func jitter(d time.Duration) time.Duration {
+	return d - rand.N(d/5+1)
 }
 
 func (c *Client) handle(f frame) {
@@ -287,7 +335,17 @@ func (c *Client) handle(f frame) {
 		}
 	case typeError:
 		c.log.Debug("rendezvous error", "code", f.Code, "message", f.Message, "to", f.To)
+		if c.cfg.OnServerError != nil {
+			c.cfg.OnServerError(ServerError{Code: f.Code, To: f.To, Message: f.Message})
+		}
 	}
+}
+
+// ServerError is an error frame from the server: Code is one of the
+// codes in frame.go ("not-watched", "peer-offline", "rate-limited", ...),
+// To the peer a refused send was for.
+type ServerError struct {
+	Code, To, Message string
 }
 
 // ErrNotConnected is returned by Send while reconnecting.
@@ -306,8 +364,10 @@ func (c *Client) Send(ctx context.Context, to identity.PublicKey, payload []byte
 // Recheck makes the client ping the rendezvous now instead of at the next
 // interval, and reconnect if that fails: the daemon calls it when a tunnel
 // path goes silent, since whatever broke the path (a NAT that forgot its
-// mappings, a network change) has likely broken this connection too.
-// It never blocks.
+// mappings, a network change) has likely broken this connection too. For
+// clientFastWindow after it the client keeps pinging every clientPing, so
+// a connection that dies while the tunnel heals is found within seconds;
+// otherwise it pings every clientIdlePing. It never blocks.
 func (c *Client) Recheck() {
 	select {
 	case c.recheck <- struct{}{}:

@@ -117,3 +117,21 @@ func TestRecheck(t *testing.T) {
 	proxy.blackhole.Store(false)
 	waitFor(t, ina.regs, "re-registration after the dead connection")
 }
+
+// The keepalive pace scales: an idle client does not ping for many
+// seconds; after Recheck it pings at once and then every clientPing.
+func TestKeepalivePace(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", ServerConfig{})
+	in := newInbox()
+	c := connect(t, s.url(), newKey(t), nil, in)
+	waitFor(t, in.regs, "registration")
+	time.Sleep(clientPing + clientPing/2)
+	if n := s.srv.Stats().Pings; n != 0 {
+		t.Fatalf("an idle client pinged %d times in %s", n, clientPing+clientPing/2)
+	}
+	c.Recheck()
+	time.Sleep(clientPing + clientPing/2)
+	if n := s.srv.Stats().Pings; n != 2 {
+		t.Fatalf("%d pings in %s after Recheck, want 2 (at once, then after %s)", n, clientPing+clientPing/2, clientPing)
+	}
+}

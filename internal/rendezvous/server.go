@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,7 +18,8 @@ import (
 	"github.com/punchd/punchd/internal/identity"
 )
 
-// ServerConfig configures the signaling server. Zero limits get defaults.
+// ServerConfig configures the signaling server. Zero limits get defaults;
+// docs/rendezvous.md says why each default is what it is.
 type ServerConfig struct {
 	Logger *slog.Logger
 	// STUNPort, when > 0, is announced to clients as
@@ -28,14 +30,25 @@ type ServerConfig struct {
 	// TURN, when set, is announced with per-peer credentials.
 	TURN *TURNConfig
 
-	MaxFrameBytes   int // default 64 KiB
-	QueuePerPeer    int // frames waiting for a slow client; default 256
-	MaxPeersPerIP   int // default 64
-	FramesPerSecond int // per connection, sustained; default 100 (burst 2x)
+	MaxFrameBytes int // largest frame a client may send; default 64 KiB
+	// Frames waiting for a slow recipient are bounded per recipient
+	// (count and bytes), per recipient address (IPv4 address or IPv6
+	// /64) and in total; what does not fit is dropped and the sender told.
+	QueuePerPeer      int // frames; default 256
+	QueueBytesPerPeer int // default 256 KiB
+	QueueBytesPerIP   int // default 4 MiB
+	QueueBytesTotal   int // default 64 MiB
+	MaxPeersPerIP     int // WebSocket connections per IPv4 address or IPv6 /64; default 64
+	FramesPerSecond   int // per connection, sustained; default 100 (burst 2x)
 	// RegisterTimeout bounds the handshake; default 10 s.
 	RegisterTimeout time.Duration
-	// PingInterval finds dead connections; default 15 s.
-	PingInterval time.Duration
+	// WriteTimeout closes a client that does not take a frame (or answer
+	// a ping) within it; default 10 s.
+	WriteTimeout time.Duration
+	// IdleTimeout: a client silent this long (no frame, no ping) is pinged
+	// and closed when it does not answer within WriteTimeout. Clients
+	// ping every clientIdlePing (25 s) when idle; default 60 s.
+	IdleTimeout time.Duration
 }
 
 // TURNConfig describes the TURN relay the rendezvous hands out.
@@ -52,69 +65,98 @@ func (c *ServerConfig) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.MaxFrameBytes <= 0 {
-		c.MaxFrameBytes = 64 << 10
-	}
-	if c.QueuePerPeer <= 0 {
-		c.QueuePerPeer = 256
-	}
-	if c.MaxPeersPerIP <= 0 {
-		c.MaxPeersPerIP = 64
-	}
-	if c.FramesPerSecond <= 0 {
-		c.FramesPerSecond = 100
-	}
-	if c.RegisterTimeout <= 0 {
-		c.RegisterTimeout = 10 * time.Second
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = 15 * time.Second
-	}
+	setDefault(&c.MaxFrameBytes, 64<<10)
+	setDefault(&c.QueuePerPeer, 256)
+	setDefault(&c.QueueBytesPerPeer, 256<<10)
+	setDefault(&c.QueueBytesPerIP, 4<<20)
+	setDefault(&c.QueueBytesTotal, 64<<20)
+	setDefault(&c.MaxPeersPerIP, 64)
+	setDefault(&c.FramesPerSecond, 100)
+	setDefault(&c.RegisterTimeout, 10*time.Second)
+	setDefault(&c.WriteTimeout, 10*time.Second)
+	setDefault(&c.IdleTimeout, 60*time.Second)
 	if c.TURN != nil && c.TURN.TTL <= 0 {
 		c.TURN.TTL = 12 * time.Hour
 	}
 }
 
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // Server routes sealed messages between registered peers.
 type Server struct {
-	cfg ServerConfig
-	log *slog.Logger
+	cfg  ServerConfig
+	log  *slog.Logger
+	junk *junkLog
 
 	mu       sync.Mutex
 	clients  map[identity.PublicKey]*serverClient
 	watchers map[identity.PublicKey]map[*serverClient]struct{}
-	perIP    map[string]int
 	closed   bool
+
+	// ipmu guards per-address state and the global queue budget. Lock
+	// order: mu, then a client's qmu, then ipmu.
+	ipmu   sync.Mutex
+	perIP  map[netip.Prefix]*ipState
+	queued int // bytes queued for all clients
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
 	dropped atomic.Uint64 // frames dropped for slow clients
+	pings   atomic.Uint64 // keepalive pings received
+}
+
+type ipState struct {
+	conns  int // WebSocket connections, registered or not
+	queued int // bytes queued for clients at this address
 }
 
 type serverClient struct {
 	id      identity.PublicKey
+	ip      netip.Prefix
 	conn    *websocket.Conn
-	out     chan []byte
-	watches map[identity.PublicKey]struct{}
+	watches map[identity.PublicKey]struct{} // guarded by Server.mu
 	cancel  context.CancelFunc
 	ice     func() []ICEServer // this client's ICE servers, fresh credentials each call
+	iceAt   time.Time          // when ICE servers were last sent; the sweeper's
+	seen    *atomic.Int64      // unix ns of the last frame or ping from the client
+	probing atomic.Bool        // a liveness ping is under way
+
+	// The send queue; a writer goroutine runs only while it is non-empty,
+	// so an idle client costs no goroutine but its reader.
+	qmu     sync.Mutex
+	queue   [][]byte
+	qbytes  int
+	writing bool
+	done    bool // the connection is over: enqueue refuses, the writer drains
 }
 
-// NewServer returns a server; mount Handler on an HTTP server.
+// NewServer returns a server; mount Handler on an HTTP server (see
+// NewHTTPServer for one with the limits a public listener needs).
 func NewServer(cfg ServerConfig) *Server {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
+		junk:     newJunkLog(cfg.Logger, time.Minute),
 		clients:  make(map[identity.PublicKey]*serverClient),
 		watchers: make(map[identity.PublicKey]map[*serverClient]struct{}),
-		perIP:    make(map[string]int),
+		perIP:    make(map[netip.Prefix]*ipState),
 		ctx:      ctx,
 		cancel:   cancel,
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.sweep(ctx)
+	}()
+	return s
 }
 
 // Handler serves /v1/ws (signaling) and /healthz.
@@ -145,46 +187,89 @@ func (s *Server) Online() int {
 	return len(s.clients)
 }
 
+// Stats are the server's counters, for the load benchmark and metrics.
+type Stats struct {
+	Online      int
+	QueuedBytes int
+	Dropped     uint64 // frames dropped: queue caps, rate limit
+	Pings       uint64 // keepalive pings received
+	Junk        map[string]uint64
+}
+
+// Stats returns the current counters.
+func (s *Server) Stats() Stats {
+	st := Stats{Online: s.Online(), Dropped: s.dropped.Load(), Pings: s.pings.Load(), Junk: s.junk.totals()}
+	s.ipmu.Lock()
+	st.QueuedBytes = s.queued
+	s.ipmu.Unlock()
+	return st
+}
+
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	ip := remoteIP(r)
-	if !s.admitIP(ip) {
+	ip := addrKey(r.RemoteAddr)
+	if !s.admit(ip) {
+		s.junk.note(junkPerIPCap, "remote", r.RemoteAddr)
 		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
 		return
 	}
-	defer s.releaseIP(ip)
-	conn, err := websocket.Accept(w, r, nil)
+	seen := new(atomic.Int64)
+	seen.Store(time.Now().UnixNano())
+	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+		CompressionMode: websocket.CompressionDisabled,
+		OnPingReceived: func(context.Context, []byte) bool {
+			s.pings.Add(1)
+			seen.Store(time.Now().UnixNano())
+			return true
+		},
+		OnPongReceived: func(context.Context, []byte) { seen.Store(time.Now().UnixNano()) },
+	})
 	if err != nil {
-		s.log.Debug("websocket accept", "remote", r.RemoteAddr, "err", err)
+		// Accept has answered with an HTTP error; net/http owns the
+		// connection still and closes it.
+		s.release(ip)
+		s.wg.Done()
+		s.junk.note(junkHandshake, "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	conn.SetReadLimit(int64(s.cfg.MaxFrameBytes))
-	s.wg.Add(1)
+	host := r.Host
+	remote := r.RemoteAddr
+	// The HTTP handler returns now: its goroutine (with the request and
+	// net/http's buffers) goes away, and the connection is served by one
+	// goroutine of our own with a small stack.
+	go s.serveConn(conn, ip, host, remote, seen)
+}
+
+// serveConn owns conn from the upgrade on: every path out closes it and
+// gives back what admit took.
+func (s *Server) serveConn(conn *websocket.Conn, ip netip.Prefix, host, remote string, seen *atomic.Int64) {
 	defer s.wg.Done()
+	defer s.release(ip)
+	defer conn.CloseNow()
+	conn.SetReadLimit(int64(s.cfg.MaxFrameBytes))
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
 
 	id, err := s.handshake(ctx, conn)
 	if err != nil {
-		s.log.Debug("registration failed", "remote", r.RemoteAddr, "err", err)
+		cause := junkHandshake
+		if errors.Is(err, errAuth) {
+			cause = junkAuth
+		}
+		s.junk.note(cause, "remote", remote, "err", err)
 		return
 	}
-	c := &serverClient{id: id, conn: conn, out: make(chan []byte, s.cfg.QueuePerPeer), watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
-		ice: func() []ICEServer { return s.iceServers(r, id) }}
+	c := &serverClient{id: id, ip: ip, conn: conn, watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
+		seen: seen, iceAt: time.Now(), ice: func() []ICEServer { return s.iceServers(host, id) }}
 	// "registered" must be the first frame the client sees: once register
 	// makes c visible, other peers' messages may be queued for it.
-	c.enqueue(s, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
+	s.enqueue(c, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
 	if !s.register(c) {
+		s.finish(c)
 		conn.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
 	defer s.unregister(c)
-	s.log.Info("peer registered", "peer", id.Short(), "remote", r.RemoteAddr)
-
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.writeLoop(ctx, c)
-	}()
+	s.log.Debug("peer registered", "peer", id.Short(), "remote", remote)
 	s.readLoop(ctx, c)
 }
 
@@ -237,45 +322,65 @@ func (s *Server) register(c *serverClient) bool {
 	}
 	old := s.clients[c.id]
 	s.clients[c.id] = c
-	watchers := s.watcherList(c.id)
 	s.mu.Unlock()
+	// c watches nobody yet, so nobody may hear of it: presence follows
+	// its watch frame (see watch).
 	if old != nil {
 		// The newest registration wins: a restarted daemon must not wait
 		// for its dead connection to time out.
-		old.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeReplaced, Message: "this ID registered again from another connection"}))
+		s.enqueue(old, encodeFrame(frame{Type: typeError, Code: codeReplaced, Message: "this ID registered again from another connection"}))
 		old.cancel()
 	}
-	s.notify(watchers, c.id, true)
 	return true
 }
 
 func (s *Server) unregister(c *serverClient) {
 	s.mu.Lock()
+	var peers []*serverClient
+	if s.clients[c.id] == c {
+		peers = s.talkPeersLocked(c)
+		delete(s.clients, c.id)
+	}
 	for w := range c.watches {
 		s.unwatchLocked(c, w)
 	}
-	var watchers []*serverClient
-	if s.clients[c.id] == c {
-		delete(s.clients, c.id)
-		watchers = s.watcherList(c.id)
-	}
 	s.mu.Unlock()
-	s.notify(watchers, c.id, false)
-	s.log.Info("peer left", "peer", c.id.Short())
+	s.notify(peers, c.id, false)
+	s.finish(c)
+	s.log.Debug("peer left", "peer", c.id.Short())
 }
 
-func (s *Server) watcherList(id identity.PublicKey) []*serverClient {
+// mayTalk is the one place that decides whether two registered peers may
+// learn of each other's presence and exchange messages. Today the only
+// reason is that each named the other in its watch list: a stranger who
+// knows an ID learns nothing and can send it nothing. Callers hold s.mu.
+func (s *Server) mayTalk(a, b *serverClient) bool {
+	if a == b || s.clients[a.id] != a || s.clients[b.id] != b {
+		return false
+	}
+	_, ab := a.watches[b.id]
+	_, ba := b.watches[a.id]
+	return ab && ba
+}
+
+// talkPeersLocked lists the registered peers c may talk to.
+func (s *Server) talkPeersLocked(c *serverClient) []*serverClient {
 	var out []*serverClient
-	for w := range s.watchers[id] {
-		out = append(out, w)
+	for k := range c.watches {
+		if d := s.clients[k]; d != nil && s.mayTalk(c, d) {
+			out = append(out, d)
+		}
 	}
 	return out
 }
 
-func (s *Server) notify(watchers []*serverClient, id identity.PublicKey, online bool) {
+func (s *Server) notify(peers []*serverClient, id identity.PublicKey, online bool) {
+	if len(peers) == 0 {
+		return
+	}
 	b := encodeFrame(frame{Type: typePresence, ID: id.String(), Online: online})
-	for _, w := range watchers {
-		w.enqueue(s, b)
+	for _, p := range peers {
+		s.enqueue(p, b)
 	}
 }
 
@@ -290,69 +395,178 @@ func (s *Server) unwatchLocked(c *serverClient, id identity.PublicKey) {
 }
 
 // enqueue never blocks the caller: a client that does not read its frames
-// loses them (and is told by the peer's retries), the sender is unaffected.
-func (c *serverClient) enqueue(s *Server, b []byte) {
-	select {
-	case c.out <- b:
-	default:
+// loses them once its share of the queue budget is used (the sender is
+// told, and its retries carry on), the sender is unaffected.
+func (s *Server) enqueue(c *serverClient, b []byte) bool {
+	n := len(b)
+	c.qmu.Lock()
+	if c.done || len(c.queue) >= s.cfg.QueuePerPeer || c.qbytes+n > s.cfg.QueueBytesPerPeer || !s.take(c.ip, n) {
+		c.qmu.Unlock()
 		s.dropped.Add(1)
+		return false
+	}
+	c.queue = append(c.queue, b)
+	c.qbytes += n
+	start := !c.writing
+	c.writing = true
+	if start {
+		// c is not done, so its serveConn has not returned: the
+		// WaitGroup is above zero and Close has not finished waiting.
+		s.wg.Add(1)
+	}
+	c.qmu.Unlock()
+	if start {
+		go s.writer(c)
+	}
+	return true
+}
+
+// writer sends c's queue until it is empty, then ends; a write that takes
+// longer than WriteTimeout (a client that stopped reading, or vanished)
+// ends the connection.
+func (s *Server) writer(c *serverClient) {
+	defer s.wg.Done()
+	for {
+		c.qmu.Lock()
+		if len(c.queue) == 0 || c.done {
+			c.writing = false
+			s.dropQueueLocked(c)
+			c.qmu.Unlock()
+			return
+		}
+		b := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		c.qmu.Unlock()
+
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
+		err := c.conn.Write(ctx, websocket.MessageText, b)
+		cancel()
+
+		c.qmu.Lock()
+		c.qbytes -= len(b)
+		s.give(c.ip, len(b))
+		if err != nil {
+			c.done = true
+		}
+		c.qmu.Unlock()
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				s.junk.note(junkSlowReader, "peer", c.id.Short(), "err", err)
+			}
+			c.cancel()
+		}
 	}
 }
 
-func (s *Server) writeLoop(ctx context.Context, c *serverClient) {
-	ping := time.NewTicker(s.cfg.PingInterval)
-	defer ping.Stop()
-	var refresh <-chan time.Time
-	if s.cfg.TURN != nil {
-		t := time.NewTicker(s.cfg.TURN.TTL / 2)
-		defer t.Stop()
-		refresh = t.C
+// finish marks c's connection over and frees its queue (the writer, if
+// one runs, frees what it holds when its write returns).
+func (s *Server) finish(c *serverClient) {
+	c.qmu.Lock()
+	c.done = true
+	if !c.writing {
+		s.dropQueueLocked(c)
 	}
-	for {
-		select {
-		case <-refresh:
-			c.enqueue(s, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
-		case <-ctx.Done():
-			c.conn.Close(websocket.StatusGoingAway, "")
-			return
-		case b := <-c.out:
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := c.conn.Write(wctx, websocket.MessageText, b)
-			cancel()
-			if err != nil {
-				c.cancel()
-				return
-			}
-		case <-ping.C:
-			pctx, cancel := context.WithTimeout(ctx, s.cfg.PingInterval)
-			err := c.conn.Ping(pctx)
-			cancel()
-			if err != nil {
-				s.log.Debug("peer ping failed", "peer", c.id.Short(), "err", err)
-				c.cancel()
-				return
-			}
-		}
+	c.qmu.Unlock()
+}
+
+func (s *Server) dropQueueLocked(c *serverClient) {
+	for _, b := range c.queue {
+		c.qbytes -= len(b)
+		s.give(c.ip, len(b))
+	}
+	c.queue = nil
+}
+
+// take reserves n queue bytes for a client at ip, within the per-address
+// and global budgets.
+func (s *Server) take(ip netip.Prefix, n int) bool {
+	s.ipmu.Lock()
+	defer s.ipmu.Unlock()
+	st := s.perIP[ip]
+	if st == nil || st.queued+n > s.cfg.QueueBytesPerIP || s.queued+n > s.cfg.QueueBytesTotal {
+		return false
+	}
+	st.queued += n
+	s.queued += n
+	return true
+}
+
+func (s *Server) give(ip netip.Prefix, n int) {
+	s.ipmu.Lock()
+	defer s.ipmu.Unlock()
+	s.queued -= n
+	if st := s.perIP[ip]; st != nil {
+		st.queued -= n
+		s.forgetLocked(ip, st)
+	}
+}
+
+// admit counts a WebSocket connection from ip against its cap and, when
+// it fits, against the WaitGroup Close waits for.
+func (s *Server) admit(ip netip.Prefix) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.ipmu.Lock()
+	defer s.ipmu.Unlock()
+	st := s.perIP[ip]
+	if st == nil {
+		st = &ipState{}
+		s.perIP[ip] = st
+	}
+	if st.conns >= s.cfg.MaxPeersPerIP {
+		s.forgetLocked(ip, st)
+		return false
+	}
+	st.conns++
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) release(ip netip.Prefix) {
+	s.ipmu.Lock()
+	defer s.ipmu.Unlock()
+	if st := s.perIP[ip]; st != nil {
+		st.conns--
+		s.forgetLocked(ip, st)
+	}
+}
+
+func (s *Server) forgetLocked(ip netip.Prefix, st *ipState) {
+	if st.conns <= 0 && st.queued <= 0 {
+		delete(s.perIP, ip)
 	}
 }
 
 func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 	limit := rate.NewLimiter(rate.Limit(s.cfg.FramesPerSecond), 2*s.cfg.FramesPerSecond)
+	limited := false
 	for {
 		_, b, err := c.conn.Read(ctx)
 		if err != nil {
 			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
-				s.log.Info("peer sent an oversized frame", "peer", c.id.Short())
+				s.junk.note(junkOversized, "peer", c.id.Short())
 			}
 			return
 		}
+		c.seen.Store(time.Now().UnixNano())
 		if !limit.Allow() {
-			c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeRateLimited, Message: "more than " + strconv.Itoa(s.cfg.FramesPerSecond) + " frames per second; frame dropped"}))
+			s.dropped.Add(1)
+			s.junk.note(junkRateLimited, "peer", c.id.Short())
+			if !limited { // one error frame per burst, not one per frame
+				limited = true
+				s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeRateLimited, Message: "more than " + strconv.Itoa(s.cfg.FramesPerSecond) + " frames per second; frames dropped"}))
+			}
 			continue
 		}
+		limited = false
 		f, err := decodeFrame(b)
 		if err != nil {
-			c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: err.Error()}))
+			s.junk.note(junkBadFrame, "peer", c.id.Short(), "err", err)
+			s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: err.Error()}))
 			continue
 		}
 		switch f.Type {
@@ -361,93 +575,175 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 		case typeSend:
 			s.forward(c, f)
 		default:
-			c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "unexpected " + f.Type + " frame"}))
+			s.junk.note(junkBadFrame, "peer", c.id.Short(), "type", f.Type)
+			s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "unexpected " + f.Type + " frame"}))
 		}
 	}
 }
 
-// watch replaces the client's watch list and answers with the current
-// presence of each watched peer.
+// watch replaces the client's watch list and answers with the presence of
+// each watched peer: online only when the two may talk (see mayTalk), so
+// a watch of a stranger always says offline. Peers that may talk to c
+// now, and could not before, hear that c is online (and the reverse).
 func (s *Server) watch(c *serverClient, ids []string) {
 	var keys []identity.PublicKey
 	for _, id := range ids {
 		k, err := identity.ParseID(id)
 		if err != nil {
-			c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "watch: " + err.Error()}))
+			s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "watch: " + err.Error()}))
 			continue
 		}
 		keys = append(keys, k)
 	}
 	s.mu.Lock()
+	before := s.talkPeersLocked(c)
 	for w := range c.watches {
 		s.unwatchLocked(c, w)
 	}
-	online := make([]bool, len(keys))
-	for i, k := range keys {
+	for _, k := range keys {
 		c.watches[k] = struct{}{}
 		if s.watchers[k] == nil {
 			s.watchers[k] = make(map[*serverClient]struct{})
 		}
 		s.watchers[k][c] = struct{}{}
-		_, online[i] = s.clients[k]
 	}
+	after := s.talkPeersLocked(c)
 	s.mu.Unlock()
-	for i, k := range keys {
-		c.enqueue(s, encodeFrame(frame{Type: typePresence, ID: k.String(), Online: online[i]}))
+
+	talk := make(map[identity.PublicKey]bool, len(after))
+	for _, p := range after {
+		talk[p.id] = true
 	}
+	for _, k := range keys {
+		s.enqueue(c, encodeFrame(frame{Type: typePresence, ID: k.String(), Online: talk[k]}))
+	}
+	var gone, came []*serverClient
+	was := make(map[*serverClient]bool, len(before))
+	for _, p := range before {
+		was[p] = true
+		if !talk[p.id] {
+			gone = append(gone, p)
+		}
+	}
+	for _, p := range after {
+		if !was[p] {
+			came = append(came, p)
+		}
+	}
+	s.notify(gone, c.id, false)
+	s.notify(came, c.id, true)
 }
 
 func (s *Server) forward(c *serverClient, f frame) {
 	to, err := identity.ParseID(f.To)
 	if err != nil {
-		c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "send: " + err.Error()}))
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "send: " + err.Error()}))
 		return
 	}
 	s.mu.Lock()
+	_, named := c.watches[to]
 	dst := s.clients[to]
+	ok := dst != nil && s.mayTalk(c, dst)
 	s.mu.Unlock()
-	if dst == nil {
-		c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codePeerOffline, To: f.To, Message: "peer is not connected"}))
+	switch {
+	case !named:
+		s.junk.note(junkStranger, "peer", c.id.Short())
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeNotWatched, To: f.To, Message: "send to an ID you do not watch: put it in your watch list (--peer) first"}))
+	case !ok:
+		// Offline and "has not named you" look the same: a stranger
+		// must not learn whether an ID is online.
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codePeerOffline, To: f.To, Message: "peer is not connected (or has not named you)"}))
+	case !s.enqueue(dst, encodeFrame(frame{Type: typeRecv, From: c.id.String(), Payload: f.Payload})):
+		s.junk.note(junkQueueFull, "peer", dst.id.Short())
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codePeerBusy, To: f.To, Message: "the peer is not reading its messages fast enough; message dropped"}))
+	}
+}
+
+// sweep finds clients that went silent (no frame, no ping for
+// IdleTimeout) and pings them once, and refreshes TURN credentials at
+// half-life: one goroutine and one timer for all clients.
+func (s *Server) sweep(ctx context.Context) {
+	every := s.cfg.IdleTimeout / 4
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var list []*serverClient
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		list = list[:0]
+		for _, c := range s.clients {
+			list = append(list, c)
+		}
+		s.mu.Unlock()
+		now := time.Now()
+		for _, c := range list {
+			if now.Sub(time.Unix(0, c.seen.Load())) > s.cfg.IdleTimeout && c.probing.CompareAndSwap(false, true) {
+				s.probe(c)
+			}
+			if s.cfg.TURN != nil && now.Sub(c.iceAt) > s.cfg.TURN.TTL/2 {
+				c.iceAt = now
+				s.enqueue(c, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
+			}
+		}
+		clear(list)
+	}
+}
+
+// probe pings a silent client; no answer within WriteTimeout ends it.
+func (s *Server) probe(c *serverClient) {
+	c.qmu.Lock()
+	if c.done {
+		c.qmu.Unlock()
 		return
 	}
-	dst.enqueue(s, encodeFrame(frame{Type: typeRecv, From: c.id.String(), Payload: f.Payload}))
+	s.wg.Add(1) // c not done: its serveConn still holds the WaitGroup
+	c.qmu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer c.probing.Store(false)
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
+		err := c.conn.Ping(ctx)
+		cancel()
+		if err != nil {
+			s.junk.note(junkSilent, "peer", c.id.Short(), "err", err)
+			c.cancel()
+		}
+	}()
 }
 
-func (s *Server) admitIP(ip string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || s.perIP[ip] >= s.cfg.MaxPeersPerIP {
-		return false
-	}
-	s.perIP[ip]++
-	return true
-}
-
-func (s *Server) releaseIP(ip string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
-	}
-}
-
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+// addrKey is the unit the per-address caps count: an IPv4 address, or
+// the /64 of an IPv6 address (one subscriber usually holds a whole /64).
+func addrKey(remote string) netip.Prefix {
+	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {
-		return r.RemoteAddr
+		return netip.Prefix{}
 	}
-	return host
+	return ipKey(ap.Addr())
+}
+
+func ipKey(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	bits := 64
+	if a.Is4() {
+		bits = 32
+	}
+	p, _ := a.Prefix(bits)
+	return p
 }
 
 // iceServers tells a client where STUN and TURN are: the same host it
 // reached us at, with TURN credentials made for its ID.
-func (s *Server) iceServers(r *http.Request, id identity.PublicKey) []ICEServer {
+func (s *Server) iceServers(reqHost string, id identity.PublicKey) []ICEServer {
 	var out []ICEServer
 	for _, u := range s.cfg.ICEServers {
 		out = append(out, ICEServer{URL: u})
 	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+	host := reqHost
+	if h, _, err := net.SplitHostPort(reqHost); err == nil {
 		host = h
 	}
 	if host == "" || len(s.cfg.ICEServers) > 0 {
