@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/punchd/punchd/internal/fdlimit"
 	"github.com/punchd/punchd/internal/nat"
 	"github.com/punchd/punchd/internal/rendezvous"
 )
@@ -54,7 +55,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	fdLimit, err := raiseFDLimit()
+	fdLimit, err := fdlimit.Raise()
 	if err != nil {
 		log.Warn("could not raise the open-file limit; the rendezvous holds fewer peers", "limit", fdLimit, "err", err)
 	}
@@ -140,7 +141,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		}
 		return fmt.Errorf("signaling listen %s: %w", cfg.Listen, err)
 	}
-	limits := rendezvous.HTTPLimits{MaxConns: connCap(fdLimit)}
+	limits := rendezvous.HTTPLimits{MaxConns: fdlimit.ConnCap(fdLimit)}
 	hs := rendezvous.NewHTTPServer(srv.Handler(), limits)
 	// The cap counts TCP connections, before TLS: a stalled TLS
 	// handshake holds a slot as any connection does.
@@ -158,7 +159,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		scheme = "https"
 	}
 	log.Info("rendezvous listening", "url", scheme+"://"+ln.Addr().String(), "stun_port", stunPort,
-		"max_conns", connCap(fdLimit), "fd_limit", fdLimit)
+		"max_conns", fdlimit.ConnCap(fdLimit), "fd_limit", fdLimit)
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}

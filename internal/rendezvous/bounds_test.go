@@ -315,7 +315,7 @@ func keys(t *testing.T, n int) ([]identity.PrivateKey, []identity.PublicKey) {
 // handshakes and 100 registered clients that stop reading and vanish
 // leave the server's fd count where it started.
 func TestFDsReturnToBaseline(t *testing.T) {
-	srv := startServerProcess(t, ServerConfig{MaxPeersPerIP: 1000, WriteTimeout: 500 * time.Millisecond, IdleTimeout: time.Second, RegisterTimeout: 2 * time.Second})
+	srv := startServerProcess(t, ServerConfig{MaxPeersPerIP: 1000, WriteTimeout: 500 * time.Millisecond, PingInterval: time.Second, RegisterTimeout: 2 * time.Second})
 	base := srv.fds(t)
 
 	var wg sync.WaitGroup

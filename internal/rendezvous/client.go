@@ -47,16 +47,18 @@ const (
 	dialTimeout = 10 * time.Second
 	backoffMin  = 100 * time.Millisecond
 	backoffMax  = 5 * time.Second
-	// The keepalive pace scales: an idle client pings every
-	// clientIdlePing (enough to keep NAT and firewall TCP state, and for
-	// the server to know it is alive: ServerConfig.IdleTimeout) and waits
-	// clientIdlePingWait for the pong, so a busy server is not mistaken
-	// for a dead one. After Recheck (a tunnel stalled: whatever broke it
-	// has likely broken this connection too, and the self-healing needs
-	// signaling now) it pings at once and every clientPing for
-	// clientFastWindow, each answer due within clientPing: a dead
-	// connection is found within a few seconds while it matters.
-	clientIdlePing     = 25 * time.Second
+	// The keepalive pace scales. An idle client does not ping: the server
+	// pings every client it has not heard from for its PingInterval
+	// (30 s), which keeps NAT and firewall state too, and the client only
+	// checks every clientCheck that it heard from the server within
+	// clientSilent; when not, it pings and waits clientIdlePingWait for
+	// the pong (a busy server is not a dead one). After Recheck (a tunnel
+	// stalled: whatever broke it has likely broken this connection too,
+	// and the self-healing needs signaling now) it pings at once and every
+	// clientPing for clientFastWindow, each answer due within clientPing:
+	// a dead connection is found within seconds while it matters.
+	clientCheck        = 10 * time.Second
+	clientSilent       = 75 * time.Second
 	clientIdlePingWait = 10 * time.Second
 	clientPing         = 2 * time.Second
 	clientFastWindow   = 30 * time.Second
@@ -72,9 +74,11 @@ type Client struct {
 	conn atomic.Pointer[websocket.Conn]
 	// recheck asks the pinger for a ping now (see Recheck).
 	recheck chan struct{}
-	cancel  context.CancelFunc
-	done    chan struct{}
-	once    sync.Once
+	// heard is when the server last said anything (a frame, a ping).
+	heard  atomic.Int64
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
 }
 
 // Connect makes the first connection (bounded by ctx and a dial timeout)
@@ -136,7 +140,14 @@ func wsURL(raw string) (string, error) {
 
 // dial connects, registers and sends the watch list.
 func (c *Client) dial(ctx context.Context) (*websocket.Conn, Registration, error) {
-	conn, _, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{HTTPClient: c.cfg.HTTPClient})
+	c.heard.Store(time.Now().UnixNano())
+	conn, _, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{
+		HTTPClient: c.cfg.HTTPClient,
+		OnPingReceived: func(context.Context, []byte) bool {
+			c.heard.Store(time.Now().UnixNano())
+			return true
+		},
+	})
 	if err != nil {
 		return nil, Registration{}, fmt.Errorf("rendezvous unreachable at %s: %w; is `punchd rendezvous` running and reachable?", c.url, err)
 	}
@@ -246,10 +257,11 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 	pinger.Add(1)
 	go func() {
 		defer pinger.Done()
-		c.keepalive(ctx, conn, cancel)
+		c.keepalive(ctx, conn, &c.heard, cancel)
 	}()
 	for {
 		f, err := readFrame(ctx, conn)
+		c.heard.Store(time.Now().UnixNano())
 		if err != nil {
 			if errors.Is(err, errBadFrame) {
 				c.log.Warn("bad frame from rendezvous", "err", err)
@@ -261,10 +273,10 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 	}
 }
 
-// keepalive pings the server at the pace described at clientIdlePing and
-// calls fail when a ping is not answered in time.
-func (c *Client) keepalive(ctx context.Context, conn *websocket.Conn, fail func()) {
-	t := time.NewTimer(jitter(clientIdlePing))
+// keepalive checks the connection at the pace described at clientCheck
+// and calls fail when a ping is not answered in time.
+func (c *Client) keepalive(ctx context.Context, conn *websocket.Conn, heard *atomic.Int64, fail func()) {
+	t := time.NewTimer(jitter(clientCheck))
 	defer t.Stop()
 	var fastUntil time.Time
 	for {
@@ -275,35 +287,33 @@ func (c *Client) keepalive(ctx context.Context, conn *websocket.Conn, fail func(
 		case <-c.recheck:
 			fastUntil = time.Now().Add(clientFastWindow)
 		}
-		fast := time.Now().Before(fastUntil)
-		wait := clientIdlePingWait
-		if fast {
-			wait = clientPing
+		now := time.Now()
+		fast := now.Before(fastUntil)
+		if fast || now.Sub(time.Unix(0, heard.Load())) > clientSilent {
+			wait := clientIdlePingWait
+			if fast {
+				wait = clientPing
+			}
+			pctx, pcancel := context.WithTimeout(ctx, wait)
+			err := conn.Ping(pctx)
+			pcancel()
+			if err != nil {
+				c.log.Debug("rendezvous ping failed", "err", err, "waited", wait)
+				fail()
+				return
+			}
+			heard.Store(time.Now().UnixNano())
 		}
-		pctx, pcancel := context.WithTimeout(ctx, wait)
-		err := conn.Ping(pctx)
-		pcancel()
-		if err != nil {
-			c.log.Debug("rendezvous ping failed", "err", err, "waited", wait)
-			fail()
-			return
-		}
-		next := jitter(clientIdlePing)
+		next := jitter(clientCheck)
 		if time.Now().Before(fastUntil) {
 			next = clientPing
-		}
-		if !t.Stop() {
-			select {
-			case <-t.C:
-			default:
-			}
 		}
 		t.Reset(next)
 	}
 }
 
 // jitter spreads d over [0.8d, d] so that clients started together do
-// not ping together.
+// not check together.
 func jitter(d time.Duration) time.Duration {
 	return d - rand.N(d/5+1)
 }
@@ -367,7 +377,8 @@ func (c *Client) Send(ctx context.Context, to identity.PublicKey, payload []byte
 // mappings, a network change) has likely broken this connection too. For
 // clientFastWindow after it the client keeps pinging every clientPing, so
 // a connection that dies while the tunnel heals is found within seconds;
-// otherwise it pings every clientIdlePing. It never blocks.
+// otherwise it relies on the server's pings (see clientCheck). It never
+// blocks.
 func (c *Client) Recheck() {
 	select {
 	case c.recheck <- struct{}{}:

@@ -63,15 +63,17 @@ func LimitListener(ln net.Listener, limits HTTPLimits) net.Listener {
 // larger than a buffer are read and written past it, so they cost no copy.
 type smallBuffers struct {
 	http.ResponseWriter
+	conn net.Conn // the hijacked connection, for closing it within a bound
 }
 
 const hijackBuffer = 512
 
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, err
 	}
+	w.conn = conn
 	var r io.Reader = conn
 	if n := brw.Reader.Buffered(); n > 0 {
 		// The client may have sent its first frame right after the

@@ -17,6 +17,7 @@ const (
 	junkPerIPCap                     // connection refused: too many from one address
 	junkOversized                    // frame over MaxFrameBytes (connection closed)
 	junkRateLimited                  // frame over FramesPerSecond (dropped)
+	junkFlooder                      // client closed: far over FramesPerSecond for long
 	junkBadFrame                     // frame that does not parse or is unexpected
 	junkStranger                     // send to an ID the sender does not watch
 	junkQueueFull                    // frame dropped: the recipient's queue is full
@@ -39,6 +40,8 @@ func (c junkCause) String() string {
 		return "rate-limited"
 	case junkBadFrame:
 		return "bad-frame"
+	case junkFlooder:
+		return "flooder"
 	case junkStranger:
 		return "send-to-stranger"
 	case junkQueueFull:
@@ -65,6 +68,8 @@ func (c junkCause) message() string {
 		return "frames dropped over the per-connection rate limit"
 	case junkBadFrame:
 		return "malformed or unexpected frames"
+	case junkFlooder:
+		return "clients closed: they kept sending far over the rate limit"
 	case junkStranger:
 		return "sends to IDs the sender does not watch (refused)"
 	case junkQueueFull:

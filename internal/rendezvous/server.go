@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -45,10 +46,12 @@ type ServerConfig struct {
 	// WriteTimeout closes a client that does not take a frame (or answer
 	// a ping) within it; default 10 s.
 	WriteTimeout time.Duration
-	// IdleTimeout: a client silent this long (no frame, no ping) is pinged
-	// and closed when it does not answer within WriteTimeout. Clients
-	// ping every clientIdlePing (25 s) when idle; default 60 s.
-	IdleTimeout time.Duration
+	// PingInterval: a client the server has not heard from (no frame, no
+	// ping, no pong) for this long is pinged, and closed when it does not
+	// answer within WriteTimeout. The pings also keep NAT state along
+	// the way, and idle clients rely on them instead of pinging
+	// themselves (see clientSilent); default 30 s.
+	PingInterval time.Duration
 }
 
 // TURNConfig describes the TURN relay the rendezvous hands out.
@@ -74,7 +77,7 @@ func (c *ServerConfig) defaults() {
 	setDefault(&c.FramesPerSecond, 100)
 	setDefault(&c.RegisterTimeout, 10*time.Second)
 	setDefault(&c.WriteTimeout, 10*time.Second)
-	setDefault(&c.IdleTimeout, 60*time.Second)
+	setDefault(&c.PingInterval, 30*time.Second)
 	if c.TURN != nil && c.TURN.TTL <= 0 {
 		c.TURN.TTL = 12 * time.Hour
 	}
@@ -109,6 +112,9 @@ type Server struct {
 
 	dropped atomic.Uint64 // frames dropped for slow clients
 	pings   atomic.Uint64 // keepalive pings received
+
+	work       []chan frameJob // one per frame worker
+	nextWorker atomic.Uint32
 }
 
 type ipState struct {
@@ -119,13 +125,14 @@ type ipState struct {
 type serverClient struct {
 	id      identity.PublicKey
 	ip      netip.Prefix
-	conn    *websocket.Conn
+	conn    *wsConn
 	watches map[identity.PublicKey]struct{} // guarded by Server.mu
 	cancel  context.CancelFunc
 	ice     func() []ICEServer // this client's ICE servers, fresh credentials each call
 	iceAt   time.Time          // when ICE servers were last sent; the sweeper's
 	seen    *atomic.Int64      // unix ns of the last frame or ping from the client
 	probing atomic.Bool        // a liveness ping is under way
+	worker  uint32             // the frame worker for this client's frames
 
 	// The send queue; a writer goroutine runs only while it is non-empty,
 	// so an idle client costs no goroutine but its reader.
@@ -156,6 +163,15 @@ func NewServer(cfg ServerConfig) *Server {
 		defer s.wg.Done()
 		s.sweep(ctx)
 	}()
+	s.work = make([]chan frameJob, 2*runtime.GOMAXPROCS(0))
+	for i := range s.work {
+		s.work[i] = make(chan frameJob, 64)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.frameWorker(ctx, s.work[i])
+		}()
+	}
 	return s
 }
 
@@ -214,7 +230,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	}
 	seen := new(atomic.Int64)
 	seen.Store(time.Now().UnixNano())
-	conn, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
+	sb := &smallBuffers{ResponseWriter: w}
+	conn, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
 		CompressionMode: websocket.CompressionDisabled,
 		OnPingReceived: func(context.Context, []byte) bool {
 			s.pings.Add(1)
@@ -236,19 +253,55 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The HTTP handler returns now: its goroutine (with the request and
 	// net/http's buffers) goes away, and the connection is served by one
 	// goroutine of our own with a small stack.
-	go s.serveConn(conn, ip, host, remote, seen)
+	go s.serveConn(&wsConn{Conn: conn, raw: sb.conn}, ip, host, remote, seen)
+}
+
+// wsConn is an upgraded connection and the TCP (or TLS) connection under
+// it, which closeWithError closes when the peer does not finish the close
+// handshake in time.
+type wsConn struct {
+	*websocket.Conn
+	raw net.Conn
+}
+
+// closeHandshakeWait bounds the close handshake with a misbehaving peer
+// (the library would wait 5 s for its close frame).
+const closeHandshakeWait = time.Second
+
+// closeWithError sends an error frame and closes with a close frame; a
+// peer that does not answer the close within closeHandshakeWait is cut.
+func (s *Server) closeWithError(ctx context.Context, conn *wsConn, code, msg string) {
+	ctx, cancel := context.WithTimeout(ctx, closeHandshakeWait)
+	defer cancel()
+	cut := time.AfterFunc(closeHandshakeWait, func() { conn.raw.Close() })
+	defer cut.Stop()
+	_ = conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeError, Code: code, Message: msg}))
+	conn.Close(websocket.StatusPolicyViolation, code)
 }
 
 // serveConn owns conn from the upgrade on: every path out closes it and
-// gives back what admit took.
-func (s *Server) serveConn(conn *websocket.Conn, ip netip.Prefix, host, remote string, seen *atomic.Int64) {
-	defer s.wg.Done()
-	defer s.release(ip)
-	defer conn.CloseNow()
+// gives back what admit took. Once the peer is registered, a fresh
+// goroutine holds the connection: it starts with a small stack that the
+// handshake's crypto and JSON never grew, and it only reads (frames are
+// decoded and routed by the frame workers), so ten thousand idle peers
+// cost ten thousand small stacks.
+func (s *Server) serveConn(conn *wsConn, ip netip.Prefix, host, remote string, seen *atomic.Int64) {
 	conn.SetReadLimit(int64(s.cfg.MaxFrameBytes))
 	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
+	c := s.admitPeer(ctx, cancel, conn, ip, host, remote, seen)
+	if c == nil {
+		cancel()
+		conn.CloseNow()
+		s.release(ip)
+		s.wg.Done()
+		return
+	}
+	go s.hold(ctx, cancel, c)
+}
 
+// admitPeer runs the handshake and registers the peer; nil when either
+// fails.
+func (s *Server) admitPeer(ctx context.Context, cancel context.CancelFunc, conn *wsConn, ip netip.Prefix, host, remote string, seen *atomic.Int64) *serverClient {
 	id, err := s.handshake(ctx, conn)
 	if err != nil {
 		cause := junkHandshake
@@ -256,30 +309,40 @@ func (s *Server) serveConn(conn *websocket.Conn, ip netip.Prefix, host, remote s
 			cause = junkAuth
 		}
 		s.junk.note(cause, "remote", remote, "err", err)
-		return
+		return nil
 	}
 	c := &serverClient{id: id, ip: ip, conn: conn, watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
-		seen: seen, iceAt: time.Now(), ice: func() []ICEServer { return s.iceServers(host, id) }}
+		seen: seen, iceAt: time.Now(), ice: func() []ICEServer { return s.iceServers(host, id) },
+		worker: s.nextWorker.Add(1) % uint32(len(s.work))}
 	// "registered" must be the first frame the client sees: once register
 	// makes c visible, other peers' messages may be queued for it.
 	s.enqueue(c, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
 	if !s.register(c) {
 		s.finish(c)
-		conn.Close(websocket.StatusGoingAway, "server shutting down")
-		return
+		return nil
 	}
-	defer s.unregister(c)
 	s.log.Debug("peer registered", "peer", id.Short(), "remote", remote)
+	return c
+}
+
+// hold reads c's frames until the connection ends, then unregisters c and
+// closes the connection.
+func (s *Server) hold(ctx context.Context, cancel context.CancelFunc, c *serverClient) {
+	defer s.wg.Done()
+	defer s.release(c.ip)
+	defer c.conn.CloseNow()
+	defer cancel()
+	defer s.unregister(c)
 	s.readLoop(ctx, c)
 }
 
 // handshake runs the challenge-response; see auth.go.
-func (s *Server) handshake(ctx context.Context, conn *websocket.Conn) (identity.PublicKey, error) {
+func (s *Server) handshake(ctx context.Context, conn *wsConn) (identity.PublicKey, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RegisterTimeout)
 	defer cancel()
 	ch, err := newChallenge()
 	if err != nil {
-		conn.Close(websocket.StatusInternalError, "")
+		conn.CloseNow()
 		return identity.PublicKey{}, err
 	}
 	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeChallenge, ServerKey: ch.pub[:], Nonce: ch.nonce[:]})); err != nil {
@@ -307,11 +370,6 @@ func (s *Server) handshake(ctx context.Context, conn *websocket.Conn) (identity.
 		return identity.PublicKey{}, err
 	}
 	return id, nil
-}
-
-func (s *Server) closeWithError(ctx context.Context, conn *websocket.Conn, code, msg string) {
-	_ = conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeError, Code: code, Message: msg}))
-	conn.Close(websocket.StatusPolicyViolation, code)
 }
 
 func (s *Server) register(c *serverClient) bool {
@@ -544,6 +602,10 @@ func (s *Server) forgetLocked(ip netip.Prefix, st *ipState) {
 func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 	limit := rate.NewLimiter(rate.Limit(s.cfg.FramesPerSecond), 2*s.cfg.FramesPerSecond)
 	limited := false
+	// A client that keeps sending over twice the limit (its drops exceed
+	// the limit again, past a burst of 4 s worth) is closed: reading and
+	// dropping its frames costs more than its reconnecting does.
+	drops := rate.NewLimiter(rate.Limit(s.cfg.FramesPerSecond), 4*s.cfg.FramesPerSecond)
 	for {
 		_, b, err := c.conn.Read(ctx)
 		if err != nil {
@@ -556,6 +618,11 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 		if !limit.Allow() {
 			s.dropped.Add(1)
 			s.junk.note(junkRateLimited, "peer", c.id.Short())
+			if !drops.Allow() {
+				s.junk.note(junkFlooder, "peer", c.id.Short())
+				s.closeWithError(ctx, c.conn, codeRateLimited, "more than twice "+strconv.Itoa(s.cfg.FramesPerSecond)+" frames per second for seconds; closing")
+				return
+			}
 			if !limited { // one error frame per burst, not one per frame
 				limited = true
 				s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeRateLimited, Message: "more than " + strconv.Itoa(s.cfg.FramesPerSecond) + " frames per second; frames dropped"}))
@@ -563,21 +630,48 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 			continue
 		}
 		limited = false
-		f, err := decodeFrame(b)
-		if err != nil {
-			s.junk.note(junkBadFrame, "peer", c.id.Short(), "err", err)
-			s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: err.Error()}))
-			continue
+		select {
+		case s.work[c.worker] <- frameJob{c: c, b: b}:
+		case <-ctx.Done():
+			return
 		}
-		switch f.Type {
-		case typeWatch:
-			s.watch(c, f.IDs)
-		case typeSend:
-			s.forward(c, f)
-		default:
-			s.junk.note(junkBadFrame, "peer", c.id.Short(), "type", f.Type)
-			s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "unexpected " + f.Type + " frame"}))
+	}
+}
+
+// frameJob is one frame for a frame worker. A client's frames all go to
+// one worker, so they are handled in the order they came.
+type frameJob struct {
+	c *serverClient
+	b []byte
+}
+
+// frameWorkers decode and route frames for all clients.
+func (s *Server) frameWorker(ctx context.Context, jobs <-chan frameJob) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-jobs:
+			s.handleFrame(j.c, j.b)
 		}
+	}
+}
+
+func (s *Server) handleFrame(c *serverClient, b []byte) {
+	f, err := decodeFrame(b)
+	if err != nil {
+		s.junk.note(junkBadFrame, "peer", c.id.Short(), "err", err)
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: err.Error()}))
+		return
+	}
+	switch f.Type {
+	case typeWatch:
+		s.watch(c, f.IDs)
+	case typeSend:
+		s.forward(c, f)
+	default:
+		s.junk.note(junkBadFrame, "peer", c.id.Short(), "type", f.Type)
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "unexpected " + f.Type + " frame"}))
 	}
 }
 
@@ -659,13 +753,17 @@ func (s *Server) forward(c *serverClient, f frame) {
 	}
 }
 
-// sweep finds clients that went silent (no frame, no ping for
-// IdleTimeout) and pings them once, and refreshes TURN credentials at
-// half-life: one goroutine and one timer for all clients.
+// sweep pings clients the server has not heard from for PingInterval
+// and refreshes TURN credentials at half-life: one goroutine and one
+// timer for all clients. The pings leave from short-lived goroutines (at
+// most maxProbes at once), so the goroutine that holds an idle client
+// only ever reads: answering a client's pings would have it write, and
+// its stack would grow to twice the size.
 func (s *Server) sweep(ctx context.Context) {
-	every := s.cfg.IdleTimeout / 4
+	every := s.cfg.PingInterval / 4
 	t := time.NewTicker(every)
 	defer t.Stop()
+	probes := make(chan struct{}, maxProbes)
 	var list []*serverClient
 	for {
 		select {
@@ -681,8 +779,13 @@ func (s *Server) sweep(ctx context.Context) {
 		s.mu.Unlock()
 		now := time.Now()
 		for _, c := range list {
-			if now.Sub(time.Unix(0, c.seen.Load())) > s.cfg.IdleTimeout && c.probing.CompareAndSwap(false, true) {
-				s.probe(c)
+			if now.Sub(time.Unix(0, c.seen.Load())) >= s.cfg.PingInterval && !c.probing.Load() {
+				select {
+				case probes <- struct{}{}:
+					c.probing.Store(true)
+					s.probe(c, probes)
+				default: // enough under way; the next sweep gets to it
+				}
 			}
 			if s.cfg.TURN != nil && now.Sub(c.iceAt) > s.cfg.TURN.TTL/2 {
 				c.iceAt = now
@@ -693,17 +796,23 @@ func (s *Server) sweep(ctx context.Context) {
 	}
 }
 
-// probe pings a silent client; no answer within WriteTimeout ends it.
-func (s *Server) probe(c *serverClient) {
+// maxProbes bounds the pings in flight.
+const maxProbes = 512
+
+// probe pings c; no answer within WriteTimeout ends it.
+func (s *Server) probe(c *serverClient, probes chan struct{}) {
 	c.qmu.Lock()
 	if c.done {
 		c.qmu.Unlock()
+		c.probing.Store(false)
+		<-probes
 		return
 	}
-	s.wg.Add(1) // c not done: its serveConn still holds the WaitGroup
+	s.wg.Add(1) // c not done: its hold goroutine still holds the WaitGroup
 	c.qmu.Unlock()
 	go func() {
 		defer s.wg.Done()
+		defer func() { <-probes }()
 		defer c.probing.Store(false)
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
 		err := c.conn.Ping(ctx)

@@ -1,4 +1,6 @@
-package daemon
+// Package fdlimit raises the open-file limit for servers that hold one
+// descriptor per client.
+package fdlimit
 
 import (
 	"os"
@@ -7,15 +9,15 @@ import (
 	"syscall"
 )
 
-// wantFDs is what `punchd rendezvous` asks for: every peer holds one
-// connection, and a public server should run out of memory or CPU long
-// before it runs out of descriptors. Go raises the soft limit to the hard
+// wantFDs is what Raise asks for (`punchd rendezvous`, its load
+// benchmark): every peer holds one connection, and a public server should
+// run out of memory or CPU long before it runs out of descriptors. Go raises the soft limit to the hard
 // one at start; as root we raise the hard one too (up to fs.nr_open).
 const wantFDs = 1 << 20
 
-// raiseFDLimit lifts RLIMIT_NOFILE as far as allowed and returns the
+// Raise lifts RLIMIT_NOFILE as far as allowed and returns the
 // soft limit in force afterwards.
-func raiseFDLimit() (uint64, error) {
+func Raise() (uint64, error) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return 0, err
@@ -43,10 +45,10 @@ func raiseFDLimit() (uint64, error) {
 	return next.Cur, nil
 }
 
-// connCap is the signaling listener's connection cap for an fd limit:
+// ConnCap is the signaling listener's connection cap for an fd limit:
 // room is left for the STUN/TURN sockets, relays and logs, so accept
 // never fails with "too many open files".
-func connCap(fdLimit uint64) int {
+func ConnCap(fdLimit uint64) int {
 	const reserve, ceiling = 1024, 65536
 	if fdLimit <= 2*reserve {
 		return int(max(fdLimit/2, 16))
