@@ -34,6 +34,10 @@ import (
 // Config says how hard to push. Zero values get defaults.
 type Config struct {
 	Binary string // the punchd binary to run as `punchd rendezvous`
+	// Command, when set, makes the server's command for a listen address
+	// instead (tests run a server of their own); it must log JSON to
+	// stderr.
+	Command func(listen string) *exec.Cmd
 	// Peers are registered (in pairs that watch each other) and held.
 	Peers int // default 10,000
 	// ActivePairs of them exchange offer/answer rounds while the rest
@@ -184,7 +188,13 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return rep, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := startServer(ctx, cfg.Binary, dir)
+	command := cfg.Command
+	if command == nil {
+		command = func(listen string) *exec.Cmd {
+			return exec.Command(cfg.Binary, "rendezvous", "--listen", listen, "--stun-listen", "", "--log-format", "json")
+		}
+	}
+	srv, err := startServer(ctx, command, dir)
 	if err != nil {
 		return rep, err
 	}
@@ -317,7 +327,7 @@ type server struct {
 	once sync.Once
 }
 
-func startServer(ctx context.Context, bin, dir string) (*server, error) {
+func startServer(ctx context.Context, command func(string) *exec.Cmd, dir string) (*server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -329,7 +339,8 @@ func startServer(ctx context.Context, bin, dir string) (*server, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "rendezvous", "--listen", addr, "--stun-listen", "", "--log-format", "json")
+	cmd := command(addr)
+	bin := cmd.Path
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
