@@ -86,4 +86,3 @@ func TestLoadSmall(t *testing.T) {
 		t.Error("the flood left no log line at all")
 	}
 }
-
