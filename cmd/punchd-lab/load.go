@@ -52,8 +52,10 @@ but as root the fd limits are raised for 10,000 peers and more.`,
 			if cfg.StormPeers == 0 {
 				cfg.StormPeers = -1
 			}
-			if lim, err := fdlimit.Raise(); err != nil || lim < uint64(2*cfg.Peers+cfg.StormPeers+1024) {
-				fmt.Fprintf(os.Stderr, "punchd-lab: open-file limit %d may be too low for %d peers (run as root to raise it)\n", lim, cfg.Peers)
+			// The clients and the server each hold one fd per peer.
+			if lim, err := fdlimit.Raise(); err != nil || lim < uint64(cfg.Peers+max(cfg.StormPeers, 0)+1024) {
+				fmt.Fprintf(os.Stderr, "punchd-lab: open-file limit %d is too low for %d peers and a storm of %d: raising the hard limit needs root with CAP_SYS_RESOURCE (or a larger LimitNOFILE/ulimit -Hn)\n",
+					lim, cfg.Peers, max(cfg.StormPeers, 0))
 			}
 			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 			rep, err := rvload.Run(cmd.Context(), cfg)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -112,6 +113,7 @@ type Server struct {
 
 	dropped atomic.Uint64 // frames dropped for slow clients
 	pings   atomic.Uint64 // keepalive pings received
+	admits  atomic.Uint64 // WebSocket connections admitted
 
 	work       []chan frameJob // one per frame worker
 	nextWorker atomic.Uint32
@@ -580,6 +582,7 @@ func (s *Server) admit(ip netip.Prefix) bool {
 		return false
 	}
 	st.conns++
+	s.admits.Add(1)
 	s.wg.Add(1)
 	return true
 }
@@ -765,6 +768,8 @@ func (s *Server) sweep(ctx context.Context) {
 	defer t.Stop()
 	probes := make(chan struct{}, maxProbes)
 	var list []*serverClient
+	var lastAdmits uint64
+	busy := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -777,6 +782,19 @@ func (s *Server) sweep(ctx context.Context) {
 			list = append(list, c)
 		}
 		s.mu.Unlock()
+		// When a burst of connections (a storm of peers, a flood of bad
+		// clients) has passed, give its memory back now: a quiet server
+		// would not collect for minutes, and its RSS would stay at the
+		// burst's peak.
+		admits := s.admits.Load()
+		switch n := admits - lastAdmits; {
+		case n >= burstAdmits:
+			busy = true
+		case busy && n < burstAdmits/10:
+			busy = false
+			debug.FreeOSMemory()
+		}
+		lastAdmits = admits
 		now := time.Now()
 		for _, c := range list {
 			if now.Sub(time.Unix(0, c.seen.Load())) >= s.cfg.PingInterval && !c.probing.Load() {
@@ -796,10 +814,15 @@ func (s *Server) sweep(ctx context.Context) {
 	}
 }
 
+// burstAdmits connections in one sweep interval are a burst.
+const burstAdmits = 1000
+
 // maxProbes bounds the pings in flight.
 const maxProbes = 512
 
-// probe pings c; no answer within WriteTimeout ends it.
+// probe pings c; no answer within WriteTimeout or PingInterval,
+// whichever is longer, ends it: a server slowed down by a storm of new
+// connections must not drop healthy peers whose pong it reads late.
 func (s *Server) probe(c *serverClient, probes chan struct{}) {
 	c.qmu.Lock()
 	if c.done {
@@ -814,7 +837,7 @@ func (s *Server) probe(c *serverClient, probes chan struct{}) {
 		defer s.wg.Done()
 		defer func() { <-probes }()
 		defer c.probing.Store(false)
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
+		ctx, cancel := context.WithTimeout(s.ctx, max(s.cfg.WriteTimeout, s.cfg.PingInterval))
 		err := c.conn.Ping(ctx)
 		cancel()
 		if err != nil {

@@ -76,3 +76,19 @@ func (p proc) cpu() (time.Duration, error) {
 	}
 	return time.Duration(ut+st) * time.Second / clockTick, nil
 }
+
+// fdLimit is the soft RLIMIT_NOFILE of the process, as text.
+func (p proc) fdLimit() string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", p))
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Max open files"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				return f[0]
+			}
+		}
+	}
+	return "?"
+}

@@ -122,6 +122,7 @@ type Report struct {
 	Peers            int
 	BaseRSS          int64
 	BaseFDs          int
+	FDLimit          string // the server's "Max open files" soft limit
 	RegisterTime     time.Duration
 	RegisterFailed   int
 	HeldRSS          int64
@@ -132,6 +133,8 @@ type Report struct {
 	StormPeers       int
 	StormTime        time.Duration
 	StormFailed      int
+	StormErr         string // the first failed attempt, if any
+	StormRetries     int64  // attempts that failed and were tried again
 	StormLost        int // already registered peers that registered again
 	StormRSSPeak     int64
 	Flooded          Latency
@@ -151,14 +154,17 @@ type Report struct {
 func (r Report) Print(w io.Writer) {
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	fmt.Fprintf(w, "rendezvous load on loopback, %d peers (real registration proofs)\n", r.Peers)
-	fmt.Fprintf(w, "  baseline:             RSS %s, %d fds\n", mib(r.BaseRSS), r.BaseFDs)
+	fmt.Fprintf(w, "  baseline:             RSS %s, %d fds (limit %s)\n", mib(r.BaseRSS), r.BaseFDs, r.FDLimit)
 	fmt.Fprintf(w, "  register %d:       %s (%.0f/s), %d failed\n", r.Peers, r.RegisterTime.Round(time.Millisecond), float64(r.Peers)/r.RegisterTime.Seconds(), r.RegisterFailed)
 	fmt.Fprintf(w, "  held:                 RSS %s (%.1f KiB/peer), %d fds, %d threads\n", mib(r.HeldRSS), float64(r.HeldRSS-r.BaseRSS)/1024/float64(max(r.Peers, 1)), r.HeldFDs, r.HeldThreads)
 	fmt.Fprintf(w, "  idle CPU:             %.1f%% of a core\n", 100*r.IdleCPU)
 	fmt.Fprintf(w, "  latency, quiet:       %s\n", r.Quiet)
 	if r.StormPeers > 0 {
-		fmt.Fprintf(w, "  storm of %d at once: all registered in %s, %d failed, %d held peers lost their registration, RSS peak %s\n",
-			r.StormPeers, r.StormTime.Round(time.Millisecond), r.StormFailed, r.StormLost, mib(r.StormRSSPeak))
+		fmt.Fprintf(w, "  storm of %d at once: registered in %s, %d failed for good (%d attempts tried again), %d held peers lost their registration, RSS peak %s\n",
+			r.StormPeers, r.StormTime.Round(time.Millisecond), r.StormFailed, r.StormRetries, r.StormLost, mib(r.StormRSSPeak))
+		if r.StormErr != "" {
+			fmt.Fprintf(w, "                        first failed attempt: %s\n", r.StormErr)
+		}
 	}
 	if r.Flooded.Messages > 0 {
 		ratio := func(a, b time.Duration) string { return fmt.Sprintf("%.2fx", float64(a)/float64(max(b, 1))) }
@@ -202,6 +208,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	p := srv.proc
 	rep.BaseRSS, _ = p.rss()
 	rep.BaseFDs, _ = p.fds()
+	rep.FDLimit = p.fdLimit()
 
 	// Phase 1: register and hold.
 	log.Info("registering", "peers", cfg.Peers)
@@ -242,6 +249,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		start := time.Now()
 		rep.StormFailed = storm.connect(ctx, cfg.StormPeers, cfg.StormPeers)
 		rep.StormTime = time.Since(start)
+		if err := storm.firstErr(); err != nil {
+			rep.StormErr = err.Error()
+		}
+		rep.StormRetries = storm.retries.Load()
 		rep.StormRSSPeak, _ = p.hwm()
 		sleep(ctx, 3*time.Second) // a held peer that lost its registration re-registers within its backoff
 		rep.StormPeers = cfg.StormPeers
@@ -282,7 +293,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.FloodLost = held.lostSince(before)
 		start := time.Now()
 		waitFDs(ctx, p, rep.HeldFDs+16, 30*time.Second)
-		sleep(ctx, 5*time.Second)
+		waitRSS(ctx, p, rep.HeldRSS+rep.HeldRSS/4, 30*time.Second)
 		rep.AfterWait = time.Since(start)
 		rep.AfterFDs, _ = p.fds()
 		rep.AfterRSS, _ = p.rss()
@@ -313,6 +324,19 @@ func waitFDs(ctx context.Context, p proc, want int, limit time.Duration) {
 			return
 		}
 		if !sleep(ctx, 200*time.Millisecond) {
+			return
+		}
+	}
+}
+
+// waitRSS waits (bounded) for the server's RSS to fall to want.
+func waitRSS(ctx context.Context, p proc, want int64, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if n, err := p.rss(); err != nil || n <= want {
+			return
+		}
+		if !sleep(ctx, time.Second) {
 			return
 		}
 	}
@@ -425,7 +449,8 @@ type fleet struct {
 	srcBlock byte // 127.<block>.x.y
 	mu       sync.Mutex
 	peers    []*peer
-	err      error
+	err      error // the first failed attempt
+	retries  atomic.Int64
 	clients  map[int]*http.Client
 }
 
@@ -484,11 +509,6 @@ func (f *fleet) connect(ctx context.Context, n, parallel int) int {
 			defer func() { <-sem }()
 			if err := f.dial(ctx, base+i, p); err != nil {
 				failed.Add(1)
-				f.mu.Lock()
-				if f.err == nil {
-					f.err = err
-				}
-				f.mu.Unlock()
 			}
 		}()
 	}
@@ -510,19 +530,33 @@ func (f *fleet) dial(ctx context.Context, i int, p *peer) error {
 	if p.partner != nil {
 		watch = []identity.PublicKey{p.partner.key.PublicKey()}
 	}
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	c, err := rendezvous.Connect(cctx, rendezvous.ClientConfig{
-		URL: f.url, Key: p.key, Watch: watch, HTTPClient: f.source(i),
-		Logger:       slog.New(slog.DiscardHandler),
-		OnRegistered: func(rendezvous.Registration) { p.regs.Add(1) },
-		OnMessage:    p.onMessage,
-	})
-	if err != nil {
-		return err
+	// A daemon whose first connection fails tries again (systemd
+	// restarts it); so does the load, a few times within a minute, and
+	// counts the retries.
+	deadline := time.Now().Add(time.Minute)
+	for attempt := 0; ; attempt++ {
+		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		c, err := rendezvous.Connect(cctx, rendezvous.ClientConfig{
+			URL: f.url, Key: p.key, Watch: watch, HTTPClient: f.source(i),
+			Logger:       slog.New(slog.DiscardHandler),
+			OnRegistered: func(rendezvous.Registration) { p.regs.Add(1) },
+			OnMessage:    p.onMessage,
+		})
+		cancel()
+		if err == nil {
+			p.c.Store(c)
+			return nil
+		}
+		f.retries.Add(1)
+		f.mu.Lock()
+		if f.err == nil {
+			f.err = err
+		}
+		f.mu.Unlock()
+		if attempt >= 4 || time.Now().After(deadline) || !sleep(ctx, time.Duration(500<<attempt)*time.Millisecond) {
+			return err
+		}
 	}
-	p.c.Store(c)
-	return nil
 }
 
 func (f *fleet) registrations() []int64 {
