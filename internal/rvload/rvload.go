@@ -135,7 +135,7 @@ type Report struct {
 	StormFailed      int
 	StormErr         string // the first failed attempt, if any
 	StormRetries     int64  // attempts that failed and were tried again
-	StormLost        int // already registered peers that registered again
+	StormLost        int    // already registered peers that registered again
 	StormRSSPeak     int64
 	Flooded          Latency
 	FloodConns       int64
