@@ -1,14 +1,9 @@
 package rendezvous
 
-import (
-	"log/slog"
-	"sync"
-	"time"
-)
 
 // junkCause names one kind of bad input from strangers. Each is counted
-// and logged at most once per interval, with the count since the last
-// line, so a flood cannot turn into a flood of log lines.
+// and logged at most once a minute (internal/junklog), with the count
+// since the last line, so a flood cannot turn into a flood of log lines.
 type junkCause int
 
 const (
@@ -82,56 +77,8 @@ func (c junkCause) message() string {
 	return "junk"
 }
 
-type junkLog struct {
-	log   *slog.Logger
-	every time.Duration
-
-	mu     sync.Mutex
-	total  [junkCauses]uint64
-	since  [junkCauses]uint64 // since the last line
-	logged [junkCauses]time.Time
-}
-
-func newJunkLog(log *slog.Logger, every time.Duration) *junkLog {
-	return &junkLog{log: log, every: every}
-}
-
-// note counts one event; the first in each interval is logged with the
-// example's attributes and how many were seen since the previous line.
-func (j *junkLog) note(c junkCause, attrs ...any) {
-	now := time.Now()
-	j.mu.Lock()
-	j.total[c]++
-	j.since[c]++
-	if !j.logged[c].IsZero() && now.Sub(j.logged[c]) < j.every {
-		j.mu.Unlock()
-		return
-	}
-	n := j.since[c]
-	j.since[c] = 0
-	j.logged[c] = now
-	j.mu.Unlock()
-	j.log.Warn(c.message(), append([]any{"cause", c.String(), "count", n, "per", j.every.String(), "example"}, slog.GroupValue(argsToAttrs(attrs)...))...)
-}
-
-func argsToAttrs(args []any) []slog.Attr {
-	var out []slog.Attr
-	for i := 0; i+1 < len(args); i += 2 {
-		k, _ := args[i].(string)
-		out = append(out, slog.Any(k, args[i+1]))
-	}
-	return out
-}
-
-// totals returns every cause's count since the start.
-func (j *junkLog) totals() map[string]uint64 {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	out := make(map[string]uint64, junkCauses)
-	for c := junkCause(0); c < junkCauses; c++ {
-		if j.total[c] > 0 {
-			out[c.String()] = j.total[c]
-		}
-	}
-	return out
+// note counts one junk event of cause c and logs it, at most once per
+// interval per cause (see junklog).
+func (s *Server) note(c junkCause, attrs ...any) {
+	s.junk.Drop(c.String(), c.message(), attrs...)
 }

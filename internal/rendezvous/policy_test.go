@@ -97,6 +97,8 @@ func TestAddrKey(t *testing.T) {
 	}
 }
 
+// The server's junk goes through one rate-limited log: a flood of two
+// causes makes two lines, and every cause has a name.
 func TestJunkLogIsRateLimited(t *testing.T) {
 	var mu sync.Mutex
 	var lines []string
@@ -106,16 +108,22 @@ func TestJunkLogIsRateLimited(t *testing.T) {
 		lines = append(lines, string(b))
 		return len(b), nil
 	}), nil)
-	j := newJunkLog(slog.New(h), time.Hour)
+	s := NewServer(ServerConfig{Logger: slog.New(h)})
+	defer s.Close()
 	for i := 0; i < 1000; i++ {
-		j.note(junkRateLimited, "peer", "x")
-		j.note(junkBadFrame)
+		s.note(junkRateLimited, "peer", "x")
+		s.note(junkBadFrame)
 	}
 	if len(lines) != 2 {
 		t.Fatalf("%d log lines for 2000 junk frames of 2 causes, want 2:\n%s", len(lines), strings.Join(lines, ""))
 	}
-	if got := j.totals(); got["rate-limited"] != 1000 || got["bad-frame"] != 1000 {
+	if got := s.Stats().Junk; got["rate-limited"] != 1000 || got["bad-frame"] != 1000 {
 		t.Fatalf("totals %v", got)
+	}
+	for c := junkCause(0); c < junkCauses; c++ {
+		if c.String() == "unknown" || c.message() == "junk" {
+			t.Errorf("cause %d has no name or message", c)
+		}
 	}
 }
 

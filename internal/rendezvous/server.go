@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/junklog"
 )
 
 // ServerConfig configures the signaling server. Zero limits get defaults;
@@ -94,7 +95,7 @@ func setDefault[T int | time.Duration](v *T, def T) {
 type Server struct {
 	cfg  ServerConfig
 	log  *slog.Logger
-	junk *junkLog
+	junk *junklog.Log
 
 	mu       sync.Mutex
 	clients  map[identity.PublicKey]*serverClient
@@ -153,7 +154,7 @@ func NewServer(cfg ServerConfig) *Server {
 	s := &Server{
 		cfg:      cfg,
 		log:      cfg.Logger,
-		junk:     newJunkLog(cfg.Logger, time.Minute),
+		junk:     junklog.New(cfg.Logger, junklog.DefaultEvery),
 		clients:  make(map[identity.PublicKey]*serverClient),
 		watchers: make(map[identity.PublicKey]map[*serverClient]struct{}),
 		perIP:    make(map[netip.Prefix]*ipState),
@@ -216,7 +217,7 @@ type Stats struct {
 
 // Stats returns the current counters.
 func (s *Server) Stats() Stats {
-	st := Stats{Online: s.Online(), Dropped: s.dropped.Load(), Pings: s.pings.Load(), Junk: s.junk.totals()}
+	st := Stats{Online: s.Online(), Dropped: s.dropped.Load(), Pings: s.pings.Load(), Junk: s.junk.Counts()}
 	s.ipmu.Lock()
 	st.QueuedBytes = s.queued
 	s.ipmu.Unlock()
@@ -226,7 +227,7 @@ func (s *Server) Stats() Stats {
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	ip := addrKey(r.RemoteAddr)
 	if !s.admit(ip) {
-		s.junk.note(junkPerIPCap, "remote", r.RemoteAddr)
+		s.note(junkPerIPCap, "remote", r.RemoteAddr)
 		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
 		return
 	}
@@ -247,7 +248,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		// connection still and closes it.
 		s.release(ip)
 		s.wg.Done()
-		s.junk.note(junkHandshake, "remote", r.RemoteAddr, "err", err)
+		s.note(junkHandshake, "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	host := r.Host
@@ -310,7 +311,7 @@ func (s *Server) admitPeer(ctx context.Context, cancel context.CancelFunc, conn 
 		if errors.Is(err, errAuth) {
 			cause = junkAuth
 		}
-		s.junk.note(cause, "remote", remote, "err", err)
+		s.note(cause, "remote", remote, "err", err)
 		return nil
 	}
 	c := &serverClient{id: id, ip: ip, conn: conn, watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
@@ -516,7 +517,7 @@ func (s *Server) writer(c *serverClient) {
 		c.qmu.Unlock()
 		if err != nil {
 			if !errors.Is(err, context.Canceled) {
-				s.junk.note(junkSlowReader, "peer", c.id.Short(), "err", err)
+				s.note(junkSlowReader, "peer", c.id.Short(), "err", err)
 			}
 			c.cancel()
 		}
@@ -617,16 +618,16 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 		_, b, err := c.conn.Read(ctx)
 		if err != nil {
 			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
-				s.junk.note(junkOversized, "peer", c.id.Short())
+				s.note(junkOversized, "peer", c.id.Short())
 			}
 			return
 		}
 		c.seen.Store(time.Now().UnixNano())
 		if !limit.Allow() {
 			s.dropped.Add(1)
-			s.junk.note(junkRateLimited, "peer", c.id.Short())
+			s.note(junkRateLimited, "peer", c.id.Short())
 			if !drops.Allow() {
-				s.junk.note(junkFlooder, "peer", c.id.Short())
+				s.note(junkFlooder, "peer", c.id.Short())
 				s.closeWithError(ctx, c.conn, codeRateLimited, "more than twice "+strconv.Itoa(s.cfg.FramesPerSecond)+" frames per second for seconds; closing")
 				return
 			}
@@ -667,7 +668,7 @@ func (s *Server) frameWorker(ctx context.Context, jobs <-chan frameJob) {
 func (s *Server) handleFrame(c *serverClient, b []byte) {
 	f, err := decodeFrame(b)
 	if err != nil {
-		s.junk.note(junkBadFrame, "peer", c.id.Short(), "err", err)
+		s.note(junkBadFrame, "peer", c.id.Short(), "err", err)
 		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: err.Error()}))
 		return
 	}
@@ -677,7 +678,7 @@ func (s *Server) handleFrame(c *serverClient, b []byte) {
 	case typeSend:
 		s.forward(c, f)
 	default:
-		s.junk.note(junkBadFrame, "peer", c.id.Short(), "type", f.Type)
+		s.note(junkBadFrame, "peer", c.id.Short(), "type", f.Type)
 		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "unexpected " + f.Type + " frame"}))
 	}
 }
@@ -748,14 +749,14 @@ func (s *Server) forward(c *serverClient, f frame) {
 	s.mu.Unlock()
 	switch {
 	case !named:
-		s.junk.note(junkStranger, "peer", c.id.Short())
+		s.note(junkStranger, "peer", c.id.Short())
 		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeNotWatched, To: f.To, Message: "send to an ID you do not watch: put it in your watch list (--peer) first"}))
 	case !ok:
 		// Offline and "has not named you" look the same: a stranger
 		// must not learn whether an ID is online.
 		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codePeerOffline, To: f.To, Message: "peer is not connected (or has not named you)"}))
 	case !s.enqueue(dst, encodeFrame(frame{Type: typeRecv, From: c.id.String(), Payload: f.Payload})):
-		s.junk.note(junkQueueFull, "peer", dst.id.Short())
+		s.note(junkQueueFull, "peer", dst.id.Short())
 		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codePeerBusy, To: f.To, Message: "the peer is not reading its messages fast enough; message dropped"}))
 	}
 }
@@ -845,7 +846,7 @@ func (s *Server) probe(c *serverClient, probes chan struct{}) {
 		err := c.conn.Ping(ctx)
 		cancel()
 		if err != nil {
-			s.junk.note(junkSilent, "peer", c.id.Short(), "err", err)
+			s.note(junkSilent, "peer", c.id.Short(), "err", err)
 			c.cancel()
 		}
 	}()
