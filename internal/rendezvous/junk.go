@@ -1,6 +1,5 @@
 package rendezvous
 
-
 // junkCause names one kind of bad input from strangers. Each is counted
 // and logged at most once a minute (internal/junklog), with the count
 // since the last line, so a flood cannot turn into a flood of log lines.

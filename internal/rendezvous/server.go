@@ -97,10 +97,9 @@ type Server struct {
 	log  *slog.Logger
 	junk *junklog.Log
 
-	mu       sync.Mutex
-	clients  map[identity.PublicKey]*serverClient
-	watchers map[identity.PublicKey]map[*serverClient]struct{}
-	closed   bool
+	mu      sync.Mutex
+	clients map[identity.PublicKey]*serverClient
+	closed  bool
 
 	// ipmu guards per-address state and the global queue budget. Lock
 	// order: mu, then a client's qmu, then ipmu.
@@ -152,14 +151,13 @@ func NewServer(cfg ServerConfig) *Server {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		junk:     junklog.New(cfg.Logger, junklog.DefaultEvery),
-		clients:  make(map[identity.PublicKey]*serverClient),
-		watchers: make(map[identity.PublicKey]map[*serverClient]struct{}),
-		perIP:    make(map[netip.Prefix]*ipState),
-		ctx:      ctx,
-		cancel:   cancel,
+		cfg:     cfg,
+		log:     cfg.Logger,
+		junk:    junklog.New(cfg.Logger, junklog.DefaultEvery),
+		clients: make(map[identity.PublicKey]*serverClient),
+		perIP:   make(map[netip.Prefix]*ipState),
+		ctx:     ctx,
+		cancel:  cancel,
 	}
 	s.wg.Add(1)
 	go func() {
@@ -406,9 +404,7 @@ func (s *Server) unregister(c *serverClient) {
 		peers = s.talkPeersLocked(c)
 		delete(s.clients, c.id)
 	}
-	for w := range c.watches {
-		s.unwatchLocked(c, w)
-	}
+	clear(c.watches)
 	s.mu.Unlock()
 	s.notify(peers, c.id, false)
 	s.finish(c)
@@ -447,16 +443,6 @@ func (s *Server) notify(peers []*serverClient, id identity.PublicKey, online boo
 	for _, p := range peers {
 		s.enqueue(p, b)
 	}
-}
-
-func (s *Server) unwatchLocked(c *serverClient, id identity.PublicKey) {
-	if m := s.watchers[id]; m != nil {
-		delete(m, c)
-		if len(m) == 0 {
-			delete(s.watchers, id)
-		}
-	}
-	delete(c.watches, id)
 }
 
 // enqueue never blocks the caller: a client that does not read its frames
@@ -698,16 +684,16 @@ func (s *Server) watch(c *serverClient, ids []string) {
 		keys = append(keys, k)
 	}
 	s.mu.Lock()
-	before := s.talkPeersLocked(c)
-	for w := range c.watches {
-		s.unwatchLocked(c, w)
+	if s.clients[c.id] != c {
+		// A frame worker got this after c left (or was replaced): no
+		// one may hear of it any more.
+		s.mu.Unlock()
+		return
 	}
+	before := s.talkPeersLocked(c)
+	clear(c.watches)
 	for _, k := range keys {
 		c.watches[k] = struct{}{}
-		if s.watchers[k] == nil {
-			s.watchers[k] = make(map[*serverClient]struct{})
-		}
-		s.watchers[k][c] = struct{}{}
 	}
 	after := s.talkPeersLocked(c)
 	s.mu.Unlock()
