@@ -641,7 +641,7 @@ func (p *peer) onMessage(from identity.PublicKey, b []byte) {
 		// The callback runs on the client's reader: sending from here
 		// would let one slow write stall the reader.
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
 			defer cancel()
 			_ = c.Send(ctx, from, reply)
 		}()
@@ -733,7 +733,9 @@ func (p *peer) round(ctx context.Context, seq int64) bool {
 		return false
 	}
 	b, _ := json.Marshal(message{Kind: "offer", Seq: seq, Sent: time.Now().UnixNano(), Pad: pad})
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	lost := time.NewTimer(2 * time.Second)
+	defer lost.Stop()
+	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
 	defer cancel()
 	if err := c.Send(sctx, p.partner.key.PublicKey(), b); err != nil {
 		return false
@@ -744,11 +746,18 @@ func (p *peer) round(ctx context.Context, seq int64) bool {
 			if got == seq {
 				return true
 			}
-		case <-sctx.Done():
+		case <-lost.C:
+			return false
+		case <-ctx.Done():
 			return false
 		}
 	}
 }
+
+// sendTimeout bounds a Send. It is long on purpose: a write whose
+// context expires closes the WebSocket, and the peer would register
+// again. A slow round is counted lost after 2 s either way.
+const sendTimeout = 30 * time.Second
 
 // flood runs bad clients from 127.3.x.y until ctx ends.
 type flood struct {
