@@ -15,7 +15,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -140,100 +139,6 @@ func TestHelperServerProcess(t *testing.T) {
 	srv.Close()
 }
 
-// stallProxy forwards TCP to target until stall is called; from then on
-// it reads nothing in either direction and closes nothing, as a client
-// that stopped reading and then vanished (a dead host, a NAT that lost
-// the mapping). Its upstream sockets have small receive buffers, so the
-// server's writes block soon.
-type stallProxy struct {
-	ln      net.Listener
-	stalled chan struct{}
-	once    sync.Once
-	quit    chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   []net.Conn
-}
-
-func startStallProxy(t *testing.T, target string) *stallProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &stallProxy{ln: ln, stalled: make(chan struct{}), quit: make(chan struct{})}
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) {
-			_ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		})
-	}}
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			up, err := d.Dial("tcp", target)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			p.mu.Lock()
-			p.conns = append(p.conns, c, up)
-			p.mu.Unlock()
-			for _, dir := range [][2]net.Conn{{c, up}, {up, c}} {
-				p.wg.Add(1)
-				go func() {
-					defer p.wg.Done()
-					p.pipe(dir[1], dir[0])
-				}()
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		close(p.quit)
-		ln.Close()
-		p.mu.Lock()
-		for _, c := range p.conns {
-			c.Close()
-		}
-		p.mu.Unlock()
-		p.wg.Wait()
-	})
-	return p
-}
-
-func (p *stallProxy) stall() { p.once.Do(func() { close(p.stalled) }) }
-
-func (p *stallProxy) url() string { return "http://" + p.ln.Addr().String() }
-
-func (p *stallProxy) pipe(dst io.Writer, src io.Reader) {
-	buf := make([]byte, 4096)
-	for {
-		select {
-		case <-p.stalled:
-			<-p.quit
-			return
-		default:
-		}
-		n, err := src.Read(buf)
-		if err != nil {
-			return
-		}
-		select {
-		case <-p.stalled:
-			<-p.quit
-			return
-		default:
-		}
-		if _, err := dst.Write(buf[:n]); err != nil {
-			return
-		}
-	}
-}
-
 // abortHandshake opens a WebSocket upgrade and gives up in one of three
 // ways: right after the request, after reading the challenge, or after
 // sending bytes that are no WebSocket frame.
@@ -337,7 +242,7 @@ func TestFDsReturnToBaseline(t *testing.T) {
 		t.Fatalf("%d aborted handshakes could not even start", failed.Load())
 	}
 
-	proxy := startStallProxy(t, srv.addr)
+	proxy := startProxy(t, srv.addr, true)
 	sinkKeys, sinks := keys(t, 100)
 	senderKey := newKey(t)
 	var online atomic.Int64
@@ -375,7 +280,7 @@ func TestFDsReturnToBaseline(t *testing.T) {
 // server hold more than its queue budgets.
 func TestSlowSinksDoNotPinMemory(t *testing.T) {
 	srv := startServerProcess(t, ServerConfig{})
-	proxy := startStallProxy(t, srv.addr)
+	proxy := startProxy(t, srv.addr, true)
 	sinkKeys, sinks := keys(t, 16)
 	senderKeys, senderIDs := keys(t, 8)
 	var online atomic.Int64
