@@ -33,6 +33,10 @@ type RendezvousConfig struct {
 	TURNTLSListen string // default :5349 when a certificate is given
 	RelayIP       netip.Addr
 	AllowPeers    []netip.Prefix
+	// TURN quotas and the STUN reflection bound; 0 means the defaults.
+	UserQuota, IPQuota int
+	STUNRate           float64
+	STUNBurst          int
 	// RFC 5780 (what `punchd nat` needs to tell mapping from filtering):
 	// STUNAltIP is the alternate address; with STUNAltAuto a second
 	// global address of the host is used when there is one. STUNAltPort
@@ -75,7 +79,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	stunPort := 0
 	var turnCfg *rendezvous.TURNConfig
 	if cfg.STUNListen != "" {
-		scfg := nat.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn")}
+		scfg := nat.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn"),
+			UserQuota: cfg.UserQuota, IPQuota: cfg.IPQuota, STUNRate: cfg.STUNRate, STUNBurst: cfg.STUNBurst}
 		if !cfg.NoTURN {
 			secret := cfg.TURNSecret
 			if secret == "" {

@@ -213,6 +213,9 @@ func (r *Run) startRendezvous(ctx context.Context) error {
 	cmd := r.R.Command(context.Background(), r.opts.Binary, append([]string{"rendezvous",
 		"--listen", net.JoinHostPort(r.R.Addr.String(), signalPort),
 		"--stun-listen", net.JoinHostPort(r.R.Addr.String(), stunPort),
+		// The lab's internet is the benchmarking range, which relays do
+		// not reach by default.
+		"--turn-allow-peers", lab.InternetPrefix.String(),
 		"--log-level", r.opts.logLevel()}, append(r.rvArgs, r.opts.RendezvousArgs...)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// No Pdeathsig: it fires when the forking *thread* exits, and Host.Do
