@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/punchd/punchd/internal/daemon"
-	turnserver "github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/turnserver"
 )
 
 func newRendezvousCommand() *cobra.Command {
