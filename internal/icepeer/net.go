@@ -2,6 +2,7 @@ package icepeer
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 
 	"github.com/pion/transport/v5"
@@ -23,6 +24,7 @@ import (
 type bufferedNet struct {
 	*stdnet.Net
 	deliver func([]byte)
+	log     *slog.Logger // for the TURN client sockets; may be nil
 	sockets turnSockets
 }
 
@@ -52,6 +54,7 @@ func (n *bufferedNet) ListenPacket(network, address string) (net.PacketConn, err
 		_ = uc.Close()
 		return nil, err
 	}
+	s.log = n.log
 	n.sockets.add(s)
 	return s, nil
 }
