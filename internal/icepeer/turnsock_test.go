@@ -347,3 +347,63 @@ func TestTurnSocketHearsOnlyItsServer(t *testing.T) {
 		})
 	}
 }
+
+// FuzzTurnSocketChannels: any sequence of requests pion sends and answers
+// the server returns leaves the channel table consistent (one number per
+// peer, one peer per number, only numbers pion asked for, bounded).
+func FuzzTurnSocketChannels(f *testing.F) {
+	bind := func(num uint16, port int) []byte {
+		return stun.MustBuild(stun.NewTransactionIDSetter([stun.TransactionIDSize]byte{byte(num), byte(port)}),
+			stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
+			&stun.RawAttribute{Type: stun.AttrChannelNumber, Value: []byte{byte(num >> 8), byte(num), 0, 0}},
+			&peerAddr{IP: net.IPv4(198, 18, 0, 9), Port: port}).Raw
+	}
+	ok := func(num uint16, port int) []byte {
+		return stun.MustBuild(stun.NewTransactionIDSetter([stun.TransactionIDSize]byte{byte(num), byte(port)}),
+			stun.NewType(stun.MethodChannelBind, stun.ClassSuccessResponse)).Raw
+	}
+	// Input: records of [kind byte][len byte][bytes]; kind even is a
+	// request pion writes, odd an answer the server sends.
+	record := func(kind byte, b []byte) []byte { return append([]byte{kind, byte(len(b))}, b...) }
+	f.Add(append(record(0, bind(0x4001, 1)), record(1, ok(0x4001, 1))...))
+	f.Add(append(append(record(0, bind(0x4001, 1)), record(0, bind(0x4001, 2))...), append(record(1, ok(0x4001, 2)), record(1, ok(0x4001, 1))...)...))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		s := &turnSocket{pending: map[[stun.TransactionIDSize]byte]channelBinding{}}
+		empty := map[netip.AddrPort]uint16{}
+		s.bound.Store(&empty)
+		asked := map[uint16]bool{}
+		for len(in) >= 2 {
+			kind, n := in[0], int(in[1])
+			in = in[2:]
+			if n > len(in) {
+				n = len(in)
+			}
+			msg := in[:n]
+			in = in[n:]
+			if kind%2 == 0 {
+				s.observeRequest(msg)
+				m := &stun.Message{Raw: append([]byte(nil), msg...)}
+				if m.Decode() == nil {
+					if v, err := m.Get(stun.AttrChannelNumber); err == nil && len(v) >= 2 {
+						asked[uint16(v[0])<<8|uint16(v[1])] = true
+					}
+				}
+			} else {
+				s.observeResponse(msg)
+			}
+			if len(s.pending) > 64 {
+				t.Fatalf("%d pending ChannelBinds, bound is 64", len(s.pending))
+			}
+		}
+		numbers := map[uint16]netip.AddrPort{}
+		for peer, num := range *s.bound.Load() {
+			if !asked[num] {
+				t.Fatalf("channel %#x bound but never asked for", num)
+			}
+			if other, dup := numbers[num]; dup {
+				t.Fatalf("channel %#x bound to %s and %s", num, peer, other)
+			}
+			numbers[num] = peer
+		}
+	})
+}

@@ -586,3 +586,58 @@ type peerAddr stun.XORMappedAddress
 func (a *peerAddr) AddTo(m *stun.Message) error {
 	return (*stun.XORMappedAddress)(a).AddToAs(m, stun.AttrXORPeerAddress)
 }
+
+type channelNumber uint16
+
+func (n channelNumber) AddTo(m *stun.Message) error {
+	m.Add(stun.AttrChannelNumber, []byte{byte(n >> 8), byte(n), 0, 0})
+	return nil
+}
+
+// FuzzServerDatagrams: whatever a client with an allocation and a bound
+// channel sends (ChannelData for bound and unbound channels, STUN of any
+// method and class, junk), the server neither crashes nor stops
+// answering: after each datagram an authenticated Refresh still succeeds.
+func FuzzServerDatagrams(f *testing.F) {
+	f.Add([]byte{0x40, 0x00, 0x00, 0x04, 'd', 'a', 't', 'a'})
+	f.Add([]byte{0x40, 0x01, 0x00, 0x04, 'd', 'a', 't', 'a'})
+	f.Add([]byte{0x40, 0x00, 0xff, 0xff, 'x'})
+	f.Add(stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodChannelBind, stun.ClassRequest), channelNumber(0x4000)).Raw)
+	f.Add(stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodSend, stun.ClassIndication)).Raw)
+	f.Add(stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint).Raw)
+	var (
+		once   sync.Once
+		client *rawTURN
+		peer   *net.UDPConn
+	)
+	f.Fuzz(func(t *testing.T, datagram []byte) {
+		once.Do(func() {
+			// Shared by the whole fuzzing process: no t.Cleanup of a
+			// single run may close it.
+			s, err := ListenServer(ServerConfig{STUNListen: "127.0.0.1:0", TURNSecret: testSecret, RelayIP: netip.MustParseAddr("127.0.0.1"),
+				AllowPeers: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}, STUNRate: 1e9, STUNBurst: 1e9, Logger: quietLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := net.Dial("udp", s.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if peer, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 5)}); err != nil {
+				t.Fatal(err)
+			}
+			client = newRaw(t, c, false, "fuzz")
+			pa := &peerAddr{IP: net.IPv4(127, 0, 0, 5), Port: peer.LocalAddr().(*net.UDPAddr).Port}
+			if client.allocate(udpTransport) != 0 || client.request(stun.MethodChannelBind, channelNumber(0x4000), pa) != 0 {
+				t.Fatal("no allocation with a bound channel to fuzz")
+			}
+		})
+		client.t = t
+		if _, err := client.c.Write(datagram); err != nil {
+			t.Fatal(err)
+		}
+		if code := client.request(stun.MethodRefresh, turnLifetime(600)); code != 0 {
+			t.Fatalf("after %x: Refresh code %d", datagram, code)
+		}
+	})
+}
