@@ -11,8 +11,8 @@ import (
 
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
-	"github.com/punchd/punchd/internal/pionlog"
 	"github.com/punchd/punchd/internal/channeldata"
+	"github.com/punchd/punchd/internal/pionlog"
 	"github.com/punchd/punchd/internal/turnserver"
 	"golang.org/x/net/ipv4"
 )

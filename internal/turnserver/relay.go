@@ -137,7 +137,7 @@ type guardedRelay struct {
 	// The relay-to-relay shortcut; gen is nil for a relay without it.
 	gen  *relayGenerator
 	port uint16
-	addr *net.UDPAddr // the relayed address, the source of what we hand over
+	addr *net.UDPAddr                    // the relayed address, the source of what we hand over
 	in   atomic.Pointer[chan handedOver] // made on the first hand-over
 	// blocked: the reader sits in a socket read, which a sender cuts
 	// short with a past deadline to deliver from in. Nobody else sets
