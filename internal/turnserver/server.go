@@ -14,6 +14,7 @@ import (
 
 	"github.com/pion/turn/v5"
 
+	"github.com/punchd/punchd/internal/batchconn"
 	"github.com/punchd/punchd/internal/pionlog"
 	"github.com/punchd/punchd/internal/sockbuf"
 )
@@ -139,7 +140,8 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		}
 		g := newStreamGuard(ln, cfg.StreamIdle, log)
 		s.listeners, s.streams = append(s.listeners, g), append(s.streams, g)
-		lcs = append(lcs, turn.ListenerConfig{Listener: g, RelayAddressGenerator: relay, PermissionHandler: perm})
+		// Coalesced writes and buffered reads under pion (see batchconn).
+		lcs = append(lcs, turn.ListenerConfig{Listener: batchconn.Listener{Listener: g}, RelayAddressGenerator: relay, PermissionHandler: perm})
 	}
 	if turnOn && cfg.TLSListen != "" {
 		if cfg.TLSConfig == nil {
@@ -151,7 +153,10 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		}
 		g := newStreamGuard(ln, cfg.StreamIdle, log)
 		s.listeners, s.streams = append(s.listeners, g), append(s.streams, g)
-		lcs = append(lcs, turn.ListenerConfig{Listener: tls.NewListener(g, cfg.TLSConfig), RelayAddressGenerator: relay, PermissionHandler: perm})
+		// Batched above TLS: many frames per record. pion then cannot see
+		// a *tls.Conn and lets the handshake happen on the first read,
+		// which the idle timer bounds.
+		lcs = append(lcs, turn.ListenerConfig{Listener: batchconn.Listener{Listener: tls.NewListener(g, cfg.TLSConfig)}, RelayAddressGenerator: relay, PermissionHandler: perm})
 	}
 	var quota turn.QuotaHandler
 	if s.quotas != nil {
