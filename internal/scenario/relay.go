@@ -25,7 +25,7 @@ func (r *Run) setupRelay(ctx context.Context) error {
 	case "":
 		return nil
 	case "tls":
-		cert, key, err := selfSigned(r.opts.Dir, r.R.Addr.String())
+		cert, key, err := SelfSigned(r.opts.Dir, r.R.Addr.String())
 		if err != nil {
 			return err
 		}
@@ -45,7 +45,7 @@ func (r *Run) setupRelay(ctx context.Context) error {
 		if r.opts.Relay == "coturn-tls" {
 			// TLS only, as own-TURN "tls" runs: what a client behind a
 			// UDP-blocking firewall that allows 443 gets.
-			cert, key, err := selfSigned(r.opts.Dir, ip)
+			cert, key, err := SelfSigned(r.opts.Dir, ip)
 			if err != nil {
 				return err
 			}
@@ -73,8 +73,8 @@ func (r *Run) setupRelay(ctx context.Context) error {
 	}
 }
 
-// selfSigned writes a certificate for ip (its own CA) and its key.
-func selfSigned(dir, ip string) (certPath, keyPath string, err error) {
+// SelfSigned writes a certificate for ip (its own CA) and its key.
+func SelfSigned(dir, ip string) (certPath, keyPath string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", err
