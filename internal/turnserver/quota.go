@@ -117,11 +117,3 @@ func (q *quotas) release(r reservation) {
 		delete(q.ips, r.ip)
 	}
 }
-
-// counts reports the allocations (and reservations) of user and of the
-// IP of src, for tests and logs.
-func (q *quotas) counts(user string, src net.Addr) (byUser, byIP int) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return q.users[user], q.ips[clientKey(src)]
-}

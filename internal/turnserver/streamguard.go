@@ -94,12 +94,6 @@ func (g *streamGuard) released(src, dst net.Addr) {
 	}
 }
 
-func (g *streamGuard) open() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.conns)
-}
-
 // guardedStream is one accepted TURN connection.
 type guardedStream struct {
 	net.Conn
