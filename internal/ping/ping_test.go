@@ -17,17 +17,25 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func TestPingRoundTrip(t *testing.T) {
-	r, err := Listen(loopback, loopbackName(t), quiet())
+// pair starts a responder on loopback answering what arrives on iface,
+// and a pinger toward it; both closed by the test's end.
+func pair(t *testing.T, iface string) (*Responder, *Pinger) {
+	t.Helper()
+	r, err := Listen(loopback, iface, quiet())
 	if err != nil {
 		t.Skipf("port %d on loopback taken: %v", Port, err)
 	}
-	defer r.Close()
+	t.Cleanup(func() { r.Close() })
 	p, err := NewPinger(loopback)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	t.Cleanup(func() { p.Close() })
+	return r, p
+}
+
+func TestPingRoundTrip(t *testing.T) {
+	r, p := pair(t, loopbackName(t))
 	for seq, size := range []int{0, headerLen, 100, MaxSize, 10 * MaxSize} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		rtt, err := p.Ping(ctx, uint32(seq), size)
@@ -163,19 +171,10 @@ func TestResponderAnswersOnlyItsInterface(t *testing.T) {
 		{"arrived elsewhere", otherInterface, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := Listen(loopback, tt.iface(t), quiet())
-			if err != nil {
-				t.Skipf("port %d on loopback taken: %v", Port, err)
-			}
-			defer r.Close()
-			p, err := NewPinger(loopback)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
+			r, p := pair(t, tt.iface(t))
 			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 			defer cancel()
-			_, err = p.Ping(ctx, 1, 64)
+			_, err := p.Ping(ctx, 1, 64)
 			if got := err == nil; got != tt.reply {
 				t.Fatalf("reply %v, want %v (err %v)", got, tt.reply, err)
 			}
