@@ -286,6 +286,12 @@ func TestTCPRelayRefused(t *testing.T) {
 			}
 		})
 	}
+	// Refused allocations gave their quota back.
+	s.quotas.mu.Lock()
+	defer s.quotas.mu.Unlock()
+	if n := s.quotas.users["a"] + s.quotas.users["b"]; n != 0 || len(s.quotas.pending) != 0 {
+		t.Fatalf("refused TCP allocations still hold %d quota places (%d pending)", n, len(s.quotas.pending))
+	}
 }
 
 // TURN over TCP and TLS: a connection that holds no allocation is closed
