@@ -9,8 +9,8 @@
 //     queued while it was busy in one call: no delay when the link is
 //     idle (the flusher writes at once), many frames per send (and per TLS
 //     record) under load;
-//   - optionally buffers reads, so small reads are served from one large
-//     receive.
+//   - optionally buffers reads, so small reads are served from one
+//     larger receive.
 //
 // A Write returns once queued, as a TCP send returns once in the socket
 // buffer; it waits while the queue is full, as a full socket buffer makes
@@ -28,8 +28,13 @@ const (
 	// MaxQueued bounds the bytes waiting for the flusher; beyond it Write
 	// waits (the kernel's send buffer holds the rest).
 	MaxQueued = 256 << 10
-	// ReadBuffer is the read buffer of Conns made with buffered reads.
-	ReadBuffer = 64 << 10
+	// ReadBuffer is the read buffer of Conns made with buffered reads: a
+	// TLS record's worth (a read from TLS never returns more), about ten
+	// MTU-sized frames per receive over TCP. Every accepted connection
+	// holds one, so it stays small.
+	ReadBuffer = 16 << 10
+	// keepSpare bounds the write buffer kept between bursts.
+	keepSpare = 64 << 10
 )
 
 // Conn is a net.Conn with coalesced writes (see the package comment).
@@ -110,7 +115,7 @@ func (b *Conn) flush() {
 		_, err := b.Conn.Write(out)
 		b.mu.Lock()
 		b.inFlight = false
-		if cap(out) <= 2*MaxQueued {
+		if cap(out) <= keepSpare {
 			b.spare = out[:0]
 		}
 		if err != nil && b.err == nil {

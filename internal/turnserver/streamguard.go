@@ -17,7 +17,7 @@ import (
 const (
 	DefaultStreamIdle = 30 * time.Second
 	streamsPerIP      = 64
-	streamsTotal      = 8192
+	streamsTotal      = 4096
 )
 
 // streamGuard wraps the raw TCP listener of TURN over TCP or TLS (TLS
