@@ -40,7 +40,13 @@ func (r *Run) setupRelay(ctx context.Context) error {
 		ip := r.R.Extra[0].String()
 		// coturn holds the second address: no RFC 5780 alternate there.
 		r.rvArgs = []string{"--no-turn", "--stun-alt-ip", "none"}
-		r.upArgs = []string{"--turn", "turn:" + ip + ":3478", "--turn", "turn:" + ip + ":3478?transport=tcp", "--turn-secret", coturnSecret}
+		// The secret from a file, as a user should give it (an argument
+		// shows in ps, and punchd warns).
+		secretFile := filepath.Join(r.opts.Dir, "coturn-secret")
+		if err := os.WriteFile(secretFile, []byte(coturnSecret+"\n"), 0o600); err != nil {
+			return err
+		}
+		r.upArgs = []string{"--turn", "turn:" + ip + ":3478", "--turn", "turn:" + ip + ":3478?transport=tcp", "--turn-secret-file", secretFile}
 		tlsArgs := []string{"--no-tls"}
 		if r.opts.Relay == "coturn-tls" {
 			// TLS only, as own-TURN "tls" runs: what a client behind a
@@ -49,7 +55,7 @@ func (r *Run) setupRelay(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			r.upArgs = []string{"--turn", "turns:" + ip + ":5349", "--turn-secret", coturnSecret}
+			r.upArgs = []string{"--turn", "turns:" + ip + ":5349", "--turn-secret-file", secretFile}
 			r.env = []string{"SSL_CERT_FILE=" + cert}
 			tlsArgs = []string{"--cert=" + cert, "--pkey=" + key, "--tls-listening-port=5349"}
 		}
