@@ -119,7 +119,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	if self4 := firstOf(plan.self, true); self4.IsValid() {
-		echo, err := ping.Listen(self4, log.With("component", "ping"))
+		echo, err := ping.Listen(self4, cfg.Interface, log.With("component", "ping"))
 		if err != nil {
 			return err
 		}

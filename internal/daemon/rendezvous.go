@@ -34,6 +34,10 @@ type RendezvousConfig struct {
 	TURNTLSListen string // default :5349 when a certificate is given
 	RelayIP       netip.Addr
 	AllowPeers    []netip.Prefix
+	// TURN quotas and the STUN reflection bound; 0 means the defaults.
+	UserQuota, IPQuota int
+	STUNRate           float64
+	STUNBurst          int
 	// RFC 5780 (what `punchd nat` needs to tell mapping from filtering):
 	// STUNAltIP is the alternate address; with STUNAltAuto a second
 	// global address of the host is used when there is one. STUNAltPort
@@ -86,7 +90,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	var turnCfg *rendezvous.TURNConfig
 	var allocs *turnserver.Allocations
 	if cfg.STUNListen != "" {
-		scfg := turnserver.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn")}
+		scfg := turnserver.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn"),
+			UserQuota: cfg.UserQuota, IPQuota: cfg.IPQuota, STUNRate: cfg.STUNRate, STUNBurst: cfg.STUNBurst}
 		if !cfg.NoTURN {
 			secret := cfg.TURNSecret
 			if secret == "" {

@@ -82,6 +82,7 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if err != nil {
 		return nil, err
 	}
+	inet.log = p.log
 	opts := []ice.AgentOption{
 		ice.WithNet(inet),
 		ice.WithUDPMux(p.cfg.Mux),

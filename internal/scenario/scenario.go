@@ -37,7 +37,8 @@ type Options struct {
 	// Relay chooses the TURN relay: "" (the rendezvous' own, over UDP
 	// and TCP), "tls" (the rendezvous' own, TCP relay unreachable so only
 	// TLS is left), "coturn" (Debian's coturn with use-auth-secret on a
-	// second address of the rendezvous host; the rendezvous' own is off).
+	// second address of the rendezvous host; the rendezvous' own is off),
+	// "coturn-tls" (the same, offered over TLS only).
 	Relay string
 	// UpArgs are extra flags for both `punchd up`s (e.g. --force-relay).
 	UpArgs []string
@@ -91,7 +92,7 @@ func (r *Run) RelayPID() int {
 
 // RelayIP is where the relay runs: coturn's address in "coturn" runs.
 func (r *Run) RelayIP() netip.Addr {
-	if r.opts.Relay == "coturn" {
+	if r.opts.Relay == "coturn" || r.opts.Relay == "coturn-tls" {
 		return r.R.Extra[0]
 	}
 	return r.R.Addr
@@ -213,6 +214,9 @@ func (r *Run) startRendezvous(ctx context.Context) error {
 	cmd := r.R.Command(context.Background(), r.opts.Binary, append([]string{"rendezvous",
 		"--listen", net.JoinHostPort(r.R.Addr.String(), signalPort),
 		"--stun-listen", net.JoinHostPort(r.R.Addr.String(), stunPort),
+		// The lab's internet is the benchmarking range, which relays do
+		// not reach by default.
+		"--turn-allow-peers", lab.InternetPrefix.String(),
 		"--log-level", r.opts.logLevel()}, append(r.rvArgs, r.opts.RendezvousArgs...)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// No Pdeathsig: it fires when the forking *thread* exits, and Host.Do
