@@ -242,8 +242,11 @@ func TestAttemptLoopback(t *testing.T) {
 	var wg sync.WaitGroup
 	var hardHit *Hit
 	var hardErr error
-	wg.Go(func() { hardHit, hardErr = h.Run(ctx, ec.LocalAddr().(*net.UDPAddr).AddrPort()) })
-	time.Sleep(50 * time.Millisecond) // the spray goes first, as with NATs
+	sprayed := make(chan struct{})
+	wg.Go(func() {
+		hardHit, hardErr = h.Run(ctx, ec.LocalAddr().(*net.UDPAddr).AddrPort(), func() { close(sprayed) })
+	})
+	<-sprayed // the spray goes first, as with NATs
 	easyHit, err := e.Run(ctx, netip.MustParseAddr("127.0.0.1"), predicted)
 	if err != nil {
 		t.Fatalf("easy side: %v", err)
@@ -297,7 +300,7 @@ func TestAttemptRejectsStrangersAndStopsAtCap(t *testing.T) {
 	defer hcancel()
 	done := make(chan error, 1)
 	go func() {
-		_, err := h.Run(hctx, netip.MustParseAddrPort("127.0.0.1:9"))
+		_, err := h.Run(hctx, netip.MustParseAddrPort("127.0.0.1:9"), nil)
 		done <- err
 	}()
 	_, err = stranger.Run(ctx, netip.MustParseAddr("127.0.0.1"), ports)

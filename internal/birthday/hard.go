@@ -93,11 +93,12 @@ func (h *Hard) Close() {
 }
 
 // Run sprays to peer (the easy side's public address) at cfg.Rate, one
-// packet per socket in socket order, and waits for a probe. It returns the
-// first hit, or ErrMiss at cfg.Timeout; either way every other socket is
-// closed.
-func (h *Hard) Run(ctx context.Context, peer netip.AddrPort) (*Hit, error) {
-	hit, err := h.run(ctx, peer)
+// packet per socket in socket order, calls sprayed (when not nil) once the
+// last one is out, so the easy side can be told to start probing, and
+// waits for a probe. It returns the first hit, or ErrMiss at cfg.Timeout;
+// either way every other socket is closed.
+func (h *Hard) Run(ctx context.Context, peer netip.AddrPort, sprayed func()) (*Hit, error) {
+	hit, err := h.run(ctx, peer, sprayed)
 	if hit != nil {
 		// A reader's stop may have set a deadline on the winner.
 		_ = hit.Conn.SetReadDeadline(time.Time{})
@@ -105,7 +106,7 @@ func (h *Hard) Run(ctx context.Context, peer netip.AddrPort) (*Hit, error) {
 	return hit, err
 }
 
-func (h *Hard) run(ctx context.Context, peer netip.AddrPort) (*Hit, error) {
+func (h *Hard) run(ctx context.Context, peer netip.AddrPort, sprayed func()) (*Hit, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.Timeout)
 	defer cancel()
@@ -135,6 +136,9 @@ func (h *Hard) run(ctx context.Context, peer netip.AddrPort) (*Hit, error) {
 				return fmt.Errorf("birthday: spray from socket %d to %s: %w", i, peer, err)
 			}
 			h.Stats.Sent.Add(1)
+		}
+		if sprayed != nil {
+			sprayed()
 		}
 		return nil
 	}
