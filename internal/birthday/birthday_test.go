@@ -317,3 +317,58 @@ func TestAttemptRejectsStrangersAndStopsAtCap(t *testing.T) {
 		t.Fatalf("hard side counted %d junk packets, want at least %d", h.Stats.Junk.Load(), len(ports))
 	}
 }
+
+// A Link carries the tunnel's packets on the hard side's socket, keeps
+// itself alive with keepalives both ways, and says when the peer went
+// quiet.
+func TestLinkLoopback(t *testing.T) {
+	key, sess := testKey(9), Session{9}
+	hc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ec, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ec.Close()
+	got := make(chan string, 4)
+	hard := NewHardLink(key, sess, &Hit{Conn: hc, Remote: ec.LocalAddr().(*net.UDPAddr).AddrPort()}, func(p []byte) { got <- string(p) })
+	defer hard.Close()
+	if _, err := ec.WriteToUDPAddrPort([]byte("wireguard"), hc.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "wireguard" {
+			t.Fatalf("delivered %q", s)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("tunnel packet not delivered from the hard side's socket")
+	}
+	if _, err := hard.Write([]byte("back")); err != nil {
+		t.Fatal(err)
+	}
+	_ = ec.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	// The first datagram is the link's keepalive, sent at once.
+	for range 2 {
+		n, _, err := ec.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(buf[:n]) == "back" {
+			break
+		}
+		if p, err := Open(&key, sess, buf[:n]); err != nil || p.Kind != KindKeepalive {
+			t.Fatalf("unexpected datagram %q (%v)", buf[:n], err)
+		}
+	}
+	select {
+	case <-hard.Dead():
+		t.Fatal("dead at once")
+	default:
+	}
+	hard.Close()
+	hard.Close()
+}

@@ -35,6 +35,9 @@ const (
 	KindProbe Kind = 2
 	// KindAck answers a probe, from the hard-side socket it reached.
 	KindAck Kind = 3
+	// KindKeepalive keeps a found path's mappings open and tells each side
+	// the path still works (Link).
+	KindKeepalive Kind = 4
 )
 
 func (k Kind) String() string {
@@ -45,6 +48,8 @@ func (k Kind) String() string {
 		return "probe"
 	case KindAck:
 		return "ack"
+	case KindKeepalive:
+		return "keepalive"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -146,7 +151,7 @@ func Open(key *Key, session Session, b []byte) (Packet, error) {
 	if p.Session != session {
 		return Packet{}, ErrOtherSess
 	}
-	if p.Kind < KindSpray || p.Kind > KindAck {
+	if p.Kind < KindSpray || p.Kind > KindKeepalive {
 		return Packet{}, fmt.Errorf("birthday packet of unknown %v", p.Kind)
 	}
 	return p, nil
