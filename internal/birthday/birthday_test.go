@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pion/stun/v4"
 )
 
 func testKey(b byte) Key {
@@ -371,4 +373,52 @@ func TestLinkLoopback(t *testing.T) {
 	}
 	hard.Close()
 	hard.Close()
+}
+
+// serveSTUN answers STUN binding requests on c with the sender's address
+// until c is closed.
+func serveSTUN(c *net.UDPConn) {
+	buf := make([]byte, 1500)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		req := &stun.Message{Raw: append([]byte(nil), buf[:n]...)}
+		if req.Decode() != nil || req.Type != stun.BindingRequest {
+			continue
+		}
+		resp, err := stun.Build(stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess,
+			&stun.XORMappedAddress{IP: from.Addr().AsSlice(), Port: int(from.Port())}, stun.Fingerprint)
+		if err == nil {
+			_, _ = c.WriteToUDPAddrPort(resp.Raw, from)
+		}
+	}
+}
+
+func TestLearnLoopback(t *testing.T) {
+	srv, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	go serveSTUN(srv)
+	h, err := ListenHard(Config{Sockets: 3}, testKey(1), Session{1}, netip.MustParseAddr("127.0.0.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	ports, err := h.Learn(context.Background(), srv.LocalAddr().(*net.UDPAddr).AddrPort(), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ports) != 3 {
+		t.Fatalf("%d ports for 3 sockets", len(ports))
+	}
+	for i, p := range ports {
+		// No NAT on loopback: the mapped port is the socket's own.
+		if want := h.Conn(i).LocalAddr().(*net.UDPAddr).AddrPort().Port(); p != want {
+			t.Errorf("socket %d: STUN says port %d, the socket has %d", i, p, want)
+		}
+	}
 }

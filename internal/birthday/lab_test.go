@@ -1,4 +1,4 @@
-package birthday_test
+package birthday
 
 import (
 	"context"
@@ -9,13 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/lab"
 )
 
 // labPair is a hard host behind a NAT of the given type, an easy host
-// behind a port-restricted NAT, and a public host that tells a sender its
-// public address (what a STUN server would).
+// behind a port-restricted NAT, and a STUN server on a public host.
 type labPair struct {
 	l                *lab.Lab
 	hard, easy, pub  *lab.Host
@@ -58,38 +56,12 @@ func newLabPair(t *testing.T, hardType lab.NATType) *labPair {
 	}))
 	t.Cleanup(func() { rc.Close() })
 	p.reflector = rc.LocalAddr().(*net.UDPAddr).AddrPort()
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			_, from, err := rc.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			_, _ = rc.WriteToUDPAddrPort([]byte(from.String()), from)
-		}
-	}()
+	go serveSTUN(rc)
 	return p
 }
 
-// publicPort asks the reflector which public port c's mapping towards it
-// has.
-func (p *labPair) publicPort(c *net.UDPConn) (uint16, error) {
-	if _, err := c.WriteToUDPAddrPort([]byte("?"), p.reflector); err != nil {
-		return 0, err
-	}
-	_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-	defer c.SetReadDeadline(time.Time{})
-	buf := make([]byte, 64)
-	n, err := c.Read(buf)
-	if err != nil {
-		return 0, fmt.Errorf("no answer from the reflector: %w", err)
-	}
-	a, err := netip.ParseAddrPort(string(buf[:n]))
-	return a.Port(), err
-}
-
 type attempt struct {
-	hardHit, easyHit *birthday.Hit
+	hardHit, easyHit *Hit
 	hardErr, easyErr error
 	elapsed          time.Duration
 	hardSent         int // counted at the hard side's router: packets to the easy side
@@ -99,12 +71,12 @@ type attempt struct {
 // run makes one attempt: the hard side learns its pattern (predict) or
 // not, sprays, then the easy side probes. wrongPort makes the hard side
 // spray at a port the easy side does not use, so no probe can ever hit.
-func (p *labPair) run(t *testing.T, cfg birthday.Config, predict, wrongPort bool) attempt {
+func (p *labPair) run(t *testing.T, cfg Config, predict, wrongPort bool) attempt {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	key, _ := birthday.NewKey()
-	sess, _ := birthday.NewSession()
+	key, _ := NewKey()
+	sess, _ := NewSession()
 
 	var ec *net.UDPConn
 	if err := p.easy.Do(func() (err error) {
@@ -129,9 +101,9 @@ func (p *labPair) run(t *testing.T, cfg birthday.Config, predict, wrongPort bool
 		t.Fatal(err)
 	}
 
-	var h *birthday.Hard
+	var h *Hard
 	if err := p.hard.Do(func() (err error) {
-		h, err = birthday.ListenHard(cfg, key, sess, p.hard.Addr)
+		h, err = ListenHard(cfg, key, sess, p.hard.Addr)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -141,15 +113,11 @@ func (p *labPair) run(t *testing.T, cfg birthday.Config, predict, wrongPort bool
 	if predict {
 		// Three fresh mappings (sockets 0-2 to the reflector) show the
 		// pattern; the spray's mappings come right after the last.
-		var ports []uint16
-		for i := range 3 {
-			port, err := p.publicPort(h.Conn(i))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ports = append(ports, port)
+		ports, err := h.Learn(ctx, p.reflector, 3)
+		if err != nil {
+			t.Fatal(err)
 		}
-		pat := birthday.LearnPattern(ports)
+		pat := LearnPattern(ports)
 		t.Logf("reflected ports %v: %s, stride %d", ports, pat, pat.Stride)
 		if !pat.Sequential {
 			t.Fatalf("the sequential NAT's mappings %v do not look sequential", ports)
@@ -157,7 +125,7 @@ func (p *labPair) run(t *testing.T, cfg birthday.Config, predict, wrongPort bool
 		predicted = pat.Predict(ports[len(ports)-1], h.Len(), 16)
 	}
 
-	easy := birthday.NewEasy(cfg, key, sess, func(b []byte, to netip.AddrPort) error {
+	easy := NewEasy(cfg, key, sess, func(b []byte, to netip.AddrPort) error {
 		_, err := ec.WriteToUDPAddrPort(b, to)
 		return err
 	})
@@ -168,7 +136,7 @@ func (p *labPair) run(t *testing.T, cfg birthday.Config, predict, wrongPort bool
 			if err != nil {
 				return
 			}
-			if birthday.Is(buf[:n]) {
+			if Is(buf[:n]) {
 				easy.Deliver(buf[:n], from)
 			}
 		}
@@ -220,7 +188,7 @@ func TestBirthdayThroughLabNATs(t *testing.T) {
 	tests := []struct {
 		name      string
 		hard      lab.NATType
-		cfg       birthday.Config
+		cfg       Config
 		predict   bool
 		wrongPort bool
 		wantHit   bool
@@ -229,13 +197,13 @@ func TestBirthdayThroughLabNATs(t *testing.T) {
 		// 256 mappings out of 64,512 ports and 2,048 probes: a miss has
 		// odds of (1-256/64512)^2048, about 3 in 10,000.
 		{"symmetric x port-restricted, random ports", lab.NATSymmetric,
-			birthday.Config{Sockets: 256, Probes: 2048, Rate: 300}, false, false, true, 2048},
+			Config{Sockets: 256, Probes: 2048, Rate: 300}, false, false, true, 2048},
 		// The sequential NAT's next ports are known: the first prediction hits.
 		{"sequential symmetric x port-restricted, predicted", lab.NATSymmetricSequential,
-			birthday.Config{Sockets: 256, Probes: 2048, Rate: 300}, true, false, true, 4},
+			Config{Sockets: 256, Probes: 2048, Rate: 300}, true, false, true, 4},
 		// Nothing can hit; every cap is reached and none is passed.
 		{"caps when nothing hits", lab.NATSymmetric,
-			birthday.Config{Sockets: 64, Probes: 600, Rate: 300, Timeout: 10 * time.Second}, false, true, false, 0},
+			Config{Sockets: 64, Probes: 600, Rate: 300, Timeout: 10 * time.Second}, false, true, false, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -258,7 +226,7 @@ func TestBirthdayThroughLabNATs(t *testing.T) {
 				t.Errorf("rate above %d/s: %d probes, %d sprays in %v", cfg.Rate, a.easyProbes, a.hardSent, a.elapsed)
 			}
 			if !tt.wantHit {
-				if !errors.Is(a.easyErr, birthday.ErrMiss) || a.hardHit != nil {
+				if !errors.Is(a.easyErr, ErrMiss) || a.hardHit != nil {
 					t.Fatalf("want a miss: easy %v, hard hit %+v", a.easyErr, a.hardHit)
 				}
 				if a.easyProbes != cfg.Probes || a.hardSent != cfg.Sockets {
