@@ -12,10 +12,11 @@ import (
 
 	"errors"
 	"fmt"
-	"github.com/punchd/punchd/internal/nat"
-	"github.com/punchd/punchd/internal/rendezvous"
 	"log/slog"
 	"net/netip"
+
+	"github.com/punchd/punchd/internal/icepeer"
+	"github.com/punchd/punchd/internal/rendezvous"
 
 	"github.com/punchd/punchd/internal/identity"
 )
@@ -60,12 +61,12 @@ type ExternalTURN struct {
 // they are made fresh for every ICE attempt.
 const turnCredentialTTL = 24 * time.Hour
 
-func (t ExternalTURN) server(self identity.PublicKey) (nat.ICEServer, error) {
+func (t ExternalTURN) server(self identity.PublicKey) (icepeer.ICEServer, error) {
 	if t.Secret == "" {
-		return nat.ICEServer{URL: t.URL, Username: t.Username, Credential: t.Password}, nil
+		return icepeer.ICEServer{URL: t.URL, Username: t.Username, Credential: t.Password}, nil
 	}
 	user, pass, err := rendezvous.TURNCredentials(t.Secret, self.String(), turnCredentialTTL)
-	return nat.ICEServer{URL: t.URL, Username: user, Credential: pass}, err
+	return icepeer.ICEServer{URL: t.URL, Username: user, Credential: pass}, err
 }
 
 // Validate checks what can be checked before starting.

@@ -12,8 +12,9 @@ import (
 	"time"
 
 	"github.com/punchd/punchd/internal/control"
+	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
-	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/natprobe"
 	"github.com/punchd/punchd/internal/ping"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/tunnel"
@@ -50,7 +51,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer dev.Close()
 
-	mux, err := nat.NewUDPMux(bind.STUNConn(), log.With("component", "ice-mux"))
+	mux, err := icepeer.NewUDPMux(bind.STUNConn(), log.With("component", "ice-mux"))
 	if err != nil {
 		return fmt.Errorf("start ICE on the tunnel socket: %w", err)
 	}
@@ -65,7 +66,7 @@ func Run(ctx context.Context, cfg Config) error {
 		started: time.Now(),
 		peers:   make(map[identity.PublicKey]*peerState, len(cfg.Peers)),
 	}
-	d.nat = newNATInfo(log.With("component", "nat"), func(rep *nat.Report) {
+	d.nat = newNATInfo(log.With("component", "nat"), func(rep *natprobe.Report) {
 		for _, ps := range d.peers {
 			ps.ice.SetLocalNAT(rep.NATType)
 		}
@@ -77,13 +78,13 @@ func Run(ctx context.Context, cfg Config) error {
 		if p.Alias != "" {
 			plog = plog.With("alias", p.Alias)
 		}
-		ps.ice = nat.NewPeer(nat.PeerConfig{
+		ps.ice = icepeer.NewPeer(icepeer.PeerConfig{
 			Local:             self,
 			Remote:            key,
 			Mux:               mux,
 			ICEServers:        d.currentICEServers,
 			Signal:            func(ctx context.Context, b []byte) error { return d.signal(ctx, key, b) },
-			OnPath:            func(path nat.Path) { d.onPath(key, path) },
+			OnPath:            func(path icepeer.Path) { d.onPath(key, path) },
 			OnStalled:         d.recheckRendezvous,
 			OnRelayPacket:     func(pkt []byte) { bind.DeliverRelay(key, pkt) },
 			ExcludeInterfaces: []string{cfg.Interface},
@@ -169,13 +170,13 @@ func Run(ctx context.Context, cfg Config) error {
 
 type peerState struct {
 	Peer
-	ice  *nat.Peer
+	ice  *icepeer.Peer
 	bind *tunnel.Bind
 	log  *slog.Logger
 
 	mu          sync.Mutex
 	connectedAt time.Time
-	lastPath    nat.Path
+	lastPath    icepeer.Path
 }
 
 type daemon struct {
@@ -189,7 +190,7 @@ type daemon struct {
 	peers   map[identity.PublicKey]*peerState // fixed after start: read without locks
 
 	rv      atomic.Pointer[rendezvous.Client]
-	servers atomic.Pointer[[]nat.ICEServer]
+	servers atomic.Pointer[[]icepeer.ICEServer]
 }
 
 func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []byte) error {
@@ -201,7 +202,7 @@ func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []by
 }
 
 // recheckRendezvous makes sure the signaling a broken path needs still
-// works (see nat.PeerConfig.OnStalled).
+// works (see icepeer.PeerConfig.OnStalled).
 func (d *daemon) recheckRendezvous() {
 	if rv := d.rv.Load(); rv != nil {
 		rv.Recheck()
@@ -209,10 +210,10 @@ func (d *daemon) recheckRendezvous() {
 }
 
 func (d *daemon) onRegistered(r rendezvous.Registration) {
-	servers := make([]nat.ICEServer, 0, len(r.ICEServers))
+	servers := make([]icepeer.ICEServer, 0, len(r.ICEServers))
 	urls := make([]string, 0, len(r.ICEServers))
 	for _, s := range r.ICEServers {
-		servers = append(servers, nat.ICEServer{URL: s.URL, Username: s.Username, Credential: s.Credential})
+		servers = append(servers, icepeer.ICEServer{URL: s.URL, Username: s.Username, Credential: s.Credential})
 		urls = append(urls, s.URL)
 	}
 	d.servers.Store(&servers)
@@ -222,8 +223,8 @@ func (d *daemon) onRegistered(r rendezvous.Registration) {
 
 // currentICEServers is the rendezvous' STUN/TURN servers followed by the
 // external TURN servers given with --turn, with fresh credentials.
-func (d *daemon) currentICEServers() []nat.ICEServer {
-	var out []nat.ICEServer
+func (d *daemon) currentICEServers() []icepeer.ICEServer {
+	var out []icepeer.ICEServer
 	if p := d.servers.Load(); p != nil {
 		out = append(out, *p...)
 	}
@@ -258,7 +259,7 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 
 // onPath moves WireGuard to the path ICE selected. The Bind, not WireGuard
 // roaming, decides where packets go.
-func (d *daemon) onPath(key identity.PublicKey, path nat.Path) {
+func (d *daemon) onPath(key identity.PublicKey, path icepeer.Path) {
 	ps := d.peers[key]
 	ps.bind.SetPath(key, tunnel.Path{Direct: path.Direct, Relay: relayWriter(path), Channel: relayChannel(path)})
 	ps.mu.Lock()
@@ -288,7 +289,7 @@ func peerKeys(peers []Peer) []identity.PublicKey {
 }
 
 // relayChannel avoids handing the Bind a typed-nil TURNChannel.
-func relayChannel(p nat.Path) tunnel.TURNChannel {
+func relayChannel(p icepeer.Path) tunnel.TURNChannel {
 	if p.Channel == nil || p.Relay == nil {
 		return nil
 	}
@@ -296,7 +297,7 @@ func relayChannel(p nat.Path) tunnel.TURNChannel {
 }
 
 // relayWriter avoids handing the Bind a typed-nil io.Writer.
-func relayWriter(p nat.Path) io.Writer {
+func relayWriter(p icepeer.Path) io.Writer {
 	if p.Relay == nil {
 		return nil
 	}
