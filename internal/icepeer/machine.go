@@ -166,6 +166,7 @@ func (p *Peer) onLocalCandidate(a *attempt, raw string) {
 		return
 	}
 	a.local = append(a.local, raw)
+	p.noteReflexive(raw, false)
 	p.send(signalMsg{Kind: kindCandidate, Gen: a.gen, Candidate: raw})
 }
 
@@ -229,6 +230,12 @@ func (p *Peer) acceptOffer(m signalMsg) {
 func (p *Peer) gather(a *attempt) {
 	if err := a.agent.GatherCandidates(); err != nil {
 		p.log.Warn("gather ICE candidates", "err", err)
+	}
+	if p.cfg.PortMapped == nil || p.cfg.RelayOnly {
+		return
+	}
+	if raw := portMappedCandidate(p.cfg.PortMapped()); raw != "" {
+		p.onLocalCandidate(a, raw)
 	}
 }
 
