@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
@@ -71,6 +72,7 @@ func Run(ctx context.Context, cfg Config) error {
 			ps.ice.SetLocalNAT(rep.NATType)
 		}
 	})
+	cool := birthday.NewCooldown(cfg.Birthday.Limits().Cooldown, nil)
 	for _, p := range cfg.Peers {
 		ps := &peerState{Peer: p}
 		key := p.Key
@@ -94,11 +96,19 @@ func Run(ctx context.Context, cfg Config) error {
 		ps.bind = bind
 		bind.SetPassive(key, !key.Less(self)) // the ICE controlling side (larger key) initiates
 		ps.log = plog
+		ps.hard = newHardNAT(d, ps, cool)
 		d.peers[key] = ps
 		if err := dev.AddPeer(key, plan.peers[key]); err != nil {
 			return fmt.Errorf("add peer %s to wireguard: %w", key.Short(), err)
 		}
 	}
+
+	bind.SetPunchHandler(func(pkt []byte, from netip.AddrPort) {
+		for _, ps := range d.peers {
+			ps.hard.deliver(pkt, from)
+		}
+	})
+	defer bind.SetPunchHandler(nil)
 
 	if cfg.DebugListen != "" {
 		stopDebug, err := serveDebug(cfg.DebugListen, log)
@@ -149,6 +159,7 @@ func Run(ctx context.Context, cfg Config) error {
 			defer wg.Done()
 			ps.ice.Run(runCtx)
 		}()
+		wg.Go(func() { ps.hard.run(runCtx) })
 	}
 	wg.Add(1)
 	go func() {
@@ -171,6 +182,7 @@ func Run(ctx context.Context, cfg Config) error {
 type peerState struct {
 	Peer
 	ice  *icepeer.Peer
+	hard *hardNAT // birthday punching toward this peer
 	bind *tunnel.Bind
 	log  *slog.Logger
 
@@ -254,6 +266,10 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 		d.log.Debug("signal from unknown peer dropped", "from", from.Short())
 		return
 	}
+	if birthday.IsSignal(payload) {
+		ps.hard.handleSignal(payload)
+		return
+	}
 	ps.ice.HandleSignal(payload)
 }
 
@@ -261,7 +277,9 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 // roaming, decides where packets go.
 func (d *daemon) onPath(key identity.PublicKey, path icepeer.Path) {
 	ps := d.peers[key]
-	ps.bind.SetPath(key, tunnel.Path{Direct: path.Direct, Relay: relayWriter(path), Channel: relayChannel(path)})
+	if !ps.hard.holdsPath(path) {
+		ps.bind.SetPath(key, bindPath(path))
+	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.lastPath = path
@@ -278,6 +296,21 @@ func (d *daemon) onPath(key identity.PublicKey, path icepeer.Path) {
 		ps.connectedAt = time.Time{}
 		ps.log.Info("path lost; reconnecting")
 	}
+}
+
+// bindPath is ICE's path as the Bind takes it.
+func bindPath(path icepeer.Path) tunnel.Path {
+	return tunnel.Path{Direct: path.Direct, Relay: relayWriter(path), Channel: relayChannel(path)}
+}
+
+// restorePath gives the tunnel back to ICE's latest path (a birthday path
+// went quiet).
+func (d *daemon) restorePath(key identity.PublicKey) {
+	ps := d.peers[key]
+	ps.mu.Lock()
+	path := ps.lastPath
+	ps.mu.Unlock()
+	ps.bind.SetPath(key, bindPath(path))
 }
 
 func peerKeys(peers []Peer) []identity.PublicKey {

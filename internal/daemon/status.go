@@ -49,10 +49,23 @@ func (d *daemon) status() control.Status {
 			out.LocalCandidate = candidate(is.Path.Local)
 			out.RemoteCandidate = candidate(is.Path.Remote)
 		}
+		if out.Path == "direct" && is.RemoteMapped.IsValid() && is.Path.Remote.Addr == is.RemoteMapped {
+			out.Via = "port mapping"
+		}
+		via, probes, remote, miss := ps.hard.status()
+		if via != "" {
+			// A birthday path carries the tunnel; ICE's (relayed) pair
+			// stands by.
+			out.Path, out.Via, out.Probes, out.Reason, out.Relay = "direct", via, probes, "", ""
+			out.LocalCandidate, out.RemoteCandidate = nil, &control.Candidate{Type: "prflx", Address: remote.String()}
+		}
 		if out.Path == "relay" {
 			out.Relay = relayAddr(is.Path)
 			if out.Reason == "" {
 				out.Reason = natkind.RelayReason(out.Relay, natRep.Local(), is.RemoteNAT)
+			}
+			if miss != "" {
+				out.Reason += "; last try: " + miss
 			}
 		}
 		if s, ok := stats[p.Key]; ok {
