@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/natprobe"
 	"github.com/punchd/punchd/internal/ping"
+	"github.com/punchd/punchd/internal/portmap"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/tunnel"
 )
@@ -66,6 +68,7 @@ func Run(ctx context.Context, cfg Config) error {
 		dev:     dev,
 		started: time.Now(),
 		peers:   make(map[identity.PublicKey]*peerState, len(cfg.Peers)),
+		bind:    bind,
 	}
 	d.nat = newNATInfo(log.With("component", "nat"), func(rep *natprobe.Report) {
 		for _, ps := range d.peers {
@@ -90,6 +93,7 @@ func Run(ctx context.Context, cfg Config) error {
 			OnStalled:         d.recheckRendezvous,
 			OnRelayPacket:     func(pkt []byte) { bind.DeliverRelay(key, pkt) },
 			ExcludeInterfaces: []string{cfg.Interface},
+			PortMapped:        d.portMapped,
 			RelayOnly:         cfg.ForceRelay,
 			Logger:            plog,
 		})
@@ -103,6 +107,16 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	// After the peers exist (OnChange walks them), before they run.
+	if !cfg.NoPortMapping && !cfg.ForceRelay {
+		d.lease = portmap.Keep(ctx, portmap.LeaseConfig{Internal: dev.ListenPort(), Logger: log.With("component", "portmap"),
+			OnChange: func(portmap.Mapping) {
+				for _, ps := range d.peers {
+					ps.ice.PortMappingChanged()
+				}
+			}})
+		defer d.lease.Close()
+	}
 	bind.SetPunchHandler(func(pkt []byte, from netip.AddrPort) {
 		for _, ps := range d.peers {
 			ps.hard.deliver(pkt, from)
@@ -203,6 +217,24 @@ type daemon struct {
 
 	rv      atomic.Pointer[rendezvous.Client]
 	servers atomic.Pointer[[]icepeer.ICEServer]
+	lease   *portmap.Lease // the tunnel port's mapping on the gateway; nil when off
+	bind    *tunnel.Bind
+}
+
+// portMapped is the gateway's mapping of the tunnel port and the local
+// address it forwards to, for ICE to offer as a candidate.
+func (d *daemon) portMapped() (external, local netip.AddrPort) {
+	if d.lease == nil {
+		return netip.AddrPort{}, netip.AddrPort{}
+	}
+	m, _ := d.lease.Current()
+	if m.IsZero() {
+		return netip.AddrPort{}, netip.AddrPort{}
+	}
+	if a, ok := d.bind.STUNConn().LocalAddr().(*net.UDPAddr); ok {
+		local = a.AddrPort()
+	}
+	return m.External, netip.AddrPortFrom(local.Addr().Unmap(), m.Internal)
 }
 
 func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []byte) error {

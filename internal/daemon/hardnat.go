@@ -200,7 +200,7 @@ func (h *hardNAT) attemptHard(ctx context.Context, dest netip.AddrPort) {
 		return
 	}
 	link := birthday.NewHardLink(key, sess, hit, func(pkt []byte) { h.ps.bind.DeliverRelay(h.peer, pkt) })
-	h.found(link, via, hit.Probes, tunnel.Path{Relay: link}, hit)
+	h.found(ctx, link, via, hit.Probes, tunnel.Path{Relay: link}, hit)
 }
 
 // miss records a miss and starts the cooldown.
@@ -213,7 +213,7 @@ func (h *hardNAT) miss(err error, sent int64) {
 }
 
 // found moves WireGuard to the link's path and watches it.
-func (h *hardNAT) found(link *birthday.Link, via string, probes int, path tunnel.Path, hit *birthday.Hit) {
+func (h *hardNAT) found(ctx context.Context, link *birthday.Link, via string, probes int, path tunnel.Path, hit *birthday.Hit) {
 	h.cool.Hit(h.pairKey())
 	h.mu.Lock()
 	h.link, h.via, h.probes, h.lastMiss = link, via, probes, ""
@@ -221,7 +221,11 @@ func (h *hardNAT) found(link *birthday.Link, via string, probes int, path tunnel
 	h.ps.bind.SetPath(h.peer, path)
 	h.log.Info("direct path by "+via, "remote", link.Remote(), "probes", probes, "after", hit.Elapsed.Round(time.Millisecond))
 	h.wg.Go(func() {
-		<-link.Dead()
+		select {
+		case <-link.Dead():
+		case <-ctx.Done():
+			return // run closes the link
+		}
 		h.mu.Lock()
 		if h.link != link {
 			h.mu.Unlock()
@@ -298,7 +302,7 @@ func (h *hardNAT) startEasy(ctx context.Context, m birthday.Decoded) {
 			via = "prediction"
 		}
 		link := birthday.NewEasyLink(m.Key, m.Session, hit.Remote, send)
-		h.found(link, via, hit.Probes, tunnel.Path{Direct: hit.Remote}, hit)
+		h.found(ctx, link, via, hit.Probes, tunnel.Path{Direct: hit.Remote}, hit)
 	}()
 }
 

@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"time"
+
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/natkind"
@@ -27,6 +29,12 @@ func (d *daemon) status() control.Status {
 	if natRep != nil {
 		st.Self.NAT = &control.NAT{Type: string(natRep.NATType), Mapping: string(natRep.Mapping),
 			Filtering: string(natRep.Filtering), ExternalIPv4: natRep.ExternalIPv4}
+	}
+	if d.lease != nil {
+		if m, _ := d.lease.Current(); !m.IsZero() {
+			st.Self.PortMapping = &control.PortMapping{Protocol: string(m.Protocol), External: m.External.String(),
+				LeaseLeftSeconds: int(time.Until(m.Expires).Seconds())}
+		}
 	}
 	stats, err := d.dev.Stats()
 	if err != nil {

@@ -1,6 +1,7 @@
 package icepeer
 
 import (
+	"slices"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -234,7 +235,7 @@ func (p *Peer) gather(a *attempt) {
 	if p.cfg.PortMapped == nil || p.cfg.RelayOnly {
 		return
 	}
-	if raw := portMappedCandidate(p.cfg.PortMapped()); raw != "" {
+	if raw := portMappedCandidate(p.cfg.PortMapped()); raw != "" && !slices.Contains(a.local, raw) {
 		p.onLocalCandidate(a, raw)
 	}
 }

@@ -2,6 +2,7 @@ package icepeer
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/pion/ice/v4"
 )
@@ -57,4 +58,18 @@ func (p *Peer) noteReflexive(raw string, remote bool) {
 	case c.Foundation() != portMapFoundation:
 		p.status.LocalReflexive = addr
 	}
+}
+
+// PortMappingChanged tells the Peer the gateway mapping appeared or
+// changed: the current attempt trickles it as a new candidate at once
+// (the lease may come after the attempt gathered); later attempts offer
+// it as they gather.
+func (p *Peer) PortMappingChanged() {
+	p.tryPost("port mapping", func() {
+		if a := p.cur; a != nil && p.cfg.PortMapped != nil && !p.cfg.RelayOnly {
+			if raw := portMappedCandidate(p.cfg.PortMapped()); raw != "" && !slices.Contains(a.local, raw) {
+				p.onLocalCandidate(a, raw)
+			}
+		}
+	})
 }

@@ -69,14 +69,17 @@ func (t NATType) Validate() error {
 //     to another port, and a port-restricted NAT acts symmetric.
 //   - Masquerade keeps the source port when it can (endpoint-independent
 //     mapping), except for the symmetric types: symmetric randomises
-//     fully, symmetric-sequential counts up.
+//     fully, symmetric-sequential counts up. Only what the LAN sends is
+//     translated: the router's own sockets (miniupnpd's STUN check of
+//     its external address) keep their address and port, as on a real
+//     router.
 //
 // A router with UPnP (RouterOptions.UPnP) also admits what miniupnpd
 // forwards (its guard runs after DNAT) and the answers of the STUN server
 // miniupnpd checks its external address with.
 func ruleset(t NATType, host netip.Addr, o RouterOptions) (string, error) {
 	var admitNew, dnat, masq, forward string
-	masq = "oifname \"eth0\" masquerade"
+	masq = "iifname \"lan0\" oifname \"eth0\" masquerade"
 	switch t {
 	case NATFullCone:
 		admitNew = "iifname \"eth0\" meta l4proto udp accept"
@@ -89,7 +92,7 @@ func ruleset(t NATType, host netip.Addr, o RouterOptions) (string, error) {
 		dnat = fmt.Sprintf("iifname \"eth0\" udp dport . ip saddr @contacted dnat to %s", host)
 	case NATPortRestricted:
 	case NATSymmetric:
-		masq = "oifname \"eth0\" masquerade random,fully-random"
+		masq = "iifname \"lan0\" oifname \"eth0\" masquerade random,fully-random"
 	case NATSymmetricSequential:
 		// The NAT chain sees only the first packet of a flow, so numgen
 		// counts new mappings: one port per new (source, destination)
@@ -98,7 +101,7 @@ func ruleset(t NATType, host netip.Addr, o RouterOptions) (string, error) {
 		// map turns the counter into a port: numgen's value is in host
 		// byte order, a port in network order (without the map ports
 		// would step by 256 on little-endian machines).
-		masq = fmt.Sprintf("oifname \"eth0\" meta l4proto udp masquerade to :numgen inc mod %d map { %s }\n    oifname \"eth0\" masquerade",
+		masq = fmt.Sprintf("iifname \"lan0\" oifname \"eth0\" meta l4proto udp masquerade to :numgen inc mod %d map { %s }\n    iifname \"lan0\" oifname \"eth0\" masquerade",
 			sequentialSpan, sequentialPorts())
 	case NATUDPBlocked:
 		forward = "meta l4proto udp drop"

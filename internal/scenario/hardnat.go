@@ -3,6 +3,7 @@ package scenario
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/punchd/punchd/internal/control"
@@ -18,8 +19,9 @@ type HardNATResult struct {
 }
 
 // HardNATRun starts opts, waits for the first ping, then for A's status
-// to say direct via birthday punching, prediction or a port mapping, and
-// checks the path with a checksummed 4 MB transfer.
+// to say direct via birthday punching, prediction or a port mapping (B's
+// with UPnPA: B's path goes to A's mapped port), and checks the path with
+// a checksummed 4 MB transfer.
 func HardNATRun(ctx context.Context, opts Options) (HardNATResult, error) {
 	var res HardNATResult
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -38,7 +40,11 @@ func HardNATRun(ctx context.Context, opts Options) (HardNATResult, error) {
 		return res, fmt.Errorf("first ping: %w\n%s", err, r.Logs())
 	}
 	res.FirstPing = at.Sub(r.Started)
-	st, _, err := r.WaitStatus(wctx, r.A, 60*time.Second, "direct via a hard-NAT technique", func(st control.Status) bool {
+	watch := r.A
+	if opts.UPnPA {
+		watch = r.B
+	}
+	st, _, err := r.WaitStatus(wctx, watch, 60*time.Second, "direct via a hard-NAT technique", func(st control.Status) bool {
 		p, ok := OnePeer(st)
 		return ok && p.Path == "direct" && p.Via != ""
 	})
@@ -56,11 +62,25 @@ func HardNATRun(ctx context.Context, opts Options) (HardNATResult, error) {
 	if _, err := Transfer(xctx, r.A.Host, r.B.Host, r.B.Overlay4, 4<<20); err != nil {
 		return res, fmt.Errorf("4 MB through the direct path: %w\n%s", err, r.Logs())
 	}
-	if st, err = r.Status(wctx, r.A); err != nil {
+	if st, err = r.Status(wctx, watch); err != nil {
 		return res, err
 	}
 	if p, ok := OnePeer(st); !ok || p.Path != "direct" || p.Via != res.Via {
-		return res, fmt.Errorf("after the transfer A's path is %+v, want still direct via %s\n%s", p, res.Via, r.Logs())
+		return res, fmt.Errorf("after the transfer %s's path is %+v, want still direct via %s\n%s", watch.Name, p, res.Via, r.Logs())
+	}
+	if r.upnp != nil {
+		// A's daemon holds the mapping while it runs and deletes it on
+		// shutdown, as miniupnpd's own forward chain shows.
+		fw, err := r.upnp.Forwards(ctx)
+		if err != nil || !strings.Contains(fw, "dnat") {
+			return res, fmt.Errorf("miniupnpd holds no forward for A while it runs (%v):\n%s", err, fw)
+		}
+		if err := r.Stop(r.A, 10*time.Second); err != nil {
+			return res, err
+		}
+		if fw, err = r.upnp.Forwards(ctx); err != nil || strings.Contains(fw, "dnat") {
+			return res, fmt.Errorf("A's mapping outlived its daemon (%v):\n%s", err, fw)
+		}
 	}
 	return res, nil
 }
