@@ -115,7 +115,8 @@ type Run struct {
 	env     []string
 	coturn  *exec.Cmd
 	upnp    *lab.MiniUPnPd
-	rtA     *lab.Router
+	rtA     *lab.Router // A's router; nil without NAT
+	rtB     *lab.Router // B's router; nil without NAT or with SameNAT
 	Started time.Time // when both daemons had been started
 	tempDir string    // opts.Dir when Start made it; removed by Close
 
@@ -218,7 +219,7 @@ func (r *Run) addHosts() (a, b *lab.Host, err error) {
 		b, err = r.Lab.AddHost("b", rtA)
 		return a, b, err
 	}
-	b, _, err = add("b", r.opts.NATB, lab.RouterOptions{})
+	b, r.rtB, err = add("b", r.opts.NATB, lab.RouterOptions{})
 	return a, b, err
 }
 
