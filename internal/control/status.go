@@ -64,16 +64,16 @@ type Drops struct {
 
 // PeerStatus describes one configured peer.
 type PeerStatus struct {
-	ID     string `json:"id"`
-	Alias  string `json:"alias,omitempty"`
-	State  string `json:"state"`
-	Path   string `json:"path"` // "direct", "relay" or "none"
+	ID    string `json:"id"`
+	Alias string `json:"alias,omitempty"`
+	State string `json:"state"`
+	Path  string `json:"path"` // "direct", "relay" or "none"
 	// Via says how a direct path was made when ICE alone could not:
 	// "birthday" (birthday punching), "prediction" (a sequential NAT's
 	// next ports) or "port mapping"; empty for plain ICE.
 	Via string `json:"via,omitempty"`
 	// Probes is how many probes birthday punching or prediction took.
-	Probes int `json:"probes,omitempty"`
+	Probes int    `json:"probes,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	// Relay is the TURN relay address carrying the path, when relayed.
 	Relay       string `json:"relay,omitempty"`

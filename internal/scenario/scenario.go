@@ -117,8 +117,8 @@ type Run struct {
 	upnp    *lab.MiniUPnPd
 	rtA     *lab.Router // A's router; nil without NAT
 	rtB     *lab.Router // B's router; nil without NAT or with SameNAT
-	Started time.Time // when both daemons had been started
-	tempDir string    // opts.Dir when Start made it; removed by Close
+	Started time.Time   // when both daemons had been started
+	tempDir string      // opts.Dir when Start made it; removed by Close
 
 	closeOnce sync.Once
 	closeErr  error
