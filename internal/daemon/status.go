@@ -6,6 +6,7 @@ import (
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/natkind"
+	"github.com/punchd/punchd/internal/natprobe"
 )
 
 // status gathers what `punchd status` shows from the parts that own it: ICE
@@ -57,7 +58,7 @@ func (d *daemon) status() control.Status {
 			out.LocalCandidate = candidate(is.Path.Local)
 			out.RemoteCandidate = candidate(is.Path.Remote)
 		}
-		if out.Path == "direct" && is.RemoteMapped.IsValid() && is.Path.Remote.Addr == is.RemoteMapped {
+		if out.Path == "direct" && d.viaPortMapping(is, natRep) {
 			out.Via = "port mapping"
 		}
 		via, probes, remote, miss := ps.hard.status()
@@ -120,4 +121,18 @@ func relayAddr(p icepeer.Path) string {
 		return p.Local.Addr.String()
 	}
 	return p.Remote.Addr.String()
+}
+
+// viaPortMapping reports whether a direct path goes through a gateway's
+// port mapping: the peer's mapped candidate is the remote end, or we hold
+// a mapping and the two NATs allow no direct path without one.
+func (d *daemon) viaPortMapping(is icepeer.PeerStatus, natRep *natprobe.Report) bool {
+	if is.RemoteMapped.IsValid() && is.Path.Remote.Addr == is.RemoteMapped {
+		return true
+	}
+	if d.lease == nil || natRep == nil {
+		return false
+	}
+	m, _ := d.lease.Current()
+	return !m.IsZero() && natkind.NeedsRelay(natRep.NATType, is.RemoteNAT)
 }
