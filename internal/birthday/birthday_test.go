@@ -204,18 +204,7 @@ func loopbackEasy(t *testing.T, cfg Config, key Key, sess Session) (*Easy, *net.
 		_, err := c.WriteToUDPAddrPort(b, to)
 		return err
 	})
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			if Is(buf[:n]) {
-				e.Deliver(buf[:n], from)
-			}
-		}
-	}()
+	go deliverFrom(c, e)
 	return e, c, &sends
 }
 
@@ -419,6 +408,21 @@ func TestLearnLoopback(t *testing.T) {
 		// No NAT on loopback: the mapped port is the socket's own.
 		if want := h.Conn(i).LocalAddr().(*net.UDPAddr).AddrPort().Port(); p != want {
 			t.Errorf("socket %d: STUN says port %d, the socket has %d", i, p, want)
+		}
+	}
+}
+
+// deliverFrom hands e the birthday packets arriving on c until c is
+// closed, as the tunnel socket's classifier does.
+func deliverFrom(c *net.UDPConn, e *Easy) {
+	buf := make([]byte, 64)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			return
+		}
+		if Is(buf[:n]) {
+			e.Deliver(buf[:n], from)
 		}
 	}
 }

@@ -129,18 +129,7 @@ func (p *labPair) run(t *testing.T, cfg Config, predict, wrongPort bool) attempt
 		_, err := ec.WriteToUDPAddrPort(b, to)
 		return err
 	})
-	go func() {
-		buf := make([]byte, 64)
-		for {
-			n, from, err := ec.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			if Is(buf[:n]) {
-				easy.Deliver(buf[:n], from)
-			}
-		}
-	}()
+	go deliverFrom(ec, easy)
 
 	var a attempt
 	start := time.Now()

@@ -60,7 +60,7 @@ func HardNATRun(ctx context.Context, opts Options) (HardNATResult, error) {
 	xctx, cancelX := context.WithTimeout(wctx, 60*time.Second)
 	defer cancelX()
 	if _, err := Transfer(xctx, r.A.Host, r.B.Host, r.B.Overlay4, 4<<20); err != nil {
-		return res, fmt.Errorf("4 MB through the direct path: %w\n%s", err, r.Logs())
+		return res, fmt.Errorf("a 4 MB transfer through the direct path: %w\n%s", err, r.Logs())
 	}
 	if st, err = r.Status(wctx, watch); err != nil {
 		return res, err
@@ -79,7 +79,7 @@ func HardNATRun(ctx context.Context, opts Options) (HardNATResult, error) {
 			return res, err
 		}
 		if fw, err = r.upnp.Forwards(ctx); err != nil || strings.Contains(fw, "dnat") {
-			return res, fmt.Errorf("A's mapping outlived its daemon (%v):\n%s", err, fw)
+			return res, fmt.Errorf("the mapping of A outlived its daemon (%v):\n%s", err, fw)
 		}
 	}
 	return res, nil
