@@ -195,6 +195,10 @@ func (h *hardNAT) attemptHard(ctx context.Context, dest netip.AddrPort) {
 		}
 	}
 	hit, err := hard.Run(ctx, dest, sprayed)
+	if junk := hard.Stats.Junk.Load(); junk > 0 {
+		// Counted per attempt, logged once per attempt.
+		h.log.Info("birthday sockets dropped packets that were not this attempt's", "count", junk)
+	}
 	if err != nil {
 		h.miss(err, hard.Stats.Sent.Load())
 		return
@@ -289,6 +293,9 @@ func (h *hardNAT) startEasy(ctx context.Context, m birthday.Decoded) {
 		defer h.wg.Done()
 		defer h.done()
 		hit, err := e.Run(ctx, m.IP, m.Predicted)
+		if junk := e.Stats.Junk.Load(); junk > 0 {
+			h.log.Info("birthday attempt dropped packets that were not its own", "count", junk)
+		}
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
 		if err != nil {
