@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -43,6 +44,10 @@ func newRendezvousCommand() *cobra.Command {
 				DebugListen:   s.str("debug-listen"),
 				MetricsListen: s.str("metrics-listen"),
 				Logger:        log,
+
+				WebOrigins:       s.list("web-origin"),
+				WebAPIKeyFile:    s.str("web-api-key-file"),
+				WebCredentialTTL: s.v.GetDuration("web-credential-ttl"),
 			}
 			if ip := s.str("relay-ip"); ip != "" {
 				if cfg.RelayIP, err = netip.ParseAddr(ip); err != nil {
@@ -86,6 +91,9 @@ func newRendezvousCommand() *cobra.Command {
 	fs.String("turn-tls-listen", "", "TURN over TLS listen address (default :5349 when --tls-cert is given; :443 passes most firewalls)")
 	fs.String("relay-ip", "", "address relays are announced at (default: the --stun-listen IP, else the default route's source)")
 	fs.StringSlice("turn-allow-peers", nil, "ranges relays may reach although loopback/link-local/own (labs only)")
+	fs.StringSlice("web-origin", nil, "origin of a web app's pages (e.g. https://game.example; repeatable) that may fetch TURN credentials at /turn-credentials and use PeerJS signaling at /peerjs; both are off without it")
+	fs.String("web-api-key-file", "", "file of API keys (one a line) for server-side callers of /turn-credentials (Authorization: Bearer KEY)")
+	fs.Duration("web-credential-ttl", 10*time.Minute, "lifetime of the TURN credentials /turn-credentials hands out")
 	fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.String("metrics-listen", "", "serve Prometheus metrics on this address at /metrics (e.g. 127.0.0.1:9478); off by default")
 	return cmd

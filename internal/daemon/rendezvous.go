@@ -41,6 +41,13 @@ type RendezvousConfig struct {
 	STUNAltIP   netip.Addr
 	STUNAltAuto bool
 	STUNAltPort int
+	// Web apps: WebOrigins is the allowlist of page origins that may use
+	// /turn-credentials and the PeerJS signaling at /peerjs (both off
+	// without it); WebAPIKeyFile holds keys for server-side callers of
+	// /turn-credentials; WebCredentialTTL is their lifetime (default 10 min).
+	WebOrigins       []string
+	WebAPIKeyFile    string
+	WebCredentialTTL time.Duration
 	// DebugListen, when set, serves net/http/pprof there.
 	DebugListen string
 	// MetricsListen, when set, serves Prometheus metrics there (/metrics).
@@ -77,6 +84,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	}
 	stunPort := 0
 	var turnCfg *rendezvous.TURNConfig
+	var allocs *turnserver.Allocations
 	if cfg.STUNListen != "" {
 		scfg := turnserver.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn")}
 		if !cfg.NoTURN {
@@ -117,6 +125,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 			return err
 		}
 		defer stun.Close()
+		allocs = stun.Allocations()
 		if ua, ok := stun.Addr().(*net.UDPAddr); ok {
 			stunPort = ua.Port
 			if turnCfg != nil && turnCfg.UDPPort == 0 {
@@ -131,9 +140,18 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		TURN:     turnCfg,
 	})
 	defer srv.Close()
+	web, err := newWebApps(cfg, srv.Handler(), stunPort, turnCfg, log)
+	if err != nil {
+		return err
+	}
+	defer web.Close()
 	if cfg.MetricsListen != "" {
 		stopMetrics, err := serveRendezvousMetrics(cfg.MetricsListen, func() metrics.RendezvousSample {
-			return metrics.RendezvousSample{Online: srv.Online(), FramesDropped: srv.DroppedFrames()}
+			s := metrics.RendezvousSample{Online: srv.Online(), FramesDropped: srv.DroppedFrames(), PeerJSOnline: web.PeerJSOnline(), Rejected: web.Rejected()}
+			if allocs != nil {
+				s.TURNAllocations, s.TURNAllocationsTotal = allocs.Active(), allocs.Total()
+			}
+			return s
 		}, log.With("component", "metrics"))
 		if err != nil {
 			return err
@@ -148,7 +166,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		}
 		return fmt.Errorf("signaling listen %s: %w", cfg.Listen, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: web.Handler, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	scheme := "http"
 	go func() {

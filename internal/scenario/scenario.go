@@ -418,17 +418,7 @@ func (r *Run) Close() error {
 				}
 			}
 		}
-		if r.rvCmd != nil && r.rvCmd.Process != nil && r.rvCmd.ProcessState == nil {
-			_ = r.rvCmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan error, 1)
-			go func() { done <- r.rvCmd.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				_ = r.rvCmd.Process.Kill()
-				<-done
-			}
-		}
+		lab.Terminate(r.rvCmd, 5*time.Second)
 		if r.coturn != nil {
 			_ = r.coturn.Process.Kill()
 			_ = r.coturn.Wait()

@@ -55,6 +55,7 @@ type Server struct {
 	listeners []net.Listener
 	turn      *turn.Server
 	rfc5780   *responder // nil without an alternate address
+	allocs    *Allocations
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -62,7 +63,7 @@ type Server struct {
 // ListenServer binds the listeners and starts answering.
 func ListenServer(cfg ServerConfig) (*Server, error) {
 	log := orDefault(cfg.Logger)
-	s := &Server{}
+	s := &Server{allocs: newAllocations(log)}
 	fail := func(err error) (*Server, error) {
 		if s.rfc5780 != nil {
 			s.rfc5780.closeOwn()
@@ -132,12 +133,14 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 			return fail(listenError("TURN over TLS", "--turn-tls-listen", cfg.TLSListen, err))
 		}
 		s.listeners = append(s.listeners, ln)
+		s.allocs.addTLS(ln.Addr())
 		lcs = append(lcs, turn.ListenerConfig{Listener: ln, RelayAddressGenerator: relay, PermissionHandler: perm})
 	}
 	ts, err := turn.NewServer(turn.ServerConfig{
 		Realm:             Realm,
 		LoggerFactory:     pionlog.New(log),
 		AuthHandler:       auth,
+		EventHandler:      s.allocs.eventHandler(),
 		PacketConnConfigs: pcc,
 		ListenerConfigs:   lcs,
 	})
@@ -197,6 +200,9 @@ func peerFilter(relayIP netip.Addr, own []netip.Addr, allow []netip.Prefix, log 
 func rejectAllocations(*turn.RequestAttributes) (string, []byte, bool) {
 	return "", nil, false
 }
+
+// Allocations counts and logs the server's TURN allocations.
+func (s *Server) Allocations() *Allocations { return s.allocs }
 
 // Addr is the bound UDP address.
 func (s *Server) Addr() net.Addr { return s.conn.LocalAddr() }
