@@ -56,7 +56,7 @@ func hardNATRuns(ctx context.Context, bin string, runs int, only string) error {
 		{"portmap", scenario.Options{NATA: lab.NATSymmetric, NATB: lab.NATSymmetric, UPnPA: true}},
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "PAIRING\tVIA\tDIRECT\tMEDIAN TO DIRECT\tMAX TO DIRECT\tMEDIAN FIRST PING\tMEDIAN PROBES\tMAX PROBES\n")
+	fmt.Fprintf(tw, "PAIRING\tVIA\tDIRECT\tMEDIAN TO DIRECT\tMAX TO DIRECT\tMEDIAN FIRST PING\tMAX FIRST PING\tMEDIAN PROBES\tMAX PROBES\n")
 	for _, c := range cases {
 		if only != "" && only != c.name {
 			continue
@@ -80,15 +80,16 @@ func hardNATRuns(ctx context.Context, bin string, runs int, only string) error {
 				res.Via, res.Direct.Round(time.Millisecond), res.Probes, res.FirstPing.Round(time.Millisecond))
 		}
 		if len(direct) == 0 {
-			fmt.Fprintf(tw, "%s\t%s\t0/%d\t-\t-\t-\t-\t-\n", c.opts.Describe(), via, runs)
+			fmt.Fprintf(tw, "%s\t%s\t0/%d\t-\t-\t-\t-\t-\t-\n", c.opts.Describe(), via, runs)
 			continue
 		}
 		slices.Sort(direct)
 		slices.Sort(firstPing)
 		slices.Sort(probes)
-		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%d\t%d\n", c.opts.Describe(), via, len(direct), runs,
+		fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\t%d\t%d\n", c.opts.Describe(), via, len(direct), runs,
 			direct[len(direct)/2].Round(time.Millisecond), direct[len(direct)-1].Round(time.Millisecond),
-			firstPing[len(firstPing)/2].Round(time.Millisecond), probes[len(probes)/2], probes[len(probes)-1])
+			firstPing[len(firstPing)/2].Round(time.Millisecond), firstPing[len(firstPing)-1].Round(time.Millisecond),
+			probes[len(probes)/2], probes[len(probes)-1])
 	}
 	return tw.Flush()
 }
