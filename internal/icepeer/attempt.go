@@ -255,6 +255,7 @@ func (p *Peer) addRemote(a *attempt, raw string) {
 		return
 	}
 	a.remotes++
+	p.noteReflexive(raw, true)
 	if a.pref != nil {
 		a.pref.addRemote(c)
 	}
