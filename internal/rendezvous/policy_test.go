@@ -85,13 +85,13 @@ func TestStrangersLearnNothing(t *testing.T) {
 
 func TestAddrKey(t *testing.T) {
 	for _, tc := range []struct{ remote, want string }{
-		{"192.0.2.7:4000", "192.0.2.7/32"},
-		{"[::ffff:192.0.2.7]:4000", "192.0.2.7/32"},
-		{"[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:4000", "2001:db8:1:2::/64"},
-		{"[2001:db8:1:2::1]:1", "2001:db8:1:2::/64"},
-		{"[2001:db8:1:3::1]:1", "2001:db8:1:3::/64"},
+		{"192.0.2.7:4000", "192.0.2.7"},
+		{"[::ffff:192.0.2.7]:4000", "192.0.2.7"},
+		{"[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:4000", "2001:db8:1:2::"},
+		{"[2001:db8:1:2::1]:1", "2001:db8:1:2::"},
+		{"[2001:db8:1:3::1]:1", "2001:db8:1:3::"},
 	} {
-		if got := addrKey(tc.remote); got != netip.MustParsePrefix(tc.want) {
+		if got := addrKey(tc.remote); got != netip.MustParseAddr(tc.want) {
 			t.Errorf("addrKey(%s) = %s, want %s", tc.remote, got, tc.want)
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/iplimit"
 	"github.com/punchd/punchd/internal/junklog"
 )
 
@@ -104,7 +105,7 @@ type Server struct {
 	// ipmu guards per-address state and the global queue budget. Lock
 	// order: mu, then a client's qmu, then ipmu.
 	ipmu   sync.Mutex
-	perIP  map[netip.Prefix]*ipState
+	perIP  map[netip.Addr]*ipState
 	queued int // bytes queued for all clients
 
 	ctx    context.Context
@@ -126,7 +127,7 @@ type ipState struct {
 
 type serverClient struct {
 	id      identity.PublicKey
-	ip      netip.Prefix
+	ip      netip.Addr
 	conn    *wsConn
 	watches map[identity.PublicKey]struct{} // guarded by Server.mu
 	cancel  context.CancelFunc
@@ -155,7 +156,7 @@ func NewServer(cfg ServerConfig) *Server {
 		log:     cfg.Logger,
 		junk:    junklog.New(cfg.Logger, junklog.DefaultEvery),
 		clients: make(map[identity.PublicKey]*serverClient),
-		perIP:   make(map[netip.Prefix]*ipState),
+		perIP:   make(map[netip.Addr]*ipState),
 		ctx:     ctx,
 		cancel:  cancel,
 	}
@@ -286,7 +287,7 @@ func (s *Server) closeWithError(ctx context.Context, conn *wsConn, code, msg str
 // handshake's crypto and JSON never grew, and it only reads (frames are
 // decoded and routed by the frame workers), so ten thousand idle peers
 // cost ten thousand small stacks.
-func (s *Server) serveConn(conn *wsConn, ip netip.Prefix, host, remote string, seen *atomic.Int64) {
+func (s *Server) serveConn(conn *wsConn, ip netip.Addr, host, remote string, seen *atomic.Int64) {
 	conn.SetReadLimit(int64(s.cfg.MaxFrameBytes))
 	ctx, cancel := context.WithCancel(s.ctx)
 	c := s.admitPeer(ctx, cancel, conn, ip, host, remote, seen)
@@ -302,7 +303,7 @@ func (s *Server) serveConn(conn *wsConn, ip netip.Prefix, host, remote string, s
 
 // admitPeer runs the handshake and registers the peer; nil when either
 // fails.
-func (s *Server) admitPeer(ctx context.Context, cancel context.CancelFunc, conn *wsConn, ip netip.Prefix, host, remote string, seen *atomic.Int64) *serverClient {
+func (s *Server) admitPeer(ctx context.Context, cancel context.CancelFunc, conn *wsConn, ip netip.Addr, host, remote string, seen *atomic.Int64) *serverClient {
 	id, err := s.handshake(ctx, conn)
 	if err != nil {
 		cause := junkHandshake
@@ -531,7 +532,7 @@ func (s *Server) dropQueueLocked(c *serverClient) {
 
 // take reserves n queue bytes for a client at ip, within the per-address
 // and global budgets.
-func (s *Server) take(ip netip.Prefix, n int) bool {
+func (s *Server) take(ip netip.Addr, n int) bool {
 	s.ipmu.Lock()
 	defer s.ipmu.Unlock()
 	st := s.perIP[ip]
@@ -543,7 +544,7 @@ func (s *Server) take(ip netip.Prefix, n int) bool {
 	return true
 }
 
-func (s *Server) give(ip netip.Prefix, n int) {
+func (s *Server) give(ip netip.Addr, n int) {
 	s.ipmu.Lock()
 	defer s.ipmu.Unlock()
 	s.queued -= n
@@ -555,7 +556,7 @@ func (s *Server) give(ip netip.Prefix, n int) {
 
 // admit counts a WebSocket connection from ip against its cap and, when
 // it fits, against the WaitGroup Close waits for.
-func (s *Server) admit(ip netip.Prefix) bool {
+func (s *Server) admit(ip netip.Addr) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -578,7 +579,7 @@ func (s *Server) admit(ip netip.Prefix) bool {
 	return true
 }
 
-func (s *Server) release(ip netip.Prefix) {
+func (s *Server) release(ip netip.Addr) {
 	s.ipmu.Lock()
 	defer s.ipmu.Unlock()
 	if st := s.perIP[ip]; st != nil {
@@ -587,7 +588,7 @@ func (s *Server) release(ip netip.Prefix) {
 	}
 }
 
-func (s *Server) forgetLocked(ip netip.Prefix, st *ipState) {
+func (s *Server) forgetLocked(ip netip.Addr, st *ipState) {
 	if st.conns <= 0 && st.queued <= 0 {
 		delete(s.perIP, ip)
 	}
@@ -839,23 +840,13 @@ func (s *Server) probe(c *serverClient, probes chan struct{}) {
 }
 
 // addrKey is the unit the per-address caps count: an IPv4 address, or
-// the /64 of an IPv6 address (one subscriber usually holds a whole /64).
-func addrKey(remote string) netip.Prefix {
+// the /64 of an IPv6 address (iplimit.Key).
+func addrKey(remote string) netip.Addr {
 	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {
-		return netip.Prefix{}
+		return netip.Addr{}
 	}
-	return ipKey(ap.Addr())
-}
-
-func ipKey(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := 64
-	if a.Is4() {
-		bits = 32
-	}
-	p, _ := a.Prefix(bits)
-	return p
+	return iplimit.Key(ap.Addr())
 }
 
 // iceServers tells a client where STUN and TURN are: the same host it
