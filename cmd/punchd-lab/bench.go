@@ -31,18 +31,40 @@ var (
 	pathDirect = benchPath{"direct", "punchd direct"}
 	pathOwn    = benchPath{"own-turn", "punchd relay (own TURN)"}
 	pathCoturn = benchPath{"coturn", "punchd relay (coturn)"}
-	// pathHTTPS: A behind the https-only firewall, B behind its own NAT
-	// (the --nat value), through a rendezvous on port 443 alone: A's
-	// relay is TURN over TLS.
+	// TURN over TLS only (own TURN's TCP port out of reach, coturn
+	// offering turns: alone); behind udp-blocked NATs the two paths above
+	// are TURN over TCP.
+	pathOwnTLS    = benchPath{"own-turn-tls", "punchd relay (own TURN, TLS)"}
+	pathCoturnTLS = benchPath{"coturn-tls", "punchd relay (coturn, TLS)"}
+	// pathHTTPS: A behind the https-only firewall, B behind the --nat
+	// type, through a rendezvous on port 443 alone: A's relay is TURN
+	// over TLS, chosen by ICE (not forced).
 	pathHTTPS = benchPath{"https-only", "punchd relay (A https-only, TURN/TLS 443)"}
 )
 
 func allBenchPaths() []benchPath {
-	return []benchPath{pathRaw, pathStock, pathDirect, pathOwn, pathCoturn, pathHTTPS}
+	return []benchPath{pathRaw, pathStock, pathDirect, pathOwn, pathCoturn, pathOwnTLS, pathCoturnTLS, pathHTTPS}
 }
 
-func (p benchPath) punchd() bool  { return p == pathDirect || p.relayed() }
-func (p benchPath) relayed() bool { return p == pathOwn || p == pathCoturn || p == pathHTTPS }
+func (p benchPath) punchd() bool { return p == pathDirect || p.relayed() }
+func (p benchPath) relayed() bool {
+	return p == pathOwn || p == pathCoturn || p == pathOwnTLS || p == pathCoturnTLS || p == pathHTTPS
+}
+
+// relay is the scenario's Relay option for p.
+func (p benchPath) relay() string {
+	switch p {
+	case pathCoturn:
+		return "coturn"
+	case pathOwnTLS:
+		return "tls"
+	case pathCoturnTLS:
+		return "coturn-tls"
+	case pathHTTPS:
+		return "443"
+	}
+	return ""
+}
 
 // benchConfig is one invocation of `punchd-lab bench`.
 type benchConfig struct {
@@ -84,14 +106,14 @@ func newBenchCommand() *cobra.Command {
 			for _, k := range keys {
 				i := slices.IndexFunc(allBenchPaths(), func(p benchPath) bool { return p.key == k })
 				if i < 0 {
-					return fmt.Errorf("--paths %q: use raw, wireguard-go, direct, own-turn, coturn, https-only", k)
+					return fmt.Errorf("--paths %q: use raw, wireguard-go, direct, own-turn, coturn, own-turn-tls, coturn-tls, https-only", k)
 				}
 				c.paths = append(c.paths, allBenchPaths()[i])
 			}
 			nats, _ := f.GetStringSlice("nat")
 			for _, n := range nats {
-				if n != string(lab.NATNone) && n != string(lab.NATPortRestricted) {
-					return fmt.Errorf("--nat %q: use none, port-restricted", n)
+				if n != string(lab.NATNone) && n != string(lab.NATPortRestricted) && n != string(lab.NATUDPBlocked) {
+					return fmt.Errorf("--nat %q: use none, port-restricted, udp-blocked (relays over TCP/TLS)", n)
 				}
 				c.topos = append(c.topos, lab.NATType(n))
 			}
@@ -107,8 +129,8 @@ func newBenchCommand() *cobra.Command {
 	f.String("wireguard-go", "", "stock wireguard-go binary to compare with")
 	f.Int("seconds", 10, "seconds per iperf3 run")
 	f.Int("runs", 1, "rounds over every path; the table shows medians (and the TCP x1 range) over them")
-	f.StringSlice("paths", []string{"raw", "wireguard-go", "direct", "own-turn", "coturn"}, "paths to measure: raw, wireguard-go, direct, own-turn, coturn, https-only (A behind the 443-only firewall)")
-	f.StringSlice("nat", []string{"none", "port-restricted"}, "NAT on both sides: none, port-restricted")
+	f.StringSlice("paths", []string{"raw", "wireguard-go", "direct", "own-turn", "coturn"}, "paths to measure: raw, wireguard-go, direct, own-turn, coturn, own-turn-tls, coturn-tls, https-only (A behind the 443-only firewall)")
+	f.StringSlice("nat", []string{"none", "port-restricted"}, "NAT on both sides: none, port-restricted, udp-blocked (own-turn and coturn then relay over TCP)")
 	f.String("log-level", "info", "log level of the punchd processes (debug costs relay throughput)")
 	f.String("profile", "", "save pprof CPU profiles of the punchd processes during TCP x1 into this directory")
 	return cmd
@@ -173,15 +195,13 @@ func measure(ctx context.Context, c benchConfig, run int, topo lab.NATType, path
 		}
 	}()
 	opts := scenario.Options{Binary: c.bin, NATA: topo, NATB: topo, Dir: dir, LogLevel: c.logLevel}
-	switch path {
-	case pathHTTPS:
-		opts.NATA, opts.Relay = lab.NATHTTPSOnly, "443"
-	case pathOwn, pathCoturn:
+	if path.relayed() && path != pathHTTPS {
 		opts.UpArgs = []string{"--force-relay"}
 	}
-	if path == pathCoturn {
-		opts.Relay = "coturn"
+	if path == pathHTTPS {
+		opts.NATA = lab.NATHTTPSOnly
 	}
+	opts.Relay = path.relay()
 	const debugAddr = "127.0.0.1:6060" // each process in its own namespace
 	if c.profileDir != "" && path.punchd() {
 		opts.UpArgs = append(opts.UpArgs, "--debug-listen", debugAddr)
@@ -310,7 +330,7 @@ func measure(ctx context.Context, c benchConfig, run int, topo lab.NATType, path
 func startProfiles(ctx context.Context, c benchConfig, r *scenario.Run, run int, topo lab.NATType, path benchPath, addr string) (wait func()) {
 	var wg sync.WaitGroup
 	hosts := map[string]*lab.Host{"a": r.A.Host, "b": r.B.Host}
-	if path == pathOwn {
+	if path == pathOwn || path == pathOwnTLS {
 		hosts["relay"] = r.R
 	}
 	secs := max(1, c.secs-2)

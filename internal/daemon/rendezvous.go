@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/punchd/punchd/internal/fdlimit"
 	"github.com/punchd/punchd/internal/metrics"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/tlsmux"
@@ -35,6 +36,10 @@ type RendezvousConfig struct {
 	TURNTLSListen string // default :5349 when a certificate is given
 	RelayIP       netip.Addr
 	AllowPeers    []netip.Prefix
+	// TURN quotas and the STUN reflection bound; 0 means the defaults.
+	UserQuota, IPQuota int
+	STUNRate           float64
+	STUNBurst          int
 	// RFC 5780 (what `punchd nat` needs to tell mapping from filtering):
 	// STUNAltIP is the alternate address; with STUNAltAuto a second
 	// global address of the host is used when there is one. STUNAltPort
@@ -65,6 +70,10 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	fdLimit, err := fdlimit.Raise()
+	if err != nil {
+		log.Warn("could not raise the open-file limit; the rendezvous holds fewer peers", "limit", fdLimit, "err", err)
+	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("TLS needs both --tls-cert and --tls-key")
 	}
@@ -91,6 +100,9 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		if err != nil {
 			return err
 		}
+		// The connection cap counts TCP connections of both services
+		// on the shared port, before TLS.
+		ln = rendezvous.LimitListener(ln, rendezvous.HTTPLimits{MaxConns: fdlimit.ConnCap(fdLimit)})
 		if shared, err = tlsmux.New(ln, tlsmux.Config{TLS: tlsConfig, Logger: log.With("component", "tls-port")}); err != nil {
 			ln.Close()
 			return err
@@ -101,7 +113,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	var turnCfg *rendezvous.TURNConfig
 	var allocs *turnserver.Allocations
 	if cfg.STUNListen != "" {
-		scfg := turnserver.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn")}
+		scfg := turnserver.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn"),
+			UserQuota: cfg.UserQuota, IPQuota: cfg.IPQuota, STUNRate: cfg.STUNRate, STUNBurst: cfg.STUNBurst}
 		if !cfg.NoTURN {
 			secret := cfg.TURNSecret
 			if secret == "" {
@@ -189,7 +202,14 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 			return err
 		}
 	}
-	hs := &http.Server{Handler: web.Handler, ReadHeaderTimeout: 10 * time.Second}
+	limits := rendezvous.HTTPLimits{MaxConns: fdlimit.ConnCap(fdLimit)}
+	hs := rendezvous.NewHTTPServer(web.Handler, limits)
+	// The cap counts TCP connections, before TLS: a stalled TLS
+	// handshake holds a slot as any connection does. (The shared port's
+	// listener is capped already.)
+	if shared == nil {
+		ln = rendezvous.LimitListener(ln, limits)
+	}
 	errc := make(chan error, 1)
 	scheme := "http"
 	go func() {
@@ -202,7 +222,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	if cfg.TLSCert != "" {
 		scheme = "https"
 	}
-	log.Info("rendezvous listening", "url", scheme+"://"+ln.Addr().String(), "stun_port", stunPort, "turn_tls_same_port", shared != nil)
+	log.Info("rendezvous listening", "url", scheme+"://"+ln.Addr().String(), "stun_port", stunPort,
+		"max_conns", fdlimit.ConnCap(fdLimit), "fd_limit", fdLimit, "turn_tls_same_port", shared != nil)
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}

@@ -27,12 +27,15 @@ func TestRelayVariants(t *testing.T) {
 		// Signaling and TURN over TLS on port 443 alone, for a host
 		// behind a firewall that passes nothing else.
 		{"443", Options{NATA: lab.NATHTTPSOnly, NATB: lab.NATPortRestricted, Relay: "443"}, true},
+		// coturn offering TLS only, both sides UDP-blocked: relay to relay
+		// over TLS through a third-party server.
+		{"coturn-tls", Options{NATA: lab.NATUDPBlocked, NATB: lab.NATUDPBlocked, Relay: "coturn-tls"}, true},
 		// --force-relay relays even where a direct path is trivial.
 		{"forced", Options{NATA: lab.NATNone, NATB: lab.NATNone, UpArgs: []string{"--force-relay"}}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.opts.Relay == "coturn" {
+			if strings.HasPrefix(tt.opts.Relay, "coturn") {
 				if _, err := exec.LookPath("turnserver"); err != nil {
 					t.Skip("coturn not installed (sudo make test installs it)")
 				}
@@ -69,12 +72,13 @@ func TestRelayVariants(t *testing.T) {
 			if tt.relayOnA && (p.LocalCandidate == nil || p.LocalCandidate.Type != "relay") {
 				t.Fatalf("A (UDP blocked) must hold the relay itself, over TLS: local %+v", p.LocalCandidate)
 			}
-			if tt.opts.Relay == "tls" || tt.opts.Relay == "443" {
-				if p.LocalCandidate.RelayProtocol != "tls" {
-					t.Fatalf("A reaches its relay over %q, want tls (%+v)", p.LocalCandidate.RelayProtocol, p.LocalCandidate)
-				}
+			if tt.relayOnA && tt.opts.NATA == lab.NATUDPBlocked && p.LocalCandidate.RelayProtocol != "tls" {
+				t.Fatalf("A (UDP blocked) reaches its relay over %q, want tls", p.LocalCandidate.RelayProtocol)
 			}
 			if tt.opts.Relay == "443" {
+				if p.LocalCandidate.RelayProtocol != "tls" {
+					t.Fatalf("A (https-only) reaches its relay over %q, want tls (%+v)", p.LocalCandidate.RelayProtocol, p.LocalCandidate)
+				}
 				untrustedCA(ctx, t, r)
 			}
 			out, err := r.Ping(ctx, r.A, r.B, 2)

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/pion/turn/v5"
 	"golang.org/x/time/rate"
 )
 
@@ -88,14 +87,4 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
-}
-
-// eventHandler is what pion calls on allocation events.
-func (a *Allocations) eventHandler() turn.EventHandler {
-	return turn.EventHandler{
-		OnAllocationCreated: func(src, dst net.Addr, _, user, _ string, relay net.Addr, _ int) {
-			a.created(src, dst, user, relay)
-		},
-		OnAllocationDeleted: func(_, _ net.Addr, _, _, _ string) { a.deleted() },
-	}
 }

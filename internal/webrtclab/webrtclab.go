@@ -236,6 +236,9 @@ func (l *Lab) startRendezvous(ctx context.Context) error {
 		"--stun-listen", net.JoinHostPort(l.R.Addr.String(), strconv.Itoa(stunPort)),
 		"--stun-alt-ip", "none",
 		"--web-origin", l.PageOrigin(),
+		// The lab's "internet" is a benchmark range, which a TURN relay
+		// refuses by default.
+		"--turn-allow-peers", lab.InternetPrefix.String(),
 		"--log-level", "info"}, l.opts.RendezvousArgs...)
 	cmd := l.R.Command(context.Background(), l.opts.Punchd, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
