@@ -1,7 +1,6 @@
 package scenario
 
 import (
-	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -13,21 +12,7 @@ import (
 // LANs (behind stateful firewalls) the tunnel goes direct over IPv6.
 func TestIPv6Direct(t *testing.T) {
 	lab.RequireRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	r, err := Start(ctx, Options{Binary: punchdBinary, NATA: lab.NATSymmetric, NATB: lab.NATSymmetric, IPv6: true, Dir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	wctx, stop := r.Watch(ctx)
-	defer stop()
-	pctx, cancelPing := context.WithTimeout(wctx, 30*time.Second)
-	_, err = FirstPing(pctx, r.A.Host, r.B.Overlay4, 10*time.Millisecond)
-	cancelPing()
-	if err != nil {
-		t.Fatalf("first ping: %v\n%s", err, r.Logs())
-	}
+	r, wctx := startPinged(t, Options{Binary: punchdBinary, NATA: lab.NATSymmetric, NATB: lab.NATSymmetric, IPv6: true}, 90*time.Second)
 	if _, err := waitPath(wctx, r, "direct", 15*time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, r.Logs())
 	}

@@ -22,23 +22,7 @@ func TestRoaming(t *testing.T) {
 	}
 	for _, d := range AllDrills() {
 		t.Run(string(d), func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			defer cancel()
-			opts := RoamOptions(punchdBinary)
-			opts.Dir = t.TempDir()
-			r, err := Start(ctx, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { r.Close() })
-			wctx, stop := r.Watch(ctx)
-			defer stop()
-			pctx, cancelPing := context.WithTimeout(wctx, 30*time.Second)
-			_, err = FirstPing(pctx, r.A.Host, r.B.Overlay4, 10*time.Millisecond)
-			cancelPing()
-			if err != nil {
-				t.Fatalf("first ping: %v\n%s", err, r.Logs())
-			}
+			r, wctx := startPinged(t, RoamOptions(punchdBinary), 2*time.Minute)
 			if _, err := waitPath(wctx, r, "direct", 5*time.Second); err != nil {
 				t.Fatalf("before the drill: %v\n%s", err, r.Logs())
 			}
@@ -63,23 +47,7 @@ func TestRelayedRestartFindsDirect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("blocks UDP and waits for a backoff restart (~25 s); skipped with -short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	opts := RoamOptions(punchdBinary)
-	opts.Dir = t.TempDir()
-	r, err := Start(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Close() })
-	wctx, stop := r.Watch(ctx)
-	defer stop()
-	pctx, cancelPing := context.WithTimeout(wctx, 30*time.Second)
-	_, err = FirstPing(pctx, r.A.Host, r.B.Overlay4, 10*time.Millisecond)
-	cancelPing()
-	if err != nil {
-		t.Fatalf("first ping: %v\n%s", err, r.Logs())
-	}
+	r, wctx := startPinged(t, RoamOptions(punchdBinary), 2*time.Minute)
 	if _, err := waitPath(wctx, r, "direct", 5*time.Second); err != nil {
 		t.Fatalf("before the cut: %v\n%s", err, r.Logs())
 	}
@@ -87,7 +55,7 @@ func TestRelayedRestartFindsDirect(t *testing.T) {
 	if err := natA.CutUDP(wctx, natB.WANAddr, r.R.Addr); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = waitStatus(wctx, r, r.A, 20*time.Second, "relayed over TURN/TCP", func(st control.Status) bool {
+	_, _, err := waitStatus(wctx, r, r.A, 20*time.Second, "relayed over TURN/TCP", func(st control.Status) bool {
 		p, ok := onePeer(st)
 		return ok && p.State == "connected" && p.Path == "relay" && p.LocalCandidate != nil && p.LocalCandidate.RelayProtocol == "tcp"
 	})
@@ -111,4 +79,27 @@ func TestRelayedRestartFindsDirect(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("not direct again within 40 s of UDP coming back; last: %s\n%s", last, r.Logs())
+}
+
+// startPinged starts a run of opts (in the test's temporary directory) and
+// waits for the first ping through the tunnel. The context it returns
+// ends with the test's timeout or as soon as a daemon exits.
+func startPinged(t *testing.T, opts Options, timeout time.Duration) (*Run, context.Context) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	opts.Dir = t.TempDir()
+	r, err := Start(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	wctx, stop := r.Watch(ctx)
+	t.Cleanup(stop)
+	pctx, cancelPing := context.WithTimeout(wctx, 30*time.Second)
+	defer cancelPing()
+	if _, err := FirstPing(pctx, r.A.Host, r.B.Overlay4, 10*time.Millisecond); err != nil {
+		t.Fatalf("first ping: %v\n%s", err, r.Logs())
+	}
+	return r, wctx
 }
