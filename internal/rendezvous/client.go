@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,12 +28,23 @@ type ClientConfig struct {
 	URL    string // http(s):// or ws(s)://; path /v1/ws is added when absent
 	Key    identity.PrivateKey
 	Logger *slog.Logger
-	// Watch lists the peers whose presence we want.
+	// Watch lists the peers whose presence we want; SetWatch changes it.
 	Watch []identity.PublicKey
+	// Accept says whose sealed messages are opened at all; anyone else's
+	// are dropped before any cryptography or replay state (and counted).
+	// It may change its answer at run time (members of a group learned
+	// later) and must be cheap and safe to call from any goroutine; it
+	// must not call back into the Client. Nil accepts everyone.
+	Accept func(identity.PublicKey) bool
+	// Topics are the group topics (network.Keys.TopicID) to join; they
+	// are joined again on every reconnect, before OnRegistered runs.
+	Topics []string
 	// Callbacks run on one goroutine, in the order frames arrived.
 	OnRegistered func(Registration)
 	OnPresence   func(peer identity.PublicKey, online bool)
 	OnMessage    func(from identity.PublicKey, payload []byte)
+	// OnAnnouncement gets the opaque announcements of joined topics.
+	OnAnnouncement func(topic string, payload []byte)
 }
 
 const (
@@ -54,6 +66,8 @@ type Client struct {
 	conn atomic.Pointer[websocket.Conn]
 	// recheck asks the pinger for a ping now (see Recheck).
 	recheck chan struct{}
+	watchMu sync.Mutex
+	watch   []identity.PublicKey // what SetWatch last set
 	cancel  context.CancelFunc
 	done    chan struct{}
 	once    sync.Once
@@ -72,7 +86,8 @@ func Connect(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Client{cfg: cfg, url: u, log: log, seal: newSealer(cfg.Key), recheck: make(chan struct{}, 1), done: make(chan struct{})}
+	c := &Client{cfg: cfg, url: u, log: log, seal: newSealer(cfg.Key), recheck: make(chan struct{}, 1), done: make(chan struct{}),
+		watch: slices.Clone(cfg.Watch)}
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	conn, reg, err := c.dial(dctx)
 	cancel()
@@ -155,12 +170,13 @@ func (c *Client) register(ctx context.Context, conn *websocket.Conn) (Registrati
 	default:
 		return Registration{}, fmt.Errorf("expected registered, got %q", f.Type)
 	}
-	ids := make([]string, len(c.cfg.Watch))
-	for i, k := range c.cfg.Watch {
-		ids[i] = k.String()
-	}
-	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeWatch, IDs: ids})); err != nil {
+	if err := conn.Write(ctx, websocket.MessageText, c.watchFrame()); err != nil {
 		return Registration{}, err
+	}
+	if len(c.cfg.Topics) > 0 {
+		if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeJoin, Topics: c.cfg.Topics})); err != nil {
+			return Registration{}, err
+		}
 	}
 	return Registration{ICEServers: f.ICEServers}, nil
 }
@@ -272,6 +288,10 @@ func (c *Client) handle(f frame) {
 		if err != nil {
 			return
 		}
+		if c.cfg.Accept != nil && !c.cfg.Accept(from) {
+			c.log.Debug("dropped a message from a peer we do not know", "from", from.Short())
+			return
+		}
 		payload, err := c.seal.open(from, f.Payload, time.Now())
 		if err != nil {
 			c.log.Warn("dropped a message from the rendezvous", "from", from.Short(), "err", err)
@@ -279,6 +299,10 @@ func (c *Client) handle(f frame) {
 		}
 		if c.cfg.OnMessage != nil {
 			c.cfg.OnMessage(from, payload)
+		}
+	case typeAnnounced:
+		if c.cfg.OnAnnouncement != nil && slices.Contains(c.cfg.Topics, f.Topic) {
+			c.cfg.OnAnnouncement(f.Topic, f.Payload)
 		}
 	case typeRegistered:
 		// A refresh: new TURN credentials before the old ones expire.
@@ -301,6 +325,39 @@ func (c *Client) Send(ctx context.Context, to identity.PublicKey, payload []byte
 	}
 	sealed := c.seal.seal(to, payload, time.Now())
 	return conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeSend, To: to.String(), Payload: sealed}))
+}
+
+// Announce hands a sealed announcement to the rendezvous for topic, one
+// of ClientConfig.Topics.
+func (c *Client) Announce(ctx context.Context, topic string, payload []byte) error {
+	conn := c.conn.Load()
+	if conn == nil {
+		return ErrNotConnected
+	}
+	return conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeAnnounce, Topic: topic, Payload: payload}))
+}
+
+// SetWatch replaces the peers whose presence we want (members of a
+// network come and go); it holds across reconnects.
+func (c *Client) SetWatch(ctx context.Context, peers []identity.PublicKey) error {
+	c.watchMu.Lock()
+	c.watch = slices.Clone(peers)
+	c.watchMu.Unlock()
+	conn := c.conn.Load()
+	if conn == nil {
+		return nil // sent on registering
+	}
+	return conn.Write(ctx, websocket.MessageText, c.watchFrame())
+}
+
+func (c *Client) watchFrame() []byte {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	ids := make([]string, len(c.watch))
+	for i, k := range c.watch {
+		ids[i] = k.String()
+	}
+	return encodeFrame(frame{Type: typeWatch, IDs: ids})
 }
 
 // Recheck makes the client ping the rendezvous now instead of at the next

@@ -36,6 +36,14 @@ type ServerConfig struct {
 	RegisterTimeout time.Duration
 	// PingInterval finds dead connections; default 15 s.
 	PingInterval time.Duration
+	// MaxTopicMembers bounds the connections on one group topic;
+	// default 256 (network.MaxMembers).
+	MaxTopicMembers int
+	// AnnouncesPerSecond and AnnounceBurst bound the announcements one
+	// connection sends (each is fanned out to the whole topic); default
+	// 1 per second, burst 8.
+	AnnouncesPerSecond float64
+	AnnounceBurst      int
 }
 
 // TURNConfig describes the TURN relay the rendezvous hands out.
@@ -70,6 +78,15 @@ func (c *ServerConfig) defaults() {
 	if c.PingInterval <= 0 {
 		c.PingInterval = 15 * time.Second
 	}
+	if c.MaxTopicMembers <= 0 {
+		c.MaxTopicMembers = 256
+	}
+	if c.AnnouncesPerSecond <= 0 {
+		c.AnnouncesPerSecond = 1
+	}
+	if c.AnnounceBurst <= 0 {
+		c.AnnounceBurst = 8
+	}
 	if c.TURN != nil && c.TURN.TTL <= 0 {
 		c.TURN.TTL = 12 * time.Hour
 	}
@@ -83,6 +100,7 @@ type Server struct {
 	mu       sync.Mutex
 	clients  map[identity.PublicKey]*serverClient
 	watchers map[identity.PublicKey]map[*serverClient]struct{}
+	topics   map[string]map[*serverClient]struct{}
 	perIP    map[string]int
 	closed   bool
 
@@ -98,8 +116,11 @@ type serverClient struct {
 	conn    *websocket.Conn
 	out     chan []byte
 	watches map[identity.PublicKey]struct{}
-	cancel  context.CancelFunc
-	ice     func() []ICEServer // this client's ICE servers, fresh credentials each call
+	// topics this connection joined; announces bounds its announcements.
+	topics    map[string]struct{}
+	announces *rate.Limiter
+	cancel    context.CancelFunc
+	ice       func() []ICEServer // this client's ICE servers, fresh credentials each call
 }
 
 // NewServer returns a server; mount Handler on an HTTP server.
@@ -111,6 +132,7 @@ func NewServer(cfg ServerConfig) *Server {
 		log:      cfg.Logger,
 		clients:  make(map[identity.PublicKey]*serverClient),
 		watchers: make(map[identity.PublicKey]map[*serverClient]struct{}),
+		topics:   make(map[string]map[*serverClient]struct{}),
 		perIP:    make(map[string]int),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -169,6 +191,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &serverClient{id: id, conn: conn, out: make(chan []byte, s.cfg.QueuePerPeer), watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
+		topics: map[string]struct{}{}, announces: newAnnounceLimiter(s.cfg),
 		ice: func() []ICEServer { return s.iceServers(r, id) }}
 	// "registered" must be the first frame the client sees: once register
 	// makes c visible, other peers' messages may be queued for it.
@@ -254,6 +277,7 @@ func (s *Server) unregister(c *serverClient) {
 	for w := range c.watches {
 		s.unwatchLocked(c, w)
 	}
+	s.leaveTopicsLocked(c)
 	var watchers []*serverClient
 	if s.clients[c.id] == c {
 		delete(s.clients, c.id)
@@ -360,6 +384,10 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 			s.watch(c, f.IDs)
 		case typeSend:
 			s.forward(c, f)
+		case typeJoin:
+			s.join(c, f.Topics)
+		case typeAnnounce:
+			s.announce(c, f)
 		default:
 			c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "unexpected " + f.Type + " frame"}))
 		}
