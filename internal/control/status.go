@@ -21,6 +21,11 @@ type Self struct {
 	Interface   string `json:"interface"`
 	ListenPort  uint16 `json:"listen_port"`
 	Rendezvous  string `json:"rendezvous"`
+	// Name is how network members see this host, and Network the start
+	// of the network's topic id (which network, without its secret);
+	// both empty without --network.
+	Name    string `json:"name,omitempty"`
+	Network string `json:"network,omitempty"`
 	// RendezvousConnected is false while the daemon is reconnecting; the
 	// tunnels stay up meanwhile.
 	RendezvousConnected bool      `json:"rendezvous_connected"`
@@ -54,6 +59,10 @@ type Drops struct {
 type PeerStatus struct {
 	ID     string `json:"id"`
 	Alias  string `json:"alias,omitempty"`
+	// Member: learned from the network (not a --peer); MemberName is the
+	// display name it announced.
+	Member     bool   `json:"member,omitempty"`
+	MemberName string `json:"member_name,omitempty"`
 	State  string `json:"state"`
 	Path   string `json:"path"` // "direct", "relay" or "none"
 	Reason string `json:"reason,omitempty"`

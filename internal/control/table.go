@@ -84,11 +84,15 @@ func bytes(n uint64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
-// Name is how a person sees the peer: its alias with the start of its ID,
-// or the start of its ID.
+// Name is how a person sees the peer: its alias (else the name it
+// announced to the network) with the start of its ID, or the start of its
+// ID.
 func (p PeerStatus) Name() string {
 	if p.Alias != "" {
 		return p.Alias + " (" + shortID(p.ID) + ")"
+	}
+	if p.MemberName != "" {
+		return p.MemberName + " (" + shortID(p.ID) + ")"
 	}
 	return shortID(p.ID)
 }

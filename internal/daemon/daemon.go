@@ -1,15 +1,19 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pion/ice/v4"
 
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/identity"
@@ -28,12 +32,15 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	self := cfg.Key.PublicKey()
-	plan, err := planOverlay(self, cfg.Peers, cfg.OverlayPrefixes)
+	plan, book, err := planOverlay(self, cfg.Peers, cfg.OverlayPrefixes)
 	if err != nil {
 		return err
 	}
-	if len(cfg.Peers) == 0 {
-		return errors.New("no peers: give at least one --peer ID (see `punchd id` on the other host)")
+	if len(cfg.Peers) == 0 && cfg.Network == nil {
+		return errors.New("no peers: give at least one --peer ID (see `punchd id` on the other host) or --network CODE (see `punchd network new`)")
+	}
+	if cfg.RendezvousURL == "" && cfg.Network != nil {
+		cfg.RendezvousURL = cfg.Network.Rendezvous
 	}
 
 	bind := tunnel.NewBind(log.With("component", "bind"), tunnel.BindOptions{})
@@ -56,46 +63,39 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer mux.Close()
 
+	runCtx, stop := context.WithCancel(ctx)
 	d := &daemon{
 		cfg:     cfg,
 		log:     log,
 		self:    self,
-		plan:    plan,
+		selfIPs: plan.self,
+		book:    book,
 		dev:     dev,
+		bind:    bind,
+		mux:     mux,
 		started: time.Now(),
+		runCtx:  runCtx,
 		peers:   make(map[identity.PublicKey]*peerState, len(cfg.Peers)),
 	}
+	// Peers' goroutines stop before the device and the mux close.
+	defer d.stopPeers()
+	defer stop()
 	d.nat = newNATInfo(log.With("component", "nat"), func(rep *nat.Report) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.localNAT = rep.NATType
 		for _, ps := range d.peers {
 			ps.ice.SetLocalNAT(rep.NATType)
 		}
 	})
 	for _, p := range cfg.Peers {
-		ps := &peerState{Peer: p}
-		key := p.Key
-		plog := log.With("peer", key.Short())
-		if p.Alias != "" {
-			plog = plog.With("alias", p.Alias)
+		if err := d.addPeer(p.Key, p.Alias, false, plan.peers[p.Key]); err != nil {
+			return err
 		}
-		ps.ice = nat.NewPeer(nat.PeerConfig{
-			Local:             self,
-			Remote:            key,
-			Mux:               mux,
-			ICEServers:        d.currentICEServers,
-			Signal:            func(ctx context.Context, b []byte) error { return d.signal(ctx, key, b) },
-			OnPath:            func(path nat.Path) { d.onPath(key, path) },
-			OnStalled:         d.recheckRendezvous,
-			OnRelayPacket:     func(pkt []byte) { bind.DeliverRelay(key, pkt) },
-			ExcludeInterfaces: []string{cfg.Interface},
-			RelayOnly:         cfg.ForceRelay,
-			Logger:            plog,
-		})
-		ps.bind = bind
-		bind.SetPassive(key, !key.Less(self)) // the ICE controlling side (larger key) initiates
-		ps.log = plog
-		d.peers[key] = ps
-		if err := dev.AddPeer(key, plan.peers[key]); err != nil {
-			return fmt.Errorf("add peer %s to wireguard: %w", key.Short(), err)
+	}
+	if cfg.Network != nil {
+		if d.net, err = newMembership(d, *cfg.Network, cfg.Name); err != nil {
+			return err
 		}
 	}
 
@@ -121,15 +121,21 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer ctl.Close()
 
-	rv, err := rendezvous.Connect(ctx, rendezvous.ClientConfig{
+	rcfg := rendezvous.ClientConfig{
 		URL:          cfg.RendezvousURL,
 		Key:          cfg.Key,
 		Logger:       log.With("component", "rendezvous"),
-		Watch:        peerKeys(cfg.Peers),
+		Watch:        d.peerKeys(),
+		Accept:       d.knows,
 		OnRegistered: d.onRegistered,
 		OnPresence:   d.onPresence,
 		OnMessage:    d.onMessage,
-	})
+	}
+	if d.net != nil {
+		rcfg.Topics = []string{d.net.topic}
+		rcfg.OnAnnouncement = d.net.onAnnouncement
+	}
+	rv, err := rendezvous.Connect(ctx, rcfg)
 	if err != nil {
 		return err
 	}
@@ -137,26 +143,31 @@ func Run(ctx context.Context, cfg Config) error {
 	defer rv.Close()
 
 	var wg sync.WaitGroup
-	runCtx, stop := context.WithCancel(ctx)
 	defer func() {
 		stop()
 		wg.Wait()
 	}()
-	for _, ps := range d.peers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ps.ice.Run(runCtx)
-		}()
-	}
+	d.startPeers()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		d.nat.run(runCtx)
 	}()
+	if d.net != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.net.run(runCtx)
+		}()
+	}
+	if notify, err := sdNotifyReady(); err != nil {
+		log.Warn("tell systemd we are ready", "err", err)
+	} else if notify {
+		log.Debug("told systemd we are ready")
+	}
 	log.Info("punchd up", "id", self.String(), "interface", cfg.Interface,
 		"overlay", plan.self, "port", dev.ListenPort(), "peers", len(cfg.Peers),
-		"control", ctl.Path())
+		"network", d.net != nil, "control", ctl.Path())
 
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -168,28 +179,180 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 type peerState struct {
-	Peer
-	ice  *nat.Peer
-	bind *tunnel.Bind
-	log  *slog.Logger
+	key   identity.PublicKey
+	alias string
+	// member: learned from the network's roster (and removed when it
+	// leaves it); a --peer is never removed.
+	member bool
+	routes []netip.Prefix
+	ice    *nat.Peer
+	log    *slog.Logger
+	stop   context.CancelFunc // nil until started
+	done   chan struct{}
 
 	mu          sync.Mutex
 	connectedAt time.Time
 	lastPath    nat.Path
+	name        string // display name announced by a member
 }
 
 type daemon struct {
 	cfg     Config
 	log     *slog.Logger
 	self    identity.PublicKey
-	plan    overlayPlan
+	selfIPs []netip.Prefix
 	dev     *tunnel.Device
+	bind    *tunnel.Bind
+	mux     ice.UniversalUDPMux
 	nat     *natInfo
+	net     *membership // nil without --network
 	started time.Time
-	peers   map[identity.PublicKey]*peerState // fixed after start: read without locks
+	runCtx  context.Context
+
+	// mu guards the peer set (members of a network come and go) and the
+	// address book.
+	mu       sync.RWMutex
+	peers    map[identity.PublicKey]*peerState
+	book     *addressBook
+	running  bool // peers added now start at once
+	localNAT nat.NATType
 
 	rv      atomic.Pointer[rendezvous.Client]
 	servers atomic.Pointer[[]nat.ICEServer]
+}
+
+// addPeer links with key: a WireGuard peer with its host routes, an ICE
+// peer on the shared socket. routes are claimed in d.book already.
+func (d *daemon) addPeer(key identity.PublicKey, alias string, member bool, routes []netip.Prefix) error {
+	plog := d.log.With("peer", key.Short())
+	if alias != "" {
+		plog = plog.With("alias", alias)
+	}
+	ps := &peerState{key: key, alias: alias, member: member, routes: routes, log: plog}
+	ps.ice = nat.NewPeer(nat.PeerConfig{
+		Local:             d.self,
+		Remote:            key,
+		Mux:               d.mux,
+		ICEServers:        d.currentICEServers,
+		Signal:            func(ctx context.Context, b []byte) error { return d.signal(ctx, key, b) },
+		OnPath:            func(path nat.Path) { d.onPath(ps, path) },
+		OnStalled:         d.recheckRendezvous,
+		OnRelayPacket:     func(pkt []byte) { d.bind.DeliverRelay(key, pkt) },
+		ExcludeInterfaces: []string{d.cfg.Interface},
+		RelayOnly:         d.cfg.ForceRelay,
+		Logger:            plog,
+	})
+	d.bind.SetPassive(key, !key.Less(d.self)) // the ICE controlling side (larger key) initiates
+	if err := d.dev.AddPeer(key, routes); err != nil {
+		return fmt.Errorf("add peer %s to wireguard: %w", key.Short(), err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.peers[key] = ps
+	if d.localNAT != "" {
+		ps.ice.SetLocalNAT(d.localNAT)
+	}
+	if d.running {
+		d.startLocked(ps)
+	}
+	return nil
+}
+
+func (d *daemon) startLocked(ps *peerState) {
+	ctx, cancel := context.WithCancel(d.runCtx)
+	ps.stop, ps.done = cancel, make(chan struct{})
+	go func() {
+		defer close(ps.done)
+		ps.ice.Run(ctx)
+	}()
+}
+
+// startPeers starts the ICE peers added so far; later ones start at once.
+func (d *daemon) startPeers() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.running = true
+	for _, ps := range d.peers {
+		d.startLocked(ps)
+	}
+}
+
+// removePeer unlinks a member that left the network: its ICE peer stops,
+// WireGuard forgets it, its addresses are free again.
+func (d *daemon) removePeer(key identity.PublicKey) {
+	d.mu.Lock()
+	ps, ok := d.peers[key]
+	if ok {
+		delete(d.peers, key)
+		d.book.release(key)
+	}
+	d.mu.Unlock()
+	if !ok {
+		return
+	}
+	if ps.stop != nil {
+		ps.stop()
+		<-ps.done
+	}
+	if err := d.dev.RemovePeer(key); err != nil {
+		d.log.Warn("remove peer", "peer", key.Short(), "err", err)
+	}
+	ps.log.Info("peer removed")
+}
+
+// stopPeers stops every ICE peer's goroutine (at shutdown).
+func (d *daemon) stopPeers() {
+	d.mu.Lock()
+	d.running = false
+	var all []*peerState
+	for _, ps := range d.peers {
+		all = append(all, ps)
+	}
+	d.mu.Unlock()
+	for _, ps := range all {
+		if ps.stop != nil {
+			ps.stop()
+			<-ps.done
+		}
+	}
+}
+
+func (d *daemon) peer(key identity.PublicKey) (*peerState, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	ps, ok := d.peers[key]
+	return ps, ok
+}
+
+// knows says whose sealed messages the rendezvous client opens: our
+// --peer list and the network members we know now.
+func (d *daemon) knows(key identity.PublicKey) bool {
+	_, ok := d.peer(key)
+	return ok
+}
+
+// peerKeys lists the peers, sorted (for the watch list).
+func (d *daemon) peerKeys() []identity.PublicKey {
+	d.mu.RLock()
+	keys := make([]identity.PublicKey, 0, len(d.peers))
+	for k := range d.peers {
+		keys = append(keys, k)
+	}
+	d.mu.RUnlock()
+	slices.SortFunc(keys, func(a, b identity.PublicKey) int { return bytes.Compare(a[:], b[:]) })
+	return keys
+}
+
+// snapshot lists the peers, sorted by key.
+func (d *daemon) snapshot() []*peerState {
+	d.mu.RLock()
+	out := make([]*peerState, 0, len(d.peers))
+	for _, ps := range d.peers {
+		out = append(out, ps)
+	}
+	d.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *peerState) int { return bytes.Compare(a.key[:], b.key[:]) })
+	return out
 }
 
 func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []byte) error {
@@ -218,6 +381,9 @@ func (d *daemon) onRegistered(r rendezvous.Registration) {
 	d.servers.Store(&servers)
 	d.log.Info("registered at rendezvous", "ice_servers", urls)
 	d.nat.request(urls)
+	if d.net != nil {
+		d.net.registered()
+	}
 }
 
 // currentICEServers is the rendezvous' STUN/TURN servers followed by the
@@ -239,14 +405,14 @@ func (d *daemon) currentICEServers() []nat.ICEServer {
 }
 
 func (d *daemon) onPresence(peer identity.PublicKey, online bool) {
-	if ps, ok := d.peers[peer]; ok {
+	if ps, ok := d.peer(peer); ok {
 		ps.log.Info("peer presence", "online", online)
 		ps.ice.HandlePresence(online)
 	}
 }
 
 func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
-	ps, ok := d.peers[from]
+	ps, ok := d.peer(from)
 	if !ok {
 		// Only configured peers may talk to us; anyone else who knows our
 		// ID gets nothing, not even an error.
@@ -258,9 +424,8 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 
 // onPath moves WireGuard to the path ICE selected. The Bind, not WireGuard
 // roaming, decides where packets go.
-func (d *daemon) onPath(key identity.PublicKey, path nat.Path) {
-	ps := d.peers[key]
-	ps.bind.SetPath(key, tunnel.Path{Direct: path.Direct, Relay: relayWriter(path), Channel: relayChannel(path)})
+func (d *daemon) onPath(ps *peerState, path nat.Path) {
+	d.bind.SetPath(ps.key, tunnel.Path{Direct: path.Direct, Relay: relayWriter(path), Channel: relayChannel(path)})
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.lastPath = path
@@ -277,14 +442,6 @@ func (d *daemon) onPath(key identity.PublicKey, path nat.Path) {
 		ps.connectedAt = time.Time{}
 		ps.log.Info("path lost; reconnecting")
 	}
-}
-
-func peerKeys(peers []Peer) []identity.PublicKey {
-	keys := make([]identity.PublicKey, len(peers))
-	for i, p := range peers {
-		keys[i] = p.Key
-	}
-	return keys
 }
 
 // relayChannel avoids handing the Bind a typed-nil TURNChannel.
