@@ -57,15 +57,15 @@ type Drops struct {
 
 // PeerStatus describes one configured peer.
 type PeerStatus struct {
-	ID     string `json:"id"`
-	Alias  string `json:"alias,omitempty"`
+	ID    string `json:"id"`
+	Alias string `json:"alias,omitempty"`
 	// Member: learned from the network (not a --peer); MemberName is the
 	// display name it announced.
 	Member     bool   `json:"member,omitempty"`
 	MemberName string `json:"member_name,omitempty"`
-	State  string `json:"state"`
-	Path   string `json:"path"` // "direct", "relay" or "none"
-	Reason string `json:"reason,omitempty"`
+	State      string `json:"state"`
+	Path       string `json:"path"` // "direct", "relay" or "none"
+	Reason     string `json:"reason,omitempty"`
 	// Relay is the TURN relay address carrying the path, when relayed.
 	Relay       string `json:"relay,omitempty"`
 	OverlayIPv4 string `json:"overlay_ipv4,omitempty"`

@@ -42,8 +42,8 @@ type Config struct {
 	// RendezvousURL is empty.
 	Network *network.Code
 	// Name is how this host is shown to the network's members.
-	Name string
-	ControlSocket   string
+	Name          string
+	ControlSocket string
 	// TURN lists relays besides the rendezvous' own (e.g. a coturn).
 	TURN []ExternalTURN
 	// ForceRelay uses relay candidates only.
