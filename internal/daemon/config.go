@@ -154,9 +154,6 @@ func (b *addressBook) release(key identity.PublicKey) {
 	delete(b.byKey, key)
 }
 
-// routes returns key's claimed host routes.
-func (b *addressBook) routes(key identity.PublicKey) []netip.Prefix { return b.byKey[key] }
-
 // planOverlay claims the addresses of this host and the configured peers.
 func planOverlay(self identity.PublicKey, peers []Peer, prefixes []netip.Prefix) (overlayPlan, *addressBook, error) {
 	book, err := newAddressBook(prefixes)

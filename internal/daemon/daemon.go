@@ -20,8 +20,18 @@ import (
 	"github.com/punchd/punchd/internal/nat"
 	"github.com/punchd/punchd/internal/ping"
 	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/sdnotify"
 	"github.com/punchd/punchd/internal/tunnel"
 )
+
+// notifySystemd tells systemd our state when it runs us as Type=notify.
+func notifySystemd(log *slog.Logger, state string) {
+	if sent, err := sdnotify.Notify(state); err != nil {
+		log.Warn("tell systemd", "state", state, "err", err)
+	} else if sent {
+		log.Debug("told systemd", "state", state)
+	}
+}
 
 // Run brings the tunnel up and keeps it up until ctx is done. It returns nil
 // after a clean shutdown (TUN removed, every goroutine stopped) and an
@@ -160,11 +170,10 @@ func Run(ctx context.Context, cfg Config) error {
 			d.net.run(runCtx)
 		}()
 	}
-	if notify, err := sdNotifyReady(); err != nil {
-		log.Warn("tell systemd we are ready", "err", err)
-	} else if notify {
-		log.Debug("told systemd we are ready")
-	}
+	// Ready for systemd (Type=notify): the device is up with its
+	// addresses and we are registered at the rendezvous.
+	notifySystemd(log, sdnotify.Ready)
+	defer notifySystemd(log, sdnotify.Stopping)
 	log.Info("punchd up", "id", self.String(), "interface", cfg.Interface,
 		"overlay", plan.self, "port", dev.ListenPort(), "peers", len(cfg.Peers),
 		"network", d.net != nil, "control", ctl.Path())

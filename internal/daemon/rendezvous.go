@@ -16,6 +16,7 @@ import (
 
 	"github.com/punchd/punchd/internal/nat"
 	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/sdnotify"
 )
 
 // RendezvousConfig is what `punchd rendezvous` needs: one process serving
@@ -153,6 +154,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}
+	notifySystemd(log, sdnotify.Ready)
+	defer notifySystemd(log, sdnotify.Stopping)
 
 	select {
 	case <-ctx.Done():
