@@ -8,9 +8,9 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/punchd/punchd/internal/natprobe"
+	"github.com/punchd/punchd/internal/portmap"
 	"github.com/spf13/cobra"
-
-	"github.com/punchd/punchd/internal/nat"
 )
 
 func newNATCommand() *cobra.Command {
@@ -41,9 +41,9 @@ stderr; the whole run takes under 5 seconds.`,
 				defer mu.Unlock()
 				fmt.Fprintln(cmd.ErrOrStderr(), "punchd nat:", line)
 			}
-			rep, runErr := nat.Check(cmd.Context(), nat.CheckConfig{
-				Discover:  nat.DiscoverConfig{Server: server, Progress: progress},
-				PortMap:   nat.PortMapConfig{Progress: progress},
+			rep, runErr := natprobe.Check(cmd.Context(), natprobe.CheckConfig{
+				Discover:  natprobe.DiscoverConfig{Server: server, Progress: progress},
+				PortMap:   portmap.Config{Progress: progress},
 				NoPortMap: s.v.GetBool("no-port-mapping"),
 			})
 			if asJSON {
@@ -80,5 +80,5 @@ func natServer(server, rendezvous string) (string, error) {
 	if err != nil || u.Hostname() == "" {
 		return "", fmt.Errorf("bad --rendezvous %q: want a URL like http://HOST:8478", rendezvous)
 	}
-	return net.JoinHostPort(u.Hostname(), strconv.Itoa(nat.DefaultSTUNPort)), nil
+	return net.JoinHostPort(u.Hostname(), strconv.Itoa(natprobe.DefaultSTUNPort)), nil
 }

@@ -7,7 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/natkind"
+	"github.com/punchd/punchd/internal/natprobe"
+	"github.com/punchd/punchd/internal/turnserver"
 )
 
 func TestNATServer(t *testing.T) {
@@ -38,7 +40,7 @@ func TestNATServer(t *testing.T) {
 // JSON only on stdout, progress on stderr. (No port-mapping probe: it
 // would ask this machine's real gateway.)
 func TestNATCommandJSON(t *testing.T) {
-	s, err := nat.ListenServer(nat.ServerConfig{STUNListen: "127.0.0.1:0", AltIP: netip.MustParseAddr("127.0.0.2")})
+	s, err := turnserver.ListenServer(turnserver.ServerConfig{STUNListen: "127.0.0.1:0", AltIP: netip.MustParseAddr("127.0.0.2")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,11 +53,11 @@ func TestNATCommandJSON(t *testing.T) {
 	if err := root.Execute(); err != nil {
 		t.Fatalf("punchd nat: %v\n%s", err, stderr.String())
 	}
-	var rep nat.Report
+	var rep natprobe.Report
 	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
 		t.Fatalf("stdout is not one JSON report: %v\n%s", err, stdout.String())
 	}
-	if rep.NATType != nat.TypeOpen || rep.Mapping != nat.EndpointIndependent || rep.PortMapping != nil {
+	if rep.NATType != natkind.TypeOpen || rep.Mapping != natkind.EndpointIndependent || rep.PortMapping != nil {
 		t.Fatalf("report %+v", rep)
 	}
 	if !strings.Contains(stderr.String(), "punchd nat: binding:") {

@@ -5,20 +5,19 @@
 package daemon
 
 import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/pion/stun/v4"
 
-	"errors"
-	"fmt"
-	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/icepeer"
+	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/network"
 	"github.com/punchd/punchd/internal/rendezvous"
-	"log/slog"
-	"net/netip"
-
-	"github.com/punchd/punchd/internal/identity"
 )
 
 // Peer is one remote host this daemon links to.
@@ -67,12 +66,12 @@ type ExternalTURN struct {
 // they are made fresh for every ICE attempt.
 const turnCredentialTTL = 24 * time.Hour
 
-func (t ExternalTURN) server(self identity.PublicKey) (nat.ICEServer, error) {
+func (t ExternalTURN) server(self identity.PublicKey) (icepeer.ICEServer, error) {
 	if t.Secret == "" {
-		return nat.ICEServer{URL: t.URL, Username: t.Username, Credential: t.Password}, nil
+		return icepeer.ICEServer{URL: t.URL, Username: t.Username, Credential: t.Password}, nil
 	}
 	user, pass, err := rendezvous.TURNCredentials(t.Secret, self.String(), turnCredentialTTL)
-	return nat.ICEServer{URL: t.URL, Username: user, Credential: pass}, err
+	return icepeer.ICEServer{URL: t.URL, Username: user, Credential: pass}, err
 }
 
 // Validate checks what can be checked before starting.

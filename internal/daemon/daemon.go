@@ -16,8 +16,10 @@ import (
 	"github.com/pion/ice/v4"
 
 	"github.com/punchd/punchd/internal/control"
+	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
-	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/natkind"
+	"github.com/punchd/punchd/internal/natprobe"
 	"github.com/punchd/punchd/internal/ping"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/sdnotify"
@@ -67,7 +69,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer dev.Close()
 
-	mux, err := nat.NewUDPMux(bind.STUNConn(), log.With("component", "ice-mux"))
+	mux, err := icepeer.NewUDPMux(bind.STUNConn(), log.With("component", "ice-mux"))
 	if err != nil {
 		return fmt.Errorf("start ICE on the tunnel socket: %w", err)
 	}
@@ -90,7 +92,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Peers' goroutines stop before the device and the mux close.
 	defer d.stopPeers()
 	defer stop()
-	d.nat = newNATInfo(log.With("component", "nat"), func(rep *nat.Report) {
+	d.nat = newNATInfo(log.With("component", "nat"), func(rep *natprobe.Report) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.localNAT = rep.NATType
@@ -194,14 +196,14 @@ type peerState struct {
 	// leaves it); a --peer is never removed.
 	member bool
 	routes []netip.Prefix
-	ice    *nat.Peer
+	ice    *icepeer.Peer
 	log    *slog.Logger
 	stop   context.CancelFunc // nil until started
 	done   chan struct{}
 
 	mu          sync.Mutex
 	connectedAt time.Time
-	lastPath    nat.Path
+	lastPath    icepeer.Path
 	name        string // display name announced by a member
 }
 
@@ -224,10 +226,10 @@ type daemon struct {
 	peers    map[identity.PublicKey]*peerState
 	book     *addressBook
 	running  bool // peers added now start at once
-	localNAT nat.NATType
+	localNAT natkind.NATType
 
 	rv      atomic.Pointer[rendezvous.Client]
-	servers atomic.Pointer[[]nat.ICEServer]
+	servers atomic.Pointer[[]icepeer.ICEServer]
 }
 
 // addPeer links with key: a WireGuard peer with its host routes, an ICE
@@ -238,13 +240,13 @@ func (d *daemon) addPeer(key identity.PublicKey, alias string, member bool, rout
 		plog = plog.With("alias", alias)
 	}
 	ps := &peerState{key: key, alias: alias, member: member, routes: routes, log: plog}
-	ps.ice = nat.NewPeer(nat.PeerConfig{
+	ps.ice = icepeer.NewPeer(icepeer.PeerConfig{
 		Local:             d.self,
 		Remote:            key,
 		Mux:               d.mux,
 		ICEServers:        d.currentICEServers,
 		Signal:            func(ctx context.Context, b []byte) error { return d.signal(ctx, key, b) },
-		OnPath:            func(path nat.Path) { d.onPath(ps, path) },
+		OnPath:            func(path icepeer.Path) { d.onPath(ps, path) },
 		OnStalled:         d.recheckRendezvous,
 		OnRelayPacket:     func(pkt []byte) { d.bind.DeliverRelay(key, pkt) },
 		ExcludeInterfaces: []string{d.cfg.Interface},
@@ -373,7 +375,7 @@ func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []by
 }
 
 // recheckRendezvous makes sure the signaling a broken path needs still
-// works (see nat.PeerConfig.OnStalled).
+// works (see icepeer.PeerConfig.OnStalled).
 func (d *daemon) recheckRendezvous() {
 	if rv := d.rv.Load(); rv != nil {
 		rv.Recheck()
@@ -381,10 +383,10 @@ func (d *daemon) recheckRendezvous() {
 }
 
 func (d *daemon) onRegistered(r rendezvous.Registration) {
-	servers := make([]nat.ICEServer, 0, len(r.ICEServers))
+	servers := make([]icepeer.ICEServer, 0, len(r.ICEServers))
 	urls := make([]string, 0, len(r.ICEServers))
 	for _, s := range r.ICEServers {
-		servers = append(servers, nat.ICEServer{URL: s.URL, Username: s.Username, Credential: s.Credential})
+		servers = append(servers, icepeer.ICEServer{URL: s.URL, Username: s.Username, Credential: s.Credential})
 		urls = append(urls, s.URL)
 	}
 	d.servers.Store(&servers)
@@ -397,8 +399,8 @@ func (d *daemon) onRegistered(r rendezvous.Registration) {
 
 // currentICEServers is the rendezvous' STUN/TURN servers followed by the
 // external TURN servers given with --turn, with fresh credentials.
-func (d *daemon) currentICEServers() []nat.ICEServer {
-	var out []nat.ICEServer
+func (d *daemon) currentICEServers() []icepeer.ICEServer {
+	var out []icepeer.ICEServer
 	if p := d.servers.Load(); p != nil {
 		out = append(out, *p...)
 	}
@@ -433,7 +435,7 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 
 // onPath moves WireGuard to the path ICE selected. The Bind, not WireGuard
 // roaming, decides where packets go.
-func (d *daemon) onPath(ps *peerState, path nat.Path) {
+func (d *daemon) onPath(ps *peerState, path icepeer.Path) {
 	d.bind.SetPath(ps.key, tunnel.Path{Direct: path.Direct, Relay: relayWriter(path), Channel: relayChannel(path)})
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
@@ -454,7 +456,7 @@ func (d *daemon) onPath(ps *peerState, path nat.Path) {
 }
 
 // relayChannel avoids handing the Bind a typed-nil TURNChannel.
-func relayChannel(p nat.Path) tunnel.TURNChannel {
+func relayChannel(p icepeer.Path) tunnel.TURNChannel {
 	if p.Channel == nil || p.Relay == nil {
 		return nil
 	}
@@ -462,7 +464,7 @@ func relayChannel(p nat.Path) tunnel.TURNChannel {
 }
 
 // relayWriter avoids handing the Bind a typed-nil io.Writer.
-func relayWriter(p nat.Path) io.Writer {
+func relayWriter(p icepeer.Path) io.Writer {
 	if p.Relay == nil {
 		return nil
 	}

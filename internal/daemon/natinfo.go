@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/natprobe"
 )
 
 // natProbeEvery is the least time between two NAT behaviour probes: one
@@ -21,14 +21,14 @@ const natProbeEvery = time.Minute
 // `punchd status` can say why a peer is relayed.
 type natInfo struct {
 	log      *slog.Logger
-	trigger  chan string       // a STUN server host:port to probe against
-	onReport func(*nat.Report) // called from run after each probe
+	trigger  chan string            // a STUN server host:port to probe against
+	onReport func(*natprobe.Report) // called from run after each probe
 
 	mu     sync.Mutex
-	report *nat.Report // latest; nil until one finished
+	report *natprobe.Report // latest; nil until one finished
 }
 
-func newNATInfo(log *slog.Logger, onReport func(*nat.Report)) *natInfo {
+func newNATInfo(log *slog.Logger, onReport func(*natprobe.Report)) *natInfo {
 	return &natInfo{log: log, trigger: make(chan string, 1), onReport: onReport}
 }
 
@@ -59,7 +59,7 @@ func (n *natInfo) run(ctx context.Context) {
 			continue
 		}
 		last = time.Now()
-		rep, err := nat.Discover(ctx, nat.DiscoverConfig{Server: server})
+		rep, err := natprobe.Discover(ctx, natprobe.DiscoverConfig{Server: server})
 		if ctx.Err() != nil {
 			return
 		}
@@ -79,7 +79,7 @@ func (n *natInfo) run(ctx context.Context) {
 }
 
 // current is the latest report, nil before the first.
-func (n *natInfo) current() *nat.Report {
+func (n *natInfo) current() *natprobe.Report {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.report
@@ -100,40 +100,4 @@ func stunServer(urls []string) string {
 		return net.JoinHostPort(strings.Trim(rest, "[]"), "3478")
 	}
 	return ""
-}
-
-// relayReason explains a relayed path with what we know of both NATs:
-// ours from the probe (nil before it finished), the peer's as it told us
-// ("" when it has not).
-func relayReason(relay string, local *nat.Report, remote nat.NATType) string {
-	why := "relayed via " + relay + ": "
-	ours := nat.TypeUnknown
-	if local != nil {
-		ours = local.NATType
-		if local.UDPBlocked {
-			ours = nat.TypeUDPBlocked
-		}
-	}
-	known := func(t nat.NATType) bool { return t != "" && t != nat.TypeUnknown }
-	switch {
-	case ours == nat.TypeUDPBlocked:
-		return why + "UDP is blocked here, so only TURN over TCP or TLS works"
-	case remote == nat.TypeUDPBlocked:
-		return why + "the peer has no UDP, so only its relay over TCP or TLS reaches it"
-	case known(ours) && known(remote) && nat.NeedsRelay(ours, remote):
-		return why + "no direct path exists between this host's " + string(ours) + " NAT and the peer's " + string(remote) +
-			" NAT (one maps a new port per destination, the other drops what comes from unknown ports); a port mapping (UPnP/NAT-PMP/PCP) on either router would avoid the relay"
-	case known(ours) && known(remote):
-		return why + "no direct pair answered, though this host's " + string(ours) + " NAT and the peer's " + string(remote) +
-			" NAT usually allow one (a firewall in between?); still probing the direct pairs"
-	case ours == nat.TypeSymmetric:
-		return why + "no direct pair answered; this host's NAT is symmetric (" + string(local.Mapping) +
-			" mapping), so only peers behind open, full-cone or restricted NATs can reach it directly"
-	case known(ours):
-		return why + "no direct pair answered; this host's NAT is " + string(ours) + ", so the peer's side (a symmetric NAT or a firewall) is what needs the relay"
-	case local == nil:
-		return why + "no direct pair answered (a symmetric NAT or a UDP-blocking firewall is in the way; this host's NAT is still being probed)"
-	default:
-		return why + "no direct pair answered (a symmetric NAT or a UDP-blocking firewall is in the way; this host's NAT type is unknown: " + local.Error + ")"
-	}
 }

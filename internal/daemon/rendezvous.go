@@ -14,9 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/punchd/punchd/internal/nat"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/sdnotify"
+	"github.com/punchd/punchd/internal/turnserver"
 )
 
 // RendezvousConfig is what `punchd rendezvous` needs: one process serving
@@ -76,7 +76,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	stunPort := 0
 	var turnCfg *rendezvous.TURNConfig
 	if cfg.STUNListen != "" {
-		scfg := nat.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn")}
+		scfg := turnserver.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn")}
 		if !cfg.NoTURN {
 			secret := cfg.TURNSecret
 			if secret == "" {
@@ -104,12 +104,12 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 			return err
 		}
 		scfg.STUNListen, scfg.AltIP, scfg.AltPort = listen, alt, cfg.STUNAltPort
-		stun, err := nat.ListenServer(scfg)
+		stun, err := turnserver.ListenServer(scfg)
 		if err != nil && cfg.STUNAltAuto && alt.IsValid() {
 			// A detected address is a guess; it must not stop the server.
 			log.Warn("RFC 5780 off: the detected alternate address cannot be used (give --stun-alt-ip or --stun-alt-ip none)", "alt_ip", alt.String(), "err", err)
 			scfg.STUNListen, scfg.AltIP = cfg.STUNListen, netip.Addr{}
-			stun, err = nat.ListenServer(scfg)
+			stun, err = turnserver.ListenServer(scfg)
 		}
 		if err != nil {
 			return err
@@ -218,7 +218,7 @@ func rfc5780Plan(cfg RendezvousConfig) (listen string, alt netip.Addr, _ error) 
 	}
 	alt = cfg.STUNAltIP
 	if cfg.STUNAltAuto {
-		if alt = nat.DetectAltIP(primary); !alt.IsValid() {
+		if alt = turnserver.DetectAltIP(primary); !alt.IsValid() {
 			return cfg.STUNListen, netip.Addr{}, nil
 		}
 	}

@@ -2,7 +2,8 @@ package daemon
 
 import (
 	"github.com/punchd/punchd/internal/control"
-	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/icepeer"
+	"github.com/punchd/punchd/internal/natkind"
 )
 
 // status gathers what `punchd status` shows from the parts that own it: ICE
@@ -59,7 +60,7 @@ func (d *daemon) status() control.Status {
 		if out.Path == "relay" {
 			out.Relay = relayAddr(is.Path)
 			if out.Reason == "" {
-				out.Reason = relayReason(out.Relay, natRep, is.RemoteNAT)
+				out.Reason = natkind.RelayReason(out.Relay, natRep.Local(), is.RemoteNAT)
 			}
 		}
 		if s, ok := stats[ps.key]; ok {
@@ -80,7 +81,7 @@ func (d *daemon) status() control.Status {
 	return st
 }
 
-func pathKind(p nat.Path) string {
+func pathKind(p icepeer.Path) string {
 	switch {
 	// Either end's relay makes the path relayed: when the peer holds the
 	// allocation we send straight to it, but a relay carries the traffic.
@@ -93,7 +94,7 @@ func pathKind(p nat.Path) string {
 	}
 }
 
-func candidate(c nat.Candidate) *control.Candidate {
+func candidate(c icepeer.Candidate) *control.Candidate {
 	if c.Type == "" {
 		return nil
 	}
@@ -101,7 +102,7 @@ func candidate(c nat.Candidate) *control.Candidate {
 }
 
 // relayAddr is the relay carrying the path: ours if we hold it, else the peer's.
-func relayAddr(p nat.Path) string {
+func relayAddr(p icepeer.Path) string {
 	if p.Local.Type == "relay" {
 		return p.Local.Addr.String()
 	}

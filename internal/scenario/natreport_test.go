@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/punchd/punchd/internal/lab"
-	"github.com/punchd/punchd/internal/nat"
+	"github.com/punchd/punchd/internal/natkind"
+	"github.com/punchd/punchd/internal/natprobe"
+	"github.com/punchd/punchd/internal/portmap"
 )
 
 // natLab is one client behind a NAT of some type, and an RFC 5780 server
@@ -67,16 +69,16 @@ func (n *natLab) externalIP() string {
 }
 
 // wantType is the name `punchd nat` must give the lab's NAT type.
-func wantType(t lab.NATType) nat.NATType {
+func wantType(t lab.NATType) natkind.NATType {
 	if t == lab.NATNone {
-		return nat.TypeOpen
+		return natkind.TypeOpen
 	}
-	return nat.NATType(t)
+	return natkind.NATType(t)
 }
 
 // runNAT runs `punchd nat --json` in h and returns its report, its stderr
 // and how long it took; exitErr is the process's failure, if any.
-func runNAT(ctx context.Context, t *testing.T, h *lab.Host, args ...string) (rep nat.Report, stderr string, took time.Duration, exitErr error) {
+func runNAT(ctx context.Context, t *testing.T, h *lab.Host, args ...string) (rep natprobe.Report, stderr string, took time.Duration, exitErr error) {
 	t.Helper()
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -159,7 +161,7 @@ func TestNATReportAgreesWithCoturn(t *testing.T) {
 }
 
 // checkReport compares a report with the lab's truth and coturn's opinion.
-func checkReport(t *testing.T, typ lab.NATType, n *natLab, rep nat.Report, exitErr error, ref lab.Discovery) {
+func checkReport(t *testing.T, typ lab.NATType, n *natLab, rep natprobe.Report, exitErr error, ref lab.Discovery) {
 	t.Helper()
 	if exitErr != nil {
 		t.Errorf("punchd nat failed: %v (error %q)", exitErr, rep.Error)
@@ -171,7 +173,7 @@ func checkReport(t *testing.T, typ lab.NATType, n *natLab, rep nat.Report, exitE
 		if !ref.Blocked() {
 			t.Errorf("turnutils_natdiscovery got answers through a udp-blocked NAT")
 		}
-		if !rep.UDPBlocked || rep.Mapping != nat.BehaviourUnknown || rep.Filtering != nat.BehaviourUnknown {
+		if !rep.UDPBlocked || rep.Mapping != natkind.BehaviourUnknown || rep.Filtering != natkind.BehaviourUnknown {
 			t.Errorf("udp-blocked report: udp_blocked %v, mapping %s, filtering %s", rep.UDPBlocked, rep.Mapping, rep.Filtering)
 		}
 		if rep.ExternalIPv4 != n.externalIP() {
@@ -255,7 +257,7 @@ func TestNATReportWithoutRFC5780(t *testing.T) {
 			t.Errorf("stderr and JSON error should say %q:\nstderr:\n%s\nerror: %s", w, stderr, rep.Error)
 		}
 	}
-	if rep.RFC5780 || rep.ExternalIPv4 != n.externalIP() || rep.NATType != nat.TypeUnknown || rep.Server != net.JoinHostPort(n.srv.Addr.String(), stunPort) {
+	if rep.RFC5780 || rep.ExternalIPv4 != n.externalIP() || rep.NATType != natkind.TypeUnknown || rep.Server != net.JoinHostPort(n.srv.Addr.String(), stunPort) {
 		t.Errorf("report %+v", rep)
 	}
 }
@@ -287,7 +289,7 @@ func TestNATReportPortMapping(t *testing.T) {
 
 	rep, stderr, took, exitErr := runNAT(ctx, t, n.client, "--server", net.JoinHostPort(n.srv.Addr.String(), stunPort))
 	t.Logf("%s\npunchd nat (%s, exit %v):\n%s", n.lab.Describe(), took.Round(time.Millisecond), exitErr, stderr)
-	if exitErr != nil || rep.NATType != nat.TypePortRestricted {
+	if exitErr != nil || rep.NATType != natkind.TypePortRestricted {
 		t.Errorf("exit %v, nat_type %s, want port-restricted", exitErr, rep.NATType)
 	}
 	pm := rep.PortMapping
@@ -298,7 +300,7 @@ func TestNATReportPortMapping(t *testing.T) {
 	if pm.Gateway != n.client.Router.LAN.Addr().Next().String() {
 		t.Errorf("gateway %s", pm.Gateway)
 	}
-	for name, p := range map[string]nat.MapProbe{"UPnP-IGD": pm.UPnP, "NAT-PMP": pm.NATPMP, "PCP": pm.PCP} {
+	for name, p := range map[string]portmap.MapProbe{"UPnP-IGD": pm.UPnP, "NAT-PMP": pm.NATPMP, "PCP": pm.PCP} {
 		if !p.Available || p.ExternalIP != wan || p.ExternalPort == 0 || p.Error != "" {
 			t.Errorf("%s: %+v, want available with external %s and a test port", name, p, wan)
 		}
@@ -312,14 +314,14 @@ func TestNATReportPortMapping(t *testing.T) {
 	}
 }
 
-// What `punchd nat` tells users about paths (nat.NeedsRelay, behind its
+// What `punchd nat` tells users about paths (natkind.NeedsRelay, behind its
 // advice) is what the grid test demands of the daemons (ExpectedPath).
 func TestNATAdviceMatchesGrid(t *testing.T) {
 	for _, a := range lab.AllNATTypes() {
 		for _, b := range lab.AllNATTypes() {
-			relay := nat.NeedsRelay(wantType(a), wantType(b))
+			relay := natkind.NeedsRelay(wantType(a), wantType(b))
 			if want := ExpectedPath(a, b, false) == "relay"; relay != want {
-				t.Errorf("%s x %s: nat.NeedsRelay %v, ExpectedPath says relay %v", a, b, relay, want)
+				t.Errorf("%s x %s: natkind.NeedsRelay %v, ExpectedPath says relay %v", a, b, relay, want)
 			}
 		}
 	}

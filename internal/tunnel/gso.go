@@ -1,13 +1,13 @@
 package tunnel
 
 import (
-	"encoding/binary"
 	"net"
 	"sync"
 	"sync/atomic"
 
 	"golang.org/x/net/ipv4"
 
+	"github.com/punchd/punchd/internal/channeldata"
 	"github.com/punchd/punchd/internal/udpbatch"
 )
 
@@ -19,7 +19,7 @@ import (
 // channel (RFC 8656 §12.4, unpadded as UDP allows), so each segment is a
 // 4-byte header and the packet. bufs must not exceed batchSize.
 func coalesce(g *udpbatch.Batch, bufs [][]byte, addr *net.UDPAddr, channel uint16) []ipv4.Message {
-	var hdr [channelDataHeader]byte
+	var hdr [channeldata.HeaderSize]byte
 	h := hdr[:0]
 	need := 0
 	for _, b := range bufs {
@@ -27,14 +27,13 @@ func coalesce(g *udpbatch.Batch, bufs [][]byte, addr *net.UDPAddr, channel uint1
 	}
 	if channel != 0 {
 		h = hdr[:]
-		need += channelDataHeader * len(bufs)
+		need += channeldata.HeaderSize * len(bufs)
 	}
 	g.Reset(need, true)
 	dst := addr.AddrPort()
 	for _, b := range bufs {
 		if channel != 0 {
-			binary.BigEndian.PutUint16(hdr[0:2], channel)
-			binary.BigEndian.PutUint16(hdr[2:4], uint16(len(b)))
+			channeldata.PutHeader(hdr[:], channel, len(b))
 		}
 		g.Add(addr, dst, h, b)
 	}

@@ -1,7 +1,6 @@
 package tunnel
 
 import (
-	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,6 +9,7 @@ import (
 	"golang.org/x/net/ipv4"
 	"golang.zx2c4.com/wireguard/conn"
 
+	"github.com/punchd/punchd/internal/channeldata"
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/udpbatch"
 )
@@ -232,8 +232,7 @@ func (b *Bind) sendBatched(w batchWriter, st *gsoState, bufs [][]byte, addr *net
 			m.Addr = addr
 			if channel != 0 {
 				h := sb.hdrs[i][:]
-				binary.BigEndian.PutUint16(h[0:2], channel)
-				binary.BigEndian.PutUint16(h[2:4], uint16(len(bufs[i])))
+				channeldata.PutHeader(h, channel, len(bufs[i]))
 				m.Buffers = sb.pairs[i][:]
 				m.Buffers[0], m.Buffers[1] = h, bufs[i]
 			} else {
@@ -261,14 +260,14 @@ func (b *Bind) sendBatched(w batchWriter, st *gsoState, bufs [][]byte, addr *net
 type sendBuffers struct {
 	msgs  []ipv4.Message
 	pairs [][2][]byte // each message's iovecs: header and packet, or packet
-	hdrs  [][channelDataHeader]byte
+	hdrs  [][channeldata.HeaderSize]byte
 }
 
 func newSendBuffers() *sendBuffers {
 	return &sendBuffers{
 		msgs:  make([]ipv4.Message, batchSize),
 		pairs: make([][2][]byte, batchSize),
-		hdrs:  make([][channelDataHeader]byte, batchSize),
+		hdrs:  make([][channeldata.HeaderSize]byte, batchSize),
 	}
 }
 

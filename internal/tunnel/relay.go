@@ -10,10 +10,7 @@ import (
 	"github.com/punchd/punchd/internal/identity"
 )
 
-// channelDataHeader is TURN ChannelData's channel number and length.
-const channelDataHeader = 4
-
-// TURNChannel is a relay path's channel on its TURN server (nat.TURNChannel):
+// TURNChannel is a relay path's channel on its TURN server (icepeer.TURNChannel):
 // with it the Bind sends a relayed peer's packets as ChannelData on the
 // TURN client's own UDP socket, in batches and with GSO, instead of one
 // ice.Conn.Write each through pion's TURN client.

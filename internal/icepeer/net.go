@@ -1,0 +1,75 @@
+package icepeer
+
+import (
+	"fmt"
+	"net"
+
+	"github.com/pion/transport/v5"
+	"github.com/pion/transport/v5/stdnet"
+
+	"github.com/punchd/punchd/internal/sockbuf"
+)
+
+// bufferedNet is the network pion/ice opens its own sockets through: the
+// standard one, except that UDP sockets get large buffers. The only UDP
+// sockets an agent opens itself (host and srflx candidates use the tunnel
+// socket through the mux) are TURN client sockets, and on a relay path the
+// whole tunnel arrives there: with default buffers it overflowed under a
+// single TCP stream.
+//
+// The TURN client sockets are also where the relay shortcut lives: each is
+// a turnSocket that hands relayed tunnel packets to deliver directly (see
+// turnsock.go), and the agent finds them again in sockets.
+type bufferedNet struct {
+	*stdnet.Net
+	deliver func([]byte)
+	sockets turnSockets
+}
+
+// newBufferedNet returns the network for one agent; deliver (may be nil)
+// gets the tunnel packets relayed to it, as OnRelayPacket.
+func newBufferedNet(deliver func([]byte)) (*bufferedNet, error) {
+	n, err := stdnet.NewNet()
+	if err != nil {
+		return nil, fmt.Errorf("list network interfaces for ICE: %w", err)
+	}
+	return &bufferedNet{Net: n, deliver: deliver}, nil
+}
+
+// ListenPacket is how pion opens a TURN client's UDP socket.
+func (n *bufferedNet) ListenPacket(network, address string) (net.PacketConn, error) {
+	c, err := n.Net.ListenPacket(network, address)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = sockbuf.Set(c, sockbuf.Size)
+	uc, ok := c.(*net.UDPConn)
+	if !ok {
+		return c, nil
+	}
+	s, err := newTurnSocket(uc, n.deliver)
+	if err != nil {
+		_ = uc.Close()
+		return nil, err
+	}
+	n.sockets.add(s)
+	return s, nil
+}
+
+func (n *bufferedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := n.Net.ListenUDP(network, laddr)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = sockbuf.Set(c, sockbuf.Size)
+	return c, nil
+}
+
+func (n *bufferedNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (transport.UDPConn, error) {
+	c, err := n.Net.DialUDP(network, laddr, raddr)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = sockbuf.Set(c, sockbuf.Size)
+	return c, nil
+}

@@ -1,0 +1,308 @@
+package icepeer
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+
+	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/natkind"
+)
+
+// Candidate is one end of a candidate pair.
+type Candidate struct {
+	Type string // host, srflx, prflx, relay
+	Addr netip.AddrPort
+	// RelayProtocol is how a local relay candidate reaches its TURN
+	// server: "udp", "tcp" or "tls"; empty otherwise (and for remote
+	// candidates, whose transport the peer does not signal).
+	RelayProtocol string
+}
+
+// Path is what ICE selected for a peer; the zero Path means none.
+type Path struct {
+	// Direct is the remote address when the local candidate is on the
+	// shared socket (host/srflx/prflx): WireGuard sends there itself.
+	Direct netip.AddrPort
+	// Relay is the ICE conn when the local candidate is a TURN relay:
+	// WireGuard sends each packet with Relay.Write.
+	Relay net.Conn
+	// Channel, for a relay reached over UDP, lets WireGuard write the
+	// packets as TURN ChannelData itself once pion has bound the channel
+	// (the relay shortcut, see turnsock.go); Relay is the fallback.
+	Channel       *TURNChannel
+	Local, Remote Candidate
+}
+
+// IsZero reports whether there is no path.
+func (p Path) IsZero() bool { return !p.Direct.IsValid() && p.Relay == nil }
+
+// States reported by Status.
+const (
+	StateNew          = "new"          // Run not started or presence not known yet
+	StateWaiting      = "waiting"      // the peer is not at the rendezvous
+	StateChecking     = "checking"     // an attempt is under way
+	StateConnected    = "connected"    // a pair is selected and answers
+	StateDisconnected = "disconnected" // the selected pair stopped answering; ICE may recover
+	StateFailed       = "failed"       // the attempt failed; a new one is scheduled
+)
+
+// PeerStatus is a snapshot for `punchd status`.
+type PeerStatus struct {
+	State       string
+	Path        Path
+	Since       time.Time // when State was entered
+	ConnectedAt time.Time // when the current path was selected; zero without one
+	Gen         uint64    // current attempt
+	Reason      string    // why not connected, when known
+	// RemoteNAT is the NAT type the peer says it is behind ("" until it
+	// said).
+	RemoteNAT natkind.NATType
+}
+
+// ICEServer is a STUN or TURN server with its credentials (TURN only).
+type ICEServer struct {
+	URL        string // stun:host:port, turn:host:port?transport=tcp, turns:host:port
+	Username   string
+	Credential string
+}
+
+// PeerConfig wires a Peer to the rest of the daemon.
+type PeerConfig struct {
+	Local, Remote identity.PublicKey
+	Mux           ice.UniversalUDPMux
+	// ICEServers returns the current STUN/TURN servers (from the
+	// rendezvous and --turn); read at each attempt. May be nil.
+	ICEServers func() []ICEServer
+	// Signal sends a payload to the remote peer through the rendezvous.
+	// Called from one goroutine, in order.
+	Signal func(ctx context.Context, payload []byte) error
+	// OnPath is called from the Peer's loop, in order, whenever the path
+	// changes; a zero Path means there is none. It must not block long.
+	OnPath func(Path)
+	// OnStalled is called from the Peer's loop when the selected pair
+	// stops answering. The daemon rechecks its rendezvous connection then:
+	// the new attempt needs it, and what broke the path (a NAT that
+	// forgot its mappings) has likely broken it too. May be nil; must
+	// not block.
+	OnStalled func()
+	// OnRelayPacket gets what arrives on the ICE conn: the tunnel's
+	// packets when the path is a relay. May be nil. The slice is reused
+	// after the call returns.
+	OnRelayPacket func([]byte)
+	// ExcludeInterfaces never yield host candidates (our own TUN).
+	ExcludeInterfaces []string
+	// RelayOnly gathers relay candidates only (`punchd up --force-relay`):
+	// for testing relays, or to keep the peers' addresses from each other.
+	RelayOnly bool
+	// AllowLoopback admits loopback addresses as local and remote
+	// candidates: tests on 127.0.0.1 only.
+	AllowLoopback bool
+	Logger        *slog.Logger
+}
+
+// Peer runs ICE toward one remote peer: one agent per attempt, trickle
+// signaling through the rendezvous, and a new attempt whenever one fails.
+// All state is owned by the loop in Run; pion's callbacks, HandleSignal and
+// HandlePresence only post events to it.
+type Peer struct {
+	cfg         PeerConfig
+	log         *slog.Logger
+	controlling bool
+	events      chan func()
+	out         chan []byte
+	quit        chan struct{} // closed when Run's loop has stopped
+
+	mu     sync.Mutex
+	status PeerStatus
+
+	// Owned by the loop.
+	ctx         context.Context
+	cur         *attempt
+	online      bool
+	backoff     time.Duration
+	timer       *time.Timer
+	timerSeq    uint64
+	lastNew     time.Time           // controlling: when the last attempt began
+	wantAttempt bool                // controlling: a new attempt is due when the timer fires
+	localNAT    natkind.NATType     // our NAT's type, "" until known
+	lastGen     uint64              // controlled: newest gen offered to us
+	early       map[uint64][]string // controlled: candidates that overtook their offer
+	wg          sync.WaitGroup      // agent closers and conn readers
+}
+
+// Queue sizes: a burst of trickled candidates and signals must fit; if
+// the loop is stuck, dropping beats blocking the rendezvous client.
+const (
+	eventQueue  = 256
+	signalQueue = 128
+	sendTimeout = 5 * time.Second
+)
+
+// NewPeer returns a Peer; call Run once.
+func NewPeer(cfg PeerConfig) *Peer {
+	p := &Peer{
+		cfg:         cfg,
+		log:         orDefault(cfg.Logger),
+		controlling: cfg.Remote.Less(cfg.Local),
+		events:      make(chan func(), eventQueue),
+		out:         make(chan []byte, signalQueue),
+		quit:        make(chan struct{}),
+		backoff:     retryMin,
+		early:       make(map[uint64][]string),
+	}
+	p.status = PeerStatus{State: StateNew, Since: time.Now(), Reason: "waiting for the rendezvous to say whether the peer is online"}
+	return p
+}
+
+// Run owns every agent and goroutine of the Peer. It returns when ctx is
+// done and all of them have stopped.
+func (p *Peer) Run(ctx context.Context) {
+	p.ctx = ctx
+	sendCtx, stopSend := context.WithCancel(ctx)
+	var sender sync.WaitGroup
+	sender.Add(1)
+	go func() {
+		defer sender.Done()
+		p.sendLoop(sendCtx)
+	}()
+	defer func() {
+		close(p.quit)
+		p.stopTimer()
+		p.closeAttempt("shutting down")
+		p.wg.Wait()
+		stopSend()
+		sender.Wait()
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case fn := <-p.events:
+			fn()
+		}
+	}
+}
+
+// HandleSignal takes a payload from the remote peer (rendezvous OnMessage).
+func (p *Peer) HandleSignal(payload []byte) {
+	m, err := decodeSignal(payload)
+	if err != nil {
+		p.log.Warn("ignoring ICE signal", "err", err)
+		return
+	}
+	p.tryPost("signal "+m.Kind, func() { p.onSignal(m) })
+}
+
+// SetLocalNAT tells the Peer the type of the NAT in front of this host;
+// the peer learns it now and whenever it comes back online.
+func (p *Peer) SetLocalNAT(t natkind.NATType) {
+	p.tryPost("local NAT", func() {
+		p.localNAT = t
+		if p.online {
+			p.send(signalMsg{Kind: kindNAT})
+		}
+	})
+}
+
+// HandlePresence says whether the remote peer is at the rendezvous.
+func (p *Peer) HandlePresence(online bool) {
+	p.tryPost("presence", func() { p.onPresence(online) })
+}
+
+// Status returns a snapshot; safe from any goroutine.
+func (p *Peer) Status() PeerStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status
+}
+
+// tryPost queues fn for the loop without blocking: callers are the
+// rendezvous client's callbacks, which must not stall on one peer.
+func (p *Peer) tryPost(what string, fn func()) {
+	select {
+	case p.events <- fn:
+	default:
+		p.log.Warn("ICE event queue full; event dropped", "event", what)
+	}
+}
+
+// post queues fn for the loop, waiting for room: pion's callbacks use it,
+// and a lost state change would wedge the peer. It gives up once Run has
+// stopped, so pion's Close (which waits for its callbacks) cannot hang.
+func (p *Peer) post(fn func()) {
+	select {
+	case p.events <- fn:
+	case <-p.quit:
+	}
+}
+
+// sendLoop sends signals one at a time, in order.
+func (p *Peer) sendLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-p.out:
+			if p.cfg.Signal == nil {
+				continue
+			}
+			sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+			err := p.cfg.Signal(sctx, b)
+			cancel()
+			if err != nil {
+				p.log.Debug("ICE signal not sent", "err", err)
+			}
+		}
+	}
+}
+
+func (p *Peer) send(m signalMsg) {
+	if m.NAT == "" && m.Kind != kindCandidate {
+		m.NAT = string(p.localNAT)
+	}
+	select {
+	case p.out <- encodeSignal(m):
+	default:
+		p.log.Warn("ICE signal queue full; message dropped", "kind", m.Kind)
+	}
+}
+
+func (p *Peer) setState(state, reason string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.status.State != state {
+		p.status.Since = time.Now()
+	}
+	p.status.State, p.status.Reason = state, reason
+	if p.cur != nil {
+		p.status.Gen = p.cur.gen
+	}
+}
+
+// setPath records and announces a path change; unchanged paths are not
+// announced again.
+func (p *Peer) setPath(path Path) {
+	p.mu.Lock()
+	old := p.status.Path
+	if old == path {
+		p.mu.Unlock()
+		return
+	}
+	p.status.Path = path
+	switch {
+	case path.IsZero():
+		p.status.ConnectedAt = time.Time{}
+	case old.IsZero():
+		p.status.ConnectedAt = time.Now()
+	}
+	p.mu.Unlock()
+	if p.cfg.OnPath != nil {
+		p.cfg.OnPath(path)
+	}
+}

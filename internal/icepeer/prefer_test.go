@@ -1,0 +1,285 @@
+package icepeer
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/pion/ice/v4"
+)
+
+func testCandidate(t *testing.T, typ string, port int) ice.Candidate {
+	t.Helper()
+	return testCandidatePrio(t, typ, port, 2130706431)
+}
+
+// testCandidatePrio makes a candidate with a given priority; for relays
+// the middle 16 bits say how the relay is reached (pion: 3 UDP, 1 TCP,
+// 0 TLS).
+func testCandidatePrio(t *testing.T, typ string, port int, prio uint32) ice.Candidate {
+	t.Helper()
+	raw := fmt.Sprintf("candidate:%d 1 udp %d 198.18.0.%d %d typ %s", port, prio, port%200+1, port, typ)
+	if typ != "host" {
+		raw += " raddr 0.0.0.0 rport 0"
+	}
+	c, err := ice.UnmarshalCandidate(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func testPairOf(t *testing.T, local, remote string, port int) *ice.CandidatePair {
+	return &ice.CandidatePair{Local: testCandidate(t, local, port), Remote: testCandidate(t, remote, port+1)}
+}
+
+// answeredNow marks p as having answered a check just now.
+func answeredNow(p *ice.CandidatePair) *ice.CandidatePair {
+	p.UpdateRoundTripTime(time.Millisecond)
+	return p
+}
+
+func TestPathPreferenceChoose(t *testing.T) {
+	// Ages are relative to the peer's first check (d.begun).
+	type step struct {
+		at   time.Duration
+		sel  string // "", "direct", "relay"
+		want int    // index into pairs, -1 for none
+	}
+	tests := []struct {
+		name  string
+		pairs func(t *testing.T) []*ice.CandidatePair // answered ones answer at begun
+		steps []step
+	}{
+		{
+			name: "selected direct pair is left alone",
+			pairs: func(t *testing.T) []*ice.CandidatePair {
+				return []*ice.CandidatePair{answeredNow(testPairOf(t, "host", "srflx", 10))}
+			},
+			steps: []step{{at: time.Second, sel: "direct", want: -1}},
+		},
+		{
+			name: "pion's own nomination gets the first moments",
+			pairs: func(t *testing.T) []*ice.CandidatePair {
+				return []*ice.CandidatePair{answeredNow(testPairOf(t, "host", "srflx", 10))}
+			},
+			steps: []step{{at: nominationGrace / 2, want: -1}, {at: nominationGrace, want: 0}},
+		},
+		{
+			name: "an answering direct pair beats a selected relay, once per interval",
+			pairs: func(t *testing.T) []*ice.CandidatePair {
+				return []*ice.CandidatePair{answeredNow(testPairOf(t, "srflx", "srflx", 10))}
+			},
+			steps: []step{
+				{at: 200 * time.Millisecond, sel: "relay", want: 0},
+				{at: 200*time.Millisecond + nominateEvery/2, sel: "relay", want: -1},
+				{at: 200*time.Millisecond + nominateEvery, sel: "relay", want: 0},
+			},
+		},
+		{
+			name: "best rank wins: host-srflx over prflx-srflx",
+			pairs: func(t *testing.T) []*ice.CandidatePair {
+				return []*ice.CandidatePair{
+					answeredNow(testPairOf(t, "prflx", "srflx", 10)),
+					answeredNow(testPairOf(t, "host", "srflx", 20)),
+				}
+			},
+			steps: []step{{at: 200 * time.Millisecond, sel: "relay", want: 1}},
+		},
+		{
+			name: "checking with nothing nominated after the grace: probe quickly",
+			pairs: func(t *testing.T) []*ice.CandidatePair {
+				return []*ice.CandidatePair{testPairOf(t, "host", "srflx", 10), testPairOf(t, "host", "prflx", 20)}
+			},
+			steps: []step{
+				{at: nominationGrace / 2, want: -1},
+				{at: nominationGrace, want: 0},
+				{at: nominationGrace + nominateEvery/2, want: -1},
+				{at: nominationGrace + nominateEvery, want: 1},
+			},
+		},
+		{
+			name: "relayed with no fresh direct pair: probe them in turn",
+			pairs: func(t *testing.T) []*ice.CandidatePair {
+				return []*ice.CandidatePair{testPairOf(t, "host", "srflx", 10), testPairOf(t, "host", "host", 20)}
+			},
+			steps: []step{
+				{at: time.Second, sel: "relay", want: 0},
+				{at: time.Second + probeEvery/2, sel: "relay", want: -1},
+				{at: time.Second + probeEvery, sel: "relay", want: 1},
+				{at: time.Second + 2*probeEvery, sel: "relay", want: 0},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pairs := tt.pairs(t)
+			d := newPathPreference(quietLogger())
+			d.begun = time.Now()
+			for _, p := range pairs {
+				d.track(p)
+			}
+			relay := testPairOf(t, "host", "relay", 100)
+			direct := testPairOf(t, "host", "srflx", 200)
+			for i, s := range tt.steps {
+				var sel *ice.CandidatePair
+				switch s.sel {
+				case "direct":
+					sel = direct
+				case "relay":
+					sel = relay
+				}
+				got, why := d.choose(d.begun.Add(s.at), sel)
+				var want *ice.CandidatePair
+				if s.want >= 0 {
+					want = pairs[s.want]
+				}
+				if got != want {
+					t.Fatalf("step %d (at %v, selected %q): chose %v (%q), want %v", i, s.at, s.sel, got, why, want)
+				}
+				if got != nil && why == "" {
+					t.Errorf("step %d: nomination without a reason", i)
+				}
+			}
+		})
+	}
+}
+
+// Tracked: direct pairs and pairs through relays over UDP (what a path
+// may move to), each once; not pairs through TURN over TCP or TLS.
+func TestPathPreferenceTracks(t *testing.T) {
+	d := newPathPreference(quietLogger())
+	direct := testPairOf(t, "host", "srflx", 10)
+	udpRelay := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 20, prioRelayUDP), Remote: testCandidate(t, "srflx", 21)}
+	d.track(direct)
+	d.track(direct) // the same pair again
+	d.track(udpRelay)
+	d.track(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 30, prioRelayTCP), Remote: testCandidate(t, "srflx", 31)})
+	d.track(&ice.CandidatePair{Local: testCandidate(t, "host", 40), Remote: testCandidatePrio(t, "relay", 41, prioRelayTLS)})
+	if len(d.pairs) != 2 || d.pairs[0] != direct || d.pairs[1] != udpRelay {
+		t.Fatalf("tracked %v, want the direct pair and the UDP relay pair, once each", d.pairs)
+	}
+	for i := range 2 * maxTrackedPairs {
+		d.track(testPairOf(t, "srflx", "prflx", 1000+2*i))
+	}
+	if len(d.pairs) != maxTrackedPairs {
+		t.Fatalf("tracked %d pairs, want at most %d", len(d.pairs), maxTrackedPairs)
+	}
+}
+
+// Relay priorities as pion gives them: type preference 0, the relay's
+// transport as local preference, component 1.
+const (
+	prioRelayUDP = 3<<8 | 255
+	prioRelayTCP = 1<<8 | 255
+	prioRelayTLS = 0<<8 | 255
+)
+
+func TestPairClass(t *testing.T) {
+	host := testCandidate(t, "host", 10)
+	udp := testCandidatePrio(t, "relay", 20, prioRelayUDP)
+	tcp := testCandidatePrio(t, "relay", 30, prioRelayTCP)
+	tls := testCandidatePrio(t, "relay", 40, prioRelayTLS)
+	tests := []struct {
+		local, remote ice.Candidate
+		want          pathClass
+	}{
+		{host, testCandidate(t, "srflx", 11), classDirect},
+		{host, udp, classUDPRelay},
+		{udp, udp, classUDPRelay},
+		{udp, tcp, classTCPRelay},
+		{tls, host, classTCPRelay},
+		{nil, host, classNone},
+	}
+	for i, tt := range tests {
+		if got := pairClass(tt.local, tt.remote); got != tt.want {
+			t.Errorf("case %d: pairClass(%v, %v) = %d, want %d", i, tt.local, tt.remote, got, tt.want)
+		}
+	}
+}
+
+// A path through TURN over TCP, when a relay over UDP answers, moves to
+// UDP; never the other way; and a direct pair beats both.
+func TestRelayOverUDPPreferred(t *testing.T) {
+	tcpPair := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 30, prioRelayTCP), Remote: testCandidate(t, "srflx", 31)}
+	udpPair := answeredNow(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 40, prioRelayUDP), Remote: testCandidate(t, "srflx", 41)})
+	d := newPathPreference(quietLogger())
+	d.begun = time.Now().Add(-time.Second)
+	d.track(tcpPair) // not tracked: nothing to move to
+	d.track(udpPair)
+	if got, why := d.choose(time.Now(), tcpPair); got != udpPair || why == "" {
+		t.Fatalf("selected TCP relay: chose %v (%q), want the UDP relay pair", got, why)
+	}
+	d.lastNominated = time.Time{}
+	if got, _ := d.choose(time.Now(), udpPair); got != nil && pairClass(got.Local, got.Remote) != classDirect {
+		t.Fatalf("selected UDP relay: chose %v, want nothing but a direct pair", got)
+	}
+	direct := answeredNow(testPairOf(t, "host", "srflx", 50))
+	d.track(direct)
+	d.lastNominated, d.lastProbe = time.Time{}, time.Time{}
+	if got, _ := d.choose(time.Now(), tcpPair); got != direct {
+		t.Fatalf("direct and UDP relay both answer: chose %v, want the direct pair", got)
+	}
+}
+
+func TestIsDirect(t *testing.T) {
+	for _, tt := range []struct {
+		local, remote string
+		want          bool
+	}{
+		{"host", "host", true},
+		{"srflx", "prflx", true},
+		{"host", "relay", false},
+		{"relay", "srflx", false},
+		{"relay", "relay", false},
+	} {
+		p := testPairOf(t, tt.local, tt.remote, 10)
+		if got := isDirect(p.Local, p.Remote); got != tt.want {
+			t.Errorf("isDirect(%s, %s) = %v, want %v", tt.local, tt.remote, got, tt.want)
+		}
+	}
+	if isDirect(nil, testCandidate(t, "host", 1)) {
+		t.Error("a pair without a local candidate is not direct")
+	}
+}
+
+// After a path broke, the peer's checks never arrive on a direct pair; the
+// probes must still cover every signalled remote address, once each, from
+// a local candidate on the shared socket, and never a relay.
+func TestPathPreferenceProbeTargets(t *testing.T) {
+	d := newPathPreference(quietLogger())
+	checked := testPairOf(t, "host", "prflx", 10) // learned from the peer's checks
+	d.track(checked)
+	d.addLocal(testCandidate(t, "relay", 30))
+	d.addLocal(testCandidate(t, "srflx", 31))
+	d.addLocal(testCandidate(t, "host", 32))
+	d.addRemote(testCandidate(t, "relay", 40))
+	srflx := testCandidate(t, "srflx", 41)
+	d.addRemote(srflx)
+	d.addRemote(testCandidate(t, "srflx", 41)) // the same address again
+	d.addRemote(checked.Remote)                // already covered by the checked pair
+	host := testCandidate(t, "host", 42)
+	d.addRemote(host)
+
+	got := d.probeTargets()
+	if len(got) != 3 {
+		t.Fatalf("%d probe targets %v, want 3 (the checked pair, srflx, host)", len(got), got)
+	}
+	if got[0] != checked {
+		t.Errorf("first target %v, want the pair the peer checked", got[0])
+	}
+	for i, want := range []ice.Candidate{srflx, host} {
+		p := got[i+1]
+		if !p.Remote.Equal(want) {
+			t.Errorf("target %d remote %v, want %v", i+1, p.Remote, want)
+		}
+		if p.Local.Type() != ice.CandidateTypeHost {
+			t.Errorf("target %d local %v, want our host candidate", i+1, p.Local)
+		}
+	}
+	for _, p := range got {
+		if !isDirect(p.Local, p.Remote) {
+			t.Errorf("probe target %v involves a relay", p)
+		}
+	}
+}

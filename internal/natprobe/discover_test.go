@@ -1,0 +1,274 @@
+package natprobe
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v4"
+	"github.com/punchd/punchd/internal/natkind"
+	"github.com/punchd/punchd/internal/turnserver"
+	"github.com/punchd/punchd/internal/udpretry"
+)
+
+// The decisions of RFC 5780 sections 4.3 and 4.4, from synthetic answers.
+func TestBehaviourDecisions(t *testing.T) {
+	p := netip.MustParseAddrPort("198.18.0.1:3478")
+	o := netip.MustParseAddrPort("198.18.0.2:3479")
+	pAltPort := netip.MustParseAddrPort("198.18.0.1:3479")
+	at := func(s string) probeResult { return probeResult{reply: stunReply{mapped: netip.MustParseAddrPort(s)}} }
+	from := func(a netip.AddrPort) probeResult {
+		return probeResult{reply: stunReply{from: a, mapped: netip.MustParseAddrPort("198.18.5.5:1000")}}
+	}
+	lost := probeResult{err: udpretry.ErrNoAnswer}
+	mapTests := []struct {
+		name          string
+		mI, mII, mIII probeResult
+		want          natkind.Behaviour
+		err           bool
+	}{
+		{"same mapping everywhere", at("198.18.5.5:1000"), at("198.18.5.5:1000"), at("198.18.5.5:1000"), natkind.EndpointIndependent, false},
+		{"new port per IP", at("198.18.5.5:1000"), at("198.18.5.5:1001"), at("198.18.5.5:1001"), natkind.AddressDependent, false},
+		{"new port per IP and port", at("198.18.5.5:1000"), at("198.18.5.5:1001"), at("198.18.5.5:1002"), natkind.AddressAndPortDependent, false},
+		{"EIM needs no test III", at("198.18.5.5:1000"), at("198.18.5.5:1000"), lost, natkind.EndpointIndependent, false},
+		{"alternate IP silent", at("198.18.5.5:1000"), lost, at("198.18.5.5:1000"), natkind.BehaviourUnknown, true},
+		{"alternate address silent", at("198.18.5.5:1000"), at("198.18.5.5:1001"), lost, natkind.BehaviourUnknown, true},
+	}
+	for _, tt := range mapTests {
+		got, err := mappingBehaviour(tt.mI, tt.mII, tt.mIII, o.String(), p)
+		if got != tt.want || (err != nil) != tt.err {
+			t.Errorf("mapping %s: %s, %v; want %s, error %v", tt.name, got, err, tt.want, tt.err)
+		}
+	}
+	filterTests := []struct {
+		name          string
+		fI, fII, fIII probeResult
+		want          natkind.Behaviour
+		err           bool
+	}{
+		{"other IP and port get in", from(p), from(o), from(pAltPort), natkind.EndpointIndependent, false},
+		{"only the other port gets in", from(p), lost, from(pAltPort), natkind.AddressDependent, false},
+		{"nothing gets in", from(p), lost, lost, natkind.AddressAndPortDependent, false},
+		{"plain request lost", lost, lost, lost, natkind.BehaviourUnknown, true},
+		{"change ignored by the server", from(p), from(p), from(p), natkind.BehaviourUnknown, true},
+		{"change port ignored", from(p), lost, from(p), natkind.BehaviourUnknown, true},
+		{"error answer is no answer", from(p), probeResult{reply: stunReply{code: 420}}, lost, natkind.AddressAndPortDependent, false},
+	}
+	for _, tt := range filterTests {
+		got, err := filteringBehaviour(tt.fI, tt.fII, tt.fIII, p, o)
+		if got != tt.want || (err != nil) != tt.err {
+			t.Errorf("filtering %s: %s, %v; want %s, error %v", tt.name, got, err, tt.want, tt.err)
+		}
+	}
+}
+
+func TestDiscoverAgainstOwnResponder(t *testing.T) {
+	s := startServer(t, netip.MustParseAddr("127.0.0.2")) // all of 127/8 is local on Linux
+	var mu sync.Mutex
+	var lines []string
+	rep, err := Discover(context.Background(), DiscoverConfig{Server: s.Addr().String(), Progress: func(l string) {
+		mu.Lock()
+		lines = append(lines, l)
+		mu.Unlock()
+	}})
+	if err != nil {
+		t.Fatalf("Discover: %v\n%+v", err, rep)
+	}
+	// Loopback: no NAT, nothing filtered, the server sees our own address.
+	want := Report{Server: s.Addr().String(), RFC5780: true, OtherAddress: s.OtherAddr().String(), ExternalIPv4: "127.0.0.1",
+		Mapping: natkind.EndpointIndependent, Filtering: natkind.EndpointIndependent, NATType: natkind.TypeOpen, PortPreserved: true, Hairpin: true}
+	if rep.Server != want.Server || rep.RFC5780 != want.RFC5780 || rep.OtherAddress != want.OtherAddress ||
+		rep.ExternalIPv4 != want.ExternalIPv4 || rep.BehindNAT || rep.UDPBlocked || rep.Mapping != want.Mapping ||
+		rep.Filtering != want.Filtering || rep.NATType != want.NATType || !rep.PortPreserved || !rep.Hairpin {
+		t.Fatalf("report %+v, want like %+v", rep, want)
+	}
+	if rep.LocalAddress != net.JoinHostPort("127.0.0.1", strconv.Itoa(rep.ExternalPort)) {
+		t.Errorf("local %s, external port %d", rep.LocalAddress, rep.ExternalPort)
+	}
+	if rep.Advice == "" || rep.ClassicName == "" {
+		t.Errorf("no advice or classic name: %+v", rep)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, w := range []string{"binding:", "mapping: endpoint-independent", "filtering: endpoint-independent", "hairpinning: yes"} {
+		if !strings.Contains(strings.Join(lines, "\n"), w) {
+			t.Errorf("progress lacks %q:\n%s", w, strings.Join(lines, "\n"))
+		}
+	}
+	// The JSON keys the issue promises.
+	b, _ := json.Marshal(rep)
+	var keys map[string]any
+	_ = json.Unmarshal(b, &keys)
+	for _, k := range []string{"external_ipv4", "mapping", "filtering", "nat_type", "port_preserved", "hairpin", "udp_blocked", "advice"} {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("JSON lacks %q: %s", k, b)
+		}
+	}
+}
+
+func TestDiscoverWithoutRFC5780(t *testing.T) {
+	s := startServer(t, netip.Addr{}) // pion only: plain Binding answers, CHANGE-REQUEST ignored
+	rep, err := Discover(context.Background(), DiscoverConfig{Server: s.Addr().String()})
+	if !errors.Is(err, ErrNoRFC5780) {
+		t.Fatalf("error %v, want ErrNoRFC5780", err)
+	}
+	for _, w := range []string{"does not support RFC 5780", "--stun-alt-ip", "coturn"} {
+		if !strings.Contains(err.Error(), w) || !strings.Contains(rep.Error, w) {
+			t.Errorf("error %q lacks %q", err, w)
+		}
+	}
+	if rep.RFC5780 || rep.ExternalIPv4 != "127.0.0.1" || rep.NATType != natkind.TypeUnknown || rep.Mapping != natkind.BehaviourUnknown {
+		t.Fatalf("report %+v", rep)
+	}
+}
+
+// tcpSTUN answers Binding requests over TCP on addr until the test ends.
+func tcpSTUN(t *testing.T, addr string) {
+	t.Helper()
+	ln, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+				hdr := make([]byte, 20)
+				if _, err := io.ReadFull(c, hdr); err != nil {
+					return
+				}
+				body := make([]byte, int(hdr[2])<<8|int(hdr[3]))
+				if _, err := io.ReadFull(c, body); err != nil {
+					return
+				}
+				req := &stun.Message{Raw: append(hdr, body...)}
+				if req.Decode() != nil {
+					return
+				}
+				ra := c.RemoteAddr().(*net.TCPAddr)
+				resp := stun.MustBuild(stun.NewTransactionIDSetter(req.TransactionID), stun.BindingSuccess,
+					&stun.XORMappedAddress{IP: ra.IP, Port: ra.Port})
+				_, _ = c.Write(resp.Raw)
+			}()
+		}
+	}()
+}
+
+func TestDiscoverUDPBlocked(t *testing.T) {
+	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}) // bound, never answers: a firewall that drops
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { udp.Close() })
+	addr := udp.LocalAddr().String()
+	t.Run("server answers over TCP", func(t *testing.T) {
+		tcpSTUN(t, addr)
+		rep, err := Discover(context.Background(), DiscoverConfig{Server: addr})
+		if err != nil {
+			t.Fatalf("Discover: %v", err)
+		}
+		if !rep.UDPBlocked || rep.NATType != natkind.TypeUDPBlocked || rep.ExternalIPv4 != "127.0.0.1" || !strings.Contains(rep.Advice, "relay") {
+			t.Fatalf("report %+v", rep)
+		}
+	})
+	t.Run("no answer at all", func(t *testing.T) {
+		rep, err := Discover(context.Background(), DiscoverConfig{Server: addr})
+		if err == nil || !strings.Contains(err.Error(), "over UDP") || !strings.Contains(err.Error(), "--server") {
+			t.Fatalf("error %v, want one about UDP and TCP naming --server", err)
+		}
+		if !rep.UDPBlocked || rep.NATType != natkind.TypeUnknown {
+			t.Fatalf("report %+v", rep)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := Discover(ctx, DiscoverConfig{Server: addr}); err == nil {
+			t.Fatal("no error from a cancelled run")
+		}
+	})
+}
+
+func TestResolveServer(t *testing.T) {
+	tests := []struct {
+		in, v4, v6, err string
+	}{
+		{"198.18.0.1", "198.18.0.1:3478", "", ""},
+		{"198.18.0.1:3479", "198.18.0.1:3479", "", ""},
+		{"[2001:db8::1]:3478", "", "[2001:db8::1]:3478", ""},
+		{"2001:db8::1", "", "[2001:db8::1]:3478", ""},
+		{"localhost:3478", "127.0.0.1:3478", "", ""},
+		{"198.18.0.1:0", "", "", "port"},
+		{"198.18.0.1:x", "", "", "port"},
+		{"", "", "", "--server"},
+	}
+	for _, tt := range tests {
+		v4, v6, err := resolveServer(context.Background(), tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%q: error %v, want one about %q", tt.in, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tt.in, err)
+			continue
+		}
+		if (tt.v4 != "" && v4.String() != tt.v4) || (tt.v6 != "" && v6.String() != tt.v6) || (tt.v4 == "" && v4.IsValid()) {
+			t.Errorf("%q: %v %v, want %s %s", tt.in, v4, v6, tt.v4, tt.v6)
+		}
+	}
+}
+
+// FuzzProberDispatch feeds untrusted datagrams to the client's reader.
+func FuzzProberDispatch(f *testing.F) {
+	id := [stun.TransactionIDSize]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}
+	f.Add(stun.MustBuild(stun.NewTransactionIDSetter(id), stun.BindingSuccess,
+		&stun.XORMappedAddress{IP: net.IPv4(198, 18, 0, 3), Port: 4000},
+		&stun.OtherAddress{IP: net.IPv4(198, 18, 0, 2), Port: 3479}).Raw)
+	f.Add(stun.MustBuild(stun.NewTransactionIDSetter(id), stun.NewType(stun.MethodBinding, stun.ClassErrorResponse), stun.CodeUnknownAttribute).Raw)
+	f.Add(stun.MustBuild(stun.NewTransactionIDSetter(id), stun.BindingRequest).Raw)
+	f.Add([]byte{1, 1, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p := &prober{waiting: map[[stun.TransactionIDSize]byte]chan stunReply{}, expect: map[[stun.TransactionIDSize]byte]chan struct{}{}}
+		ch := make(chan stunReply, 1)
+		p.waiting[id] = ch
+		p.expect[id] = make(chan struct{})
+		p.dispatch(b, netip.MustParseAddrPort("198.18.0.1:3478"))
+		select {
+		case r := <-ch:
+			if r.code == 0 && !r.mapped.IsValid() {
+				t.Fatalf("success reply without a mapped address: %+v", r)
+			}
+		default:
+		}
+	})
+}
+
+// startServer runs punchd's STUN server on loopback for the test: plain
+// when altIP is invalid, else with altIP as the RFC 5780 alternate address.
+func startServer(t *testing.T, altIP netip.Addr) *turnserver.Server {
+	t.Helper()
+	s, err := turnserver.ListenServer(turnserver.ServerConfig{STUNListen: "127.0.0.1:0", AltIP: altIP,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
