@@ -43,21 +43,6 @@ func newMeshCommand() *cobra.Command {
 	return cmd
 }
 
-// meshMembers are eight hosts behind five NAT types, two of them behind
-// one NAT; the transfer runs between the first two (both direct).
-func meshMembers() []scenario.MemberSpec {
-	return []scenario.MemberSpec{
-		{Name: "a", NAT: lab.NATNone},
-		{Name: "b", NAT: lab.NATFullCone},
-		{Name: "c", NAT: lab.NATRestricted},
-		{Name: "d", NAT: lab.NATPortRestricted},
-		{Name: "e", Behind: "d"},
-		{Name: "f", NAT: lab.NATSymmetric},
-		{Name: "g", NAT: lab.NATSymmetric},
-		{Name: "h", NAT: lab.NATUDPBlocked},
-	}
-}
-
 func meshBench(ctx context.Context, out io.Writer, bin string, runs, seconds int) error {
 	var times []time.Duration
 	for i := 1; i <= runs; i++ {
@@ -87,7 +72,7 @@ func meshBench(ctx context.Context, out io.Writer, bin string, runs, seconds int
 func oneMesh(ctx context.Context, out io.Writer, bin string, seconds int, measure bool) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	m, err := scenario.StartMesh(ctx, scenario.MeshOptions{Binary: bin, Members: meshMembers(), LogLevel: "info"})
+	m, err := scenario.StartMesh(ctx, scenario.MeshOptions{Binary: bin, Members: scenario.LANParty(), LogLevel: "info"})
 	if err != nil {
 		return 0, err
 	}

@@ -24,6 +24,23 @@ type MemberSpec struct {
 	Behind string
 }
 
+// LANParty is eight members behind five NAT types, two of them behind one
+// NAT: what the mesh test and `punchd-lab mesh` run. The grid predicts
+// direct paths among a-e (d and e share a NAT) and between f, g and a-c;
+// relays for symmetric x port-restricted/symmetric and for h (no UDP).
+func LANParty() []MemberSpec {
+	return []MemberSpec{
+		{Name: "a", NAT: lab.NATNone},
+		{Name: "b", NAT: lab.NATFullCone},
+		{Name: "c", NAT: lab.NATRestricted},
+		{Name: "d", NAT: lab.NATPortRestricted},
+		{Name: "e", Behind: "d"},
+		{Name: "f", NAT: lab.NATSymmetric},
+		{Name: "g", NAT: lab.NATSymmetric},
+		{Name: "h", NAT: lab.NATUDPBlocked},
+	}
+}
+
 // MeshOptions describe a network of N members behind lab NATs.
 type MeshOptions struct {
 	Binary   string

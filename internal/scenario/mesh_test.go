@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,17 +15,8 @@ import (
 	"github.com/punchd/punchd/internal/lab"
 )
 
-// meshMembers: four NAT situations and two hosts behind one NAT, so the
-// mesh has direct and relayed pairs (the grid's physics says which).
-var meshMembers = []MemberSpec{
-	{Name: "a", NAT: lab.NATFullCone},
-	{Name: "b", NAT: lab.NATSymmetric},
-	{Name: "c", NAT: lab.NATPortRestricted},
-	{Name: "d", Behind: "c"},
-}
-
-// TestMeshNetwork is the LAN party: four daemons join one network with one
-// code and no --peer; every pair connects over the path the NATs allow; a
+// TestMeshNetwork is the LAN party: eight daemons behind five NAT types
+// (two behind one NAT) join one network with one code and no --peer; every pair connects over the path the NATs allow; a
 // broadcast and an mDNS query from one member reach all others; a member
 // leaves and comes back on its own; a member shut out by a new code can
 // reach no one.
@@ -32,12 +24,22 @@ func TestMeshNetwork(t *testing.T) {
 	lab.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	m, err := StartMesh(ctx, MeshOptions{Binary: punchdBinary, Members: meshMembers, Dir: t.TempDir()})
+	m, err := StartMesh(ctx, MeshOptions{Binary: punchdBinary, Members: LANParty(), Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close() })
-	a, b, c, d := m.Node("a"), m.Node("b"), m.Node("c"), m.Node("d")
+	a := m.Node("a")
+	leaver, outcast := m.Node("e"), m.Node("h")
+	without := func(skip *Node) []*Node {
+		var out []*Node
+		for _, n := range m.Nodes {
+			if n != skip {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
 
 	pairs, err := m.WaitConnected(ctx, m.Nodes, 60*time.Second)
 	if err != nil {
@@ -62,7 +64,7 @@ func TestMeshNetwork(t *testing.T) {
 	}
 
 	t.Run("broadcast and mDNS reach every member", func(t *testing.T) {
-		others := []*Node{b, c, d}
+		others := without(a)
 		bcast := lastOf(identity.DefaultOverlayIPv4)
 		mdns := netip.MustParseAddr("224.0.0.251")
 		query := mdnsQuery(t, "_punchd-lab._udp.local.")
@@ -101,16 +103,16 @@ func TestMeshNetwork(t *testing.T) {
 	})
 
 	t.Run("a member leaves and rejoins", func(t *testing.T) {
-		if err := m.StopMember(d); err != nil {
+		if err := m.StopMember(leaver); err != nil {
 			t.Fatal(err)
 		}
-		if err := m.StartMember(d, m.Code); err != nil {
+		if err := m.StartMember(leaver, m.Code); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := m.WaitConnected(ctx, m.Nodes, 60*time.Second); err != nil {
-			t.Fatalf("after d rejoined: %v\n%s", err, m.MeshLogs())
+			t.Fatalf("after %s rejoined: %v\n%s", leaver.Name, err, m.MeshLogs())
 		}
-		pingAll(ctx, t, m, d, []*Node{a, b, c})
+		pingAll(ctx, t, m, leaver, m.Nodes)
 	})
 
 	t.Run("a new code shuts a member out", func(t *testing.T) {
@@ -118,7 +120,7 @@ func TestMeshNetwork(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stay := []*Node{a, b, c}
+		stay := without(outcast)
 		for _, n := range stay {
 			if err := m.StopMember(n); err != nil {
 				t.Fatal(err)
@@ -136,17 +138,30 @@ func TestMeshNetwork(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, p := range st.Peers {
-				if p.ID == d.ID.String() {
-					t.Errorf("%s still lists the shut-out member d (%s)", n.Name, p.State)
+				if p.ID == outcast.ID.String() {
+					t.Errorf("%s still lists the shut-out member %s (%s)", n.Name, outcast.Name, p.State)
 				}
 			}
-			// d still has the old roster and tries: nothing may answer.
-			pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			_, err = FirstPing(pctx, d.Host, n.Overlay4, 50*time.Millisecond)
-			cancel()
-			if err == nil {
-				t.Errorf("the shut-out member d still reaches %s", n.Name)
-			}
+		}
+		// The outcast still has the old roster and tries: nothing may
+		// answer. All members at once, 3 s each.
+		reached := make(chan string, len(stay))
+		var wg sync.WaitGroup
+		for _, n := range stay {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				defer cancel()
+				if _, err := FirstPing(pctx, outcast.Host, n.Overlay4, 50*time.Millisecond); err == nil {
+					reached <- n.Name
+				}
+			}()
+		}
+		wg.Wait()
+		close(reached)
+		for name := range reached {
+			t.Errorf("the shut-out member %s still reaches %s", outcast.Name, name)
 		}
 	})
 }
