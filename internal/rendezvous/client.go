@@ -327,39 +327,6 @@ func (c *Client) Send(ctx context.Context, to identity.PublicKey, payload []byte
 	return conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeSend, To: to.String(), Payload: sealed}))
 }
 
-// Announce hands a sealed announcement to the rendezvous for topic, one
-// of ClientConfig.Topics.
-func (c *Client) Announce(ctx context.Context, topic string, payload []byte) error {
-	conn := c.conn.Load()
-	if conn == nil {
-		return ErrNotConnected
-	}
-	return conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeAnnounce, Topic: topic, Payload: payload}))
-}
-
-// SetWatch replaces the peers whose presence we want (members of a
-// network come and go); it holds across reconnects.
-func (c *Client) SetWatch(ctx context.Context, peers []identity.PublicKey) error {
-	c.watchMu.Lock()
-	c.watch = slices.Clone(peers)
-	c.watchMu.Unlock()
-	conn := c.conn.Load()
-	if conn == nil {
-		return nil // sent on registering
-	}
-	return conn.Write(ctx, websocket.MessageText, c.watchFrame())
-}
-
-func (c *Client) watchFrame() []byte {
-	c.watchMu.Lock()
-	defer c.watchMu.Unlock()
-	ids := make([]string, len(c.watch))
-	for i, k := range c.watch {
-		ids[i] = k.String()
-	}
-	return encodeFrame(frame{Type: typeWatch, IDs: ids})
-}
-
 // Recheck makes the client ping the rendezvous now instead of at the next
 // interval, and reconnect if that fails: the daemon calls it when a tunnel
 // path goes silent, since whatever broke the path (a NAT that forgot its
