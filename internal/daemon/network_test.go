@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -80,5 +81,54 @@ func TestMembershipName(t *testing.T) {
 		if _, err := newMembership(d, network.Code{}, tt.name); (err == nil) != tt.ok {
 			t.Errorf("newMembership(name %q) = %v, want ok=%v", tt.name, err, tt.ok)
 		}
+	}
+}
+
+// The rendezvous can flood us with announcements: the queue holds
+// inboxSize, the rest is dropped and counted, nothing blocks.
+func TestAnnouncementQueueBound(t *testing.T) {
+	d := &daemon{self: mustKey(t), log: slog.New(slog.DiscardHandler)}
+	m, err := newMembership(d, network.Code{}, "me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range inboxSize + 10 {
+		m.onAnnouncement(m.topic, []byte("junk"))
+	}
+	if len(m.inbox) != inboxSize || m.junk.Load() != 10 {
+		t.Fatalf("%d queued, %d refused; want %d and 10", len(m.inbox), m.junk.Load(), inboxSize)
+	}
+	// What is queued is opened and refused, and counted too.
+	for range inboxSize {
+		if m.receive(context.Background(), <-m.inbox) {
+			t.Fatal("junk asked for an answer")
+		}
+	}
+	if m.junk.Load() != inboxSize+10 {
+		t.Fatalf("%d refused, want %d", m.junk.Load(), inboxSize+10)
+	}
+}
+
+// A --peer that is also a member stays a --peer (never removed with the
+// roster) and gains the name it announced.
+func TestLinkKnownPeer(t *testing.T) {
+	self, peer := mustKey(t), mustKey(t)
+	v4 := netip.MustParsePrefix("10.188.0.0/16")
+	_, book, err := planOverlay(self, []Peer{{Key: peer, Alias: "bob"}}, []netip.Prefix{v4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := &peerState{key: peer, alias: "bob"}
+	d := &daemon{self: self, book: book, peers: map[identity.PublicKey]*peerState{peer: ps}}
+	m, err := newMembership(d, network.Code{}, "me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := identity.OverlayAddr(v4, peer)
+	if err := m.link(context.Background(), network.Announcement{Key: peer, Name: "bobs-laptop", Time: time.Now(), Addrs: []netip.Addr{addr}}); err != nil {
+		t.Fatal(err)
+	}
+	if ps.member || ps.alias != "bob" || ps.name != "bobs-laptop" || len(d.peers) != 1 {
+		t.Fatalf("peer after link: member=%v alias=%q name=%q, %d peers", ps.member, ps.alias, ps.name, len(d.peers))
 	}
 }
