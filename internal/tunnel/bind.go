@@ -71,6 +71,11 @@ type Bind struct {
 	// Packets dropped because a queue was full (see Drops).
 	relayDrops, stunDrops atomic.Uint64
 
+	// Peer relays (see peerrelay.go).
+	relayFor           atomic.Bool
+	onProbe            atomic.Pointer[func(ProbeResult)]
+	relayed, relayJunk atomic.Uint64
+
 	sendPool sync.Pool // *sendBuffers
 	gso      gsoState  // the shared socket's
 	relayGSO gsoState  // the TURN client sockets' (relay shortcut)
@@ -323,6 +328,14 @@ func (b *Bind) sort(pkt []byte, from netip.AddrPort, srcs *sources, slot []byte,
 	case KindSTUN:
 		// A fresh address per STUN packet: ICE keeps it.
 		b.stun.deliver(pkt, net.UDPAddrFromAddrPort(from))
+	default:
+		src, _ := srcs.endpoint(from).(*peerEndpoint)
+		switch {
+		case isPeerRelay(pkt):
+			return b.sortRelay(pkt, src, slot, size, ep)
+		case isProbe(pkt) && src != nil:
+			b.answerProbe(pkt, src, nil)
+		}
 	}
 	return false
 }
