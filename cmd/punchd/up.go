@@ -28,6 +28,8 @@ func newUpCommand() *cobra.Command {
 	fs.StringArray("peer", nil, "peer to link with: its ID (from `punchd id`) or an alias from the config file's peers map; repeatable")
 	fs.String("network", "", "join the network of this code (from `punchd network new`); its members need no --peer")
 	fs.String("name", "", "name shown to the network's members (default: the host name)")
+	fs.Bool("peer-relay", true, "carry traffic between two peers this host reaches directly when they cannot punch, and send through such a peer when it beats the TURN relay")
+	fs.Bool("no-peer-relay", false, "neither relay for peers nor through them (same as --peer-relay=false)")
 	fs.String("interface", "punch0", "name of the tunnel interface")
 	fs.StringSlice("overlay-prefix", []string{identity.DefaultOverlayIPv4.String(), identity.DefaultOverlayIPv6.String()},
 		"overlay prefixes (one IPv4 and/or one IPv6); addresses inside are derived from the keys")
@@ -111,6 +113,7 @@ func runUp(cmd *cobra.Command, _ []string) error {
 		Peers:           peers,
 		Network:         code,
 		Name:            name,
+		PeerRelay:       s.v.GetBool("peer-relay") && !s.v.GetBool("no-peer-relay"),
 		ControlSocket:   s.controlSocket(),
 		TURN:            turns,
 		ForceRelay:      s.v.GetBool("force-relay"),

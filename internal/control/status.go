@@ -66,6 +66,9 @@ type PeerStatus struct {
 	State      string `json:"state"`
 	Path       string `json:"path"` // "direct", "relay" or "none"
 	Reason     string `json:"reason,omitempty"`
+	// RelayVia names the member relaying the tunnel (a peer relay);
+	// then Path is "relay" and Relay empty.
+	RelayVia string `json:"relay_via,omitempty"`
 	// Relay is the TURN relay address carrying the path, when relayed.
 	Relay       string `json:"relay,omitempty"`
 	OverlayIPv4 string `json:"overlay_ipv4,omitempty"`

@@ -25,14 +25,18 @@ func (s Status) WriteTable(w io.Writer, now time.Time) error {
 	}
 	fmt.Fprintln(w)
 	if len(s.Peers) == 0 {
-		_, err := fmt.Fprintln(w, "no peers configured (use --peer)")
+		_, err := fmt.Fprintln(w, "no peers yet (use --peer, or --network: members appear as they announce themselves)")
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "PEER\tOVERLAY\tSTATE\tPATH\tLOCAL\tREMOTE\tRX\tTX\tHANDSHAKE")
 	for _, p := range s.Peers {
+		path := p.Path
+		if p.RelayVia != "" {
+			path = "relay via " + p.RelayVia
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			p.Name(), dash(p.OverlayIPv4), p.State, p.Path,
+			p.Name(), dash(p.OverlayIPv4), p.State, path,
 			candidate(p.LocalCandidate), candidate(p.RemoteCandidate),
 			bytes(p.RxBytes), bytes(p.TxBytes), ago(p.LastHandshake, now))
 	}

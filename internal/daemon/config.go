@@ -41,7 +41,11 @@ type Config struct {
 	// RendezvousURL is empty.
 	Network *network.Code
 	// Name is how this host is shown to the network's members.
-	Name          string
+	Name string
+	// PeerRelay: carry traffic between two peers we reach directly when
+	// they cannot punch, and send through such a peer ourselves when it
+	// beats the TURN relay (see peerrelay.go).
+	PeerRelay     bool
 	ControlSocket string
 	// TURN lists relays besides the rendezvous' own (e.g. a coturn).
 	TURN []ExternalTURN

@@ -172,6 +172,15 @@ func Run(ctx context.Context, cfg Config) error {
 			d.net.run(runCtx)
 		}()
 	}
+	if cfg.PeerRelay {
+		bind.SetPeerRelay(true)
+		chooser := newRelayChooser(d)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			chooser.run(runCtx)
+		}()
+	}
 	// Ready for systemd (Type=notify): the device is up with its
 	// addresses and we are registered at the rendezvous.
 	notifySystemd(log, sdnotify.Ready)
@@ -205,6 +214,9 @@ type peerState struct {
 	connectedAt time.Time
 	lastPath    icepeer.Path
 	name        string // display name announced by a member
+	// via names the member relaying for this peer (see peerrelay.go),
+	// viaReason why; both empty when none does.
+	via, viaReason string
 }
 
 type daemon struct {
@@ -440,6 +452,12 @@ func (d *daemon) onPath(ps *peerState, path icepeer.Path) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.lastPath = path
+	if pathKind(path) == "direct" && ps.via != "" {
+		// A direct path always beats a member relay.
+		d.bind.SetVia(ps.key, identity.PublicKey{})
+		ps.log.Info("peer relay no longer used: direct path", "via", ps.via)
+		ps.via, ps.viaReason = "", ""
+	}
 	switch {
 	case path.Direct.IsValid() || path.Relay != nil:
 		if ps.connectedAt.IsZero() {

@@ -39,7 +39,7 @@ func (d *daemon) status() control.Status {
 	for _, ps := range d.snapshot() {
 		is := ps.ice.Status()
 		ps.mu.Lock()
-		name := ps.name
+		name, via, viaReason := ps.name, ps.via, ps.viaReason
 		ps.mu.Unlock()
 		out := control.PeerStatus{
 			ID:          ps.key.String(),
@@ -62,6 +62,12 @@ func (d *daemon) status() control.Status {
 			if out.Reason == "" {
 				out.Reason = natkind.RelayReason(out.Relay, natRep.Local(), is.RemoteNAT)
 			}
+		}
+		if via != "" {
+			// A member carries the tunnel (see peerrelay.go): it
+			// answered our probes through it a moment ago.
+			out.State, out.Path, out.RelayVia, out.Reason = "connected", "relay", via, viaReason
+			out.Relay, out.LocalCandidate, out.RemoteCandidate = "", nil, nil
 		}
 		if s, ok := stats[ps.key]; ok {
 			out.RxBytes, out.TxBytes = s.RxBytes, s.TxBytes

@@ -50,6 +50,8 @@ type MeshOptions struct {
 	UpArgs   []string
 	// Env is extra environment for the daemons (e.g. NOTIFY_SOCKET).
 	Env []string
+	// RendezvousArgs are extra flags for `punchd rendezvous`.
+	RendezvousArgs []string
 }
 
 // Mesh is a lab with a rendezvous and N daemons that joined one network
@@ -85,7 +87,7 @@ func StartMesh(ctx context.Context, opts MeshOptions) (_ *Mesh, err error) {
 		return nil, fmt.Errorf("build lab: %w", err)
 	}
 	m := &Mesh{
-		Run:     &Run{opts: Options{Binary: opts.Binary, Dir: opts.Dir, LogLevel: opts.LogLevel, UpArgs: opts.UpArgs}, Lab: l, tempDir: tempDir, env: opts.Env},
+		Run:     &Run{opts: Options{Binary: opts.Binary, Dir: opts.Dir, LogLevel: opts.LogLevel, UpArgs: opts.UpArgs, RendezvousArgs: opts.RendezvousArgs}, Lab: l, tempDir: tempDir, env: opts.Env},
 		Specs:   make(map[string]MemberSpec),
 		nodeNAT: make(map[string]lab.NATType),
 		router:  make(map[string]*lab.Router),

@@ -1,0 +1,199 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/tunnel"
+)
+
+// Peer relays, the daemon's half (the data path is tunnel/peerrelay.go):
+// for every peer without a direct path, probe the round trip over its own
+// path (the TURN relay, if any) and through every peer we reach directly,
+// and send through the best of those when it beats the TURN relay clearly
+// (or there is no relay path at all). A direct path always wins.
+
+const (
+	// probeEvery is how often paths are probed.
+	probeEvery = 2 * time.Second
+	// probeFresh: older answers do not count.
+	probeFresh = 3 * probeEvery
+	// beatBy: a member must beat the TURN relay's RTT by this factor to be
+	// chosen, and keeps being used while it beats it at all (hysteresis).
+	beatBy = 0.8
+)
+
+type probeKey struct{ peer, via identity.PublicKey }
+
+type probeResult struct {
+	rtt time.Duration
+	at  time.Time
+}
+
+// relayChooser owns the probe results and the choice per peer.
+type relayChooser struct {
+	d *daemon
+
+	mu      sync.Mutex
+	results map[probeKey]probeResult
+}
+
+func newRelayChooser(d *daemon) *relayChooser {
+	c := &relayChooser{d: d, results: make(map[probeKey]probeResult)}
+	d.bind.SetProbeHandler(c.onProbe)
+	return c
+}
+
+// onProbe runs on a receive path: record and return.
+func (c *relayChooser) onProbe(r tunnel.ProbeResult) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.results) < 4096 { // bounded whatever peers answer
+		c.results[probeKey{r.Peer, r.Via}] = probeResult{r.RTT, time.Now()}
+	} else if _, ok := c.results[probeKey{r.Peer, r.Via}]; ok {
+		c.results[probeKey{r.Peer, r.Via}] = probeResult{r.RTT, time.Now()}
+	}
+}
+
+func (c *relayChooser) run(ctx context.Context) {
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.round()
+	}
+}
+
+// round chooses with what the last probes said, then probes again.
+func (c *relayChooser) round() {
+	peers := c.d.snapshot()
+	var direct []*peerState
+	for _, ps := range peers {
+		if ps.hasDirectPath() {
+			direct = append(direct, ps)
+		}
+	}
+	now := time.Now()
+	for _, ps := range peers {
+		if ps.hasDirectPath() {
+			c.setVia(ps, nil, 0, 0)
+			continue
+		}
+		own, ownOK := c.fresh(ps.key, identity.PublicKey{}, now)
+		cur := c.d.bind.Via(ps.key)
+		var best *peerState
+		var bestRTT time.Duration
+		for _, m := range direct {
+			if m == ps {
+				continue
+			}
+			rtt, ok := c.fresh(ps.key, m.key, now)
+			if !ok {
+				continue
+			}
+			limit := beatBy
+			if m.key == cur {
+				limit = 1
+			}
+			if ownOK && float64(rtt) >= limit*float64(own) {
+				continue
+			}
+			if best == nil || rtt < bestRTT {
+				best, bestRTT = m, rtt
+			}
+		}
+		c.setVia(ps, best, bestRTT, own)
+		_ = c.d.bind.Probe(ps.key, identity.PublicKey{})
+		for _, m := range direct {
+			if m != ps {
+				_ = c.d.bind.Probe(ps.key, m.key)
+			}
+		}
+	}
+	c.prune(now)
+}
+
+func (c *relayChooser) fresh(peer, via identity.PublicKey, now time.Time) (time.Duration, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, ok := c.results[probeKey{peer, via}]
+	if !ok || now.Sub(r.at) > probeFresh {
+		return 0, false
+	}
+	return r.rtt, true
+}
+
+func (c *relayChooser) prune(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, r := range c.results {
+		if now.Sub(r.at) > probeFresh {
+			delete(c.results, k)
+		}
+	}
+}
+
+// setVia makes via (nil: none) carry ps's packets and says why in status.
+func (c *relayChooser) setVia(ps *peerState, via *peerState, rtt, own time.Duration) {
+	var key identity.PublicKey
+	if via != nil {
+		key = via.key
+	}
+	if c.d.bind.Via(ps.key) == key {
+		if via != nil {
+			ps.mu.Lock()
+			ps.via = via.displayName()
+			ps.viaReason = viaReason(ps.via, rtt, own)
+			ps.mu.Unlock()
+		}
+		return
+	}
+	c.d.bind.SetVia(ps.key, key)
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if via == nil {
+		if ps.via != "" {
+			ps.log.Info("peer relay no longer used", "via", ps.via)
+		}
+		ps.via, ps.viaReason = "", ""
+		return
+	}
+	ps.via = via.displayName()
+	ps.viaReason = viaReason(ps.via, rtt, own)
+	ps.log.Info("relay via member", "via", ps.via, "rtt", rtt, "own_path_rtt", own)
+}
+
+func viaReason(via string, rtt, own time.Duration) string {
+	if own == 0 {
+		return fmt.Sprintf("relay via %s (%s round trip): no direct path, and no TURN relay path answers", via, rtt.Round(10*time.Microsecond))
+	}
+	return fmt.Sprintf("relay via %s: %s round trip against %s through the TURN relay", via, rtt.Round(10*time.Microsecond), own.Round(10*time.Microsecond))
+}
+
+// hasDirectPath reports whether ICE selected a direct pair for ps.
+func (ps *peerState) hasDirectPath() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return pathKind(ps.lastPath) == "direct"
+}
+
+// displayName is how logs and status name a peer: alias, announced name,
+// or the start of its ID.
+func (ps *peerState) displayName() string {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	switch {
+	case ps.alias != "":
+		return ps.alias
+	case ps.name != "":
+		return ps.name
+	}
+	return ps.key.Short()
+}
