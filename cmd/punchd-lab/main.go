@@ -23,7 +23,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("punchd", "bin/punchd", "punchd binary to run")
-	root.AddCommand(newDemoCommand(), newConnectTimeCommand(), newBenchCommand(), newMeshCommand())
+	root.AddCommand(newDemoCommand(), newConnectTimeCommand(), newBenchCommand(), newMeshCommand(), newPeerRelayCommand())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "punchd-lab:", err)
 		os.Exit(1)

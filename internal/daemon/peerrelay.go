@@ -24,6 +24,8 @@ const (
 	// beatBy: a member must beat the TURN relay's RTT by this factor to be
 	// chosen, and keeps being used while it beats it at all (hysteresis).
 	beatBy = 0.8
+	// maxProbeResults bounds the results kept whatever peers answer.
+	maxProbeResults = 4096
 )
 
 type probeKey struct{ peer, via identity.PublicKey }
@@ -47,14 +49,19 @@ func newRelayChooser(d *daemon) *relayChooser {
 	return c
 }
 
-// onProbe runs on a receive path: record and return.
+// onProbe runs on a receive path: record and return. The round trip is
+// smoothed (as TCP smooths its RTT, gain 1/4), so that one queued probe
+// under load does not move the path.
 func (c *relayChooser) onProbe(r tunnel.ProbeResult) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.results) < 4096 { // bounded whatever peers answer
-		c.results[probeKey{r.Peer, r.Via}] = probeResult{r.RTT, time.Now()}
-	} else if _, ok := c.results[probeKey{r.Peer, r.Via}]; ok {
-		c.results[probeKey{r.Peer, r.Via}] = probeResult{r.RTT, time.Now()}
+	k := probeKey{r.Peer, r.Via}
+	old, ok := c.results[k]
+	switch {
+	case ok && time.Since(old.at) <= probeFresh:
+		c.results[k] = probeResult{old.rtt + (r.RTT-old.rtt)/4, time.Now()}
+	case ok || len(c.results) < maxProbeResults:
+		c.results[k] = probeResult{r.RTT, time.Now()}
 	}
 }
 
@@ -87,28 +94,19 @@ func (c *relayChooser) round() {
 			continue
 		}
 		own, ownOK := c.fresh(ps.key, identity.PublicKey{}, now)
-		cur := c.d.bind.Via(ps.key)
-		var best *peerState
-		var bestRTT time.Duration
+		if !ownOK {
+			own = 0
+		}
+		var cands []viaCandidate
 		for _, m := range direct {
 			if m == ps {
 				continue
 			}
-			rtt, ok := c.fresh(ps.key, m.key, now)
-			if !ok {
-				continue
-			}
-			limit := beatBy
-			if m.key == cur {
-				limit = 1
-			}
-			if ownOK && float64(rtt) >= limit*float64(own) {
-				continue
-			}
-			if best == nil || rtt < bestRTT {
-				best, bestRTT = m, rtt
+			if rtt, ok := c.fresh(ps.key, m.key, now); ok {
+				cands = append(cands, viaCandidate{m, rtt})
 			}
 		}
+		best, bestRTT := chooseVia(own, cands, c.d.bind.Via(ps.key))
 		c.setVia(ps, best, bestRTT, own)
 		_ = c.d.bind.Probe(ps.key, identity.PublicKey{})
 		for _, m := range direct {
@@ -118,6 +116,36 @@ func (c *relayChooser) round() {
 		}
 	}
 	c.prune(now)
+}
+
+// viaCandidate is a peer we reach directly that answered a probe to the
+// peer in question through it.
+type viaCandidate struct {
+	via *peerState
+	rtt time.Duration
+}
+
+// chooseVia picks the relaying peer for a peer without a direct path: the
+// candidate with the smallest round trip, if it beats own (the round trip
+// over the peer's own path, through the TURN relay; 0 when that does not
+// answer) by beatBy, or at all for the one in use now (cur), so that two
+// close figures do not make the path flap. nil: keep the own path.
+func chooseVia(own time.Duration, cands []viaCandidate, cur identity.PublicKey) (*peerState, time.Duration) {
+	var best *peerState
+	var bestRTT time.Duration
+	for _, c := range cands {
+		limit := beatBy
+		if c.via.key == cur {
+			limit = 1
+		}
+		if own > 0 && float64(c.rtt) >= limit*float64(own) {
+			continue
+		}
+		if best == nil || c.rtt < bestRTT {
+			best, bestRTT = c.via, c.rtt
+		}
+	}
+	return best, bestRTT
 }
 
 func (c *relayChooser) fresh(peer, via identity.PublicKey, now time.Time) (time.Duration, bool) {
