@@ -54,6 +54,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.RendezvousURL == "" && cfg.Network != nil {
 		cfg.RendezvousURL = cfg.Network.Rendezvous
 	}
+	if cfg.PinICEServers && len(cfg.STUN) == 0 && len(cfg.TURN) == 0 {
+		return errors.New("--pin-ice-servers uses only the --stun and --turn servers, and none is given: add --stun HOST:PORT (and --turn for a relay), or drop --pin-ice-servers")
+	}
 
 	bind := tunnel.NewBind(log.With("component", "bind"), tunnel.BindOptions{})
 	dev, err := tunnel.NewDevice(tunnel.DeviceConfig{
@@ -118,6 +121,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer stopDebug()
 	}
+	if cfg.MetricsListen != "" {
+		stopMetrics, err := d.serveMetrics(cfg.MetricsListen, log.With("component", "metrics"))
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	if self4 := firstOf(plan.self, true); self4.IsValid() {
 		echo, err := ping.Listen(self4, log.With("component", "ping"))
@@ -138,7 +148,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Key:          cfg.Key,
 		Logger:       log.With("component", "rendezvous"),
 		Watch:        d.peerKeys(),
-		Accept:       d.knows,
+		Accept:       d.acceptsSignalsFrom,
 		OnRegistered: d.onRegistered,
 		OnPresence:   d.onPresence,
 		OnMessage:    d.onMessage,
@@ -217,6 +227,7 @@ type peerState struct {
 	// via names the member relaying for this peer (see peerrelay.go),
 	// viaReason why; both empty when none does.
 	via, viaReason string
+	pathChanges    atomic.Uint64 // paths selected or lost (metrics)
 }
 
 type daemon struct {
@@ -241,7 +252,11 @@ type daemon struct {
 	localNAT natkind.NATType
 
 	rv      atomic.Pointer[rendezvous.Client]
-	servers atomic.Pointer[[]icepeer.ICEServer]
+	offered atomic.Pointer[rendezvous.Registration] // the latest, already capped
+}
+
+func (d *daemon) iceChoice() iceChoice {
+	return iceChoice{pinned: d.cfg.PinICEServers, stun: d.cfg.STUN, turn: d.cfg.TURN}
 }
 
 // addPeer links with key: a WireGuard peer with its host routes, an ICE
@@ -347,13 +362,6 @@ func (d *daemon) peer(key identity.PublicKey) (*peerState, bool) {
 	return ps, ok
 }
 
-// knows says whose sealed messages the rendezvous client opens: our
-// --peer list and the network members we know now.
-func (d *daemon) knows(key identity.PublicKey) bool {
-	_, ok := d.peer(key)
-	return ok
-}
-
 // peerKeys lists the peers, sorted (for the watch list).
 func (d *daemon) peerKeys() []identity.PublicKey {
 	d.mu.RLock()
@@ -395,34 +403,31 @@ func (d *daemon) recheckRendezvous() {
 }
 
 func (d *daemon) onRegistered(r rendezvous.Registration) {
-	servers := make([]icepeer.ICEServer, 0, len(r.ICEServers))
-	urls := make([]string, 0, len(r.ICEServers))
+	d.offered.Store(&r)
+	offered := make([]string, 0, len(r.ICEServers))
 	for _, s := range r.ICEServers {
-		servers = append(servers, icepeer.ICEServer{URL: s.URL, Username: s.Username, Credential: s.Credential})
-		urls = append(urls, s.URL)
+		offered = append(offered, s.URL)
 	}
-	d.servers.Store(&servers)
-	d.log.Info("registered at rendezvous", "ice_servers", urls)
-	d.nat.request(urls)
+	var used []string
+	for _, s := range d.currentICEServers() {
+		used = append(used, s.URL)
+	}
+	d.log.Info("registered at rendezvous", "ice_servers", used, "offered", offered, "pinned", d.cfg.PinICEServers)
+	for _, w := range d.iceChoice().warnings(&r) {
+		d.log.Warn(w)
+	}
+	d.nat.request(used)
 	if d.net != nil {
 		d.net.registered()
 	}
 }
 
-// currentICEServers is the rendezvous' STUN/TURN servers followed by the
-// external TURN servers given with --turn, with fresh credentials.
+// currentICEServers is the rendezvous' STUN/TURN servers (unless pinned)
+// followed by the --stun and --turn servers, with fresh credentials.
 func (d *daemon) currentICEServers() []icepeer.ICEServer {
-	var out []icepeer.ICEServer
-	if p := d.servers.Load(); p != nil {
-		out = append(out, *p...)
-	}
-	for _, t := range d.cfg.TURN {
-		s, err := t.server(d.self)
-		if err != nil {
-			d.log.Warn("external TURN server skipped", "url", t.URL, "err", err)
-			continue
-		}
-		out = append(out, s)
+	out, skipped := d.iceChoice().servers(d.offered.Load(), func(t ExternalTURN) (icepeer.ICEServer, error) { return t.server(d.self) })
+	for _, err := range skipped {
+		d.log.Warn("ICE server skipped", "err", err)
 	}
 	return out
 }
@@ -432,6 +437,14 @@ func (d *daemon) onPresence(peer identity.PublicKey, online bool) {
 		ps.log.Info("peer presence", "online", online)
 		ps.ice.HandlePresence(online)
 	}
+}
+
+// acceptsSignalsFrom says whose sealed messages the rendezvous client
+// opens at all: the peers we link with. Anyone else's are dropped before
+// any cryptography or replay state (see rendezvous.ClientConfig.Accept).
+func (d *daemon) acceptsSignalsFrom(k identity.PublicKey) bool {
+	_, ok := d.peer(k)
+	return ok
 }
 
 func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
@@ -458,6 +471,7 @@ func (d *daemon) onPath(ps *peerState, path icepeer.Path) {
 		ps.log.Info("peer relay no longer used: direct path", "via", ps.via)
 		ps.via, ps.viaReason = "", ""
 	}
+	ps.pathChanges.Add(1)
 	switch {
 	case path.Direct.IsValid() || path.Relay != nil:
 		if ps.connectedAt.IsZero() {

@@ -2,6 +2,7 @@ package rendezvous
 
 import (
 	"context"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -70,7 +71,7 @@ func rawClient(t *testing.T, url string) *websocket.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c := &Client{cfg: ClientConfig{Key: newKey(t)}, seal: newSealer(newKey(t))}
+	c := newClient(ClientConfig{Key: newKey(t)}, slog.New(slog.DiscardHandler))
 	u, _ := wsURL(url)
 	conn, _, err := websocket.Dial(ctx, u, nil)
 	if err != nil {
