@@ -28,12 +28,12 @@ func newMeshCommand() *cobra.Command {
 			}
 			bin, _ := cmd.Flags().GetString("punchd")
 			runs, _ := cmd.Flags().GetInt("runs")
-			seconds, _ := cmd.Flags().GetInt("seconds")
+			seconds, err := secondsFlag(cmd)
+			if err != nil {
+				return err
+			}
 			if runs < 1 || runs > 20 {
 				return fmt.Errorf("--runs %d: use 1..20", runs)
-			}
-			if seconds < 2 || seconds > 60 {
-				return fmt.Errorf("--seconds %d: use 2..60", seconds)
 			}
 			return meshBench(cmd.Context(), os.Stdout, bin, runs, seconds)
 		},

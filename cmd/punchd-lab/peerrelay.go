@@ -25,9 +25,9 @@ func newPeerRelayCommand() *cobra.Command {
 				return err
 			}
 			bin, _ := cmd.Flags().GetString("punchd")
-			seconds, _ := cmd.Flags().GetInt("seconds")
-			if seconds < 2 || seconds > 60 {
-				return fmt.Errorf("--seconds %d: use 2..60", seconds)
+			seconds, err := secondsFlag(cmd)
+			if err != nil {
+				return err
 			}
 			return peerRelayBench(cmd.Context(), os.Stdout, bin, seconds)
 		},
@@ -104,4 +104,13 @@ func onePeerRelay(ctx context.Context, bin string, upArgs, rvArgs []string, seco
 		return "", 0, 0, err
 	}
 	return path, rtt, res.Bps, nil
+}
+
+// secondsFlag reads --seconds, the length of a sample or transfer.
+func secondsFlag(cmd *cobra.Command) (int, error) {
+	seconds, _ := cmd.Flags().GetInt("seconds")
+	if seconds < 2 || seconds > 60 {
+		return 0, fmt.Errorf("--seconds %d: use 2..60", seconds)
+	}
+	return seconds, nil
 }
