@@ -23,7 +23,11 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("punchd", "bin/punchd", "punchd binary to run")
-	root.AddCommand(newDemoCommand(), newConnectTimeCommand(), newBenchCommand(), newMeshCommand(), newPeerRelayCommand())
+	root.AddCommand(
+		newDemoCommand(), newConnectTimeCommand(), newBenchCommand(),
+		newWebRTCCommand(), newTURNLoadCommand(), newHardNATCommand(),
+		newMeshCommand(), newPeerRelayCommand(),
+	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "punchd-lab:", err)
 		os.Exit(1)

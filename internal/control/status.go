@@ -44,6 +44,18 @@ type Self struct {
 	SignalingRefused map[string]uint64 `json:"signaling_refused,omitempty"`
 	// Drops are packets the daemon dropped because a queue was full.
 	Drops Drops `json:"drops"`
+	// PortMapping is the tunnel port's mapping on the gateway (UPnP-IGD,
+	// NAT-PMP or PCP), offered to peers as a candidate; absent without.
+	PortMapping *PortMapping `json:"port_mapping,omitempty"`
+}
+
+// PortMapping is a port the gateway forwards to the tunnel socket.
+type PortMapping struct {
+	Protocol string `json:"protocol"` // "pcp", "nat-pmp", "upnp"
+	External string `json:"external"` // the gateway's address and port
+	// LeaseLeftSeconds is how long the gateway keeps it unless renewed
+	// (the daemon renews it well before).
+	LeaseLeftSeconds int `json:"lease_left_seconds"`
 }
 
 // NAT is what RFC 5780 found about the NAT in front of this host (see
@@ -74,7 +86,13 @@ type PeerStatus struct {
 	MemberName string `json:"member_name,omitempty"`
 	State      string `json:"state"`
 	Path       string `json:"path"` // "direct", "relay" or "none"
-	Reason     string `json:"reason,omitempty"`
+	// Via says how a direct path was made when ICE alone could not:
+	// "birthday" (birthday punching), "prediction" (a sequential NAT's
+	// next ports) or "port mapping"; empty for plain ICE.
+	Via string `json:"via,omitempty"`
+	// Probes is how many probes birthday punching or prediction took.
+	Probes int    `json:"probes,omitempty"`
+	Reason string `json:"reason,omitempty"`
 	// RelayVia names the member relaying the tunnel (a peer relay);
 	// then Path is "relay" and Relay empty.
 	RelayVia string `json:"relay_via,omitempty"`

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
 	"sync"
@@ -15,12 +16,14 @@ import (
 
 	"github.com/pion/ice/v4"
 
+	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/natkind"
 	"github.com/punchd/punchd/internal/natprobe"
 	"github.com/punchd/punchd/internal/ping"
+	"github.com/punchd/punchd/internal/portmap"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/sdnotify"
 	"github.com/punchd/punchd/internal/tunnel"
@@ -103,6 +106,7 @@ func Run(ctx context.Context, cfg Config) error {
 			ps.ice.SetLocalNAT(rep.NATType)
 		}
 	})
+	d.cool = birthday.NewCooldown(cfg.Birthday.Limits().Cooldown, nil)
 	for _, p := range cfg.Peers {
 		if err := d.addPeer(p.Key, p.Alias, false, plan.peers[p.Key]); err != nil {
 			return err
@@ -113,6 +117,19 @@ func Run(ctx context.Context, cfg Config) error {
 			return err
 		}
 	}
+
+	// After the peers exist (OnChange walks them), before they run.
+	if !cfg.NoPortMapping && !cfg.ForceRelay {
+		d.lease = portmap.Keep(ctx, portmap.LeaseConfig{Internal: dev.ListenPort(), Logger: log.With("component", "portmap"),
+			OnChange: func(portmap.Mapping) {
+				d.eachPeer(func(ps *peerState) { ps.ice.PortMappingChanged() })
+			}})
+		defer d.lease.Close()
+	}
+	bind.SetPunchHandler(func(pkt []byte, from netip.AddrPort) {
+		d.eachPeer(func(ps *peerState) { ps.hard.deliver(pkt, from) })
+	})
+	defer bind.SetPunchHandler(nil)
 
 	if cfg.DebugListen != "" {
 		stopDebug, err := serveDebug(cfg.DebugListen, log)
@@ -130,7 +147,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	if self4 := firstOf(plan.self, true); self4.IsValid() {
-		echo, err := ping.Listen(self4, log.With("component", "ping"))
+		echo, err := ping.Listen(self4, cfg.Interface, log.With("component", "ping"))
 		if err != nil {
 			return err
 		}
@@ -216,6 +233,7 @@ type peerState struct {
 	member bool
 	routes []netip.Prefix
 	ice    *icepeer.Peer
+	hard   *hardNAT // birthday punching toward this peer
 	log    *slog.Logger
 	stop   context.CancelFunc // nil until started
 	done   chan struct{}
@@ -253,6 +271,8 @@ type daemon struct {
 
 	rv      atomic.Pointer[rendezvous.Client]
 	offered atomic.Pointer[rendezvous.Registration] // the latest, already capped
+	lease   *portmap.Lease                          // the tunnel port's mapping on the gateway; nil when off
+	cool    *birthday.Cooldown                      // birthday punching's cooldown, shared by the peers
 }
 
 func (d *daemon) iceChoice() iceChoice {
@@ -277,9 +297,11 @@ func (d *daemon) addPeer(key identity.PublicKey, alias string, member bool, rout
 		OnStalled:         d.recheckRendezvous,
 		OnRelayPacket:     func(pkt []byte) { d.bind.DeliverRelay(key, pkt) },
 		ExcludeInterfaces: []string{d.cfg.Interface},
+		PortMapped:        d.portMapped,
 		RelayOnly:         d.cfg.ForceRelay,
 		Logger:            plog,
 	})
+	ps.hard = newHardNAT(d, ps, d.cool)
 	d.bind.SetPassive(key, !key.Less(d.self)) // the ICE controlling side (larger key) initiates
 	if err := d.dev.AddPeer(key, routes); err != nil {
 		return fmt.Errorf("add peer %s to wireguard: %w", key.Short(), err)
@@ -301,8 +323,21 @@ func (d *daemon) startLocked(ps *peerState) {
 	ps.stop, ps.done = cancel, make(chan struct{})
 	go func() {
 		defer close(ps.done)
+		var wg sync.WaitGroup
+		wg.Go(func() { ps.hard.run(ctx) })
 		ps.ice.Run(ctx)
+		wg.Wait()
 	}()
+}
+
+// eachPeer calls fn for every peer, under the read lock: fn must not
+// block or touch the peer set.
+func (d *daemon) eachPeer(fn func(*peerState)) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	for _, ps := range d.peers {
+		fn(ps)
+	}
 }
 
 // startPeers starts the ICE peers added so far; later ones start at once.
@@ -386,6 +421,22 @@ func (d *daemon) snapshot() []*peerState {
 	return out
 }
 
+// portMapped is the gateway's mapping of the tunnel port and the local
+// address it forwards to, for ICE to offer as a candidate.
+func (d *daemon) portMapped() (external, local netip.AddrPort) {
+	if d.lease == nil {
+		return netip.AddrPort{}, netip.AddrPort{}
+	}
+	m, _ := d.lease.Current()
+	if m.IsZero() {
+		return netip.AddrPort{}, netip.AddrPort{}
+	}
+	if a, ok := d.bind.STUNConn().LocalAddr().(*net.UDPAddr); ok {
+		local = a.AddrPort()
+	}
+	return m.External, netip.AddrPortFrom(local.Addr().Unmap(), m.Internal)
+}
+
 func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []byte) error {
 	rv := d.rv.Load()
 	if rv == nil {
@@ -455,13 +506,19 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 		d.log.Debug("signal from unknown peer dropped", "from", from.Short())
 		return
 	}
+	if birthday.IsSignal(payload) {
+		ps.hard.handleSignal(payload)
+		return
+	}
 	ps.ice.HandleSignal(payload)
 }
 
 // onPath moves WireGuard to the path ICE selected. The Bind, not WireGuard
 // roaming, decides where packets go.
 func (d *daemon) onPath(ps *peerState, path icepeer.Path) {
-	d.bind.SetPath(ps.key, tunnel.Path{Direct: path.Direct, Relay: relayWriter(path), Channel: relayChannel(path)})
+	if !ps.hard.holdsPath(path) {
+		d.bind.SetPath(ps.key, bindPath(path))
+	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.lastPath = path
@@ -485,6 +542,24 @@ func (d *daemon) onPath(ps *peerState, path icepeer.Path) {
 		ps.connectedAt = time.Time{}
 		ps.log.Info("path lost; reconnecting")
 	}
+}
+
+// bindPath is ICE's path as the Bind takes it.
+func bindPath(path icepeer.Path) tunnel.Path {
+	return tunnel.Path{Direct: path.Direct, Relay: relayWriter(path), Channel: relayChannel(path)}
+}
+
+// restorePath gives the tunnel back to ICE's latest path (a birthday path
+// went quiet).
+func (d *daemon) restorePath(key identity.PublicKey) {
+	ps, ok := d.peer(key)
+	if !ok {
+		return
+	}
+	ps.mu.Lock()
+	path := ps.lastPath
+	ps.mu.Unlock()
+	d.bind.SetPath(key, bindPath(path))
 }
 
 // relayChannel avoids handing the Bind a typed-nil TURNChannel.

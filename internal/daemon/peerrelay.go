@@ -205,8 +205,12 @@ func viaReason(via string, rtt, own time.Duration) string {
 	return fmt.Sprintf("relay via %s: %s round trip against %s through the TURN relay", via, rtt.Round(10*time.Microsecond), own.Round(10*time.Microsecond))
 }
 
-// hasDirectPath reports whether ICE selected a direct pair for ps.
+// hasDirectPath reports whether ICE selected a direct pair for ps, or
+// birthday punching found one (see hardnat.go).
 func (ps *peerState) hasDirectPath() bool {
+	if via, _, _, _ := ps.hard.status(); via != "" {
+		return true
+	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	return pathKind(ps.lastPath) == "direct"

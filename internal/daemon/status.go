@@ -1,9 +1,12 @@
 package daemon
 
 import (
+	"time"
+
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/natkind"
+	"github.com/punchd/punchd/internal/natprobe"
 )
 
 // status gathers what `punchd status` shows from the parts that own it: ICE
@@ -30,6 +33,12 @@ func (d *daemon) status() control.Status {
 		st.Self.NAT = &control.NAT{Type: string(natRep.NATType), Mapping: string(natRep.Mapping),
 			Filtering: string(natRep.Filtering), ExternalIPv4: natRep.ExternalIPv4}
 	}
+	if d.lease != nil {
+		if m, _ := d.lease.Current(); !m.IsZero() {
+			st.Self.PortMapping = &control.PortMapping{Protocol: string(m.Protocol), External: m.External.String(),
+				LeaseLeftSeconds: int(time.Until(m.Expires).Seconds())}
+		}
+	}
 	stats, err := d.dev.Stats()
 	if err != nil {
 		d.log.Warn("read wireguard stats", "err", err)
@@ -41,7 +50,7 @@ func (d *daemon) status() control.Status {
 	for _, ps := range d.snapshot() {
 		is := ps.ice.Status()
 		ps.mu.Lock()
-		name, via, viaReason := ps.name, ps.via, ps.viaReason
+		name, relayVia, viaReason := ps.name, ps.via, ps.viaReason
 		ps.mu.Unlock()
 		out := control.PeerStatus{
 			ID:          ps.key.String(),
@@ -59,16 +68,29 @@ func (d *daemon) status() control.Status {
 			out.LocalCandidate = candidate(is.Path.Local)
 			out.RemoteCandidate = candidate(is.Path.Remote)
 		}
+		if out.Path == "direct" && d.viaPortMapping(is, natRep) {
+			out.Via = "port mapping"
+		}
+		via, probes, remote, miss := ps.hard.status()
+		if via != "" {
+			// A birthday path carries the tunnel; ICE's (relayed) pair
+			// stands by.
+			out.Path, out.Via, out.Probes, out.Reason, out.Relay = "direct", via, probes, "", ""
+			out.LocalCandidate, out.RemoteCandidate = nil, &control.Candidate{Type: "prflx", Address: remote.String()}
+		}
 		if out.Path == "relay" {
 			out.Relay = relayAddr(is.Path)
 			if out.Reason == "" {
 				out.Reason = natkind.RelayReason(out.Relay, natRep.Local(), is.RemoteNAT)
 			}
+			if miss != "" {
+				out.Reason += "; last try: " + miss
+			}
 		}
-		if via != "" {
+		if relayVia != "" {
 			// A member carries the tunnel (see peerrelay.go): it
 			// answered our probes through it a moment ago.
-			out.State, out.Path, out.RelayVia, out.Reason = "connected", "relay", via, viaReason
+			out.State, out.Path, out.RelayVia, out.Reason = "connected", "relay", relayVia, viaReason
 			out.Relay, out.LocalCandidate, out.RemoteCandidate = "", nil, nil
 		}
 		if s, ok := stats[ps.key]; ok {
@@ -115,4 +137,18 @@ func relayAddr(p icepeer.Path) string {
 		return p.Local.Addr.String()
 	}
 	return p.Remote.Addr.String()
+}
+
+// viaPortMapping reports whether a direct path goes through a gateway's
+// port mapping: the peer's mapped candidate is the remote end, or we hold
+// a mapping and the two NATs allow no direct path without one.
+func (d *daemon) viaPortMapping(is icepeer.PeerStatus, natRep *natprobe.Report) bool {
+	if is.RemoteMapped.IsValid() && is.Path.Remote.Addr == is.RemoteMapped {
+		return true
+	}
+	if d.lease == nil || natRep == nil {
+		return false
+	}
+	m, _ := d.lease.Current()
+	return !m.IsZero() && natkind.NeedsRelay(natRep.NATType, is.RemoteNAT)
 }

@@ -187,6 +187,19 @@ func (m *Mesh) ExpectedPath(a, b *Node) string {
 	return ExpectedPath(m.nodeNAT[a.Name], m.nodeNAT[b.Name], ra != nil && ra == rb)
 }
 
+// PathAsPredicted reports whether path (as Pair has it) is what the grid
+// predicts for a and b: a relayed pair may also have gone direct by
+// birthday punching (symmetric x port-restricted), the grid's hard cells.
+func (m *Mesh) PathAsPredicted(a, b *Node, path string) bool {
+	want := m.ExpectedPath(a, b)
+	if path == want {
+		return true
+	}
+	na, nb := m.nodeNAT[a.Name], m.nodeNAT[b.Name]
+	hardCell := na == lab.NATSymmetric && nb == lab.NATPortRestricted || nb == lab.NATSymmetric && na == lab.NATPortRestricted
+	return want == "relay" && hardCell && strings.HasPrefix(path, "direct (")
+}
+
 // PeerStatus reads n's status over its control socket (a unix socket in
 // the file system, reachable from outside the namespace).
 func (m *Mesh) PeerStatus(ctx context.Context, n *Node) (control.Status, error) {
@@ -247,7 +260,11 @@ func (m *Mesh) pairs(ctx context.Context, nodes []*Node) ([]Pair, []string, erro
 				missing = append(missing, fmt.Sprintf("%s->%s (%s)", n.Name, o.Name, p.State))
 				continue
 			}
-			paths[[2]string{n.Name, o.Name}] = p.Path
+			path := p.Path
+			if p.Via != "" {
+				path += " (" + p.Via + ")" // birthday punching, prediction, port mapping
+			}
+			paths[[2]string{n.Name, o.Name}] = path
 		}
 	}
 	var out []Pair
