@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/punchd/punchd/internal/fdlimit"
 	"github.com/punchd/punchd/internal/metrics"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/sdnotify"
@@ -68,6 +69,10 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	fdLimit, err := fdlimit.Raise()
+	if err != nil {
+		log.Warn("could not raise the open-file limit; the rendezvous holds fewer peers", "limit", fdLimit, "err", err)
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("TLS needs both --tls-cert and --tls-key")
@@ -172,7 +177,11 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		}
 		return fmt.Errorf("signaling listen %s: %w", cfg.Listen, err)
 	}
-	hs := &http.Server{Handler: web.Handler, ReadHeaderTimeout: 10 * time.Second}
+	limits := rendezvous.HTTPLimits{MaxConns: fdlimit.ConnCap(fdLimit)}
+	hs := rendezvous.NewHTTPServer(web.Handler, limits)
+	// The cap counts TCP connections, before TLS: a stalled TLS
+	// handshake holds a slot as any connection does.
+	ln = rendezvous.LimitListener(ln, limits)
 	errc := make(chan error, 1)
 	scheme := "http"
 	go func() {
@@ -185,7 +194,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	if cfg.TLSCert != "" {
 		scheme = "https"
 	}
-	log.Info("rendezvous listening", "url", scheme+"://"+ln.Addr().String(), "stun_port", stunPort)
+	log.Info("rendezvous listening", "url", scheme+"://"+ln.Addr().String(), "stun_port", stunPort,
+		"max_conns", fdlimit.ConnCap(fdLimit), "fd_limit", fdLimit)
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}

@@ -43,6 +43,8 @@ const (
 	codeReplaced     = "replaced"
 	codeTopicFull    = "topic-full"
 	codeNotJoined    = "not-joined"
+	codeNotWatched   = "not-watched" // send to an ID the sender does not watch
+	codePeerBusy     = "peer-busy"   // the recipient's queue is full
 )
 
 type frame struct {

@@ -45,6 +45,20 @@ func newAnnounceLimiter(cfg ServerConfig) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(cfg.AnnouncesPerSecond), cfg.AnnounceBurst)
 }
 
+// shareTopic reports whether a and b joined one topic; callers hold s.mu.
+func shareTopic(a, b *serverClient) bool {
+	small, other := a.topics, b.topics
+	if len(other) < len(small) {
+		small, other = other, small
+	}
+	for t := range small {
+		if _, ok := other[t]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // join replaces the topics c is subscribed to. A full topic is refused
 // with an error frame; the other topics are still joined.
 func (s *Server) join(c *serverClient, topics []string) {
@@ -69,7 +83,7 @@ func (s *Server) join(c *serverClient, topics []string) {
 	}
 	s.mu.Unlock()
 	for _, t := range full {
-		c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeTopicFull, Topic: t,
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeTopicFull, Topic: t,
 			Message: "topic has " + strconv.Itoa(s.cfg.MaxTopicMembers) + " members already"}))
 	}
 }
@@ -89,7 +103,7 @@ func (s *Server) leaveTopicsLocked(c *serverClient) {
 // announce passes f's payload to every other subscriber of its topic.
 func (s *Server) announce(c *serverClient, f frame) {
 	if !c.announces.Allow() {
-		c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeRateLimited, Topic: f.Topic, Message: "announcing too often; announcement dropped"}))
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeRateLimited, Topic: f.Topic, Message: "announcing too often; announcement dropped"}))
 		return
 	}
 	s.mu.Lock()
@@ -104,12 +118,12 @@ func (s *Server) announce(c *serverClient, f frame) {
 	}
 	s.mu.Unlock()
 	if !joined {
-		c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeNotJoined, Topic: f.Topic, Message: "announce on a topic you have not joined"}))
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeNotJoined, Topic: f.Topic, Message: "announce on a topic you have not joined"}))
 		return
 	}
 	b := encodeFrame(frame{Type: typeAnnounced, Topic: f.Topic, Payload: f.Payload})
 	for _, m := range dst {
-		m.enqueue(s, b)
+		s.enqueue(m, b)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/punchd/punchd/internal/identity"
 )
 
 const (
@@ -159,5 +161,56 @@ func TestLeavingFreesTopic(t *testing.T) {
 	s.srv.mu.Unlock()
 	if n != 0 {
 		t.Fatalf("%d topics left after the last member left", n)
+	}
+}
+
+// Members of one topic may talk before both have named each other: A
+// learned B's key from an announcement and watches it, B has not heard of
+// A yet. Without the shared topic the send is refused.
+func TestTopicMembersMayTalk(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		topics []string
+		want   bool
+	}{
+		{"one topic", []string{topicA}, true},
+		{"no topic", nil, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := startServer(t, "127.0.0.1:0", ServerConfig{})
+			ka, kb := newKey(t), newKey(t)
+			got := make(chan string, 4)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			b, err := Connect(ctx, ClientConfig{URL: s.url(), Key: kb, Topics: tt.topics,
+				Accept:    func(identity.PublicKey) bool { return true },
+				OnMessage: func(_ identity.PublicKey, p []byte) { got <- string(p) }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer b.Close()
+			a, err := Connect(ctx, ClientConfig{URL: s.url(), Key: ka, Topics: tt.topics, Watch: []identity.PublicKey{kb.PublicKey()}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.Close()
+			if len(tt.topics) > 0 {
+				waitJoined(t, s.srv, topicA, 2)
+			}
+			time.Sleep(50 * time.Millisecond) // a's watch frame is handled
+			if err := a.Send(ctx, kb.PublicKey(), []byte("offer")); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case m := <-got:
+				if !tt.want || m != "offer" {
+					t.Fatalf("b got %q; want delivery=%v", m, tt.want)
+				}
+			case <-time.After(500 * time.Millisecond):
+				if tt.want {
+					t.Fatal("the send between members of one topic was not delivered")
+				}
+			}
+		})
 	}
 }
