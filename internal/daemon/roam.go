@@ -24,9 +24,7 @@ func (d *daemon) watchNetwork(bind *tunnel.Bind) *netwatch.Watcher {
 			if rv := d.rv.Load(); rv != nil {
 				rv.Reconnect()
 			}
-			for _, ps := range d.peers {
-				ps.ice.Restart("the host's network changed")
-			}
+			d.eachPeer(func(ps *peerState) { ps.ice.Restart("the host's network changed") })
 		},
 	})
 	if err != nil {
