@@ -270,9 +270,8 @@ func (d *daemon) onPath(key identity.PublicKey, path icepeer.Path) {
 		if ps.connectedAt.IsZero() {
 			ps.connectedAt = time.Now()
 		}
-		ps.log.Info("path selected", "path", pathKind(path),
-			"local", path.Local.Type+" "+path.Local.Addr.String(),
-			"remote", path.Remote.Type+" "+path.Remote.Addr.String(),
+		ps.log.Info("path selected", "path", path.Kind().String(),
+			"local", path.Local.String(), "remote", path.Remote.String(),
 			"after", time.Since(d.started).Round(time.Millisecond))
 	default:
 		ps.connectedAt = time.Time{}

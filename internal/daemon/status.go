@@ -4,6 +4,7 @@ import (
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/natkind"
+	"github.com/punchd/punchd/internal/natprobe"
 )
 
 // status gathers what `punchd status` shows from the parts that own it: ICE
@@ -34,27 +35,10 @@ func (d *daemon) status() control.Status {
 	}
 	for _, p := range d.cfg.Peers {
 		ps := d.peers[p.Key]
-		is := ps.ice.Status()
-		out := control.PeerStatus{
-			ID:          p.Key.String(),
-			Alias:       p.Alias,
-			State:       is.State,
-			Path:        pathKind(is.Path),
-			Reason:      is.Reason,
-			OverlayIPv4: addrString(firstOf(d.plan.peers[p.Key], true)),
-			OverlayIPv6: addrString(firstOf(d.plan.peers[p.Key], false)),
-			NAT:         string(is.RemoteNAT),
-		}
-		if out.Path != "none" {
-			out.LocalCandidate = candidate(is.Path.Local)
-			out.RemoteCandidate = candidate(is.Path.Remote)
-		}
-		if out.Path == "relay" {
-			out.Relay = relayAddr(is.Path)
-			if out.Reason == "" {
-				out.Reason = natkind.RelayReason(out.Relay, natRep.Local(), is.RemoteNAT)
-			}
-		}
+		out := peerStatus(ps.ice.Status(), natRep)
+		out.ID, out.Alias = p.Key.String(), p.Alias
+		out.OverlayIPv4 = addrString(firstOf(d.plan.peers[p.Key], true))
+		out.OverlayIPv6 = addrString(firstOf(d.plan.peers[p.Key], false))
 		if s, ok := stats[p.Key]; ok {
 			out.RxBytes, out.TxBytes = s.RxBytes, s.TxBytes
 			if !s.LastHandshake.IsZero() {
@@ -73,30 +57,31 @@ func (d *daemon) status() control.Status {
 	return st
 }
 
-func pathKind(p icepeer.Path) string {
-	switch {
-	// Either end's relay makes the path relayed: when the peer holds the
-	// allocation we send straight to it, but a relay carries the traffic.
-	case p.Relay != nil, p.Local.Type == "relay", p.Remote.Type == "relay":
-		return "relay"
-	case p.Direct.IsValid():
-		return "direct"
-	default:
-		return "none"
+// peerStatus is what ICE knows of a peer, as `punchd status` shows it;
+// natRep is this host's latest NAT probe (nil before the first).
+func peerStatus(is icepeer.PeerStatus, natRep *natprobe.Report) control.PeerStatus {
+	out := control.PeerStatus{
+		State:  is.State.String(),
+		Path:   is.Path.Kind().String(),
+		Reason: is.Reason,
+		NAT:    string(is.RemoteNAT),
 	}
+	if is.Path.Kind() != icepeer.PathNone {
+		out.LocalCandidate = candidate(is.Path.Local)
+		out.RemoteCandidate = candidate(is.Path.Remote)
+	}
+	if is.Path.Kind() == icepeer.PathRelay {
+		out.Relay = is.Path.RelayAddr().String()
+		if out.Reason == "" {
+			out.Reason = natkind.RelayReason(out.Relay, natRep.Local(), is.RemoteNAT)
+		}
+	}
+	return out
 }
 
 func candidate(c icepeer.Candidate) *control.Candidate {
-	if c.Type == "" {
+	if c.IsZero() {
 		return nil
 	}
-	return &control.Candidate{Type: c.Type, Address: c.Addr.String(), RelayProtocol: c.RelayProtocol}
-}
-
-// relayAddr is the relay carrying the path: ours if we hold it, else the peer's.
-func relayAddr(p icepeer.Path) string {
-	if p.Local.Type == "relay" {
-		return p.Local.Addr.String()
-	}
-	return p.Remote.Addr.String()
+	return &control.Candidate{Type: c.Type.String(), Address: c.Addr.String(), RelayProtocol: c.RelayProtocol}
 }

@@ -4,6 +4,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/pion/ice/v4"
 )
 
 const connectTimeout = 10 * time.Second
@@ -15,7 +17,7 @@ func TestPeersConnectOnLoopback(t *testing.T) {
 	t.Logf("connected after %v", took)
 	for _, n := range []*testNode{tp.a, tp.b} {
 		st := n.current().Status()
-		if st.Path.Local.Type != "host" || st.Path.Local.Addr != n.addr() {
+		if st.Path.Local.Type != ice.CandidateTypeHost || st.Path.Local.Addr != n.addr() {
 			t.Errorf("%s: local candidate %+v, want host %s", n.name, st.Path.Local, n.addr())
 		}
 		if st.ConnectedAt.IsZero() || st.Reason != "" {
@@ -216,7 +218,7 @@ func TestEarlyCandidatesBuffered(t *testing.T) {
 	}
 }
 
-func waitState(t *testing.T, p *Peer, want string) {
+func waitState(t *testing.T, p *Peer, want State) {
 	t.Helper()
 	for range 200 {
 		if p.Status().State == want {
@@ -224,7 +226,7 @@ func waitState(t *testing.T, p *Peer, want string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("state %+v, want %q", p.Status(), want)
+	t.Fatalf("state %+v, want %s", p.Status(), want)
 }
 
 // Everything a Peer starts (agents, readers, closers, pion's callback
@@ -320,7 +322,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Fatalf("no %s within %v", what, d)
 }
 
-func waitStateWithin(t *testing.T, p *Peer, want string, d time.Duration) {
+func waitStateWithin(t *testing.T, p *Peer, want State, d time.Duration) {
 	t.Helper()
-	waitFor(t, d, "state "+want+" (now "+p.Status().State+")", func() bool { return p.Status().State == want })
+	waitFor(t, d, "state "+want.String()+" (now "+p.Status().State.String()+")", func() bool { return p.Status().State == want })
 }
