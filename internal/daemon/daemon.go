@@ -92,7 +92,8 @@ func Run(ctx context.Context, cfg Config) error {
 			Logger:            plog,
 		})
 		ps.bind = bind
-		bind.SetPassive(key, !key.Less(self)) // the ICE controlling side (larger key) initiates
+		// The ICE controlling side initiates WireGuard; the other waits.
+		bind.SetPassive(key, !ps.ice.Controlling())
 		ps.log = plog
 		d.peers[key] = ps
 		if err := dev.AddPeer(key, plan.peers[key]); err != nil {

@@ -223,7 +223,7 @@ func NewPeer(cfg PeerConfig) *Peer {
 	p := &Peer{
 		cfg:         cfg,
 		log:         orDefault(cfg.Logger),
-		controlling: cfg.Remote.Less(cfg.Local),
+		controlling: identity.ControlsICE(cfg.Local, cfg.Remote),
 		events:      make(chan func(), eventQueue),
 		out:         make(chan []byte, signalQueue),
 		quit:        make(chan struct{}),
@@ -262,6 +262,10 @@ func (p *Peer) Run(ctx context.Context) {
 		}
 	}
 }
+
+// Controlling reports whether this side controls ICE toward the peer
+// (identity.ControlsICE); the daemon makes the other side's Bind passive by it.
+func (p *Peer) Controlling() bool { return p.controlling }
 
 // HandleSignal takes a payload from the remote peer (rendezvous OnMessage).
 func (p *Peer) HandleSignal(payload []byte) {
