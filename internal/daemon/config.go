@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
 
 	"errors"
 	"fmt"
@@ -16,7 +17,6 @@ import (
 	"net/netip"
 
 	"github.com/punchd/punchd/internal/icepeer"
-	"github.com/punchd/punchd/internal/rendezvous"
 
 	"github.com/punchd/punchd/internal/identity"
 )
@@ -65,7 +65,7 @@ func (t ExternalTURN) server(self identity.PublicKey) (icepeer.ICEServer, error)
 	if t.Secret == "" {
 		return icepeer.ICEServer{URL: t.URL, Username: t.Username, Credential: t.Password}, nil
 	}
-	user, pass, err := rendezvous.TURNCredentials(t.Secret, self.String(), turnCredentialTTL)
+	user, pass, err := turn.GenerateLongTermTURNRESTCredentials(t.Secret, self.String(), turnCredentialTTL)
 	return icepeer.ICEServer{URL: t.URL, Username: user, Credential: pass}, err
 }
 
