@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/route"
 	"github.com/punchd/punchd/internal/turnserver"
 )
 
@@ -182,12 +183,8 @@ func relayAddress(cfg RendezvousConfig) (netip.Addr, error) {
 			return ip, nil
 		}
 	}
-	c, err := net.Dial("udp4", "192.0.2.1:9") // connecting sends nothing
-	if err == nil {
-		defer c.Close()
-		if a := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr(); a.IsValid() && !a.IsUnspecified() {
-			return a.Unmap(), nil
-		}
+	if a := route.DefaultSource(); a.IsValid() {
+		return a, nil
 	}
 	return netip.Addr{}, errors.New("cannot tell which address relays are reached at: give --relay-ip (the rendezvous host's public address) or --no-turn")
 }
