@@ -71,9 +71,10 @@ type Bind struct {
 	// Packets dropped because a queue was full (see Drops).
 	relayDrops, stunDrops atomic.Uint64
 
-	sendPool sync.Pool // *sendBuffers
-	gso      gsoState  // the shared socket's
-	relayGSO gsoState  // the TURN client sockets' (relay shortcut)
+	sendPool   sync.Pool       // *sendBuffers
+	gsoBatches sync.Pool       // *udpbatch.Batch
+	gso        udpbatch.Writer // the shared socket's
+	relayGSO   udpbatch.Writer // the TURN client sockets' (relay shortcut)
 }
 
 type relayPacket struct {
@@ -110,6 +111,8 @@ func NewBind(log *slog.Logger, opts BindOptions) *Bind {
 		return &buf
 	}
 	b.sendPool.New = func() any { return newSendBuffers() }
+	b.gso = udpbatch.Writer{Log: log, What: "tunnel"}
+	b.relayGSO = udpbatch.Writer{Log: log, What: "TURN channel"}
 	return b
 }
 
