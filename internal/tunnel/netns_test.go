@@ -25,11 +25,15 @@ import (
 	"github.com/punchd/punchd/internal/identity"
 )
 
-const rootSkip = "needs root for network namespaces/TUN: run as root (sudo make test)"
+const rootSkip = "needs root for network namespaces/TUN: run `make test` as root"
 
-// requireRoot skips unless the test can make namespaces, veths and TUNs.
+// requireRoot skips unless the test can make namespaces, veths and TUNs,
+// and with -short.
 func requireRoot(t *testing.T) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("network namespace test: skipped with -short")
+	}
 	if os.Geteuid() != 0 {
 		t.Skip(rootSkip)
 	}
