@@ -5,9 +5,9 @@
 #                   (installs the apt packages it needs when missing)
 #   make unit       unit tests only: no root needed, no namespace test runs
 #   make fuzz-short each fuzz target for FUZZTIME (3s), as CI does
-#   sudo make demo  one-machine lab: two NATed hosts get a tunnel
+#   make demo       one-machine lab (as root): two NATed hosts get a tunnel
 #
-# sudo resets PATH, so find Go where the Debian image keeps it too.
+# A root shell may lack Go on its PATH, so find it where the Debian image keeps it too.
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 STATICCHECK_VERSION := v0.8.2
 # -p 1: the lab tests time ICE against a relay race; packages running side by

@@ -20,7 +20,7 @@ import (
 )
 
 // RendezvousConfig is what `punchd rendezvous` needs: one process serving
-// signaling and STUN (and, later, TURN).
+// signaling, STUN and TURN.
 type RendezvousConfig struct {
 	Listen     string // signaling HTTP(S)/WebSocket, host:port
 	STUNListen string // UDP host:port; empty disables the embedded STUN server

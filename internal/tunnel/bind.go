@@ -41,7 +41,7 @@ type BindOptions struct {
 
 // Bind is a conn.Bind that owns one IPv4 UDP socket, reads and writes it in
 // batches, diverts STUN to ICE and sends each peer's packets over the path
-// ICE selected. See DESIGN "Data path".
+// ICE selected. See docs/architecture.md, "Packet path".
 //
 // Life cycle: wireguard-go Opens and Closes it (possibly many times); the
 // Device's Close ends with Shutdown, after which STUNConn reads fail.

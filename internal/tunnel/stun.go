@@ -21,7 +21,8 @@ type stunPacket struct {
 
 // stunConn is the net.PacketConn that pion's UDP mux reads and writes: it
 // sees only the STUN packets the classifier hands it and writes through the
-// shared socket. It follows the rules the mux needs (DESIGN "Shared socket"):
+// shared socket. It follows the rules the mux needs (docs/architecture.md,
+// "Packet path"):
 // ReadFrom errors only on shutdown (any error kills the mux for good),
 // LocalAddr is a specific IP (with 0.0.0.0 the mux would enumerate every
 // interface, the TUN included), deadlines are no-ops (the mux's write
