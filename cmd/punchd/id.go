@@ -26,6 +26,9 @@ func newIDCommand() *cobra.Command {
 			if created {
 				fmt.Fprintf(os.Stderr, "created a new key in %s\n", s.stateDir())
 			}
+			if w := identity.KeyFileWarning(s.stateDir()); w != "" {
+				fmt.Fprintln(os.Stderr, "warning: "+w)
+			}
 			_, err = fmt.Fprintln(cmd.OutOrStdout(), key.PublicKey().String())
 			return err
 		},

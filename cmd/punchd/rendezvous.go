@@ -24,16 +24,24 @@ func newRendezvousCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			turnSecret, warnings, err := s.secret(cmd, "turn-secret")
+			if err != nil {
+				return err
+			}
+			for _, w := range warnings {
+				log.Warn(w)
+			}
 			cfg := daemon.RendezvousConfig{
 				Listen:        s.str("listen"),
 				STUNListen:    s.str("stun-listen"),
 				TLSCert:       s.str("tls-cert"),
 				TLSKey:        s.str("tls-key"),
 				NoTURN:        s.v.GetBool("no-turn"),
-				TURNSecret:    s.str("turn-secret"),
+				TURNSecret:    turnSecret,
 				TURNTCPListen: s.str("turn-tcp-listen"),
 				TURNTLSListen: s.str("turn-tls-listen"),
 				DebugListen:   s.str("debug-listen"),
+				MetricsListen: s.str("metrics-listen"),
 				Logger:        log,
 			}
 			if ip := s.str("relay-ip"); ip != "" {
@@ -72,11 +80,13 @@ func newRendezvousCommand() *cobra.Command {
 	fs.String("tls-cert", "", "TLS certificate file: serve https/wss instead of http/ws, and TURN over TLS")
 	fs.String("tls-key", "", "TLS private key file")
 	fs.Bool("no-turn", false, "do not run the TURN relay (STUN only)")
-	fs.String("turn-secret", "", "TURN shared secret (coturn REST format); default: random per start")
+	fs.String("turn-secret", "", "TURN shared secret (coturn REST format); default: random per start; visible in ps: prefer --turn-secret-file or PUNCHD_TURN_SECRET")
+	fs.String("turn-secret-file", "", "file holding the TURN shared secret (mode 0600), e.g. the one coturn's static-auth-secret has")
 	fs.String("turn-tcp-listen", "", "TURN over TCP listen address (default: the --stun-listen address over TCP)")
 	fs.String("turn-tls-listen", "", "TURN over TLS listen address (default :5349 when --tls-cert is given; :443 passes most firewalls)")
 	fs.String("relay-ip", "", "address relays are announced at (default: the --stun-listen IP, else the default route's source)")
 	fs.StringSlice("turn-allow-peers", nil, "ranges relays may reach although loopback/link-local/own (labs only)")
 	fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
+	fs.String("metrics-listen", "", "serve Prometheus metrics on this address at /metrics (e.g. 127.0.0.1:9478); off by default")
 	return cmd
 }

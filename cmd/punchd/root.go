@@ -13,6 +13,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/secret"
 )
 
 // defaultConfigFile is read when it exists and --config is not given.
@@ -108,6 +111,31 @@ func knownKeys(cmd *cobra.Command) []string {
 }
 
 func (s *settings) str(key string) string { return s.v.GetString(key) }
+
+// secret reads a secret option: --NAME, PUNCHD_NAME or the config file,
+// or the file --NAME-file names; warnings say what is unsafe about how it
+// was given (see package secret).
+func (s *settings) secret(cmd *cobra.Command, name string) (string, []string, error) {
+	in := secret.Input{Name: name, Value: s.str(name), File: s.str(name + "-file")}
+	_, inEnv := os.LookupEnv("PUNCHD_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
+	switch {
+	case cmd.Flags().Changed(name):
+		in.Origin = secret.CommandLine
+	case inEnv:
+		in.Origin = secret.Environment
+	case s.file != "" && s.v.InConfig(name):
+		in.Origin, in.ConfigPath = secret.ConfigFile, s.file
+	}
+	return in.Resolve()
+}
+
+// warnKeyFile logs when the private key in the state directory is readable
+// by group or others.
+func (s *settings) warnKeyFile(log *slog.Logger) {
+	if w := identity.KeyFileWarning(s.stateDir()); w != "" {
+		log.Warn(w)
+	}
+}
 
 // list reads a repeatable option. From a flag or the config file it is a
 // list already; from the environment it is one string, split on commas or

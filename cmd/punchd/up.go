@@ -30,11 +30,16 @@ func newUpCommand() *cobra.Command {
 		"overlay prefixes (one IPv4 and/or one IPv6); addresses inside are derived from the keys")
 	fs.Uint16("listen-port", 0, "UDP port of the tunnel socket (0: any free port)")
 	fs.Int("mtu", 1420, "tunnel MTU")
+	fs.StringArray("stun", nil, "extra STUN server (HOST:PORT or stun:HOST:PORT); repeatable")
+	fs.Bool("pin-ice-servers", false, "use only the --stun and --turn servers, none of those the rendezvous offers")
 	fs.StringArray("turn", nil, "extra TURN server (turn:HOST:PORT[?transport=tcp], turns:HOST:PORT), e.g. a coturn; repeatable")
-	fs.String("turn-secret", "", "shared secret of the --turn servers (coturn use-auth-secret)")
+	fs.String("turn-secret", "", "shared secret of the --turn servers (coturn use-auth-secret); visible in ps: prefer --turn-secret-file or PUNCHD_TURN_SECRET")
+	fs.String("turn-secret-file", "", "file holding the shared secret of the --turn servers (mode 0600)")
 	fs.String("turn-user", "", "user name for the --turn servers (instead of --turn-secret)")
-	fs.String("turn-password", "", "password for the --turn servers")
+	fs.String("turn-password", "", "password for the --turn servers; visible in ps: prefer --turn-password-file or PUNCHD_TURN_PASSWORD")
+	fs.String("turn-password-file", "", "file holding the password for the --turn servers (mode 0600)")
 	fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
+	fs.String("metrics-listen", "", "serve Prometheus metrics on this address at /metrics (e.g. 127.0.0.1:9478); off by default")
 	fs.Bool("force-relay", false, "use relay candidates only (testing relays; hides the hosts' addresses from each other)")
 	return cmd
 }
@@ -64,13 +69,32 @@ func runUp(cmd *cobra.Command, _ []string) error {
 	if mtu < 1280 || mtu > 65535 {
 		return fmt.Errorf("bad --mtu %d: use 1280..65535 (1420 suits most links)", mtu)
 	}
+	turnSecret, warnings, err := s.secret(cmd, "turn-secret")
+	if err != nil {
+		return err
+	}
+	turnPassword, more, err := s.secret(cmd, "turn-password")
+	if err != nil {
+		return err
+	}
+	for _, w := range append(warnings, more...) {
+		log.Warn(w)
+	}
 	var turns []daemon.ExternalTURN
 	for _, u := range s.list("turn") {
-		t := daemon.ExternalTURN{URL: u, Secret: s.str("turn-secret"), Username: s.str("turn-user"), Password: s.str("turn-password")}
+		t := daemon.ExternalTURN{URL: u, Secret: turnSecret, Username: s.str("turn-user"), Password: turnPassword}
 		if err := t.Validate(); err != nil {
 			return err
 		}
 		turns = append(turns, t)
+	}
+	var stuns []string
+	for _, u := range s.list("stun") {
+		v, err := daemon.ParseSTUN(u)
+		if err != nil {
+			return err
+		}
+		stuns = append(stuns, v)
 	}
 	key, created, err := identity.LoadOrCreate(s.stateDir())
 	if err != nil {
@@ -79,6 +103,7 @@ func runUp(cmd *cobra.Command, _ []string) error {
 	if created {
 		log.Info("created a new key", "state_dir", s.stateDir(), "id", key.PublicKey().String())
 	}
+	s.warnKeyFile(log)
 	return daemon.Run(cmd.Context(), daemon.Config{
 		Key:             key,
 		Interface:       s.str("interface"),
@@ -89,8 +114,11 @@ func runUp(cmd *cobra.Command, _ []string) error {
 		Peers:           peers,
 		ControlSocket:   s.controlSocket(),
 		TURN:            turns,
+		STUN:            stuns,
+		PinICEServers:   s.v.GetBool("pin-ice-servers"),
 		ForceRelay:      s.v.GetBool("force-relay"),
 		DebugListen:     s.str("debug-listen"),
+		MetricsListen:   s.str("metrics-listen"),
 		Logger:          log,
 	})
 }

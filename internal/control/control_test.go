@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,6 +88,10 @@ func TestWriteTable(t *testing.T) {
 		absent []string
 	}{
 		{"no peers", Status{Self: Self{ID: "me"}}, []string{"self       me", "no peers configured"}, []string{"drops"}},
+		{"warnings and refused input", Status{Self: Self{ID: "me", Warnings: []string{"the rendezvous offers no STUN server: x"},
+			SignalingRefused: map[string]uint64{"replay": 2, "bad-seal": 1}}},
+			[]string{"WARNING    the rendezvous offers no STUN server: x", "refused    bad-seal 1, replay 2"}, nil},
+		{"no warnings", Status{Self: Self{ID: "me"}}, nil, []string{"WARNING", "refused"}},
 		{"direct peer", Status{Self: Self{ID: "me", RendezvousConnected: true}, Peers: []PeerStatus{{
 			ID: "peerid0123456789", State: "connected", Path: "direct", OverlayIPv4: "10.188.0.9",
 			LocalCandidate: &Candidate{"srflx", "1.2.3.4:5", ""}, RxBytes: 2048, LastHandshake: &hs,
@@ -117,5 +122,22 @@ func TestWriteTable(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Scripts read the warnings from `punchd status --json`.
+func TestStatusJSONHasWarnings(t *testing.T) {
+	b, err := json.Marshal(Status{Self: Self{Warnings: []string{"no STUN"}, SignalingRefused: map[string]uint64{"replay": 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"warnings":["no STUN"]`, `"signaling_refused":{"replay":1}`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("JSON lacks %s: %s", want, b)
+		}
+	}
+	b, _ = json.Marshal(Status{})
+	if strings.Contains(string(b), "warnings") {
+		t.Errorf("empty warnings not omitted: %s", b)
 	}
 }

@@ -28,6 +28,15 @@ type Self struct {
 	// NAT is this host's NAT behaviour as probed against the
 	// rendezvous' STUN server; absent until the first probe finished.
 	NAT *NAT `json:"nat,omitempty"`
+	// Warnings are problems of this host's setup a person should act on,
+	// e.g. the rendezvous offers no STUN server.
+	Warnings []string `json:"warnings,omitempty"`
+	// SignalingRefused counts what the rendezvous client refused since
+	// start, per cause: sealed messages from keys that are not our peers
+	// (unknown-sender), that do not open (bad-seal), replays (replay),
+	// unparsable frames (bad-frame), ICE server entries left out
+	// (bad-ice-server).
+	SignalingRefused map[string]uint64 `json:"signaling_refused,omitempty"`
 	// Drops are packets the daemon dropped because a queue was full.
 	Drops Drops `json:"drops"`
 }

@@ -3,6 +3,8 @@ package control
 import (
 	"fmt"
 	"io"
+	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -22,6 +24,20 @@ func (s Status) WriteTable(w io.Writer, now time.Time) error {
 	}
 	if d := s.Self.Drops; d.RelayQueue > 0 || d.STUNQueue > 0 {
 		fmt.Fprintf(w, "drops      %d relayed packets (the tunnel device fell behind), %d STUN (ICE fell behind)\n", d.RelayQueue, d.STUNQueue)
+	}
+	if r := s.Self.SignalingRefused; len(r) > 0 {
+		causes := make([]string, 0, len(r))
+		for c := range r {
+			causes = append(causes, c)
+		}
+		sort.Strings(causes)
+		for i, c := range causes {
+			causes[i] = fmt.Sprintf("%s %d", c, r[c])
+		}
+		fmt.Fprintf(w, "refused    %s (signaling input dropped)\n", strings.Join(causes, ", "))
+	}
+	for _, warning := range s.Self.Warnings {
+		fmt.Fprintf(w, "WARNING    %s\n", warning)
 	}
 	fmt.Fprintln(w)
 	if len(s.Peers) == 0 {

@@ -40,11 +40,18 @@ type Config struct {
 	ControlSocket   string
 	// TURN lists relays besides the rendezvous' own (e.g. a coturn).
 	TURN []ExternalTURN
+	// STUN lists STUN servers (stun:HOST:PORT) besides the rendezvous'.
+	STUN []string
+	// PinICEServers uses only STUN and TURN, never the servers the
+	// rendezvous offers.
+	PinICEServers bool
 	// ForceRelay uses relay candidates only.
 	ForceRelay bool
 	// DebugListen, when set, serves net/http/pprof there.
 	DebugListen string
-	Logger      *slog.Logger
+	// MetricsListen, when set, serves Prometheus metrics there (/metrics).
+	MetricsListen string
+	Logger        *slog.Logger
 }
 
 // ExternalTURN is a TURN server given with --turn: either a shared secret

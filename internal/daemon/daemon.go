@@ -36,6 +36,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(cfg.Peers) == 0 {
 		return errors.New("no peers: give at least one --peer ID (see `punchd id` on the other host)")
 	}
+	if cfg.PinICEServers && len(cfg.STUN) == 0 && len(cfg.TURN) == 0 {
+		return errors.New("--pin-ice-servers uses only the --stun and --turn servers, and none is given: add --stun HOST:PORT (and --turn for a relay), or drop --pin-ice-servers")
+	}
 
 	bind := tunnel.NewBind(log.With("component", "bind"), tunnel.BindOptions{})
 	dev, err := tunnel.NewDevice(tunnel.DeviceConfig{
@@ -108,6 +111,13 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		defer stopDebug()
 	}
+	if cfg.MetricsListen != "" {
+		stopMetrics, err := d.serveMetrics(cfg.MetricsListen, log.With("component", "metrics"))
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	if self4 := firstOf(plan.self, true); self4.IsValid() {
 		echo, err := ping.Listen(self4, log.With("component", "ping"))
@@ -128,6 +138,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Key:          cfg.Key,
 		Logger:       log.With("component", "rendezvous"),
 		Watch:        peerKeys(cfg.Peers),
+		Accept:       d.acceptsSignalsFrom,
 		OnRegistered: d.onRegistered,
 		OnPresence:   d.onPresence,
 		OnMessage:    d.onMessage,
@@ -178,6 +189,7 @@ type peerState struct {
 	mu          sync.Mutex
 	connectedAt time.Time
 	lastPath    icepeer.Path
+	pathChanges atomic.Uint64 // paths selected or lost (metrics)
 }
 
 type daemon struct {
@@ -191,7 +203,11 @@ type daemon struct {
 	peers   map[identity.PublicKey]*peerState // fixed after start: read without locks
 
 	rv      atomic.Pointer[rendezvous.Client]
-	servers atomic.Pointer[[]icepeer.ICEServer]
+	offered atomic.Pointer[rendezvous.Registration] // the latest, already capped
+}
+
+func (d *daemon) iceChoice() iceChoice {
+	return iceChoice{pinned: d.cfg.PinICEServers, stun: d.cfg.STUN, turn: d.cfg.TURN}
 }
 
 func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []byte) error {
@@ -211,31 +227,28 @@ func (d *daemon) recheckRendezvous() {
 }
 
 func (d *daemon) onRegistered(r rendezvous.Registration) {
-	servers := make([]icepeer.ICEServer, 0, len(r.ICEServers))
-	urls := make([]string, 0, len(r.ICEServers))
+	d.offered.Store(&r)
+	offered := make([]string, 0, len(r.ICEServers))
 	for _, s := range r.ICEServers {
-		servers = append(servers, icepeer.ICEServer{URL: s.URL, Username: s.Username, Credential: s.Credential})
-		urls = append(urls, s.URL)
+		offered = append(offered, s.URL)
 	}
-	d.servers.Store(&servers)
-	d.log.Info("registered at rendezvous", "ice_servers", urls)
-	d.nat.request(urls)
+	var used []string
+	for _, s := range d.currentICEServers() {
+		used = append(used, s.URL)
+	}
+	d.log.Info("registered at rendezvous", "ice_servers", used, "offered", offered, "pinned", d.cfg.PinICEServers)
+	for _, w := range d.iceChoice().warnings(&r) {
+		d.log.Warn(w)
+	}
+	d.nat.request(used)
 }
 
-// currentICEServers is the rendezvous' STUN/TURN servers followed by the
-// external TURN servers given with --turn, with fresh credentials.
+// currentICEServers is the rendezvous' STUN/TURN servers (unless pinned)
+// followed by the --stun and --turn servers, with fresh credentials.
 func (d *daemon) currentICEServers() []icepeer.ICEServer {
-	var out []icepeer.ICEServer
-	if p := d.servers.Load(); p != nil {
-		out = append(out, *p...)
-	}
-	for _, t := range d.cfg.TURN {
-		s, err := t.server(d.self)
-		if err != nil {
-			d.log.Warn("external TURN server skipped", "url", t.URL, "err", err)
-			continue
-		}
-		out = append(out, s)
+	out, skipped := d.iceChoice().servers(d.offered.Load(), func(t ExternalTURN) (icepeer.ICEServer, error) { return t.server(d.self) })
+	for _, err := range skipped {
+		d.log.Warn("ICE server skipped", "err", err)
 	}
 	return out
 }
@@ -245,6 +258,14 @@ func (d *daemon) onPresence(peer identity.PublicKey, online bool) {
 		ps.log.Info("peer presence", "online", online)
 		ps.ice.HandlePresence(online)
 	}
+}
+
+// acceptsSignalsFrom says whose sealed messages the rendezvous client
+// opens at all: the peers we link with. Anyone else's are dropped before
+// any cryptography or replay state (see rendezvous.ClientConfig.Accept).
+func (d *daemon) acceptsSignalsFrom(k identity.PublicKey) bool {
+	_, ok := d.peers[k]
+	return ok
 }
 
 func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
@@ -266,6 +287,7 @@ func (d *daemon) onPath(key identity.PublicKey, path icepeer.Path) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.lastPath = path
+	ps.pathChanges.Add(1)
 	switch {
 	case path.Direct.IsValid() || path.Relay != nil:
 		if ps.connectedAt.IsZero() {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/punchd/punchd/internal/metrics"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/route"
 	"github.com/punchd/punchd/internal/turnserver"
@@ -43,7 +44,9 @@ type RendezvousConfig struct {
 	STUNAltPort int
 	// DebugListen, when set, serves net/http/pprof there.
 	DebugListen string
-	Logger      *slog.Logger
+	// MetricsListen, when set, serves Prometheus metrics there (/metrics).
+	MetricsListen string
+	Logger        *slog.Logger
 	// Ready, when set, is called once every listener is open, with the
 	// signaling address actually bound (useful with port 0 in tests).
 	Ready func(signal net.Addr)
@@ -129,6 +132,15 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		TURN:     turnCfg,
 	})
 	defer srv.Close()
+	if cfg.MetricsListen != "" {
+		stopMetrics, err := serveRendezvousMetrics(cfg.MetricsListen, func() metrics.RendezvousSample {
+			return metrics.RendezvousSample{Online: srv.Online(), FramesDropped: srv.DroppedFrames()}
+		}, log.With("component", "metrics"))
+		if err != nil {
+			return err
+		}
+		defer stopMetrics()
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

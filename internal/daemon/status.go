@@ -23,7 +23,9 @@ func (d *daemon) status() control.Status {
 	st.Self.Drops = control.Drops{RelayQueue: dr.Relay, STUNQueue: dr.STUN}
 	if rv := d.rv.Load(); rv != nil {
 		st.Self.RendezvousConnected = rv.Connected()
+		st.Self.SignalingRefused = rv.Dropped()
 	}
+	st.Self.Warnings = d.iceChoice().warnings(d.offered.Load())
 	natRep := d.nat.current()
 	if natRep != nil {
 		st.Self.NAT = &control.NAT{Type: string(natRep.NATType), Mapping: string(natRep.Mapping),

@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/curve25519"
+
+	"github.com/punchd/punchd/internal/secret"
 )
 
 // KeySize is the size of X25519 keys.
@@ -106,6 +108,21 @@ func LoadOrCreate(stateDir string) (key PrivateKey, created bool, err error) {
 		return key, false, err
 	}
 	return key, true, nil
+}
+
+// KeyFileWarning says when the private key file in stateDir may be read by
+// group or others (a key copied in with cp, a umask of 022 and a manual
+// edit): whoever reads it can impersonate this host. "" when it is fine or
+// does not exist yet.
+func KeyFileWarning(stateDir string) string {
+	w, err := secret.ReadableByOthers(filepath.Join(stateDir, keyFileName))
+	if err != nil {
+		return fmt.Sprintf("cannot check the key file's permissions: %v", err)
+	}
+	if w != "" {
+		return "private key " + w + " (whoever reads it can impersonate this host)"
+	}
+	return ""
 }
 
 // writeKeyFile writes atomically (temp file + rename) so a crash never

@@ -1,57 +1,121 @@
 package rendezvous
 
 import (
+	"bytes"
 	"crypto/rand"
-	"crypto/subtle"
 	"errors"
+	"fmt"
 
-	"golang.org/x/crypto/nacl/box"
+	"github.com/flynn/noise"
 
 	"github.com/punchd/punchd/internal/identity"
 )
 
-// Registration is challenge-response over the peers' X25519 keys (they
-// cannot sign): the server sends a fresh ephemeral public key and nonce; the
-// client seals a fixed statement binding both with box(client private,
-// server ephemeral public); only the holder of the private key behind the
-// claimed ID can produce a box the server opens with (server ephemeral
-// private, client public). The ephemeral key is new per connection, so a
-// proof cannot be replayed.
+// Registration proves that the client holds the private key of the ID it
+// claims. The server makes a key pair and a nonce for this connection and
+// sends both in the challenge; the client answers with one Noise handshake
+// message of pattern X (Noise_X_25519_ChaChaPoly_BLAKE2s): the responder's
+// static key is the server's per-connection key, the initiator sends its
+// own static key encrypted, and the ss term DH(client static, server key)
+// can only be computed by the holder of the client's private key (or the
+// server's). The prologue binds the protocol, the challenge (key and nonce)
+// and the claimed ID, so a proof is good for this connection and ID only.
+//
+// Registration and sealing (seal.go) use the same static key, in two Noise
+// protocols with different names (X here, K there) and different
+// prologues. That is sound: Noise starts every handshake by hashing the
+// protocol name into the chaining key and the transcript hash, so every
+// key the two derive comes from a different starting point, and the
+// prologue separates them once more. A hostile server that offers peer B's
+// public key as its "server key" makes the client compute DH(A, B) inside
+// the registration key schedule, which yields keys unrelated to those of
+// an A->B sealed message (and it learns nothing about DH(A, B) itself). The
+// Noise spec allows one static key in several Noise protocols as long as
+// they share the hash function; all of ours use BLAKE2s, as does WireGuard,
+// whose Noise_IKpsk2 handshake uses this very key too. What is not allowed,
+// and what punchd's registration did before, is using the key outside Noise
+// (a NaCl box under a server-chosen key and nonce).
 
-func authStatement(serverKey *[32]byte, nonce *[24]byte) []byte {
-	s := []byte("punchd rendezvous register v1\x00")
-	s = append(s, serverKey[:]...)
-	return append(s, nonce[:]...)
+const (
+	registerPrologue = "punchd register v2\x00"
+	challengeNonce   = 32
+	// proofSize is an X message with an empty payload: e, encrypted s, tag.
+	proofSize = 32 + 32 + 16 + 16
+)
+
+func randRead(b []byte) {
+	if _, err := rand.Read(b); err != nil {
+		panic("rendezvous: crypto/rand failed: " + err.Error()) // never on Linux ≥ 3.17
+	}
+}
+
+func registerPrologueFor(serverKey, nonce []byte, id identity.PublicKey) []byte {
+	p := make([]byte, 0, len(registerPrologue)+32+challengeNonce+32)
+	p = append(p, registerPrologue...)
+	p = append(p, serverKey...)
+	p = append(p, nonce...)
+	return append(p, id[:]...)
 }
 
 type challenge struct {
-	pub, priv *[32]byte
-	nonce     [24]byte
+	key   noise.DHKey
+	nonce [challengeNonce]byte
 }
 
 func newChallenge() (*challenge, error) {
-	pub, priv, err := box.GenerateKey(rand.Reader)
+	k, err := sealSuite.GenerateKeypair(rand.Reader)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("make registration challenge: %w", err)
 	}
-	c := &challenge{pub: pub, priv: priv}
-	if _, err := rand.Read(c.nonce[:]); err != nil {
-		return nil, err
-	}
+	c := &challenge{key: k}
+	randRead(c.nonce[:])
 	return c, nil
 }
 
-func prove(key identity.PrivateKey, serverKey *[32]byte, nonce *[24]byte) []byte {
-	priv := [32]byte(key)
-	return box.Seal(nil, authStatement(serverKey, nonce), nonce, serverKey, &priv)
+// prove answers a challenge for key's ID.
+func prove(key identity.PrivateKey, serverKey, nonce []byte) ([]byte, error) {
+	if len(serverKey) != 32 || len(nonce) != challengeNonce {
+		return nil, fmt.Errorf("challenge needs a 32-byte key and a %d-byte nonce", challengeNonce)
+	}
+	pub := key.PublicKey()
+	hs, err := noise.NewHandshakeState(noise.Config{
+		CipherSuite:   sealSuite,
+		Pattern:       noise.HandshakeX,
+		Initiator:     true,
+		Prologue:      registerPrologueFor(serverKey, nonce, pub),
+		StaticKeypair: noise.DHKey{Private: append([]byte(nil), key[:]...), Public: pub[:]},
+		PeerStatic:    serverKey,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registration proof: %w", err)
+	}
+	msg, _, _, err := hs.WriteMessage(nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("registration proof: %w", err)
+	}
+	return msg, nil
 }
 
 var errAuth = errors.New("registration proof does not match the ID: the client does not hold that key")
 
 func (c *challenge) verify(client identity.PublicKey, proof []byte) error {
-	pub := [32]byte(client)
-	got, ok := box.Open(nil, proof, &c.nonce, &pub, c.priv)
-	if !ok || subtle.ConstantTimeCompare(got, authStatement(c.pub, &c.nonce)) != 1 {
+	if len(proof) != proofSize {
+		return fmt.Errorf("%w (proof of %d bytes, want %d)", errAuth, len(proof), proofSize)
+	}
+	hs, err := noise.NewHandshakeState(noise.Config{
+		CipherSuite:   sealSuite,
+		Pattern:       noise.HandshakeX,
+		Initiator:     false,
+		Prologue:      registerPrologueFor(c.key.Public, c.nonce[:], client),
+		StaticKeypair: c.key,
+	})
+	if err != nil {
+		return fmt.Errorf("verify registration: %w", err)
+	}
+	if _, _, _, err := hs.ReadMessage(nil, proof); err != nil {
+		return errAuth
+	}
+	if !bytes.Equal(hs.PeerStatic(), client[:]) {
 		return errAuth
 	}
 	return nil

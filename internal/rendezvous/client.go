@@ -15,11 +15,16 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/junklog"
 )
 
 // Registration is what the server tells a client on (re)registering.
 type Registration struct {
+	// ICEServers is the server's list after SaneICEServers: at most
+	// MaxSTUNServers STUN and MaxTURNServers TURN servers, well-formed.
 	ICEServers []ICEServer
+	// Refused says which of the server's entries were left out, and why.
+	Refused []string
 }
 
 // ClientConfig configures a Client.
@@ -29,6 +34,12 @@ type ClientConfig struct {
 	Logger *slog.Logger
 	// Watch lists the peers whose presence we want.
 	Watch []identity.PublicKey
+	// Accept says whose sealed messages are opened at all; anyone else's
+	// are dropped before any cryptography or replay state (and counted).
+	// It may change its answer at run time (members of a group learned
+	// later) and must be cheap and safe to call from any goroutine; it
+	// must not call back into the Client. Nil accepts the Watch list.
+	Accept func(identity.PublicKey) bool
 	// Callbacks run on one goroutine, in the order frames arrived.
 	OnRegistered func(Registration)
 	OnPresence   func(peer identity.PublicKey, online bool)
@@ -51,6 +62,7 @@ type Client struct {
 	url  string
 	log  *slog.Logger
 	seal *sealer
+	junk *junklog.Log
 	conn atomic.Pointer[websocket.Conn]
 	// recheck asks the pinger for a ping now (see Recheck).
 	recheck chan struct{}
@@ -72,7 +84,8 @@ func Connect(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Client{cfg: cfg, url: u, log: log, seal: newSealer(cfg.Key), recheck: make(chan struct{}, 1), done: make(chan struct{})}
+	c := newClient(cfg, log)
+	c.url = u
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	conn, reg, err := c.dial(dctx)
 	cancel()
@@ -89,6 +102,32 @@ func Connect(ctx context.Context, cfg ClientConfig) (*Client, error) {
 	}()
 	return c, nil
 }
+
+func newClient(cfg ClientConfig, log *slog.Logger) *Client {
+	accept := cfg.Accept
+	if accept == nil {
+		watch := make(map[identity.PublicKey]bool, len(cfg.Watch))
+		for _, k := range cfg.Watch {
+			watch[k] = true
+		}
+		accept = func(k identity.PublicKey) bool { return watch[k] }
+	}
+	return &Client{cfg: cfg, log: log, seal: newSealer(cfg.Key, accept), junk: junklog.New(log, junklog.DefaultEvery),
+		recheck: make(chan struct{}, 1), done: make(chan struct{})}
+}
+
+// Junk-log causes: what the client refused, counted (see Dropped).
+const (
+	JunkUnknownSender = "unknown-sender" // a sealed message from a key we do not accept
+	JunkBadSeal       = "bad-seal"       // from an accepted key, but does not open or is malformed
+	JunkReplay        = "replay"         // replayed, or its timestamp is too far off
+	JunkBadFrame      = "bad-frame"      // a frame from the rendezvous we cannot parse
+	JunkBadICEServer  = "bad-ice-server" // ICE server entries left out (see SaneICEServers)
+)
+
+// Dropped counts what the client refused since start, per cause (the
+// Junk* constants).
+func (c *Client) Dropped() map[string]uint64 { return c.junk.Counts() }
 
 // wsURL turns what a user types into the WebSocket URL.
 func wsURL(raw string) (string, error) {
@@ -139,8 +178,11 @@ func (c *Client) register(ctx context.Context, conn *websocket.Conn) (Registrati
 	if f.Type != typeChallenge {
 		return Registration{}, fmt.Errorf("expected a challenge, got %q", f.Type)
 	}
-	serverKey, nonce := [32]byte(f.ServerKey), [24]byte(f.Nonce)
-	reg := frame{Type: typeRegister, ID: c.cfg.Key.PublicKey().String(), Proof: prove(c.cfg.Key, &serverKey, &nonce)}
+	proof, err := prove(c.cfg.Key, f.ServerKey, f.Nonce)
+	if err != nil {
+		return Registration{}, err
+	}
+	reg := frame{Type: typeRegister, ID: c.cfg.Key.PublicKey().String(), Proof: proof}
 	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(reg)); err != nil {
 		return Registration{}, err
 	}
@@ -162,7 +204,16 @@ func (c *Client) register(ctx context.Context, conn *websocket.Conn) (Registrati
 	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeWatch, IDs: ids})); err != nil {
 		return Registration{}, err
 	}
-	return Registration{ICEServers: f.ICEServers}, nil
+	return c.registration(f), nil
+}
+
+// registration is what a registered frame says, cut to sane ICE servers.
+func (c *Client) registration(f frame) Registration {
+	kept, refused := SaneICEServers(f.ICEServers)
+	if len(refused) > 0 {
+		c.junk.Drop(JunkBadICEServer, "left out ICE servers the rendezvous offered", "refused", refused)
+	}
+	return Registration{ICEServers: kept, Refused: refused}
 }
 
 func readFrame(ctx context.Context, conn *websocket.Conn) (frame, error) {
@@ -171,6 +222,18 @@ func readFrame(ctx context.Context, conn *websocket.Conn) (frame, error) {
 		return frame{}, err
 	}
 	return decodeFrame(b)
+}
+
+// handleBytes is serve's read path for one frame without the connection
+// (the fuzz target's entry). The rendezvous may be hostile: whatever it
+// sends costs at most a counter and a rate-limited line.
+func (c *Client) handleBytes(b []byte) {
+	f, err := decodeFrame(b)
+	if err != nil {
+		c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
+		return
+	}
+	c.handle(f)
 }
 
 // run serves one connection after another until ctx is done.
@@ -251,7 +314,7 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 		f, err := readFrame(ctx, conn)
 		if err != nil {
 			if errors.Is(err, errBadFrame) {
-				c.log.Warn("bad frame from rendezvous", "err", err)
+				c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
 				continue
 			}
 			return err
@@ -270,11 +333,20 @@ func (c *Client) handle(f frame) {
 	case typeRecv:
 		from, err := identity.ParseID(f.From)
 		if err != nil {
+			c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
 			return
 		}
 		payload, err := c.seal.open(from, f.Payload, time.Now())
-		if err != nil {
-			c.log.Warn("dropped a message from the rendezvous", "from", from.Short(), "err", err)
+		switch {
+		case err == nil:
+		case errors.Is(err, errUnknownSender):
+			c.junk.Drop(JunkUnknownSender, "dropped messages from keys that are not our peers", "from", from.Short())
+			return
+		case errors.Is(err, errReplay):
+			c.junk.Drop(JunkReplay, "dropped a replayed or stale message", "from", from.Short(), "err", err)
+			return
+		default:
+			c.junk.Drop(JunkBadSeal, "dropped a message that does not open", "from", from.Short(), "err", err)
 			return
 		}
 		if c.cfg.OnMessage != nil {
@@ -282,8 +354,9 @@ func (c *Client) handle(f frame) {
 		}
 	case typeRegistered:
 		// A refresh: new TURN credentials before the old ones expire.
+		reg := c.registration(f)
 		if c.cfg.OnRegistered != nil {
-			c.cfg.OnRegistered(Registration{ICEServers: f.ICEServers})
+			c.cfg.OnRegistered(reg)
 		}
 	case typeError:
 		c.log.Debug("rendezvous error", "code", f.Code, "message", f.Message, "to", f.To)
@@ -299,7 +372,10 @@ func (c *Client) Send(ctx context.Context, to identity.PublicKey, payload []byte
 	if conn == nil {
 		return ErrNotConnected
 	}
-	sealed := c.seal.seal(to, payload, time.Now())
+	sealed, err := c.seal.seal(to, payload, time.Now())
+	if err != nil {
+		return err
+	}
 	return conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeSend, To: to.String(), Payload: sealed}))
 }
 

@@ -12,8 +12,10 @@ import (
 )
 
 // Version is in every frame; a server refuses frames of another version
-// with an error that says which side to upgrade.
-const Version = 1
+// with an error that says which side to upgrade. Version 2: registration
+// and sealing are Noise protocols (auth.go, seal.go); a version 1 side
+// would misread every proof and sealed message, so the two never talk.
+const Version = 2
 
 // Frame types.
 const (
@@ -70,7 +72,23 @@ type ICEServer struct {
 	Credential string `json:"credential,omitempty"`
 }
 
-var errBadFrame = errors.New("bad frame")
+var (
+	errBadFrame = errors.New("bad frame")
+	// errVersion is a frame of another protocol version: nothing more
+	// can be said to that side, so it ends the connection.
+	errVersion = errors.New("protocol version mismatch")
+)
+
+func versionError(v int) error {
+	upgrade := "the other side"
+	switch {
+	case v < Version:
+		upgrade = "the other side (it is older)"
+	case v > Version:
+		upgrade = "this punchd (it is older)"
+	}
+	return fmt.Errorf("%w: %w: frame version %d, this side speaks %d; upgrade %s so both run the same punchd release", errBadFrame, errVersion, v, Version, upgrade)
+}
 
 // maxWatch bounds how many peers one client may watch.
 const maxWatch = 1024
@@ -82,15 +100,15 @@ func decodeFrame(b []byte) (frame, error) {
 		return f, fmt.Errorf("%w: %v", errBadFrame, err)
 	}
 	if f.V != Version {
-		return f, fmt.Errorf("%w: version %d, this side speaks %d", errBadFrame, f.V, Version)
+		return f, versionError(f.V)
 	}
 	switch f.Type {
 	case typeChallenge:
-		if len(f.ServerKey) != 32 || len(f.Nonce) != 24 {
-			return f, fmt.Errorf("%w: challenge needs a 32-byte key and 24-byte nonce", errBadFrame)
+		if len(f.ServerKey) != 32 || len(f.Nonce) != challengeNonce {
+			return f, fmt.Errorf("%w: challenge needs a 32-byte key and %d-byte nonce", errBadFrame, challengeNonce)
 		}
 	case typeRegister:
-		if f.ID == "" || len(f.Proof) == 0 || len(f.Proof) > 256 {
+		if f.ID == "" || len(f.Proof) != proofSize {
 			return f, fmt.Errorf("%w: register needs id and proof", errBadFrame)
 		}
 	case typeWatch:

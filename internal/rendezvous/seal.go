@@ -1,134 +1,229 @@
 package rendezvous
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"sync"
 	"time"
 
-	"golang.org/x/crypto/nacl/box"
+	"github.com/flynn/noise"
+	"golang.zx2c4.com/wireguard/replay"
 
 	"github.com/punchd/punchd/internal/identity"
 )
 
-// Peer-to-peer payloads are sealed end to end with NaCl box over the two
-// static keys: the rendezvous sees only who talks to whom. Inside the box a
-// header carries the sender's session (random per process), a counter and a
-// timestamp, so a recorded message replayed by the server (or anyone) is
-// refused.
+// Peer-to-peer payloads are sealed end to end, each one a one-way Noise
+// handshake message of pattern K (Noise_K_25519_ChaChaPoly_BLAKE2s): the
+// initiator's static key is the sender's identity key, the responder's the
+// recipient's, and a fresh ephemeral key is made for every message.
 //
-//	sealed = nonce[24] || box(session u64 | counter u64 | unix-ms i64 | payload)
+//	sealed  = sealVersion[1] || e[32] || AEAD(inner)     (es, ss mixed in)
+//	inner   = session u64 || counter u64 || unix-ms i64 || payload
+//	prologue = "punchd seal v2" 0x00 || sender public key || recipient public key
+//
+// Why this shape:
+//   - Nothing the rendezvous chooses enters an operation with a long-term
+//     key: the key and nonce come from Noise's key schedule over a fresh
+//     ephemeral and the two static keys (the nonce of a K message is always
+//     0 under a key used once). The only value the server controls is the
+//     "from" it claims, and a wrong one just makes the message not open.
+//   - Sender, recipient and direction are bound twice: by the pre-message
+//     order of K (initiator static, then responder static) and by the
+//     prologue. A message A sent to B, reflected back to A as if from B,
+//     does not open: A would need DH(e, A) where the sender used DH(e, B).
+//   - K messages can be replayed (the Noise spec says so), hence the inner
+//     header: a per-process random session, a counter checked by a sliding
+//     window (wireguard-go's RFC 6479 filter: signals sent from several
+//     goroutines may overtake each other) and a timestamp that must be
+//     within replayWindow of our clock.
+//   - Registration (auth.go) is a different Noise protocol (pattern X)
+//     with its own prologue; see there for why sharing the static key is
+//     sound.
+//
+// Only senders the daemon accepts are opened at all (see sealer.accept):
+// a stranger's message costs a map lookup, no Diffie-Hellman, and leaves
+// no replay state behind, so strangers can neither burn CPU on our side
+// nor push a real peer's replay memory out.
 
 const (
-	sealHeader = 24
+	sealVersion  = 2
+	sealPrologue = "punchd seal v2\x00"
+	sealHeader   = 24
+	// sealOverhead is what sealing adds to a payload: version, ephemeral
+	// key, inner header, AEAD tag.
+	sealOverhead = 1 + 32 + sealHeader + 16
 	// replayWindow bounds how old (or how far in the future) a message's
 	// timestamp may be: clocks of home machines drift, but not by minutes.
 	replayWindow = 2 * time.Minute
-	// sessionsPerPeer bounds replay state: the newest sessions of a peer.
+	// sessionsPerPeer bounds replay state per accepted peer: its newest
+	// sessions (a session is one run of the peer's daemon).
 	sessionsPerPeer = 4
-	// maxReplayPeers bounds replay state across peers.
-	maxReplayPeers = 4096
 )
 
-var errReplay = errors.New("replayed or stale message")
+// sealSuite is the one cipher suite of every Noise protocol punchd speaks.
+// BLAKE2s is WireGuard's hash: the Noise spec asks that a static key be used
+// with one hash function only, and our identity key is the WireGuard key.
+var sealSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, noise.HashBLAKE2s)
+
+// Reasons a sealed message is refused; each is a junk-log cause too.
+var (
+	errUnknownSender = errors.New("sender is not a peer of ours")
+	errSealFormat    = errors.New("sealed message malformed")
+	errSealOpen      = errors.New("sealed message does not open: not from that peer, not for us, or altered on the way")
+	errReplay        = errors.New("replayed or stale message")
+)
 
 type sealer struct {
-	priv    [32]byte
+	self    identity.PublicKey
+	static  noise.DHKey
 	session uint64
+	// accept says which senders may be opened; it is asked before any
+	// cryptography or replay state is touched.
+	accept func(identity.PublicKey) bool
 
 	mu      sync.Mutex
 	counter uint64
-	shared  map[identity.PublicKey]*[32]byte
-	seen    map[identity.PublicKey][]sessionState
+	seen    map[identity.PublicKey]*peerReplay
 }
 
-type sessionState struct {
-	session, counter uint64
+// peerReplay is the replay memory of one accepted peer: a window per
+// session, the newest sessionsPerPeer sessions.
+type peerReplay struct {
+	sessions [sessionsPerPeer]sessionReplay
+	next     int // ring position of the next new session
 }
 
-func newSealer(key identity.PrivateKey) *sealer {
+type sessionReplay struct {
+	used   bool
+	id     uint64
+	filter replay.Filter
+}
+
+func newSealer(key identity.PrivateKey, accept func(identity.PublicKey) bool) *sealer {
+	pub := key.PublicKey()
 	var b [8]byte
-	_, _ = rand.Read(b[:])
+	randRead(b[:])
+	if accept == nil {
+		accept = func(identity.PublicKey) bool { return false }
+	}
 	return &sealer{
-		priv:    [32]byte(key),
+		self:    pub,
+		static:  noise.DHKey{Private: append([]byte(nil), key[:]...), Public: append([]byte(nil), pub[:]...)},
 		session: binary.BigEndian.Uint64(b[:]),
-		shared:  make(map[identity.PublicKey]*[32]byte),
-		seen:    make(map[identity.PublicKey][]sessionState),
+		accept:  accept,
+		seen:    make(map[identity.PublicKey]*peerReplay),
 	}
 }
 
-// sharedKey caches the Curve25519 computation per peer.
-func (s *sealer) sharedKey(peer identity.PublicKey) *[32]byte {
-	if k, ok := s.shared[peer]; ok {
-		return k
-	}
-	if len(s.shared) >= maxReplayPeers {
-		clear(s.shared)
-	}
-	k := new([32]byte)
-	pub := [32]byte(peer)
-	box.Precompute(k, &pub, &s.priv)
-	s.shared[peer] = k
-	return k
+func sealPrologueFor(from, to identity.PublicKey) []byte {
+	p := make([]byte, 0, len(sealPrologue)+64)
+	p = append(p, sealPrologue...)
+	p = append(p, from[:]...)
+	return append(p, to[:]...)
 }
 
-func (s *sealer) seal(to identity.PublicKey, payload []byte, now time.Time) []byte {
+func (s *sealer) seal(to identity.PublicKey, payload []byte, now time.Time) ([]byte, error) {
 	s.mu.Lock()
 	s.counter++
 	counter := s.counter
-	key := s.sharedKey(to)
 	s.mu.Unlock()
-
-	var nonce [24]byte
-	_, _ = rand.Read(nonce[:])
-	plain := make([]byte, sealHeader, sealHeader+len(payload))
-	binary.BigEndian.PutUint64(plain[0:], s.session)
-	binary.BigEndian.PutUint64(plain[8:], counter)
-	binary.BigEndian.PutUint64(plain[16:], uint64(now.UnixMilli()))
-	plain = append(plain, payload...)
-	return box.SealAfterPrecomputation(nonce[:], plain, &nonce, key)
+	hs, err := noise.NewHandshakeState(noise.Config{
+		CipherSuite:   sealSuite,
+		Pattern:       noise.HandshakeK,
+		Initiator:     true,
+		Prologue:      sealPrologueFor(s.self, to),
+		StaticKeypair: s.static,
+		PeerStatic:    to[:],
+	})
+	if err != nil {
+		return nil, fmt.Errorf("seal for %s: %w", to.Short(), err)
+	}
+	inner := make([]byte, sealHeader, sealHeader+len(payload))
+	binary.BigEndian.PutUint64(inner[0:], s.session)
+	binary.BigEndian.PutUint64(inner[8:], counter)
+	binary.BigEndian.PutUint64(inner[16:], uint64(now.UnixMilli()))
+	inner = append(inner, payload...)
+	out := make([]byte, 1, sealOverhead+len(payload))
+	out[0] = sealVersion
+	out, _, _, err = hs.WriteMessage(out, inner)
+	if err != nil {
+		return nil, fmt.Errorf("seal for %s: %w", to.Short(), err)
+	}
+	return out, nil
 }
 
+// open checks, in this order: the sender is accepted (nothing else is done
+// for strangers), the message opens, its timestamp is recent, its counter
+// is new. Only a message that passes all of it changes replay state.
 func (s *sealer) open(from identity.PublicKey, sealed []byte, now time.Time) ([]byte, error) {
-	if len(sealed) < 24+box.Overhead+sealHeader {
-		return nil, fmt.Errorf("sealed message too short (%d bytes)", len(sealed))
+	if !s.accept(from) {
+		return nil, errUnknownSender
 	}
-	var nonce [24]byte
-	copy(nonce[:], sealed)
-	s.mu.Lock()
-	key := s.sharedKey(from)
-	s.mu.Unlock()
-	plain, ok := box.OpenAfterPrecomputation(nil, sealed[24:], &nonce, key)
-	if !ok {
-		return nil, errors.New("sealed message does not open: not from that peer, or altered on the way")
+	if len(sealed) < sealOverhead {
+		return nil, fmt.Errorf("%w: %d bytes, at least %d needed", errSealFormat, len(sealed), sealOverhead)
 	}
-	session := binary.BigEndian.Uint64(plain[0:])
-	counter := binary.BigEndian.Uint64(plain[8:])
-	ts := time.UnixMilli(int64(binary.BigEndian.Uint64(plain[16:])))
+	if sealed[0] != sealVersion {
+		return nil, fmt.Errorf("%w: sealed with version %d, this punchd speaks %d (upgrade the older side)", errSealFormat, sealed[0], sealVersion)
+	}
+	hs, err := noise.NewHandshakeState(noise.Config{
+		CipherSuite:   sealSuite,
+		Pattern:       noise.HandshakeK,
+		Initiator:     false,
+		Prologue:      sealPrologueFor(from, s.self),
+		StaticKeypair: s.static,
+		PeerStatic:    from[:],
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open from %s: %w", from.Short(), err)
+	}
+	inner, _, _, err := hs.ReadMessage(nil, sealed[1:])
+	if err != nil || len(inner) < sealHeader {
+		return nil, errSealOpen
+	}
+	session := binary.BigEndian.Uint64(inner[0:])
+	counter := binary.BigEndian.Uint64(inner[8:])
+	ts := time.UnixMilli(int64(binary.BigEndian.Uint64(inner[16:])))
 	if d := now.Sub(ts); d > replayWindow || d < -replayWindow {
 		return nil, fmt.Errorf("%w: timestamp off by %s (check the clocks)", errReplay, d.Round(time.Second))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	states := s.seen[from]
-	for i := range states {
-		if states[i].session == session {
-			if counter <= states[i].counter {
-				return nil, errReplay
-			}
-			states[i].counter = counter
-			return plain[sealHeader:], nil
+	pr := s.seen[from]
+	if pr == nil {
+		s.pruneLocked()
+		pr = new(peerReplay)
+		s.seen[from] = pr
+	}
+	if !pr.window(session).ValidateCounter(counter, ^uint64(0)) {
+		return nil, errReplay
+	}
+	return inner[sealHeader:], nil
+}
+
+// window returns the replay filter of session, starting a new one (in
+// place of the oldest) for a session not seen yet.
+func (pr *peerReplay) window(session uint64) *replay.Filter {
+	for i := range pr.sessions {
+		if pr.sessions[i].used && pr.sessions[i].id == session {
+			return &pr.sessions[i].filter
 		}
 	}
-	if len(s.seen) >= maxReplayPeers {
-		clear(s.seen)
+	sr := &pr.sessions[pr.next]
+	pr.next = (pr.next + 1) % sessionsPerPeer
+	*sr = sessionReplay{used: true, id: session}
+	return &sr.filter
+}
+
+// pruneLocked forgets peers no longer accepted (a member who left the
+// group), so replay memory is bounded by the accepted set, not by time.
+func (s *sealer) pruneLocked() {
+	if len(s.seen) < 64 {
+		return
 	}
-	states = append(states, sessionState{session: session, counter: counter})
-	if len(states) > sessionsPerPeer {
-		states = states[len(states)-sessionsPerPeer:]
+	for k := range s.seen {
+		if !s.accept(k) {
+			delete(s.seen, k)
+		}
 	}
-	s.seen[from] = states
-	return plain[sealHeader:], nil
 }

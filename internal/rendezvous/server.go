@@ -198,7 +198,7 @@ func (s *Server) handshake(ctx context.Context, conn *websocket.Conn) (identity.
 		conn.Close(websocket.StatusInternalError, "")
 		return identity.PublicKey{}, err
 	}
-	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeChallenge, ServerKey: ch.pub[:], Nonce: ch.nonce[:]})); err != nil {
+	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeChallenge, ServerKey: ch.key.Public, Nonce: ch.nonce[:]})); err != nil {
 		return identity.PublicKey{}, err
 	}
 	_, b, err := conn.Read(ctx)
@@ -210,7 +210,11 @@ func (s *Server) handshake(ctx context.Context, conn *websocket.Conn) (identity.
 		err = errors.New("expected a register frame")
 	}
 	if err != nil {
-		s.closeWithError(ctx, conn, codeBadFrame, err.Error())
+		code := codeBadFrame
+		if errors.Is(err, errVersion) {
+			code = codeVersion
+		}
+		s.closeWithError(ctx, conn, code, err.Error())
 		return identity.PublicKey{}, err
 	}
 	id, err := identity.ParseID(f.ID)

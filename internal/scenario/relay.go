@@ -40,7 +40,13 @@ func (r *Run) setupRelay(ctx context.Context) error {
 		ip := r.R.Extra[0].String()
 		// coturn holds the second address: no RFC 5780 alternate there.
 		r.rvArgs = []string{"--no-turn", "--stun-alt-ip", "none"}
-		r.upArgs = []string{"--turn", "turn:" + ip + ":3478", "--turn", "turn:" + ip + ":3478?transport=tcp", "--turn-secret", coturnSecret}
+		// The secret from a file, as a user should give it (an argument
+		// shows in ps, and punchd warns).
+		secretFile := filepath.Join(r.opts.Dir, "coturn-secret")
+		if err := os.WriteFile(secretFile, []byte(coturnSecret+"\n"), 0o600); err != nil {
+			return err
+		}
+		r.upArgs = []string{"--turn", "turn:" + ip + ":3478", "--turn", "turn:" + ip + ":3478?transport=tcp", "--turn-secret-file", secretFile}
 		cmd := r.R.Command(context.Background(), "turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls",
 			"--use-auth-secret", "--static-auth-secret="+coturnSecret, "--realm=punchd",
 			"--listening-ip="+ip, "--relay-ip="+ip, "--listening-port=3478",

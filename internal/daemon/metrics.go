@@ -1,0 +1,44 @@
+package daemon
+
+import (
+	"log/slog"
+
+	"github.com/punchd/punchd/internal/metrics"
+)
+
+// serveMetrics serves the daemon's metrics on addr (see package metrics);
+// each scrape takes the same snapshot as `punchd status`.
+func (d *daemon) serveMetrics(addr string, log *slog.Logger) (stop func(), err error) {
+	_, stop, err = metrics.Serve(addr, metrics.NewDaemonRegistry(d.metricsSample), log)
+	return stop, err
+}
+
+func (d *daemon) metricsSample() metrics.DaemonSample {
+	st := d.status()
+	out := metrics.DaemonSample{
+		RendezvousConnected: st.Self.RendezvousConnected,
+		SignalingRefused:    st.Self.SignalingRefused,
+		RelayQueueDrops:     st.Self.Drops.RelayQueue,
+		STUNQueueDrops:      st.Self.Drops.STUNQueue,
+	}
+	// status lists the peers in configuration order.
+	for i, p := range st.Peers {
+		s := metrics.PeerSample{ID: p.ID, Alias: p.Alias, State: p.State, Path: p.Path, RxBytes: p.RxBytes, TxBytes: p.TxBytes}
+		if p.LastHandshake != nil {
+			s.LastHandshake = *p.LastHandshake
+		}
+		if i < len(d.cfg.Peers) {
+			ps := d.peers[d.cfg.Peers[i].Key]
+			s.ICEAttempts = ps.ice.Status().Gen
+			s.PathChanges = ps.pathChanges.Load()
+		}
+		out.Peers = append(out.Peers, s)
+	}
+	return out
+}
+
+// serveRendezvousMetrics serves the rendezvous' metrics on addr.
+func serveRendezvousMetrics(addr string, sample func() metrics.RendezvousSample, log *slog.Logger) (stop func(), err error) {
+	_, stop, err = metrics.Serve(addr, metrics.NewRendezvousRegistry(sample), log)
+	return stop, err
+}

@@ -1,0 +1,43 @@
+package metrics
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// RendezvousSample is what `punchd rendezvous` reports at scrape time.
+type RendezvousSample struct {
+	Online int // registered peers
+	// FramesDropped counts frames dropped because a client's queue was
+	// full.
+	FramesDropped uint64
+	// Rejected counts refused requests by cause; nil when the server does
+	// not count them.
+	Rejected map[string]uint64
+}
+
+var (
+	descOnline   = prometheus.NewDesc("punchd_rendezvous_peers_online", "Peers registered at the rendezvous.", nil, nil)
+	descDropped  = prometheus.NewDesc("punchd_rendezvous_frames_dropped_total", "Frames dropped because the recipient's queue was full.", nil, nil)
+	descRejected = prometheus.NewDesc("punchd_rendezvous_rejected_total", "Requests refused, by cause.", []string{"cause"}, nil)
+)
+
+type rendezvousCollector struct{ sample func() RendezvousSample }
+
+// NewRendezvousRegistry returns a registry whose punchd_rendezvous_*
+// metrics come from sample, called once per scrape.
+func NewRendezvousRegistry(sample func() RendezvousSample) *prometheus.Registry {
+	return newRegistry(rendezvousCollector{sample: sample})
+}
+
+func (c rendezvousCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descOnline
+	ch <- descDropped
+	ch <- descRejected
+}
+
+func (c rendezvousCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.sample()
+	ch <- prometheus.MustNewConstMetric(descOnline, prometheus.GaugeValue, float64(s.Online))
+	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.FramesDropped))
+	for cause, n := range s.Rejected {
+		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(n), cause)
+	}
+}
