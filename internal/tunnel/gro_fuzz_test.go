@@ -46,6 +46,9 @@ func TestGROSegment(t *testing.T) {
 		{"after another cmsg", groCmsg(500, 4, true), 500},
 		{"none", nil, 0},
 		{"truncated", groCmsg(1200, 4, false)[:unix.CmsgLen(0)+1], 0},
+		// A last message whose length leaves no room for its padding
+		// (found by FuzzGROSegments: it used to slice past the end).
+		{"unpadded last message", groCmsg(1200, 4, true)[:unix.CmsgLen(4)], 0},
 	}
 	for _, tt := range tests {
 		if got := groSegment(tt.oob); got != tt.want {

@@ -77,7 +77,11 @@ func groSegment(oob []byte) int {
 			}
 			return int(binary.NativeEndian.Uint16(oob[hdr:]))
 		}
-		oob = oob[unix.CmsgSpace(l-hdr):]
+		next := unix.CmsgSpace(l - hdr)
+		if next > len(oob) {
+			return 0 // the last message, unpadded: nothing follows it
+		}
+		oob = oob[next:]
 	}
 	return 0
 }
