@@ -14,6 +14,8 @@ declare -A need=(
 	[iperf3]=iperf3
 	[miniupnpd]=miniupnpd
 	[systemd-analyze]=systemd
+	[chromium]=chromium
+	[npm]=npm
 )
 missing=()
 for cmd in "${!need[@]}"; do

@@ -31,14 +31,34 @@ var (
 	pathDirect = benchPath{"direct", "punchd direct"}
 	pathOwn    = benchPath{"own-turn", "punchd relay (own TURN)"}
 	pathCoturn = benchPath{"coturn", "punchd relay (coturn)"}
+	// TURN over TLS only (own TURN's TCP port out of reach, coturn
+	// offering turns: alone); behind udp-blocked NATs the two paths above
+	// are TURN over TCP.
+	pathOwnTLS    = benchPath{"own-turn-tls", "punchd relay (own TURN, TLS)"}
+	pathCoturnTLS = benchPath{"coturn-tls", "punchd relay (coturn, TLS)"}
 )
 
 func allBenchPaths() []benchPath {
-	return []benchPath{pathRaw, pathStock, pathDirect, pathOwn, pathCoturn}
+	return []benchPath{pathRaw, pathStock, pathDirect, pathOwn, pathCoturn, pathOwnTLS, pathCoturnTLS}
 }
 
-func (p benchPath) punchd() bool  { return p == pathDirect || p == pathOwn || p == pathCoturn }
-func (p benchPath) relayed() bool { return p == pathOwn || p == pathCoturn }
+func (p benchPath) punchd() bool { return p == pathDirect || p.relayed() }
+func (p benchPath) relayed() bool {
+	return p == pathOwn || p == pathCoturn || p == pathOwnTLS || p == pathCoturnTLS
+}
+
+// relay is the scenario's Relay option for p.
+func (p benchPath) relay() string {
+	switch p {
+	case pathCoturn:
+		return "coturn"
+	case pathOwnTLS:
+		return "tls"
+	case pathCoturnTLS:
+		return "coturn-tls"
+	}
+	return ""
+}
 
 // benchConfig is one invocation of `punchd-lab bench`.
 type benchConfig struct {
@@ -80,14 +100,14 @@ func newBenchCommand() *cobra.Command {
 			for _, k := range keys {
 				i := slices.IndexFunc(allBenchPaths(), func(p benchPath) bool { return p.key == k })
 				if i < 0 {
-					return fmt.Errorf("--paths %q: use raw, wireguard-go, direct, own-turn, coturn", k)
+					return fmt.Errorf("--paths %q: use raw, wireguard-go, direct, own-turn, coturn, own-turn-tls, coturn-tls", k)
 				}
 				c.paths = append(c.paths, allBenchPaths()[i])
 			}
 			nats, _ := f.GetStringSlice("nat")
 			for _, n := range nats {
-				if n != string(lab.NATNone) && n != string(lab.NATPortRestricted) {
-					return fmt.Errorf("--nat %q: use none, port-restricted", n)
+				if n != string(lab.NATNone) && n != string(lab.NATPortRestricted) && n != string(lab.NATUDPBlocked) {
+					return fmt.Errorf("--nat %q: use none, port-restricted, udp-blocked (relays over TCP/TLS)", n)
 				}
 				c.topos = append(c.topos, lab.NATType(n))
 			}
@@ -103,8 +123,8 @@ func newBenchCommand() *cobra.Command {
 	f.String("wireguard-go", "", "stock wireguard-go binary to compare with")
 	f.Int("seconds", 10, "seconds per iperf3 run")
 	f.Int("runs", 1, "rounds over every path; the table shows medians (and the TCP x1 range) over them")
-	f.StringSlice("paths", []string{"raw", "wireguard-go", "direct", "own-turn", "coturn"}, "paths to measure: raw, wireguard-go, direct, own-turn, coturn")
-	f.StringSlice("nat", []string{"none", "port-restricted"}, "NAT on both sides: none, port-restricted")
+	f.StringSlice("paths", []string{"raw", "wireguard-go", "direct", "own-turn", "coturn"}, "paths to measure: raw, wireguard-go, direct, own-turn, coturn, own-turn-tls, coturn-tls")
+	f.StringSlice("nat", []string{"none", "port-restricted"}, "NAT on both sides: none, port-restricted, udp-blocked (own-turn and coturn then relay over TCP)")
 	f.String("log-level", "info", "log level of the punchd processes (debug costs relay throughput)")
 	f.String("profile", "", "save pprof CPU profiles of the punchd processes during TCP x1 into this directory")
 	return cmd
@@ -172,9 +192,7 @@ func measure(ctx context.Context, c benchConfig, run int, topo lab.NATType, path
 	if path.relayed() {
 		opts.UpArgs = []string{"--force-relay"}
 	}
-	if path == pathCoturn {
-		opts.Relay = "coturn"
-	}
+	opts.Relay = path.relay()
 	const debugAddr = "127.0.0.1:6060" // each process in its own namespace
 	if c.profileDir != "" && path.punchd() {
 		opts.UpArgs = append(opts.UpArgs, "--debug-listen", debugAddr)
@@ -303,7 +321,7 @@ func measure(ctx context.Context, c benchConfig, run int, topo lab.NATType, path
 func startProfiles(ctx context.Context, c benchConfig, r *scenario.Run, run int, topo lab.NATType, path benchPath, addr string) (wait func()) {
 	var wg sync.WaitGroup
 	hosts := map[string]*lab.Host{"a": r.A.Host, "b": r.B.Host}
-	if path == pathOwn {
+	if path == pathOwn || path == pathOwnTLS {
 		hosts["relay"] = r.R
 	}
 	secs := max(1, c.secs-2)

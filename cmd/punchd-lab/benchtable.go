@@ -9,6 +9,18 @@ import (
 	"github.com/punchd/punchd/internal/bench"
 )
 
+// coturnTwin is the coturn path an own-TURN path is compared with: the
+// same transport to the relay.
+func coturnTwin(p benchPath) (benchPath, bool) {
+	switch p {
+	case pathOwn:
+		return pathCoturn, true
+	case pathOwnTLS:
+		return pathCoturnTLS, true
+	}
+	return benchPath{}, false
+}
+
 // printBench writes one line per topology and path: medians over the
 // rounds that worked, and the TCP x1 range when there were several.
 func printBench(w io.Writer, rows []*benchRow, runs int) {
@@ -46,8 +58,10 @@ func printBench(w io.Writer, rows []*benchRow, runs int) {
 		if ratios := r.ratios(rows, pathStock); len(ratios) > 0 && r.path != pathRaw {
 			ratio = fmt.Sprintf("%.2fx", bench.Median(ratios))
 		}
-		if ratios := r.ratios(rows, pathCoturn); len(ratios) > 0 && r.path == pathOwn {
-			vsCoturn = fmt.Sprintf("%.2fx", bench.Median(ratios))
+		if twin, ok := coturnTwin(r.path); ok {
+			if ratios := r.ratios(rows, twin); len(ratios) > 0 {
+				vsCoturn = fmt.Sprintf("%.2fx", bench.Median(ratios))
+			}
 		}
 		if r.path != pathRaw {
 			cpu = fmt.Sprintf("%.1f", med(func(s *benchSample) float64 { return s.res["tcp1"].CPUPerGB() }))

@@ -23,7 +23,11 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().String("punchd", "bin/punchd", "punchd binary to run")
-	root.AddCommand(newDemoCommand(), newConnectTimeCommand(), newBenchCommand())
+	root.AddCommand(
+		newDemoCommand(), newConnectTimeCommand(), newBenchCommand(),
+		newWebRTCCommand(), newTURNLoadCommand(), newHardNATCommand(),
+		newLoadCommand(),
+	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "punchd-lab:", err)
 		os.Exit(1)

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/punchd/punchd/internal/daemon"
+	"github.com/punchd/punchd/internal/turnserver"
 )
 
 func newRendezvousCommand() *cobra.Command {
@@ -41,8 +43,20 @@ func newRendezvousCommand() *cobra.Command {
 				TURNTCPListen: s.str("turn-tcp-listen"),
 				TURNTLSListen: s.str("turn-tls-listen"),
 				DebugListen:   s.str("debug-listen"),
+				UserQuota:     s.v.GetInt("turn-user-quota"),
+				IPQuota:       s.v.GetInt("turn-ip-quota"),
+				STUNRate:      s.v.GetFloat64("stun-rate"),
+				STUNBurst:     s.v.GetInt("stun-burst"),
 				MetricsListen: s.str("metrics-listen"),
 				Logger:        log,
+
+				WebOrigins:       s.list("web-origin"),
+				WebAPIKeyFile:    s.str("web-api-key-file"),
+				WebCredentialTTL: s.v.GetDuration("web-credential-ttl"),
+			}
+			if cfg.UserQuota < 1 || cfg.IPQuota < 1 || cfg.STUNRate <= 0 || cfg.STUNBurst < 1 {
+				return fmt.Errorf("bad limits: --turn-user-quota %d, --turn-ip-quota %d, --stun-rate %g and --stun-burst %d must all be positive",
+					cfg.UserQuota, cfg.IPQuota, cfg.STUNRate, cfg.STUNBurst)
 			}
 			if ip := s.str("relay-ip"); ip != "" {
 				if cfg.RelayIP, err = netip.ParseAddr(ip); err != nil {
@@ -85,7 +99,14 @@ func newRendezvousCommand() *cobra.Command {
 	fs.String("turn-tcp-listen", "", "TURN over TCP listen address (default: the --stun-listen address over TCP)")
 	fs.String("turn-tls-listen", "", "TURN over TLS listen address (default :5349 when --tls-cert is given; :443 passes most firewalls)")
 	fs.String("relay-ip", "", "address relays are announced at (default: the --stun-listen IP, else the default route's source)")
-	fs.StringSlice("turn-allow-peers", nil, "ranges relays may reach although loopback/link-local/own (labs only)")
+	fs.StringSlice("turn-allow-peers", nil, "ranges relays may reach although not globally reachable (private, CGNAT, ULA, loopback, documentation…; denied by default), e.g. 192.168.0.0/16 for a LAN")
+	fs.Int("turn-user-quota", turnserver.DefaultUserQuota, "TURN allocations one user (peer ID) may hold at once")
+	fs.Int("turn-ip-quota", turnserver.DefaultIPQuota, "TURN allocations one client IP (IPv6: /64) may hold at once")
+	fs.Float64("stun-rate", turnserver.DefaultSTUNRate, "unauthenticated STUN answers per second per source IP (reflection bound)")
+	fs.Int("stun-burst", turnserver.DefaultSTUNBurst, "burst of unauthenticated STUN answers per source IP")
+	fs.StringSlice("web-origin", nil, "origin of a web app's pages (e.g. https://game.example; repeatable) that may fetch TURN credentials at /turn-credentials and use PeerJS signaling at /peerjs; both are off without it")
+	fs.String("web-api-key-file", "", "file of API keys (one a line) for server-side callers of /turn-credentials (Authorization: Bearer KEY)")
+	fs.Duration("web-credential-ttl", 10*time.Minute, "lifetime of the TURN credentials /turn-credentials hands out")
 	fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.String("metrics-listen", "", "serve Prometheus metrics on this address at /metrics (e.g. 127.0.0.1:9478); off by default")
 	return cmd

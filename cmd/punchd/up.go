@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/daemon"
 	"github.com/punchd/punchd/internal/identity"
 )
@@ -41,6 +42,12 @@ func newUpCommand() *cobra.Command {
 	fs.String("debug-listen", "", "serve Go's pprof profiles on this address (e.g. 127.0.0.1:6060); off by default")
 	fs.String("metrics-listen", "", "serve Prometheus metrics on this address at /metrics (e.g. 127.0.0.1:9478); off by default")
 	fs.Bool("force-relay", false, "use relay candidates only (testing relays; hides the hosts' addresses from each other)")
+	fs.Bool("birthday", true, "birthday punching between a symmetric and a port-restricted NAT (bounded; the relay carries the tunnel meanwhile)")
+	fs.Int("birthday-sockets", birthday.DefaultSockets, fmt.Sprintf("birthday punching: sockets the symmetric side opens (at most %d)", birthday.MaxSockets))
+	fs.Int("birthday-probes", birthday.DefaultProbes, fmt.Sprintf("birthday punching: probes the port-restricted side sends per attempt (at most %d)", birthday.MaxProbes))
+	fs.Int("birthday-rate", birthday.DefaultRate, fmt.Sprintf("birthday punching: packets per second either side sends (at most %d)", birthday.MaxRate))
+	fs.Duration("birthday-cooldown", birthday.DefaultCooldown, "birthday punching: wait this long after a miss before trying the same peer again")
+	fs.Bool("port-mapping", true, "map the tunnel port on the gateway (PCP, NAT-PMP, UPnP-IGD) and offer it to peers as a candidate")
 	return cmd
 }
 
@@ -117,9 +124,17 @@ func runUp(cmd *cobra.Command, _ []string) error {
 		STUN:            stuns,
 		PinICEServers:   s.v.GetBool("pin-ice-servers"),
 		ForceRelay:      s.v.GetBool("force-relay"),
-		DebugListen:     s.str("debug-listen"),
-		MetricsListen:   s.str("metrics-listen"),
-		Logger:          log,
+		NoBirthday:      !s.v.GetBool("birthday"),
+		Birthday: birthday.Config{
+			Sockets:  s.v.GetInt("birthday-sockets"),
+			Probes:   s.v.GetInt("birthday-probes"),
+			Rate:     s.v.GetInt("birthday-rate"),
+			Cooldown: s.v.GetDuration("birthday-cooldown"),
+		},
+		NoPortMapping: !s.v.GetBool("port-mapping"),
+		DebugListen:   s.str("debug-listen"),
+		MetricsListen: s.str("metrics-listen"),
+		Logger:        log,
 	})
 }
 

@@ -104,6 +104,10 @@ func TestWriteTable(t *testing.T) {
 			LocalCandidate: &Candidate{"relay", "1.2.3.4:5", "udp"}}}}, []string{"relay 1.2.3.4:5"}, []string{"relay/"}},
 		{"drops", Status{Self: Self{ID: "me", Drops: Drops{RelayQueue: 12, STUNQueue: 3}}},
 			[]string{"drops      12 relayed packets", "3 STUN"}, nil},
+		{"direct by birthday", Status{Peers: []PeerStatus{{ID: "p", Path: "direct", Via: "birthday", Probes: 231}}},
+			[]string{"direct (birthday, 231 probes)"}, nil},
+		{"port mapping", Status{Self: Self{ID: "me", PortMapping: &PortMapping{Protocol: "pcp", External: "198.18.0.3:51820", LeaseLeftSeconds: 7000}}},
+			[]string{"portmap    pcp 198.18.0.3:51820, lease 1h56m40s left"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

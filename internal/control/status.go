@@ -39,6 +39,18 @@ type Self struct {
 	SignalingRefused map[string]uint64 `json:"signaling_refused,omitempty"`
 	// Drops are packets the daemon dropped because a queue was full.
 	Drops Drops `json:"drops"`
+	// PortMapping is the tunnel port's mapping on the gateway (UPnP-IGD,
+	// NAT-PMP or PCP), offered to peers as a candidate; absent without.
+	PortMapping *PortMapping `json:"port_mapping,omitempty"`
+}
+
+// PortMapping is a port the gateway forwards to the tunnel socket.
+type PortMapping struct {
+	Protocol string `json:"protocol"` // "pcp", "nat-pmp", "upnp"
+	External string `json:"external"` // the gateway's address and port
+	// LeaseLeftSeconds is how long the gateway keeps it unless renewed
+	// (the daemon renews it well before).
+	LeaseLeftSeconds int `json:"lease_left_seconds"`
 }
 
 // NAT is what RFC 5780 found about the NAT in front of this host (see
@@ -61,10 +73,16 @@ type Drops struct {
 
 // PeerStatus describes one configured peer.
 type PeerStatus struct {
-	ID     string `json:"id"`
-	Alias  string `json:"alias,omitempty"`
-	State  string `json:"state"`
-	Path   string `json:"path"` // "direct", "relay" or "none"
+	ID    string `json:"id"`
+	Alias string `json:"alias,omitempty"`
+	State string `json:"state"`
+	Path  string `json:"path"` // "direct", "relay" or "none"
+	// Via says how a direct path was made when ICE alone could not:
+	// "birthday" (birthday punching), "prediction" (a sequential NAT's
+	// next ports) or "port mapping"; empty for plain ICE.
+	Via string `json:"via,omitempty"`
+	// Probes is how many probes birthday punching or prediction took.
+	Probes int    `json:"probes,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	// Relay is the TURN relay address carrying the path, when relayed.
 	Relay       string `json:"relay,omitempty"`

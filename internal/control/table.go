@@ -22,6 +22,9 @@ func (s Status) WriteTable(w io.Writer, now time.Time) error {
 	if n := s.Self.NAT; n != nil {
 		fmt.Fprintf(w, "nat        %s (mapping %s, filtering %s), external %s\n", n.Type, n.Mapping, n.Filtering, dash(n.ExternalIPv4))
 	}
+	if m := s.Self.PortMapping; m != nil {
+		fmt.Fprintf(w, "portmap    %s %s, lease %s left\n", m.Protocol, m.External, (time.Duration(m.LeaseLeftSeconds) * time.Second).String())
+	}
 	if d := s.Self.Drops; d.RelayQueue > 0 || d.STUNQueue > 0 {
 		fmt.Fprintf(w, "drops      %d relayed packets (the tunnel device fell behind), %d STUN (ICE fell behind)\n", d.RelayQueue, d.STUNQueue)
 	}
@@ -48,7 +51,7 @@ func (s Status) WriteTable(w io.Writer, now time.Time) error {
 	fmt.Fprintln(tw, "PEER\tOVERLAY\tSTATE\tPATH\tLOCAL\tREMOTE\tRX\tTX\tHANDSHAKE")
 	for _, p := range s.Peers {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			p.Name(), dash(p.OverlayIPv4), p.State, p.Path,
+			p.Name(), dash(p.OverlayIPv4), p.State, p.PathText(),
 			candidate(p.LocalCandidate), candidate(p.RemoteCandidate),
 			bytes(p.RxBytes), bytes(p.TxBytes), ago(p.LastHandshake, now))
 	}
@@ -61,6 +64,18 @@ func (s Status) WriteTable(w io.Writer, now time.Time) error {
 		}
 	}
 	return nil
+}
+
+// PathText is the path as the table shows it: "direct (birthday, 231
+// probes)" when birthday punching or prediction made it.
+func (p PeerStatus) PathText() string {
+	switch {
+	case p.Via == "":
+		return p.Path
+	case p.Probes > 0:
+		return fmt.Sprintf("%s (%s, %d probes)", p.Path, p.Via, p.Probes)
+	}
+	return p.Path + " (" + p.Via + ")"
 }
 
 func dash(s string) string {

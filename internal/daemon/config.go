@@ -18,6 +18,7 @@ import (
 
 	"github.com/punchd/punchd/internal/icepeer"
 
+	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/identity"
 )
 
@@ -47,6 +48,13 @@ type Config struct {
 	PinICEServers bool
 	// ForceRelay uses relay candidates only.
 	ForceRelay bool
+	// Birthday bounds birthday punching (symmetric x port-restricted);
+	// NoBirthday turns it off.
+	Birthday   birthday.Config
+	NoBirthday bool
+	// NoPortMapping leaves the gateway alone: no UPnP/NAT-PMP/PCP
+	// mapping of the tunnel port.
+	NoPortMapping bool
 	// DebugListen, when set, serves net/http/pprof there.
 	DebugListen string
 	// MetricsListen, when set, serves Prometheus metrics there (/metrics).

@@ -6,16 +6,19 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/natprobe"
 	"github.com/punchd/punchd/internal/ping"
+	"github.com/punchd/punchd/internal/portmap"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/tunnel"
 )
@@ -68,12 +71,14 @@ func Run(ctx context.Context, cfg Config) error {
 		dev:     dev,
 		started: time.Now(),
 		peers:   make(map[identity.PublicKey]*peerState, len(cfg.Peers)),
+		bind:    bind,
 	}
 	d.nat = newNATInfo(log.With("component", "nat"), func(rep *natprobe.Report) {
 		for _, ps := range d.peers {
 			ps.ice.SetLocalNAT(rep.NATType)
 		}
 	})
+	cool := birthday.NewCooldown(cfg.Birthday.Limits().Cooldown, nil)
 	for _, p := range cfg.Peers {
 		ps := &peerState{Peer: p}
 		key := p.Key
@@ -91,6 +96,7 @@ func Run(ctx context.Context, cfg Config) error {
 			OnStalled:         d.recheckRendezvous,
 			OnRelayPacket:     func(pkt []byte) { bind.DeliverRelay(key, pkt) },
 			ExcludeInterfaces: []string{cfg.Interface},
+			PortMapped:        d.portMapped,
 			RelayOnly:         cfg.ForceRelay,
 			Logger:            plog,
 		})
@@ -98,11 +104,29 @@ func Run(ctx context.Context, cfg Config) error {
 		// The ICE controlling side initiates WireGuard; the other waits.
 		bind.SetPassive(key, !ps.ice.Controlling())
 		ps.log = plog
+		ps.hard = newHardNAT(d, ps, cool)
 		d.peers[key] = ps
 		if err := dev.AddPeer(key, plan.peers[key]); err != nil {
 			return fmt.Errorf("add peer %s to wireguard: %w", key.Short(), err)
 		}
 	}
+
+	// After the peers exist (OnChange walks them), before they run.
+	if !cfg.NoPortMapping && !cfg.ForceRelay {
+		d.lease = portmap.Keep(ctx, portmap.LeaseConfig{Internal: dev.ListenPort(), Logger: log.With("component", "portmap"),
+			OnChange: func(portmap.Mapping) {
+				for _, ps := range d.peers {
+					ps.ice.PortMappingChanged()
+				}
+			}})
+		defer d.lease.Close()
+	}
+	bind.SetPunchHandler(func(pkt []byte, from netip.AddrPort) {
+		for _, ps := range d.peers {
+			ps.hard.deliver(pkt, from)
+		}
+	})
+	defer bind.SetPunchHandler(nil)
 
 	if cfg.DebugListen != "" {
 		stopDebug, err := serveDebug(cfg.DebugListen, log)
@@ -120,7 +144,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	if self4 := firstOf(plan.self, true); self4.IsValid() {
-		echo, err := ping.Listen(self4, log.With("component", "ping"))
+		echo, err := ping.Listen(self4, cfg.Interface, log.With("component", "ping"))
 		if err != nil {
 			return err
 		}
@@ -161,6 +185,7 @@ func Run(ctx context.Context, cfg Config) error {
 			defer wg.Done()
 			ps.ice.Run(runCtx)
 		}()
+		wg.Go(func() { ps.hard.run(runCtx) })
 	}
 	wg.Add(1)
 	go func() {
@@ -183,6 +208,7 @@ func Run(ctx context.Context, cfg Config) error {
 type peerState struct {
 	Peer
 	ice  *icepeer.Peer
+	hard *hardNAT // birthday punching toward this peer
 	bind *tunnel.Bind
 	log  *slog.Logger
 
@@ -204,10 +230,28 @@ type daemon struct {
 
 	rv      atomic.Pointer[rendezvous.Client]
 	offered atomic.Pointer[rendezvous.Registration] // the latest, already capped
+	lease   *portmap.Lease                          // the tunnel port's mapping on the gateway; nil when off
+	bind    *tunnel.Bind
 }
 
 func (d *daemon) iceChoice() iceChoice {
 	return iceChoice{pinned: d.cfg.PinICEServers, stun: d.cfg.STUN, turn: d.cfg.TURN}
+}
+
+// portMapped is the gateway's mapping of the tunnel port and the local
+// address it forwards to, for ICE to offer as a candidate.
+func (d *daemon) portMapped() (external, local netip.AddrPort) {
+	if d.lease == nil {
+		return netip.AddrPort{}, netip.AddrPort{}
+	}
+	m, _ := d.lease.Current()
+	if m.IsZero() {
+		return netip.AddrPort{}, netip.AddrPort{}
+	}
+	if a, ok := d.bind.STUNConn().LocalAddr().(*net.UDPAddr); ok {
+		local = a.AddrPort()
+	}
+	return m.External, netip.AddrPortFrom(local.Addr().Unmap(), m.Internal)
 }
 
 func (d *daemon) signal(ctx context.Context, to identity.PublicKey, payload []byte) error {
@@ -276,6 +320,10 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 		d.log.Debug("signal from unknown peer dropped", "from", from.Short())
 		return
 	}
+	if birthday.IsSignal(payload) {
+		ps.hard.handleSignal(payload)
+		return
+	}
 	ps.ice.HandleSignal(payload)
 }
 
@@ -283,7 +331,9 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 // roaming, decides where packets go.
 func (d *daemon) onPath(key identity.PublicKey, path icepeer.Path) {
 	ps := d.peers[key]
-	ps.bind.SetPath(key, tunnel.Path{Direct: path.Direct, Relay: relayWriter(path), Channel: relayChannel(path)})
+	if !ps.hard.holdsPath(path) {
+		ps.bind.SetPath(key, bindPath(path))
+	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.lastPath = path
@@ -300,6 +350,21 @@ func (d *daemon) onPath(key identity.PublicKey, path icepeer.Path) {
 		ps.connectedAt = time.Time{}
 		ps.log.Info("path lost; reconnecting")
 	}
+}
+
+// bindPath is ICE's path as the Bind takes it.
+func bindPath(path icepeer.Path) tunnel.Path {
+	return tunnel.Path{Direct: path.Direct, Relay: relayWriter(path), Channel: relayChannel(path)}
+}
+
+// restorePath gives the tunnel back to ICE's latest path (a birthday path
+// went quiet).
+func (d *daemon) restorePath(key identity.PublicKey) {
+	ps := d.peers[key]
+	ps.mu.Lock()
+	path := ps.lastPath
+	ps.mu.Unlock()
+	ps.bind.SetPath(key, bindPath(path))
 }
 
 func peerKeys(peers []Peer) []identity.PublicKey {

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/punchd/punchd/internal/fdlimit"
 	"github.com/punchd/punchd/internal/metrics"
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/route"
@@ -35,6 +36,10 @@ type RendezvousConfig struct {
 	TURNTLSListen string // default :5349 when a certificate is given
 	RelayIP       netip.Addr
 	AllowPeers    []netip.Prefix
+	// TURN quotas and the STUN reflection bound; 0 means the defaults.
+	UserQuota, IPQuota int
+	STUNRate           float64
+	STUNBurst          int
 	// RFC 5780 (what `punchd nat` needs to tell mapping from filtering):
 	// STUNAltIP is the alternate address; with STUNAltAuto a second
 	// global address of the host is used when there is one. STUNAltPort
@@ -42,6 +47,13 @@ type RendezvousConfig struct {
 	STUNAltIP   netip.Addr
 	STUNAltAuto bool
 	STUNAltPort int
+	// Web apps: WebOrigins is the allowlist of page origins that may use
+	// /turn-credentials and the PeerJS signaling at /peerjs (both off
+	// without it); WebAPIKeyFile holds keys for server-side callers of
+	// /turn-credentials; WebCredentialTTL is their lifetime (default 10 min).
+	WebOrigins       []string
+	WebAPIKeyFile    string
+	WebCredentialTTL time.Duration
 	// DebugListen, when set, serves net/http/pprof there.
 	DebugListen string
 	// MetricsListen, when set, serves Prometheus metrics there (/metrics).
@@ -57,6 +69,10 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	fdLimit, err := fdlimit.Raise()
+	if err != nil {
+		log.Warn("could not raise the open-file limit; the rendezvous holds fewer peers", "limit", fdLimit, "err", err)
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("TLS needs both --tls-cert and --tls-key")
@@ -78,8 +94,10 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	}
 	stunPort := 0
 	var turnCfg *rendezvous.TURNConfig
+	var allocs *turnserver.Allocations
 	if cfg.STUNListen != "" {
-		scfg := turnserver.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn")}
+		scfg := turnserver.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn"),
+			UserQuota: cfg.UserQuota, IPQuota: cfg.IPQuota, STUNRate: cfg.STUNRate, STUNBurst: cfg.STUNBurst}
 		if !cfg.NoTURN {
 			secret := cfg.TURNSecret
 			if secret == "" {
@@ -118,6 +136,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 			return err
 		}
 		defer stun.Close()
+		allocs = stun.Allocations()
 		if ua, ok := stun.Addr().(*net.UDPAddr); ok {
 			stunPort = ua.Port
 			if turnCfg != nil && turnCfg.UDPPort == 0 {
@@ -132,9 +151,18 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		TURN:     turnCfg,
 	})
 	defer srv.Close()
+	web, err := newWebApps(cfg, srv.Handler(), stunPort, turnCfg, log)
+	if err != nil {
+		return err
+	}
+	defer web.Close()
 	if cfg.MetricsListen != "" {
 		stopMetrics, err := serveRendezvousMetrics(cfg.MetricsListen, func() metrics.RendezvousSample {
-			return metrics.RendezvousSample{Online: srv.Online(), FramesDropped: srv.DroppedFrames()}
+			s := metrics.RendezvousSample{Online: srv.Online(), FramesDropped: srv.DroppedFrames(), PeerJSOnline: web.PeerJSOnline(), Rejected: web.Rejected()}
+			if allocs != nil {
+				s.TURNAllocations, s.TURNAllocationsTotal = allocs.Active(), allocs.Total()
+			}
+			return s
 		}, log.With("component", "metrics"))
 		if err != nil {
 			return err
@@ -149,7 +177,11 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		}
 		return fmt.Errorf("signaling listen %s: %w", cfg.Listen, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	limits := rendezvous.HTTPLimits{MaxConns: fdlimit.ConnCap(fdLimit)}
+	hs := rendezvous.NewHTTPServer(web.Handler, limits)
+	// The cap counts TCP connections, before TLS: a stalled TLS
+	// handshake holds a slot as any connection does.
+	ln = rendezvous.LimitListener(ln, limits)
 	errc := make(chan error, 1)
 	scheme := "http"
 	go func() {
@@ -162,7 +194,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	if cfg.TLSCert != "" {
 		scheme = "https"
 	}
-	log.Info("rendezvous listening", "url", scheme+"://"+ln.Addr().String(), "stun_port", stunPort)
+	log.Info("rendezvous listening", "url", scheme+"://"+ln.Addr().String(), "stun_port", stunPort,
+		"max_conns", fdlimit.ConnCap(fdLimit), "fd_limit", fdLimit)
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}

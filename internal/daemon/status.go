@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"time"
+
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/natkind"
@@ -31,16 +33,35 @@ func (d *daemon) status() control.Status {
 		st.Self.NAT = &control.NAT{Type: string(natRep.NATType), Mapping: string(natRep.Mapping),
 			Filtering: string(natRep.Filtering), ExternalIPv4: natRep.ExternalIPv4}
 	}
+	if d.lease != nil {
+		if m, _ := d.lease.Current(); !m.IsZero() {
+			st.Self.PortMapping = &control.PortMapping{Protocol: string(m.Protocol), External: m.External.String(),
+				LeaseLeftSeconds: int(time.Until(m.Expires).Seconds())}
+		}
+	}
 	stats, err := d.dev.Stats()
 	if err != nil {
 		d.log.Warn("read wireguard stats", "err", err)
 	}
 	for _, p := range d.cfg.Peers {
 		ps := d.peers[p.Key]
-		out := peerStatus(ps.ice.Status(), natRep)
+		is := ps.ice.Status()
+		out := peerStatus(is, natRep)
 		out.ID, out.Alias = p.Key.String(), p.Alias
 		out.OverlayIPv4 = addrString(firstOf(d.plan.peers[p.Key], true))
 		out.OverlayIPv6 = addrString(firstOf(d.plan.peers[p.Key], false))
+		if is.Path.Kind() == icepeer.PathDirect && d.viaPortMapping(is, natRep) {
+			out.Via = "port mapping"
+		}
+		via, probes, remote, miss := ps.hard.status()
+		if via != "" {
+			// A birthday path carries the tunnel; ICE's (relayed) pair
+			// stands by.
+			out.Path, out.Via, out.Probes, out.Reason, out.Relay = icepeer.PathDirect.String(), via, probes, "", ""
+			out.LocalCandidate, out.RemoteCandidate = nil, &control.Candidate{Type: "prflx", Address: remote.String()}
+		} else if is.Path.Kind() == icepeer.PathRelay && miss != "" {
+			out.Reason += "; last try: " + miss
+		}
 		if s, ok := stats[p.Key]; ok {
 			out.RxBytes, out.TxBytes = s.RxBytes, s.TxBytes
 			if !s.LastHandshake.IsZero() {
@@ -86,4 +107,18 @@ func candidate(c icepeer.Candidate) *control.Candidate {
 		return nil
 	}
 	return &control.Candidate{Type: c.Type.String(), Address: c.Addr.String(), RelayProtocol: c.RelayProtocol}
+}
+
+// viaPortMapping reports whether a direct path goes through a gateway's
+// port mapping: the peer's mapped candidate is the remote end, or we hold
+// a mapping and the two NATs allow no direct path without one.
+func (d *daemon) viaPortMapping(is icepeer.PeerStatus, natRep *natprobe.Report) bool {
+	if is.RemoteMapped.IsValid() && is.Path.Remote.Addr == is.RemoteMapped {
+		return true
+	}
+	if d.lease == nil || natRep == nil {
+		return false
+	}
+	m, _ := d.lease.Current()
+	return !m.IsZero() && natkind.NeedsRelay(natRep.NATType, is.RemoteNAT)
 }

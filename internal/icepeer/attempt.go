@@ -82,6 +82,7 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if err != nil {
 		return nil, err
 	}
+	inet.log = p.log
 	opts := []ice.AgentOption{
 		ice.WithNet(inet),
 		ice.WithUDPMux(p.cfg.Mux),
@@ -254,6 +255,7 @@ func (p *Peer) addRemote(a *attempt, raw string) {
 		return
 	}
 	a.remotes++
+	p.noteReflexive(raw, true)
 	if a.pref != nil {
 		a.pref.addRemote(c)
 	}

@@ -1,6 +1,7 @@
 package icepeer
 
 import (
+	"slices"
 	"time"
 
 	"github.com/pion/ice/v4"
@@ -166,6 +167,7 @@ func (p *Peer) onLocalCandidate(a *attempt, raw string) {
 		return
 	}
 	a.local = append(a.local, raw)
+	p.noteReflexive(raw, false)
 	p.send(signalMsg{Kind: kindCandidate, Gen: a.gen, Candidate: raw})
 }
 
@@ -229,6 +231,12 @@ func (p *Peer) acceptOffer(m signalMsg) {
 func (p *Peer) gather(a *attempt) {
 	if err := a.agent.GatherCandidates(); err != nil {
 		p.log.Warn("gather ICE candidates", "err", err)
+	}
+	if p.cfg.PortMapped == nil || p.cfg.RelayOnly {
+		return
+	}
+	if raw := portMappedCandidate(p.cfg.PortMapped()); raw != "" && !slices.Contains(a.local, raw) {
+		p.onLocalCandidate(a, raw)
 	}
 }
 

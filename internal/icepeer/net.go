@@ -2,11 +2,14 @@ package icepeer
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
 
+	"github.com/punchd/punchd/internal/batchconn"
 	"github.com/punchd/punchd/internal/sockbuf"
 )
 
@@ -23,6 +26,7 @@ import (
 type bufferedNet struct {
 	*stdnet.Net
 	deliver func([]byte)
+	log     *slog.Logger // for the TURN client sockets; may be nil
 	sockets turnSockets
 }
 
@@ -52,6 +56,7 @@ func (n *bufferedNet) ListenPacket(network, address string) (net.PacketConn, err
 		_ = uc.Close()
 		return nil, err
 	}
+	s.log = n.log
 	n.sockets.add(s)
 	return s, nil
 }
@@ -72,4 +77,33 @@ func (n *bufferedNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (transp
 	}
 	_, _ = sockbuf.Set(c, sockbuf.Size)
 	return c, nil
+}
+
+// DialTCP is how pion/ice connects to a TURN server over TCP or TLS (TLS
+// runs on top of what this returns). pion's TURN client writes one frame
+// per Write, one send per relayed packet; the connection's writes are
+// coalesced instead (see batchconn), so a busy relay sends many frames
+// per system call.
+func (n *bufferedNet) DialTCP(network string, laddr, raddr *net.TCPAddr) (transport.TCPConn, error) {
+	c, err := n.Net.DialTCP(network, laddr, raddr)
+	if err != nil {
+		return nil, err
+	}
+	return &batchedTCP{TCPConn: c, b: batchconn.New(c, false)}, nil
+}
+
+// batchedTCP is a TCP connection to a TURN server with coalesced writes;
+// the TCP-only methods reach the socket.
+type batchedTCP struct {
+	transport.TCPConn
+	b *batchconn.Conn
+}
+
+func (c *batchedTCP) Read(p []byte) (int, error)  { return c.b.Read(p) }
+func (c *batchedTCP) Write(p []byte) (int, error) { return c.b.Write(p) }
+func (c *batchedTCP) Close() error                { return c.b.Close() }
+
+// ReadFrom keeps io.Copy from writing past the queue.
+func (c *batchedTCP) ReadFrom(r io.Reader) (int64, error) {
+	return io.Copy(struct{ io.Writer }{c.b}, r)
 }

@@ -137,6 +137,14 @@ type PeerStatus struct {
 	// RemoteNAT is the NAT type the peer says it is behind ("" until it
 	// said).
 	RemoteNAT natkind.NATType
+	// LocalReflexive and RemoteReflexive are the server-reflexive IPv4
+	// addresses of the tunnel socket (ours, and the peer's as it
+	// signaled), from the latest attempt that had them: where birthday
+	// punching sprays and probes.
+	LocalReflexive, RemoteReflexive netip.AddrPort
+	// RemoteMapped is the peer's port-mapped candidate (its gateway's
+	// UPnP/NAT-PMP/PCP mapping), when it offered one.
+	RemoteMapped netip.AddrPort
 }
 
 // ICEServer is a STUN or TURN server with its credentials (TURN only).
@@ -169,6 +177,11 @@ type PeerConfig struct {
 	// packets when the path is a relay. May be nil. The slice is reused
 	// after the call returns.
 	OnRelayPacket func([]byte)
+	// PortMapped returns the tunnel port's mapping on the gateway and the
+	// local address it forwards to (zero when there is none); each
+	// attempt offers the mapping as a server-reflexive candidate. May be
+	// nil.
+	PortMapped func() (external, local netip.AddrPort)
 	// ExcludeInterfaces never yield host candidates (our own TUN).
 	ExcludeInterfaces []string
 	// RelayOnly gathers relay candidates only (`punchd up --force-relay`):

@@ -2,10 +2,12 @@ package icepeer
 
 import (
 	"encoding/binary"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/pion/stun/v4"
 	"golang.org/x/net/ipv4"
@@ -57,6 +59,15 @@ type turnSocket struct {
 
 	server atomic.Pointer[net.UDPAddr] // where pion sends; set on its first write
 
+	// Datagrams from anyone but the server are dropped: the socket's
+	// port is no secret (it is in the relay candidate's related address
+	// and any on-path observer sees it), and ChannelData from a stranger
+	// would otherwise reach the tunnel, a forged ChannelBind answer the
+	// channel table. Counted, logged at most once a minute.
+	log     *slog.Logger // nil: not logged
+	stray   atomic.Uint64
+	strayAt atomic.Int64 // unix nanoseconds of the last log
+
 	mu      sync.Mutex
 	pending map[[stun.TransactionIDSize]byte]channelBinding // ChannelBind requests in flight
 	// bound maps a peer address to its confirmed channel number; copied
@@ -94,6 +105,10 @@ func (s *turnSocket) ReadFrom(p []byte) (int, net.Addr, error) {
 		if err != nil {
 			return 0, nil, err
 		}
+		if !s.fromServer(m.Addr) {
+			s.dropStray(m.Addr)
+			continue
+		}
 		data := m.Data()
 		if payload, ok := channeldata.Payload(data); ok && s.deliver != nil && !stun.IsMessage(payload) {
 			s.deliver(payload)
@@ -106,6 +121,31 @@ func (s *turnSocket) ReadFrom(p []byte) (int, net.Addr, error) {
 		return copy(p, data), net.UDPAddrFromAddrPort(m.Addr), nil
 	}
 }
+
+// fromServer: src is the TURN server pion talks to. Before pion's first
+// write nothing can be an answer.
+func (s *turnSocket) fromServer(src netip.AddrPort) bool {
+	srv := s.server.Load()
+	if srv == nil {
+		return false
+	}
+	ap := srv.AddrPort()
+	return src.Port() == ap.Port() && src.Addr().Unmap() == ap.Addr().Unmap()
+}
+
+func (s *turnSocket) dropStray(src netip.AddrPort) {
+	n := s.stray.Add(1)
+	if s.log == nil {
+		return
+	}
+	now, last := time.Now().UnixNano(), s.strayAt.Load()
+	if now-last >= int64(time.Minute) && s.strayAt.CompareAndSwap(last, now) {
+		s.log.Info("TURN client socket: dropped datagrams that did not come from the TURN server", "from", src.String(), "dropped", n)
+	}
+}
+
+// Stray is how many datagrams from others than the server were dropped.
+func (s *turnSocket) Stray() uint64 { return s.stray.Load() }
 
 // WriteTo sends what pion sends, noting the server and ChannelBind requests.
 func (s *turnSocket) WriteTo(p []byte, addr net.Addr) (int, error) {

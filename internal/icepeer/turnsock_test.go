@@ -11,6 +11,7 @@ import (
 
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
+	"github.com/punchd/punchd/internal/channeldata"
 	"github.com/punchd/punchd/internal/pionlog"
 	"github.com/punchd/punchd/internal/turnserver"
 	"golang.org/x/net/ipv4"
@@ -256,4 +257,153 @@ func BenchmarkTurnSocketReceive(b *testing.B) {
 	if delivered != 64*b.N {
 		b.Fatalf("delivered %d of %d", delivered, 64*b.N)
 	}
+}
+
+// Only the TURN server is heard on a TURN client socket: ChannelData from
+// anyone else never reaches the tunnel, and their STUN (a forged
+// ChannelBind answer, say) never reaches pion or the channel table.
+func TestTurnSocketHearsOnlyItsServer(t *testing.T) {
+	listen := func(ip string) *net.UDPConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	server := listen("127.0.0.1")
+	for _, tt := range []struct {
+		name     string
+		stranger *net.UDPConn
+	}{
+		{"same IP, another port", listen("127.0.0.1")},
+		{"another IP, the server's port", nil}, // filled below
+		{"another IP", listen("127.0.0.3")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.stranger == nil {
+				port := server.LocalAddr().(*net.UDPAddr).Port
+				c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port})
+				if err != nil {
+					t.Skipf("port %d on 127.0.0.2 taken: %v", port, err)
+				}
+				t.Cleanup(func() { c.Close() })
+				tt.stranger = c
+			}
+			uc := listen("127.0.0.1")
+			var delivered []string
+			s, err := newTurnSocket(uc, func(p []byte) { delivered = append(delivered, string(p)) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			// pion's first write names the server.
+			bind := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
+				&stun.RawAttribute{Type: stun.AttrChannelNumber, Value: []byte{0x40, 0x01, 0, 0}},
+				&peerAddr{IP: net.IPv4(198, 18, 0, 9), Port: 50000})
+			if _, err := s.WriteTo(bind.Raw, server.LocalAddr()); err != nil {
+				t.Fatal(err)
+			}
+			cd := func(payload string) []byte {
+				b := make([]byte, 4+len(payload))
+				channeldata.PutHeader(b, 0x4001, len(payload))
+				copy(b[4:], payload)
+				return b
+			}
+			forged := stun.MustBuild(stun.NewTransactionIDSetter(bind.TransactionID), stun.NewType(stun.MethodChannelBind, stun.ClassSuccessResponse))
+			to := uc.LocalAddr()
+			for _, d := range []struct {
+				from *net.UDPConn
+				b    []byte
+			}{
+				{tt.stranger, cd("from a stranger")},
+				{tt.stranger, forged.Raw},
+				{server, cd("from the server")},
+				{server, stun.MustBuild(stun.TransactionID, stun.BindingSuccess).Raw},
+			} {
+				if _, err := d.from.WriteTo(d.b, to); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_ = uc.SetReadDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 2048)
+			n, from, err := s.ReadFrom(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := &stun.Message{Raw: buf[:n]}
+			if m.Decode() != nil || m.Type != stun.BindingSuccess || from.String() != server.LocalAddr().String() {
+				t.Fatalf("pion got %v from %v first, want the server's Binding success", m.Type, from)
+			}
+			if len(delivered) != 1 || delivered[0] != "from the server" {
+				t.Fatalf("tunnel got %q, want only the server's ChannelData", delivered)
+			}
+			if s.Stray() != 2 {
+				t.Fatalf("%d stray datagrams counted, want 2", s.Stray())
+			}
+			ts := &turnSockets{byPort: map[int]*turnSocket{1: s}}
+			if _, _, ok := ts.channel(1, netip.MustParseAddrPort("198.18.0.9:50000")).Bound(); ok {
+				t.Fatal("a stranger's ChannelBind answer bound the channel")
+			}
+		})
+	}
+}
+
+// FuzzTurnSocketChannels: any sequence of requests pion sends and answers
+// the server returns leaves the channel table consistent (one number per
+// peer, one peer per number, only numbers pion asked for, bounded).
+func FuzzTurnSocketChannels(f *testing.F) {
+	bind := func(num uint16, port int) []byte {
+		return stun.MustBuild(stun.NewTransactionIDSetter([stun.TransactionIDSize]byte{byte(num), byte(port)}),
+			stun.NewType(stun.MethodChannelBind, stun.ClassRequest),
+			&stun.RawAttribute{Type: stun.AttrChannelNumber, Value: []byte{byte(num >> 8), byte(num), 0, 0}},
+			&peerAddr{IP: net.IPv4(198, 18, 0, 9), Port: port}).Raw
+	}
+	ok := func(num uint16, port int) []byte {
+		return stun.MustBuild(stun.NewTransactionIDSetter([stun.TransactionIDSize]byte{byte(num), byte(port)}),
+			stun.NewType(stun.MethodChannelBind, stun.ClassSuccessResponse)).Raw
+	}
+	// Input: records of [kind byte][len byte][bytes]; kind even is a
+	// request pion writes, odd an answer the server sends.
+	record := func(kind byte, b []byte) []byte { return append([]byte{kind, byte(len(b))}, b...) }
+	f.Add(append(record(0, bind(0x4001, 1)), record(1, ok(0x4001, 1))...))
+	f.Add(append(append(record(0, bind(0x4001, 1)), record(0, bind(0x4001, 2))...), append(record(1, ok(0x4001, 2)), record(1, ok(0x4001, 1))...)...))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		s := &turnSocket{pending: map[[stun.TransactionIDSize]byte]channelBinding{}}
+		empty := map[netip.AddrPort]uint16{}
+		s.bound.Store(&empty)
+		asked := map[uint16]bool{}
+		for len(in) >= 2 {
+			kind, n := in[0], int(in[1])
+			in = in[2:]
+			if n > len(in) {
+				n = len(in)
+			}
+			msg := in[:n]
+			in = in[n:]
+			if kind%2 == 0 {
+				s.observeRequest(msg)
+				m := &stun.Message{Raw: append([]byte(nil), msg...)}
+				if m.Decode() == nil {
+					if v, err := m.Get(stun.AttrChannelNumber); err == nil && len(v) >= 2 {
+						asked[uint16(v[0])<<8|uint16(v[1])] = true
+					}
+				}
+			} else {
+				s.observeResponse(msg)
+			}
+			if len(s.pending) > 64 {
+				t.Fatalf("%d pending ChannelBinds, bound is 64", len(s.pending))
+			}
+		}
+		numbers := map[uint16]netip.AddrPort{}
+		for peer, num := range *s.bound.Load() {
+			if !asked[num] {
+				t.Fatalf("channel %#x bound but never asked for", num)
+			}
+			if other, dup := numbers[num]; dup {
+				t.Fatalf("channel %#x bound to %s and %s", num, peer, other)
+			}
+			numbers[num] = peer
+		}
+	})
 }

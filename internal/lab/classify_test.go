@@ -23,6 +23,7 @@ func TestNATTypesMatchCoturnDiscovery(t *testing.T) {
 		{NATRestricted, "independent", "address dependent"},
 		{NATPortRestricted, "independent", "address and port dependent"},
 		{NATSymmetric, "address and port dependent", "address and port dependent"},
+		{NATSymmetricSequential, "address and port dependent", "address and port dependent"},
 		{NATUDPBlocked, "", ""},
 	}
 	for _, tt := range tests {

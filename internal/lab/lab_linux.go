@@ -84,6 +84,12 @@ const (
 	wanPrefixLen  = 16
 )
 
+// InternetPrefix holds every lab address: the internet (198.18.0.0/16)
+// and the LANs behind the NATs (198.19.N.0/24), the benchmarking range
+// RFC 2544 sets aside. A TURN relay must be told it may reach it, as it
+// is not globally reachable.
+var InternetPrefix = netip.MustParsePrefix("198.18.0.0/15")
+
 // RequireRoot skips t unless the lab can run here: as root, with ip and
 // nft, and without -short (`make unit` runs no namespace test, even as
 // root).

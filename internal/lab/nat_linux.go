@@ -18,7 +18,26 @@ const (
 	NATPortRestricted NATType = "port-restricted" // EIM, address+port-dependent filtering
 	NATSymmetric      NATType = "symmetric"       // address+port-dependent mapping and filtering
 	NATUDPBlocked     NATType = "udp-blocked"     // no UDP at all; TCP masqueraded
+	// NATSymmetricSequential is symmetric, but hands out UDP ports in
+	// sequence: each new mapping (whatever its destination) gets the port
+	// after the last one, as many carrier-grade and older home NATs do.
+	// Port prediction guesses its next ports. It is not in AllNATTypes (the
+	// grid of classic types); scenarios ask for it by name.
+	NATSymmetricSequential NATType = "symmetric-sequential"
 )
+
+// sequentialBase and sequentialSpan are the port range the sequential NAT
+// counts through (it wraps after the last port, long after conntrack has
+// forgotten the first mappings of a test).
+const (
+	sequentialBase = 20000
+	sequentialSpan = 4096
+)
+
+// knownNATTypes is every type the lab builds.
+func knownNATTypes() []NATType {
+	return append(AllNATTypes(), NATSymmetricSequential)
+}
 
 // AllNATTypes lists every type, in order of increasing hostility.
 func AllNATTypes() []NATType {
@@ -27,13 +46,13 @@ func AllNATTypes() []NATType {
 
 // Validate reports whether t is a known type.
 func (t NATType) Validate() error {
-	for _, k := range AllNATTypes() {
+	for _, k := range knownNATTypes() {
 		if t == k {
 			return nil
 		}
 	}
-	names := make([]string, 0, 6)
-	for _, k := range AllNATTypes() {
+	names := make([]string, 0, 7)
+	for _, k := range knownNATTypes() {
 		names = append(names, string(k))
 	}
 	return fmt.Errorf("unknown NAT type %q (known: %s)", t, strings.Join(names, ", "))
@@ -49,14 +68,18 @@ func (t NATType) Validate() error {
 //     host's own packet leaves an entry that moves the host's next mapping
 //     to another port, and a port-restricted NAT acts symmetric.
 //   - Masquerade keeps the source port when it can (endpoint-independent
-//     mapping), except for the symmetric type, which randomises fully.
+//     mapping), except for the symmetric types: symmetric randomises
+//     fully, symmetric-sequential counts up. Only what the LAN sends is
+//     translated: the router's own sockets (miniupnpd's STUN check of
+//     its external address) keep their address and port, as on a real
+//     router.
 //
 // A router with UPnP (RouterOptions.UPnP) also admits what miniupnpd
 // forwards (its guard runs after DNAT) and the answers of the STUN server
 // miniupnpd checks its external address with.
 func ruleset(t NATType, host netip.Addr, o RouterOptions) (string, error) {
 	var admitNew, dnat, masq, forward string
-	masq = "oifname \"eth0\" masquerade"
+	masq = "iifname \"lan0\" oifname \"eth0\" masquerade"
 	switch t {
 	case NATFullCone:
 		admitNew = "iifname \"eth0\" meta l4proto udp accept"
@@ -69,7 +92,17 @@ func ruleset(t NATType, host netip.Addr, o RouterOptions) (string, error) {
 		dnat = fmt.Sprintf("iifname \"eth0\" udp dport . ip saddr @contacted dnat to %s", host)
 	case NATPortRestricted:
 	case NATSymmetric:
-		masq = "oifname \"eth0\" masquerade random,fully-random"
+		masq = "iifname \"lan0\" oifname \"eth0\" masquerade random,fully-random"
+	case NATSymmetricSequential:
+		// The NAT chain sees only the first packet of a flow, so numgen
+		// counts new mappings: one port per new (source, destination)
+		// pair, in sequence, shared by all hosts and destinations.
+		// Filtering stays conntrack's: address and port dependent. The
+		// map turns the counter into a port: numgen's value is in host
+		// byte order, a port in network order (without the map ports
+		// would step by 256 on little-endian machines).
+		masq = fmt.Sprintf("iifname \"lan0\" oifname \"eth0\" meta l4proto udp masquerade to :numgen inc mod %d map { %s }\n    iifname \"lan0\" oifname \"eth0\" masquerade",
+			sequentialSpan, sequentialPorts())
 	case NATUDPBlocked:
 		forward = "meta l4proto udp drop"
 	default:
@@ -115,6 +148,18 @@ func ruleset(t NATType, host netip.Addr, o RouterOptions) (string, error) {
 	fmt.Fprintf(&b, "    iifname \"lan0\" oifname \"eth0\" accept\n")
 	fmt.Fprintf(&b, "    ct status dnat accept\n  }\n}\n")
 	return b.String(), nil
+}
+
+// sequentialPorts renders the counter-to-port map of the sequential NAT.
+func sequentialPorts() string {
+	var b strings.Builder
+	for i := range sequentialSpan {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%d : %d", i, sequentialBase+i)
+	}
+	return b.String()
 }
 
 func applyNAT(ctx context.Context, r *Router, host netip.Addr) error {

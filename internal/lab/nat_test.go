@@ -41,6 +41,7 @@ func TestRuleset(t *testing.T) {
 		{NATRestricted, []string{"udp dport . ip saddr @contacted dnat to 198.19.1.2", "update @contacted"}, []string{"random"}, false},
 		{NATPortRestricted, []string{"masquerade\n", "ct state new drop"}, []string{"dnat to", "random"}, false},
 		{NATSymmetric, []string{"masquerade random,fully-random"}, []string{"dnat to"}, false},
+		{NATSymmetricSequential, []string{"udp masquerade to :numgen inc mod 4096 map { 0 : 20000, 1 : 20001,", "4095 : 24095 }"}, []string{"dnat to", "random"}, false},
 		{NATUDPBlocked, []string{"meta l4proto udp drop"}, []string{"dnat to"}, false},
 		{NATNone, nil, nil, true},
 		{"bogus", nil, nil, true},
@@ -77,7 +78,7 @@ func TestRuleset(t *testing.T) {
 }
 
 func TestNATTypeValidate(t *testing.T) {
-	for _, n := range AllNATTypes() {
+	for _, n := range knownNATTypes() {
 		if err := n.Validate(); err != nil {
 			t.Errorf("%s: %v", n, err)
 		}

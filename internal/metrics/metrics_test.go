@@ -104,7 +104,7 @@ func TestDaemonMetrics(t *testing.T) {
 
 func TestRendezvousMetrics(t *testing.T) {
 	fams := scrape(t, NewRendezvousRegistry(func() RendezvousSample {
-		return RendezvousSample{Online: 42, FramesDropped: 9, Rejected: map[string]uint64{"auth-failed": 3}}
+		return RendezvousSample{Online: 42, FramesDropped: 9, Rejected: map[string]uint64{"auth-failed": 3}, TURNAllocations: 5, TURNAllocationsTotal: 17, PeerJSOnline: 4}
 	}))
 	for _, c := range []struct {
 		name   string
@@ -114,6 +114,9 @@ func TestRendezvousMetrics(t *testing.T) {
 		{"punchd_rendezvous_peers_online", nil, 42},
 		{"punchd_rendezvous_frames_dropped_total", nil, 9},
 		{"punchd_rendezvous_rejected_total", map[string]string{"cause": "auth-failed"}, 3},
+		{"punchd_rendezvous_turn_allocations", nil, 5},
+		{"punchd_rendezvous_turn_allocations_total", nil, 17},
+		{"punchd_rendezvous_peerjs_online", nil, 4},
 	} {
 		if got, ok := fams.Value(c.name, c.labels); !ok || got != c.want {
 			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)

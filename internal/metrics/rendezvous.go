@@ -11,12 +11,21 @@ type RendezvousSample struct {
 	// Rejected counts refused requests by cause; nil when the server does
 	// not count them.
 	Rejected map[string]uint64
+	// TURN allocations of the embedded relay: now, and made since start.
+	TURNAllocations      int64
+	TURNAllocationsTotal uint64
+	// PeerJSOnline is how many browsers are registered at /peerjs (0 when
+	// it is off).
+	PeerJSOnline int
 }
 
 var (
 	descOnline   = prometheus.NewDesc("punchd_rendezvous_peers_online", "Peers registered at the rendezvous.", nil, nil)
 	descDropped  = prometheus.NewDesc("punchd_rendezvous_frames_dropped_total", "Frames dropped because the recipient's queue was full.", nil, nil)
 	descRejected = prometheus.NewDesc("punchd_rendezvous_rejected_total", "Requests refused, by cause.", []string{"cause"}, nil)
+	descAllocs   = prometheus.NewDesc("punchd_rendezvous_turn_allocations", "TURN allocations of the embedded relay now.", nil, nil)
+	descAllocsT  = prometheus.NewDesc("punchd_rendezvous_turn_allocations_total", "TURN allocations made since start.", nil, nil)
+	descPeerJS   = prometheus.NewDesc("punchd_rendezvous_peerjs_online", "Browsers registered with the PeerJS signaling at /peerjs.", nil, nil)
 )
 
 type rendezvousCollector struct{ sample func() RendezvousSample }
@@ -31,12 +40,18 @@ func (c rendezvousCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descOnline
 	ch <- descDropped
 	ch <- descRejected
+	ch <- descAllocs
+	ch <- descAllocsT
+	ch <- descPeerJS
 }
 
 func (c rendezvousCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.sample()
 	ch <- prometheus.MustNewConstMetric(descOnline, prometheus.GaugeValue, float64(s.Online))
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(s.FramesDropped))
+	ch <- prometheus.MustNewConstMetric(descAllocs, prometheus.GaugeValue, float64(s.TURNAllocations))
+	ch <- prometheus.MustNewConstMetric(descAllocsT, prometheus.CounterValue, float64(s.TURNAllocationsTotal))
+	ch <- prometheus.MustNewConstMetric(descPeerJS, prometheus.GaugeValue, float64(s.PeerJSOnline))
 	for cause, n := range s.Rejected {
 		ch <- prometheus.MustNewConstMetric(descRejected, prometheus.CounterValue, float64(n), cause)
 	}

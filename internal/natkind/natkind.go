@@ -80,6 +80,14 @@ func NeedsRelay(a, b NATType) bool {
 	return false
 }
 
+// Birthday reports whether birthday punching can find a path between NATs
+// of types a and b that ICE alone cannot: one symmetric, the other
+// port-restricted. Two symmetric NATs make the search space 2^32: hopeless
+// without a port mapping.
+func Birthday(a, b NATType) bool {
+	return a == TypeSymmetric && b == TypePortRestricted || a == TypePortRestricted && b == TypeSymmetric
+}
+
 // Advice says in one sentence what a NAT type means for punchd's paths.
 func Advice(t NATType) string {
 	if t == TypeUDPBlocked {
@@ -100,10 +108,12 @@ func Advice(t NATType) string {
 	case len(relayWith) == 0:
 		return "direct with every peer that has UDP, even one behind a symmetric NAT; only a peer with UDP blocked needs the relay"
 	case t == TypeSymmetric:
-		return "direct only with peers on open, full-cone or restricted NATs; a peer behind a " + joinOr(relayWith) +
-			" NAT will need the relay (a port mapping on your router, UPnP/NAT-PMP/PCP, would avoid that)"
+		return "ICE alone goes direct only with peers on open, full-cone or restricted NATs; with a port-restricted peer punchd tries birthday punching " +
+			"(bounded, the relay carries the tunnel meanwhile); a peer behind another symmetric NAT needs the relay unless one of the routers " +
+			"offers port mapping (UPnP/NAT-PMP/PCP), which punchd uses"
 	default:
-		return "direct with most peers; a peer behind a " + joinOr(relayWith) + " NAT will need the relay"
+		return "direct with most peers; with a peer behind a " + joinOr(relayWith) + " NAT punchd tries birthday punching " +
+			"(bounded, the relay carries the tunnel meanwhile)"
 	}
 }
 

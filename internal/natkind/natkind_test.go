@@ -41,8 +41,9 @@ func TestAdvice(t *testing.T) {
 		{TypeOpen, []string{"direct with every peer"}},
 		{TypeFullCone, []string{"direct with every peer", "symmetric"}},
 		{TypeRestricted, []string{"direct with every peer", "symmetric"}},
-		{TypePortRestricted, []string{"direct with most peers; a peer behind a symmetric NAT will need the relay"}},
-		{TypeSymmetric, []string{"port-restricted or symmetric NAT will need the relay", "open, full-cone or restricted"}},
+		{TypePortRestricted, []string{"direct with most peers; with a peer behind a symmetric NAT punchd tries birthday punching"}},
+		{TypeSymmetric, []string{"with a port-restricted peer punchd tries birthday punching", "open, full-cone or restricted",
+			"another symmetric NAT needs the relay unless one of the routers offers port mapping"}},
 		{TypeUDPBlocked, []string{"only relay", "TCP or TLS"}},
 		{TypeUnknown, []string{"unknown"}},
 	}
@@ -66,6 +67,17 @@ func TestNeedsRelay(t *testing.T) {
 			want := relay[[2]NATType{a, b}] || relay[[2]NATType{b, a}] || a == TypeUDPBlocked || b == TypeUDPBlocked
 			if got := NeedsRelay(a, b); got != want {
 				t.Errorf("NeedsRelay(%s, %s) = %v, want %v", a, b, got, want)
+			}
+		}
+	}
+}
+
+func TestBirthday(t *testing.T) {
+	for _, a := range NATTypes() {
+		for _, b := range NATTypes() {
+			want := a == TypeSymmetric && b == TypePortRestricted || a == TypePortRestricted && b == TypeSymmetric
+			if got := Birthday(a, b); got != want {
+				t.Errorf("Birthday(%s, %s) = %v, want %v", a, b, got, want)
 			}
 		}
 	}

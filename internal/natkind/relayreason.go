@@ -27,6 +27,10 @@ func RelayReason(relay string, local *Local, remote NATType) string {
 		return why + "UDP is blocked here, so only TURN over TCP or TLS works"
 	case remote == TypeUDPBlocked:
 		return why + "the peer has no UDP, so only its relay over TCP or TLS reaches it"
+	case known(ours) && known(remote) && NeedsRelay(ours, remote) && Birthday(ours, remote):
+		return why + "no direct path exists between this host's " + string(ours) + " NAT and the peer's " + string(remote) +
+			" NAT for ICE alone (one maps a new port per destination, the other drops what comes from unknown ports); birthday punching is tried " +
+			"(and not repeated for a while after a miss); a port mapping (UPnP/NAT-PMP/PCP) on either router would avoid the relay"
 	case known(ours) && known(remote) && NeedsRelay(ours, remote):
 		return why + "no direct path exists between this host's " + string(ours) + " NAT and the peer's " + string(remote) +
 			" NAT (one maps a new port per destination, the other drops what comes from unknown ports); a port mapping (UPnP/NAT-PMP/PCP) on either router would avoid the relay"

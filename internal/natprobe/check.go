@@ -91,12 +91,24 @@ func (r *Report) WriteText(w io.Writer) error {
 			row("  PCP", "%s", pm.PCP.Summary())
 		}
 	}
+	if r.PortAllocation != "" {
+		row("port allocation", "%s", r.allocationText())
+	}
 	row("what it means", "%s", r.Advice)
 	for _, n := range r.Notes {
 		row("note", "%s", n)
 	}
 	row("took", "%.0f ms", r.DurationMillis)
 	return tw.Flush()
+}
+
+// allocationText says how the NAT picks ports and what punchd does.
+func (r *Report) allocationText() string {
+	ports := fmt.Sprint(r.AllocationPorts)
+	if !r.Sequential() {
+		return "random (new mappings got ports " + ports + "): with a port-restricted peer punchd tries birthday punching (many sockets here, random probes there, bounded), the relay carries the tunnel meanwhile"
+	}
+	return fmt.Sprintf("%s, stride %d (new mappings got ports %s): this symmetric NAT looks sequential, so with a port-restricted peer punchd predicts its next ports and punches directly, before any random probing", r.PortAllocation, r.PortStride, ports)
 }
 
 func orNone(s string) string {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/natkind"
 	"github.com/punchd/punchd/internal/portmap"
 	"github.com/punchd/punchd/internal/route"
@@ -64,6 +65,15 @@ type Report struct {
 	Hairpin       bool              `json:"hairpin"`
 	Advice        string            `json:"advice"`
 	RTTMillis     float64           `json:"rtt_ms,omitempty"`
+	// PortAllocation, for a NAT that maps per destination, is how it
+	// picks the public ports of new mappings, seen from allocationProbes
+	// fresh sockets one after the other: "sequential", "sequential with
+	// gaps" (other traffic took ports in between) or "random"; with
+	// PortStride the step. A sequential NAT's next ports can be
+	// predicted, which is what punchd does against it.
+	PortAllocation  string   `json:"port_allocation,omitempty"`
+	PortStride      int      `json:"port_stride,omitempty"`
+	AllocationPorts []uint16 `json:"allocation_ports,omitempty"`
 	// PortMapping is filled by Check.
 	PortMapping    *portmap.Report `json:"port_mapping,omitempty"`
 	Notes          []string        `json:"notes,omitempty"`
@@ -227,8 +237,44 @@ func discover(ctx context.Context, cfg DiscoverConfig, rep *Report) error {
 	}
 	progress("filtering: %s (answer from the other IP and port: %s; from the other port: %s)", rep.Filtering, answered(fII), answered(fIII))
 	rep.NATType, rep.ClassicName = natkind.Classify(rep.BehindNAT, rep.Mapping, rep.Filtering)
+	if rep.Mapping == natkind.AddressDependent || rep.Mapping == natkind.AddressAndPortDependent {
+		allocation(ctx, network, primary, timeout, rep, progress)
+	}
 	return errors.Join(errs...)
 }
+
+// allocationProbes is how many fresh sockets show the allocation pattern.
+const allocationProbes = 4
+
+// allocation learns how a NAT that maps per destination allocates public
+// ports: one binding request from each of allocationProbes fresh sockets,
+// strictly one after the other, so each makes the next new mapping.
+func allocation(ctx context.Context, network string, server netip.AddrPort, timeout time.Duration, rep *Report, progress func(string, ...any)) {
+	var ports []uint16
+	for range allocationProbes {
+		p, err := newProber(network)
+		if err != nil {
+			progress("port allocation: %v", err)
+			return
+		}
+		r, err := p.transact(ctx, server, timeout)
+		p.Close()
+		if err != nil || r.code != 0 {
+			progress("port allocation: no answer from %s (%v)", server, err)
+			return
+		}
+		ports = append(ports, r.mapped.Port())
+	}
+	pat := birthday.LearnPattern(ports)
+	rep.PortAllocation, rep.AllocationPorts = pat.String(), ports
+	if pat.Sequential {
+		rep.PortStride = pat.Stride
+	}
+	progress("port allocation: %s (new mappings got ports %v)", rep.PortAllocation, ports)
+}
+
+// Sequential reports whether the NAT's new mappings follow a sequence.
+func (r *Report) Sequential() bool { return strings.HasPrefix(r.PortAllocation, "sequential") }
 
 // udpFailed finishes a report whose binding test got no UDP answer: if
 // the server answers over TCP, UDP is blocked; otherwise nothing is known.

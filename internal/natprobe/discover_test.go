@@ -275,3 +275,31 @@ func startServer(t *testing.T, altIP netip.Addr) *turnserver.Server {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+func TestAllocationText(t *testing.T) {
+	tests := []struct {
+		rep  Report
+		want string
+	}{
+		{Report{PortAllocation: "sequential", PortStride: 1, AllocationPorts: []uint16{20001, 20002, 20003, 20004}},
+			"this symmetric NAT looks sequential, so with a port-restricted peer punchd predicts its next ports"},
+		{Report{PortAllocation: "sequential with gaps", PortStride: 2, AllocationPorts: []uint16{7, 9, 13, 15}},
+			"sequential with gaps, stride 2"},
+		{Report{PortAllocation: "random", AllocationPorts: []uint16{41234, 1033, 60001, 5000}},
+			"random (new mappings got ports [41234 1033 60001 5000]): with a port-restricted peer punchd tries birthday punching"},
+	}
+	for _, tt := range tests {
+		var b strings.Builder
+		if err := tt.rep.WriteText(&b); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), "port allocation") || !strings.Contains(b.String(), tt.want) {
+			t.Errorf("%s: text lacks %q:\n%s", tt.rep.PortAllocation, tt.want, b.String())
+		}
+	}
+	var b strings.Builder
+	_ = (&Report{}).WriteText(&b)
+	if strings.Contains(b.String(), "port allocation") {
+		t.Errorf("a report without the allocation test mentions it:\n%s", b.String())
+	}
+}

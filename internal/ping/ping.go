@@ -13,7 +13,10 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/ipv4"
 )
 
 // Port is where every daemon answers on its overlay addresses.
@@ -30,22 +33,38 @@ const (
 
 // Responder echoes probes that reach its address back to their sender.
 type Responder struct {
-	conn *net.UDPConn
-	log  *slog.Logger
-	wg   sync.WaitGroup
-	once sync.Once
+	conn    *net.UDPConn
+	pc      *ipv4.PacketConn
+	ifIndex int // the only interface probes are answered from
+	log     *slog.Logger
+	offPath atomic.Uint64
+	wg      sync.WaitGroup
+	once    sync.Once
 }
 
-// Listen answers probes on addr (an overlay address of this host).
-func Listen(addr netip.Addr, log *slog.Logger) (*Responder, error) {
+// Listen answers probes on addr (an overlay IPv4 address of this host) that
+// arrived on the interface iface (the tunnel). Linux delivers a datagram
+// to any local address whatever interface it came in on (the weak host
+// model), so without the check a host on the LAN could reach the
+// responder by routing the overlay address at this machine.
+func Listen(addr netip.Addr, iface string, log *slog.Logger) (*Responder, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	conn, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, Port)))
+	ifi, err := net.InterfaceByName(iface)
+	if err != nil {
+		return nil, fmt.Errorf("ping responder: interface %s: %w", iface, err)
+	}
+	conn, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, Port)))
 	if err != nil {
 		return nil, fmt.Errorf("ping responder on %s: %w (is another punchd using this overlay address?)", netip.AddrPortFrom(addr, Port), err)
 	}
-	r := &Responder{conn: conn, log: log}
+	pc := ipv4.NewPacketConn(conn)
+	if err := pc.SetControlMessage(ipv4.FlagInterface, true); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("ping responder on %s: ask for the arrival interface: %w", addr, err)
+	}
+	r := &Responder{conn: conn, pc: pc, ifIndex: ifi.Index, log: log}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -56,23 +75,36 @@ func Listen(addr netip.Addr, log *slog.Logger) (*Responder, error) {
 
 func (r *Responder) serve() {
 	buf := make([]byte, MaxSize)
+	var lastLog time.Time
 	for {
-		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
+		n, cm, from, err := r.pc.ReadFrom(buf)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
 				r.log.Debug("ping responder stopped", "err", err)
 			}
 			return
 		}
+		if cm == nil || cm.IfIndex != r.ifIndex {
+			r.offPath.Add(1)
+			if time.Since(lastLog) >= time.Minute {
+				lastLog = time.Now()
+				r.log.Info("ping responder ignores probes that did not arrive through the tunnel", "from", from.String(), "ignored", r.offPath.Load())
+			}
+			continue
+		}
 		// Only probes: the responder must not reflect arbitrary traffic.
 		if n < headerLen || string(buf[:len(magic)]) != magic {
 			continue
 		}
-		if _, err := r.conn.WriteToUDPAddrPort(buf[:n], from); err != nil {
+		if _, err := r.conn.WriteTo(buf[:n], from); err != nil {
 			r.log.Debug("ping reply", "to", from, "err", err)
 		}
 	}
 }
+
+// OffPath is how many datagrams were ignored because they did not arrive
+// on the tunnel interface.
+func (r *Responder) OffPath() uint64 { return r.offPath.Load() }
 
 // Close stops answering; idempotent.
 func (r *Responder) Close() error {

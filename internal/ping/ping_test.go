@@ -17,17 +17,25 @@ var loopback = netip.MustParseAddr("127.0.0.1")
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func TestPingRoundTrip(t *testing.T) {
-	r, err := Listen(loopback, quiet())
+// pair starts a responder on loopback answering what arrives on iface,
+// and a pinger toward it; both closed by the test's end.
+func pair(t *testing.T, iface string) (*Responder, *Pinger) {
+	t.Helper()
+	r, err := Listen(loopback, iface, quiet())
 	if err != nil {
 		t.Skipf("port %d on loopback taken: %v", Port, err)
 	}
-	defer r.Close()
+	t.Cleanup(func() { r.Close() })
 	p, err := NewPinger(loopback)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer p.Close()
+	t.Cleanup(func() { p.Close() })
+	return r, p
+}
+
+func TestPingRoundTrip(t *testing.T) {
+	r, p := pair(t, loopbackName(t))
 	for seq, size := range []int{0, headerLen, 100, MaxSize, 10 * MaxSize} {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		rtt, err := p.Ping(ctx, uint32(seq), size)
@@ -50,7 +58,7 @@ func TestPingRoundTrip(t *testing.T) {
 // The responder reflects probes only, and a pinger takes only the echo of
 // its own probe.
 func TestResponderIgnoresOtherTraffic(t *testing.T) {
-	r, err := Listen(loopback, quiet())
+	r, err := Listen(loopback, loopbackName(t), quiet())
 	if err != nil {
 		t.Skipf("port %d on loopback taken: %v", Port, err)
 	}
@@ -115,5 +123,70 @@ func TestFindPeer(t *testing.T) {
 		case tt.err == "" && (err != nil || p.ID != tt.id):
 			t.Errorf("findPeer(%q) = %q, %v; want %q", tt.want, p.ID, err, tt.id)
 		}
+	}
+}
+
+func loopbackName(t *testing.T) string {
+	t.Helper()
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback != 0 {
+			return i.Name
+		}
+	}
+	t.Skip("no loopback interface")
+	return ""
+}
+
+// otherInterface is any interface but loopback: probes sent on loopback
+// did not arrive on it.
+func otherInterface(t *testing.T) string {
+	t.Helper()
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range ifs {
+		if i.Flags&net.FlagLoopback == 0 {
+			return i.Name
+		}
+	}
+	t.Skip("no interface besides loopback to bind the responder to")
+	return ""
+}
+
+// A probe is answered only when it arrived on the responder's interface
+// (the tunnel): the weak host model delivers datagrams for the overlay
+// address from any interface.
+func TestResponderAnswersOnlyItsInterface(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		iface func(*testing.T) string
+		reply bool
+	}{
+		{"arrived on its interface", loopbackName, true},
+		{"arrived elsewhere", otherInterface, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r, p := pair(t, tt.iface(t))
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			_, err := p.Ping(ctx, 1, 64)
+			if got := err == nil; got != tt.reply {
+				t.Fatalf("reply %v, want %v (err %v)", got, tt.reply, err)
+			}
+			if !tt.reply && r.OffPath() == 0 {
+				t.Fatal("the ignored probe was not counted")
+			}
+		})
+	}
+}
+
+func TestListenUnknownInterface(t *testing.T) {
+	if _, err := Listen(loopback, "punchd-no-such0", quiet()); err == nil || !strings.Contains(err.Error(), "punchd-no-such0") {
+		t.Fatalf("err %v, want one naming the interface", err)
 	}
 }

@@ -19,6 +19,9 @@ type fakeGateway struct {
 	natpmp   map[uint16]bool // internal port -> mapped
 	pcpMaps  map[uint16]bool
 	requests int
+	// pcpOffset is added to the internal port to make the external one
+	// (2000 when zero): a rebooted gateway may hand out another port.
+	pcpOffset uint16
 }
 
 var fakeExternal = netip.MustParseAddr("198.18.0.9")
@@ -91,7 +94,11 @@ func (g *fakeGateway) answer(b []byte) []byte {
 			delete(g.pcpMaps, internal)
 		} else {
 			g.pcpMaps[internal] = true
-			binary.BigEndian.PutUint16(out[pcpHeaderSize+18:], internal+2000)
+			off := g.pcpOffset
+			if off == 0 {
+				off = 2000
+			}
+			binary.BigEndian.PutUint16(out[pcpHeaderSize+18:], internal+off)
 			e := netip.AddrFrom16(fakeExternal.As16()).As16()
 			e[10], e[11] = 0xff, 0xff
 			copy(out[pcpHeaderSize+20:], e[:])

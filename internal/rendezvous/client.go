@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"strings"
 	"sync"
@@ -44,16 +45,35 @@ type ClientConfig struct {
 	OnRegistered func(Registration)
 	OnPresence   func(peer identity.PublicKey, online bool)
 	OnMessage    func(from identity.PublicKey, payload []byte)
+	// OnServerError, when set, gets the server's error frames (a send
+	// refused, frames dropped over the rate limit); they are logged at
+	// debug level either way.
+	OnServerError func(ServerError)
+	// HTTPClient, when set, dials the WebSocket (tests and the load
+	// benchmark pick source addresses with it); default http.DefaultClient.
+	HTTPClient *http.Client
 }
 
 const (
 	dialTimeout = 10 * time.Second
 	backoffMin  = 100 * time.Millisecond
 	backoffMax  = 5 * time.Second
-	// clientPing finds a dead connection (a NAT that forgot our TCP
-	// mapping drops everything the server sends) within a few seconds.
-	clientPing    = 2 * time.Second
-	maxClientRead = 256 << 10
+	// The keepalive pace scales. An idle client does not ping: the server
+	// pings every client it has not heard from for its PingInterval
+	// (30 s), which keeps NAT and firewall state too, and the client only
+	// checks every clientCheck that it heard from the server within
+	// clientSilent; when not, it pings and waits clientIdlePingWait for
+	// the pong (a busy server is not a dead one). After Recheck (a tunnel
+	// stalled: whatever broke it has likely broken this connection too,
+	// and the self-healing needs signaling now) it pings at once and every
+	// clientPing for clientFastWindow, each answer due within clientPing:
+	// a dead connection is found within seconds while it matters.
+	clientCheck        = 10 * time.Second
+	clientSilent       = 75 * time.Second
+	clientIdlePingWait = 10 * time.Second
+	clientPing         = 2 * time.Second
+	clientFastWindow   = 30 * time.Second
+	maxClientRead      = 256 << 10
 )
 
 // Client keeps a registration at the rendezvous alive.
@@ -66,9 +86,11 @@ type Client struct {
 	conn atomic.Pointer[websocket.Conn]
 	// recheck asks the pinger for a ping now (see Recheck).
 	recheck chan struct{}
-	cancel  context.CancelFunc
-	done    chan struct{}
-	once    sync.Once
+	// heard is when the server last said anything (a frame, a ping).
+	heard  atomic.Int64
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
 }
 
 // Connect makes the first connection (bounded by ctx and a dial timeout)
@@ -157,7 +179,14 @@ func wsURL(raw string) (string, error) {
 
 // dial connects, registers and sends the watch list.
 func (c *Client) dial(ctx context.Context) (*websocket.Conn, Registration, error) {
-	conn, _, err := websocket.Dial(ctx, c.url, nil)
+	c.heard.Store(time.Now().UnixNano())
+	conn, _, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{
+		HTTPClient: c.cfg.HTTPClient,
+		OnPingReceived: func(context.Context, []byte) bool {
+			c.heard.Store(time.Now().UnixNano())
+			return true
+		},
+	})
 	if err != nil {
 		return nil, Registration{}, fmt.Errorf("rendezvous unreachable at %s: %w; is `punchd rendezvous` running and reachable?", c.url, err)
 	}
@@ -291,27 +320,11 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 	pinger.Add(1)
 	go func() {
 		defer pinger.Done()
-		t := time.NewTicker(clientPing)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			case <-c.recheck:
-			}
-			pctx, pcancel := context.WithTimeout(ctx, clientPing)
-			err := conn.Ping(pctx)
-			pcancel()
-			if err != nil {
-				c.log.Debug("rendezvous ping failed", "err", err)
-				cancel()
-				return
-			}
-		}
+		c.keepalive(ctx, conn, &c.heard, cancel)
 	}()
 	for {
 		f, err := readFrame(ctx, conn)
+		c.heard.Store(time.Now().UnixNano())
 		if err != nil {
 			if errors.Is(err, errBadFrame) {
 				c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
@@ -321,6 +334,51 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 		}
 		c.handle(f)
 	}
+}
+
+// keepalive checks the connection at the pace described at clientCheck
+// and calls fail when a ping is not answered in time.
+func (c *Client) keepalive(ctx context.Context, conn *websocket.Conn, heard *atomic.Int64, fail func()) {
+	t := time.NewTimer(jitter(clientCheck))
+	defer t.Stop()
+	var fastUntil time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-c.recheck:
+			fastUntil = time.Now().Add(clientFastWindow)
+		}
+		now := time.Now()
+		fast := now.Before(fastUntil)
+		if fast || now.Sub(time.Unix(0, heard.Load())) > clientSilent {
+			wait := clientIdlePingWait
+			if fast {
+				wait = clientPing
+			}
+			pctx, pcancel := context.WithTimeout(ctx, wait)
+			err := conn.Ping(pctx)
+			pcancel()
+			if err != nil {
+				c.log.Debug("rendezvous ping failed", "err", err, "waited", wait)
+				fail()
+				return
+			}
+			heard.Store(time.Now().UnixNano())
+		}
+		next := jitter(clientCheck)
+		if time.Now().Before(fastUntil) {
+			next = clientPing
+		}
+		t.Reset(next)
+	}
+}
+
+// jitter spreads d over [0.8d, d] so that clients started together do
+// not check together.
+func jitter(d time.Duration) time.Duration {
+	return d - rand.N(d/5+1)
 }
 
 func (c *Client) handle(f frame) {
@@ -360,7 +418,17 @@ func (c *Client) handle(f frame) {
 		}
 	case typeError:
 		c.log.Debug("rendezvous error", "code", f.Code, "message", f.Message, "to", f.To)
+		if c.cfg.OnServerError != nil {
+			c.cfg.OnServerError(ServerError{Code: f.Code, To: f.To, Message: f.Message})
+		}
 	}
+}
+
+// ServerError is an error frame from the server: Code is one of the
+// codes in frame.go ("not-watched", "peer-offline", "rate-limited", ...),
+// To the peer a refused send was for.
+type ServerError struct {
+	Code, To, Message string
 }
 
 // ErrNotConnected is returned by Send while reconnecting.
@@ -382,8 +450,11 @@ func (c *Client) Send(ctx context.Context, to identity.PublicKey, payload []byte
 // Recheck makes the client ping the rendezvous now instead of at the next
 // interval, and reconnect if that fails: the daemon calls it when a tunnel
 // path goes silent, since whatever broke the path (a NAT that forgot its
-// mappings, a network change) has likely broken this connection too.
-// It never blocks.
+// mappings, a network change) has likely broken this connection too. For
+// clientFastWindow after it the client keeps pinging every clientPing, so
+// a connection that dies while the tunnel heals is found within seconds;
+// otherwise it relies on the server's pings (see clientCheck). It never
+// blocks.
 func (c *Client) Recheck() {
 	select {
 	case c.recheck <- struct{}{}:

@@ -38,6 +38,8 @@ const (
 	codeRateLimited  = "rate-limited"
 	codeTooManyPeers = "too-many-peers"
 	codeReplaced     = "replaced"
+	codeNotWatched   = "not-watched" // send to an ID the sender does not watch
+	codePeerBusy     = "peer-busy"   // the recipient's queue is full
 )
 
 type frame struct {

@@ -171,10 +171,10 @@ func TestLimits(t *testing.T) {
 	in := newInbox()
 	c := connect(t, s.url(), k, nil, in)
 	// An oversized frame closes that connection; the client reconnects.
+	// (The write itself may fail: the server closes as soon as it has
+	// read the frame's header.)
 	big := make([]byte, 4096)
-	if err := c.Send(context.Background(), newKey(t).PublicKey(), big); err != nil {
-		t.Fatal(err)
-	}
+	_ = c.Send(context.Background(), newKey(t).PublicKey(), big)
 	waitFor(t, in.regs, "first registration")
 	waitFor(t, in.regs, "re-registration after the oversized frame")
 
@@ -219,6 +219,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	waitFor(t, ina.regs, "re-registration")
 	waitFor(t, inb.regs, "first registration of b")
 	waitFor(t, inb.regs, "re-registration of b")
+	waitPresence(t, ina, kb.PublicKey(), true)
 	if err := a.Send(context.Background(), kb.PublicKey(), []byte("after restart")); err != nil {
 		t.Fatal(err)
 	}

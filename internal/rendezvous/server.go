@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,9 +19,12 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/iplimit"
+	"github.com/punchd/punchd/internal/junklog"
 )
 
-// ServerConfig configures the signaling server. Zero limits get defaults.
+// ServerConfig configures the signaling server. Zero limits get defaults;
+// docs/rendezvous.md says why each default is what it is.
 type ServerConfig struct {
 	Logger *slog.Logger
 	// STUNPort, when > 0, is announced to clients as
@@ -29,13 +35,26 @@ type ServerConfig struct {
 	// TURN, when set, is announced with per-peer credentials.
 	TURN *TURNConfig
 
-	MaxFrameBytes   int // default 64 KiB
-	QueuePerPeer    int // frames waiting for a slow client; default 256
-	MaxPeersPerIP   int // default 64
-	FramesPerSecond int // per connection, sustained; default 100 (burst 2x)
+	MaxFrameBytes int // largest frame a client may send; default 64 KiB
+	// Frames waiting for a slow recipient are bounded per recipient
+	// (count and bytes), per recipient address (IPv4 address or IPv6
+	// /64) and in total; what does not fit is dropped and the sender told.
+	QueuePerPeer      int // frames; default 256
+	QueueBytesPerPeer int // default 256 KiB
+	QueueBytesPerIP   int // default 4 MiB
+	QueueBytesTotal   int // default 64 MiB
+	MaxPeersPerIP     int // WebSocket connections per IPv4 address or IPv6 /64; default 64
+	FramesPerSecond   int // per connection, sustained; default 100 (burst 2x)
 	// RegisterTimeout bounds the handshake; default 10 s.
 	RegisterTimeout time.Duration
-	// PingInterval finds dead connections; default 15 s.
+	// WriteTimeout closes a client that does not take a frame (or answer
+	// a ping) within it; default 10 s.
+	WriteTimeout time.Duration
+	// PingInterval: a client the server has not heard from (no frame, no
+	// ping, no pong) for this long is pinged, and closed when it does not
+	// answer within WriteTimeout. The pings also keep NAT state along
+	// the way, and idle clients rely on them instead of pinging
+	// themselves (see clientSilent); default 30 s.
 	PingInterval time.Duration
 }
 
@@ -53,69 +72,110 @@ func (c *ServerConfig) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.MaxFrameBytes <= 0 {
-		c.MaxFrameBytes = 64 << 10
-	}
-	if c.QueuePerPeer <= 0 {
-		c.QueuePerPeer = 256
-	}
-	if c.MaxPeersPerIP <= 0 {
-		c.MaxPeersPerIP = 64
-	}
-	if c.FramesPerSecond <= 0 {
-		c.FramesPerSecond = 100
-	}
-	if c.RegisterTimeout <= 0 {
-		c.RegisterTimeout = 10 * time.Second
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = 15 * time.Second
-	}
+	setDefault(&c.MaxFrameBytes, 64<<10)
+	setDefault(&c.QueuePerPeer, 256)
+	setDefault(&c.QueueBytesPerPeer, 256<<10)
+	setDefault(&c.QueueBytesPerIP, 4<<20)
+	setDefault(&c.QueueBytesTotal, 64<<20)
+	setDefault(&c.MaxPeersPerIP, 64)
+	setDefault(&c.FramesPerSecond, 100)
+	setDefault(&c.RegisterTimeout, 10*time.Second)
+	setDefault(&c.WriteTimeout, 10*time.Second)
+	setDefault(&c.PingInterval, 30*time.Second)
 	if c.TURN != nil && c.TURN.TTL <= 0 {
 		c.TURN.TTL = 12 * time.Hour
 	}
 }
 
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v <= 0 {
+		*v = def
+	}
+}
+
 // Server routes sealed messages between registered peers.
 type Server struct {
-	cfg ServerConfig
-	log *slog.Logger
+	cfg  ServerConfig
+	log  *slog.Logger
+	junk *junklog.Log
 
-	mu       sync.Mutex
-	clients  map[identity.PublicKey]*serverClient
-	watchers map[identity.PublicKey]map[*serverClient]struct{}
-	perIP    map[string]int
-	closed   bool
+	mu      sync.Mutex
+	clients map[identity.PublicKey]*serverClient
+	closed  bool
+
+	// ipmu guards per-address state and the global queue budget. Lock
+	// order: mu, then a client's qmu, then ipmu.
+	ipmu   sync.Mutex
+	perIP  map[netip.Addr]*ipState
+	queued int // bytes queued for all clients
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
 	dropped atomic.Uint64 // frames dropped for slow clients
+	pings   atomic.Uint64 // keepalive pings received
+	admits  atomic.Uint64 // WebSocket connections admitted
+
+	work       []chan frameJob // one per frame worker
+	nextWorker atomic.Uint32
+}
+
+type ipState struct {
+	conns  int // WebSocket connections, registered or not
+	queued int // bytes queued for clients at this address
 }
 
 type serverClient struct {
 	id      identity.PublicKey
-	conn    *websocket.Conn
-	out     chan []byte
-	watches map[identity.PublicKey]struct{}
+	ip      netip.Addr
+	conn    *wsConn
+	watches map[identity.PublicKey]struct{} // guarded by Server.mu
 	cancel  context.CancelFunc
 	ice     func() []ICEServer // this client's ICE servers, fresh credentials each call
+	iceAt   time.Time          // when ICE servers were last sent; the sweeper's
+	seen    *atomic.Int64      // unix ns of the last frame or ping from the client
+	probing atomic.Bool        // a liveness ping is under way
+	worker  uint32             // the frame worker for this client's frames
+
+	// The send queue; a writer goroutine runs only while it is non-empty,
+	// so an idle client costs no goroutine but its reader.
+	qmu     sync.Mutex
+	queue   [][]byte
+	qbytes  int
+	writing bool
+	done    bool // the connection is over: enqueue refuses, the writer drains
 }
 
-// NewServer returns a server; mount Handler on an HTTP server.
+// NewServer returns a server; mount Handler on an HTTP server (see
+// NewHTTPServer for one with the limits a public listener needs).
 func NewServer(cfg ServerConfig) *Server {
 	cfg.defaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		clients:  make(map[identity.PublicKey]*serverClient),
-		watchers: make(map[identity.PublicKey]map[*serverClient]struct{}),
-		perIP:    make(map[string]int),
-		ctx:      ctx,
-		cancel:   cancel,
+	s := &Server{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		junk:    junklog.New(cfg.Logger, junklog.DefaultEvery),
+		clients: make(map[identity.PublicKey]*serverClient),
+		perIP:   make(map[netip.Addr]*ipState),
+		ctx:     ctx,
+		cancel:  cancel,
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.sweep(ctx)
+	}()
+	s.work = make([]chan frameJob, 2*runtime.GOMAXPROCS(0))
+	for i := range s.work {
+		s.work[i] = make(chan frameJob, 64)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.frameWorker(ctx, s.work[i])
+		}()
+	}
+	return s
 }
 
 // Handler serves /v1/ws (signaling) and /healthz.
@@ -146,56 +206,146 @@ func (s *Server) Online() int {
 	return len(s.clients)
 }
 
+// Stats are the server's counters, for the load benchmark and metrics.
+type Stats struct {
+	Online      int
+	QueuedBytes int
+	Dropped     uint64 // frames dropped: queue caps, rate limit
+	Pings       uint64 // keepalive pings received
+	Junk        map[string]uint64
+}
+
+// Stats returns the current counters.
+func (s *Server) Stats() Stats {
+	st := Stats{Online: s.Online(), Dropped: s.dropped.Load(), Pings: s.pings.Load(), Junk: s.junk.Counts()}
+	s.ipmu.Lock()
+	st.QueuedBytes = s.queued
+	s.ipmu.Unlock()
+	return st
+}
+
 func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
-	ip := remoteIP(r)
-	if !s.admitIP(ip) {
+	ip := addrKey(r.RemoteAddr)
+	if !s.admit(ip) {
+		s.note(junkPerIPCap, "remote", r.RemoteAddr)
 		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
 		return
 	}
-	defer s.releaseIP(ip)
-	conn, err := websocket.Accept(w, r, nil)
+	seen := new(atomic.Int64)
+	seen.Store(time.Now().UnixNano())
+	sb := &smallBuffers{ResponseWriter: w}
+	conn, err := websocket.Accept(sb, r, &websocket.AcceptOptions{
+		CompressionMode: websocket.CompressionDisabled,
+		OnPingReceived: func(context.Context, []byte) bool {
+			s.pings.Add(1)
+			seen.Store(time.Now().UnixNano())
+			return true
+		},
+		OnPongReceived: func(context.Context, []byte) { seen.Store(time.Now().UnixNano()) },
+	})
 	if err != nil {
-		s.log.Debug("websocket accept", "remote", r.RemoteAddr, "err", err)
+		// Accept has answered with an HTTP error; net/http owns the
+		// connection still and closes it.
+		s.release(ip)
+		s.wg.Done()
+		s.note(junkHandshake, "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	conn.SetReadLimit(int64(s.cfg.MaxFrameBytes))
-	s.wg.Add(1)
-	defer s.wg.Done()
-	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
+	host := r.Host
+	remote := r.RemoteAddr
+	// The HTTP handler returns now: its goroutine (with the request and
+	// net/http's buffers) goes away, and the connection is served by one
+	// goroutine of our own with a small stack.
+	go s.serveConn(&wsConn{Conn: conn, raw: sb.conn}, ip, host, remote, seen)
+}
 
+// wsConn is an upgraded connection and the TCP (or TLS) connection under
+// it, which closeWithError closes when the peer does not finish the close
+// handshake in time.
+type wsConn struct {
+	*websocket.Conn
+	raw net.Conn
+}
+
+// closeHandshakeWait bounds the close handshake with a misbehaving peer
+// (the library would wait 5 s for its close frame).
+const closeHandshakeWait = time.Second
+
+// closeWithError sends an error frame and closes with a close frame; a
+// peer that does not answer the close within closeHandshakeWait is cut.
+func (s *Server) closeWithError(ctx context.Context, conn *wsConn, code, msg string) {
+	ctx, cancel := context.WithTimeout(ctx, closeHandshakeWait)
+	defer cancel()
+	cut := time.AfterFunc(closeHandshakeWait, func() { conn.raw.Close() })
+	defer cut.Stop()
+	_ = conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeError, Code: code, Message: msg}))
+	conn.Close(websocket.StatusPolicyViolation, code)
+}
+
+// serveConn owns conn from the upgrade on: every path out closes it and
+// gives back what admit took. Once the peer is registered, a fresh
+// goroutine holds the connection: it starts with a small stack that the
+// handshake's crypto and JSON never grew, and it only reads (frames are
+// decoded and routed by the frame workers), so ten thousand idle peers
+// cost ten thousand small stacks.
+func (s *Server) serveConn(conn *wsConn, ip netip.Addr, host, remote string, seen *atomic.Int64) {
+	conn.SetReadLimit(int64(s.cfg.MaxFrameBytes))
+	ctx, cancel := context.WithCancel(s.ctx)
+	c := s.admitPeer(ctx, cancel, conn, ip, host, remote, seen)
+	if c == nil {
+		cancel()
+		conn.CloseNow()
+		s.release(ip)
+		s.wg.Done()
+		return
+	}
+	go s.hold(ctx, cancel, c)
+}
+
+// admitPeer runs the handshake and registers the peer; nil when either
+// fails.
+func (s *Server) admitPeer(ctx context.Context, cancel context.CancelFunc, conn *wsConn, ip netip.Addr, host, remote string, seen *atomic.Int64) *serverClient {
 	id, err := s.handshake(ctx, conn)
 	if err != nil {
-		s.log.Debug("registration failed", "remote", r.RemoteAddr, "err", err)
-		return
+		cause := junkHandshake
+		if errors.Is(err, errAuth) {
+			cause = junkAuth
+		}
+		s.note(cause, "remote", remote, "err", err)
+		return nil
 	}
-	c := &serverClient{id: id, conn: conn, out: make(chan []byte, s.cfg.QueuePerPeer), watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
-		ice: func() []ICEServer { return s.iceServers(r, id) }}
+	c := &serverClient{id: id, ip: ip, conn: conn, watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
+		seen: seen, iceAt: time.Now(), ice: func() []ICEServer { return s.iceServers(host, id) },
+		worker: s.nextWorker.Add(1) % uint32(len(s.work))}
 	// "registered" must be the first frame the client sees: once register
 	// makes c visible, other peers' messages may be queued for it.
-	c.enqueue(s, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
+	s.enqueue(c, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
 	if !s.register(c) {
-		conn.Close(websocket.StatusGoingAway, "server shutting down")
-		return
+		s.finish(c)
+		return nil
 	}
-	defer s.unregister(c)
-	s.log.Info("peer registered", "peer", id.Short(), "remote", r.RemoteAddr)
+	s.log.Debug("peer registered", "peer", id.Short(), "remote", remote)
+	return c
+}
 
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		s.writeLoop(ctx, c)
-	}()
+// hold reads c's frames until the connection ends, then unregisters c and
+// closes the connection.
+func (s *Server) hold(ctx context.Context, cancel context.CancelFunc, c *serverClient) {
+	defer s.wg.Done()
+	defer s.release(c.ip)
+	defer c.conn.CloseNow()
+	defer cancel()
+	defer s.unregister(c)
 	s.readLoop(ctx, c)
 }
 
 // handshake runs the challenge-response; see auth.go.
-func (s *Server) handshake(ctx context.Context, conn *websocket.Conn) (identity.PublicKey, error) {
+func (s *Server) handshake(ctx context.Context, conn *wsConn) (identity.PublicKey, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RegisterTimeout)
 	defer cancel()
 	ch, err := newChallenge()
 	if err != nil {
-		conn.Close(websocket.StatusInternalError, "")
+		conn.CloseNow()
 		return identity.PublicKey{}, err
 	}
 	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeChallenge, ServerKey: ch.key.Public, Nonce: ch.nonce[:]})); err != nil {
@@ -229,11 +379,6 @@ func (s *Server) handshake(ctx context.Context, conn *websocket.Conn) (identity.
 	return id, nil
 }
 
-func (s *Server) closeWithError(ctx context.Context, conn *websocket.Conn, code, msg string) {
-	_ = conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeError, Code: code, Message: msg}))
-	conn.Close(websocket.StatusPolicyViolation, code)
-}
-
 func (s *Server) register(c *serverClient) bool {
 	s.mu.Lock()
 	if s.closed {
@@ -242,217 +387,478 @@ func (s *Server) register(c *serverClient) bool {
 	}
 	old := s.clients[c.id]
 	s.clients[c.id] = c
-	watchers := s.watcherList(c.id)
 	s.mu.Unlock()
+	// c watches nobody yet, so nobody may hear of it: presence follows
+	// its watch frame (see watch).
 	if old != nil {
 		// The newest registration wins: a restarted daemon must not wait
 		// for its dead connection to time out.
-		old.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeReplaced, Message: "this ID registered again from another connection"}))
+		s.enqueue(old, encodeFrame(frame{Type: typeError, Code: codeReplaced, Message: "this ID registered again from another connection"}))
 		old.cancel()
 	}
-	s.notify(watchers, c.id, true)
 	return true
 }
 
 func (s *Server) unregister(c *serverClient) {
 	s.mu.Lock()
-	for w := range c.watches {
-		s.unwatchLocked(c, w)
-	}
-	var watchers []*serverClient
+	var peers []*serverClient
 	if s.clients[c.id] == c {
+		peers = s.talkPeersLocked(c)
 		delete(s.clients, c.id)
-		watchers = s.watcherList(c.id)
 	}
+	clear(c.watches)
 	s.mu.Unlock()
-	s.notify(watchers, c.id, false)
-	s.log.Info("peer left", "peer", c.id.Short())
+	s.notify(peers, c.id, false)
+	s.finish(c)
+	s.log.Debug("peer left", "peer", c.id.Short())
 }
 
-func (s *Server) watcherList(id identity.PublicKey) []*serverClient {
+// mayTalk is the one place that decides whether two registered peers may
+// learn of each other's presence and exchange messages. Today the only
+// reason is that each named the other in its watch list: a stranger who
+// knows an ID learns nothing and can send it nothing. Callers hold s.mu.
+func (s *Server) mayTalk(a, b *serverClient) bool {
+	if a == b || s.clients[a.id] != a || s.clients[b.id] != b {
+		return false
+	}
+	_, ab := a.watches[b.id]
+	_, ba := b.watches[a.id]
+	return ab && ba
+}
+
+// talkPeersLocked lists the registered peers c may talk to.
+func (s *Server) talkPeersLocked(c *serverClient) []*serverClient {
 	var out []*serverClient
-	for w := range s.watchers[id] {
-		out = append(out, w)
+	for k := range c.watches {
+		if d := s.clients[k]; d != nil && s.mayTalk(c, d) {
+			out = append(out, d)
+		}
 	}
 	return out
 }
 
-func (s *Server) notify(watchers []*serverClient, id identity.PublicKey, online bool) {
+func (s *Server) notify(peers []*serverClient, id identity.PublicKey, online bool) {
+	if len(peers) == 0 {
+		return
+	}
 	b := encodeFrame(frame{Type: typePresence, ID: id.String(), Online: online})
-	for _, w := range watchers {
-		w.enqueue(s, b)
+	for _, p := range peers {
+		s.enqueue(p, b)
 	}
-}
-
-func (s *Server) unwatchLocked(c *serverClient, id identity.PublicKey) {
-	if m := s.watchers[id]; m != nil {
-		delete(m, c)
-		if len(m) == 0 {
-			delete(s.watchers, id)
-		}
-	}
-	delete(c.watches, id)
 }
 
 // enqueue never blocks the caller: a client that does not read its frames
-// loses them (and is told by the peer's retries), the sender is unaffected.
-func (c *serverClient) enqueue(s *Server, b []byte) {
-	select {
-	case c.out <- b:
-	default:
+// loses them once its share of the queue budget is used (the sender is
+// told, and its retries carry on), the sender is unaffected.
+func (s *Server) enqueue(c *serverClient, b []byte) bool {
+	n := len(b)
+	c.qmu.Lock()
+	if c.done || len(c.queue) >= s.cfg.QueuePerPeer || c.qbytes+n > s.cfg.QueueBytesPerPeer || !s.take(c.ip, n) {
+		c.qmu.Unlock()
 		s.dropped.Add(1)
+		return false
+	}
+	c.queue = append(c.queue, b)
+	c.qbytes += n
+	start := !c.writing
+	c.writing = true
+	if start {
+		// c is not done, so its serveConn has not returned: the
+		// WaitGroup is above zero and Close has not finished waiting.
+		s.wg.Add(1)
+	}
+	c.qmu.Unlock()
+	if start {
+		go s.writer(c)
+	}
+	return true
+}
+
+// writer sends c's queue until it is empty, then ends; a write that takes
+// longer than WriteTimeout (a client that stopped reading, or vanished)
+// ends the connection.
+func (s *Server) writer(c *serverClient) {
+	defer s.wg.Done()
+	for {
+		c.qmu.Lock()
+		if len(c.queue) == 0 || c.done {
+			c.writing = false
+			s.dropQueueLocked(c)
+			c.qmu.Unlock()
+			return
+		}
+		b := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		c.qmu.Unlock()
+
+		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
+		err := c.conn.Write(ctx, websocket.MessageText, b)
+		cancel()
+
+		c.qmu.Lock()
+		c.qbytes -= len(b)
+		s.give(c.ip, len(b))
+		if err != nil {
+			c.done = true
+		}
+		c.qmu.Unlock()
+		if err != nil {
+			if !errors.Is(err, context.Canceled) {
+				s.note(junkSlowReader, "peer", c.id.Short(), "err", err)
+			}
+			c.cancel()
+		}
 	}
 }
 
-func (s *Server) writeLoop(ctx context.Context, c *serverClient) {
-	ping := time.NewTicker(s.cfg.PingInterval)
-	defer ping.Stop()
-	var refresh <-chan time.Time
-	if s.cfg.TURN != nil {
-		t := time.NewTicker(s.cfg.TURN.TTL / 2)
-		defer t.Stop()
-		refresh = t.C
+// finish marks c's connection over and frees its queue (the writer, if
+// one runs, frees what it holds when its write returns).
+func (s *Server) finish(c *serverClient) {
+	c.qmu.Lock()
+	c.done = true
+	if !c.writing {
+		s.dropQueueLocked(c)
 	}
-	for {
-		select {
-		case <-refresh:
-			c.enqueue(s, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
-		case <-ctx.Done():
-			c.conn.Close(websocket.StatusGoingAway, "")
-			return
-		case b := <-c.out:
-			wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := c.conn.Write(wctx, websocket.MessageText, b)
-			cancel()
-			if err != nil {
-				c.cancel()
-				return
-			}
-		case <-ping.C:
-			pctx, cancel := context.WithTimeout(ctx, s.cfg.PingInterval)
-			err := c.conn.Ping(pctx)
-			cancel()
-			if err != nil {
-				s.log.Debug("peer ping failed", "peer", c.id.Short(), "err", err)
-				c.cancel()
-				return
-			}
-		}
+	c.qmu.Unlock()
+}
+
+func (s *Server) dropQueueLocked(c *serverClient) {
+	for _, b := range c.queue {
+		c.qbytes -= len(b)
+		s.give(c.ip, len(b))
+	}
+	c.queue = nil
+}
+
+// take reserves n queue bytes for a client at ip, within the per-address
+// and global budgets.
+func (s *Server) take(ip netip.Addr, n int) bool {
+	s.ipmu.Lock()
+	defer s.ipmu.Unlock()
+	st := s.perIP[ip]
+	if st == nil || st.queued+n > s.cfg.QueueBytesPerIP || s.queued+n > s.cfg.QueueBytesTotal {
+		return false
+	}
+	st.queued += n
+	s.queued += n
+	return true
+}
+
+func (s *Server) give(ip netip.Addr, n int) {
+	s.ipmu.Lock()
+	defer s.ipmu.Unlock()
+	s.queued -= n
+	if st := s.perIP[ip]; st != nil {
+		st.queued -= n
+		s.forgetLocked(ip, st)
+	}
+}
+
+// admit counts a WebSocket connection from ip against its cap and, when
+// it fits, against the WaitGroup Close waits for.
+func (s *Server) admit(ip netip.Addr) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.ipmu.Lock()
+	defer s.ipmu.Unlock()
+	st := s.perIP[ip]
+	if st == nil {
+		st = &ipState{}
+		s.perIP[ip] = st
+	}
+	if st.conns >= s.cfg.MaxPeersPerIP {
+		s.forgetLocked(ip, st)
+		return false
+	}
+	st.conns++
+	s.admits.Add(1)
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) release(ip netip.Addr) {
+	s.ipmu.Lock()
+	defer s.ipmu.Unlock()
+	if st := s.perIP[ip]; st != nil {
+		st.conns--
+		s.forgetLocked(ip, st)
+	}
+}
+
+func (s *Server) forgetLocked(ip netip.Addr, st *ipState) {
+	if st.conns <= 0 && st.queued <= 0 {
+		delete(s.perIP, ip)
 	}
 }
 
 func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 	limit := rate.NewLimiter(rate.Limit(s.cfg.FramesPerSecond), 2*s.cfg.FramesPerSecond)
+	limited := false
+	// A client that keeps sending over twice the limit (its drops exceed
+	// the limit again, past a burst of 4 s worth) is closed: reading and
+	// dropping its frames costs more than its reconnecting does.
+	drops := rate.NewLimiter(rate.Limit(s.cfg.FramesPerSecond), 4*s.cfg.FramesPerSecond)
 	for {
 		_, b, err := c.conn.Read(ctx)
 		if err != nil {
 			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
-				s.log.Info("peer sent an oversized frame", "peer", c.id.Short())
+				s.note(junkOversized, "peer", c.id.Short())
 			}
 			return
 		}
+		c.seen.Store(time.Now().UnixNano())
 		if !limit.Allow() {
-			c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeRateLimited, Message: "more than " + strconv.Itoa(s.cfg.FramesPerSecond) + " frames per second; frame dropped"}))
+			s.dropped.Add(1)
+			s.note(junkRateLimited, "peer", c.id.Short())
+			if !drops.Allow() {
+				s.note(junkFlooder, "peer", c.id.Short())
+				s.closeWithError(ctx, c.conn, codeRateLimited, "more than twice "+strconv.Itoa(s.cfg.FramesPerSecond)+" frames per second for seconds; closing")
+				return
+			}
+			if !limited { // one error frame per burst, not one per frame
+				limited = true
+				s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeRateLimited, Message: "more than " + strconv.Itoa(s.cfg.FramesPerSecond) + " frames per second; frames dropped"}))
+			}
 			continue
 		}
-		f, err := decodeFrame(b)
-		if err != nil {
-			c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: err.Error()}))
-			continue
-		}
-		switch f.Type {
-		case typeWatch:
-			s.watch(c, f.IDs)
-		case typeSend:
-			s.forward(c, f)
-		default:
-			c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "unexpected " + f.Type + " frame"}))
+		limited = false
+		select {
+		case s.work[c.worker] <- frameJob{c: c, b: b}:
+		case <-ctx.Done():
+			return
 		}
 	}
 }
 
-// watch replaces the client's watch list and answers with the current
-// presence of each watched peer.
+// frameJob is one frame for a frame worker. A client's frames all go to
+// one worker, so they are handled in the order they came.
+type frameJob struct {
+	c *serverClient
+	b []byte
+}
+
+// frameWorkers decode and route frames for all clients.
+func (s *Server) frameWorker(ctx context.Context, jobs <-chan frameJob) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-jobs:
+			s.handleFrame(j.c, j.b)
+		}
+	}
+}
+
+func (s *Server) handleFrame(c *serverClient, b []byte) {
+	f, err := decodeFrame(b)
+	if err != nil {
+		s.note(junkBadFrame, "peer", c.id.Short(), "err", err)
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: err.Error()}))
+		return
+	}
+	switch f.Type {
+	case typeWatch:
+		s.watch(c, f.IDs)
+	case typeSend:
+		s.forward(c, f)
+	default:
+		s.note(junkBadFrame, "peer", c.id.Short(), "type", f.Type)
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "unexpected " + f.Type + " frame"}))
+	}
+}
+
+// watch replaces the client's watch list and answers with the presence of
+// each watched peer: online only when the two may talk (see mayTalk), so
+// a watch of a stranger always says offline. Peers that may talk to c
+// now, and could not before, hear that c is online (and the reverse).
 func (s *Server) watch(c *serverClient, ids []string) {
 	var keys []identity.PublicKey
 	for _, id := range ids {
 		k, err := identity.ParseID(id)
 		if err != nil {
-			c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "watch: " + err.Error()}))
+			s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "watch: " + err.Error()}))
 			continue
 		}
 		keys = append(keys, k)
 	}
 	s.mu.Lock()
-	for w := range c.watches {
-		s.unwatchLocked(c, w)
+	if s.clients[c.id] != c {
+		// A frame worker got this after c left (or was replaced): no
+		// one may hear of it any more.
+		s.mu.Unlock()
+		return
 	}
-	online := make([]bool, len(keys))
-	for i, k := range keys {
+	before := s.talkPeersLocked(c)
+	clear(c.watches)
+	for _, k := range keys {
 		c.watches[k] = struct{}{}
-		if s.watchers[k] == nil {
-			s.watchers[k] = make(map[*serverClient]struct{})
-		}
-		s.watchers[k][c] = struct{}{}
-		_, online[i] = s.clients[k]
 	}
+	after := s.talkPeersLocked(c)
 	s.mu.Unlock()
-	for i, k := range keys {
-		c.enqueue(s, encodeFrame(frame{Type: typePresence, ID: k.String(), Online: online[i]}))
+
+	talk := make(map[identity.PublicKey]bool, len(after))
+	for _, p := range after {
+		talk[p.id] = true
 	}
+	for _, k := range keys {
+		s.enqueue(c, encodeFrame(frame{Type: typePresence, ID: k.String(), Online: talk[k]}))
+	}
+	var gone, came []*serverClient
+	was := make(map[*serverClient]bool, len(before))
+	for _, p := range before {
+		was[p] = true
+		if !talk[p.id] {
+			gone = append(gone, p)
+		}
+	}
+	for _, p := range after {
+		if !was[p] {
+			came = append(came, p)
+		}
+	}
+	s.notify(gone, c.id, false)
+	s.notify(came, c.id, true)
 }
 
 func (s *Server) forward(c *serverClient, f frame) {
 	to, err := identity.ParseID(f.To)
 	if err != nil {
-		c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "send: " + err.Error()}))
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "send: " + err.Error()}))
 		return
 	}
 	s.mu.Lock()
+	_, named := c.watches[to]
 	dst := s.clients[to]
+	ok := dst != nil && s.mayTalk(c, dst)
 	s.mu.Unlock()
-	if dst == nil {
-		c.enqueue(s, encodeFrame(frame{Type: typeError, Code: codePeerOffline, To: f.To, Message: "peer is not connected"}))
+	switch {
+	case !named:
+		s.note(junkStranger, "peer", c.id.Short())
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeNotWatched, To: f.To, Message: "send to an ID you do not watch: put it in your watch list (--peer) first"}))
+	case !ok:
+		// Offline and "has not named you" look the same: a stranger
+		// must not learn whether an ID is online.
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codePeerOffline, To: f.To, Message: "peer is not connected (or has not named you)"}))
+	case !s.enqueue(dst, encodeFrame(frame{Type: typeRecv, From: c.id.String(), Payload: f.Payload})):
+		s.note(junkQueueFull, "peer", dst.id.Short())
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codePeerBusy, To: f.To, Message: "the peer is not reading its messages fast enough; message dropped"}))
+	}
+}
+
+// sweep pings clients the server has not heard from for PingInterval
+// and refreshes TURN credentials at half-life: one goroutine and one
+// timer for all clients. The pings leave from short-lived goroutines (at
+// most maxProbes at once), so the goroutine that holds an idle client
+// only ever reads: answering a client's pings would have it write, and
+// its stack would grow to twice the size.
+func (s *Server) sweep(ctx context.Context) {
+	every := s.cfg.PingInterval / 4
+	t := time.NewTicker(every)
+	defer t.Stop()
+	probes := make(chan struct{}, maxProbes)
+	var list []*serverClient
+	var lastAdmits uint64
+	busy := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		list = list[:0]
+		for _, c := range s.clients {
+			list = append(list, c)
+		}
+		s.mu.Unlock()
+		// When a burst of connections (a storm of peers, a flood of bad
+		// clients) has passed, give its memory back now: a quiet server
+		// would not collect for minutes, and its RSS would stay at the
+		// burst's peak.
+		admits := s.admits.Load()
+		switch n := admits - lastAdmits; {
+		case n >= burstAdmits:
+			busy = true
+		case busy && n < burstAdmits/10:
+			busy = false
+			debug.FreeOSMemory()
+		}
+		lastAdmits = admits
+		now := time.Now()
+		for _, c := range list {
+			if now.Sub(time.Unix(0, c.seen.Load())) >= s.cfg.PingInterval && !c.probing.Load() {
+				select {
+				case probes <- struct{}{}:
+					c.probing.Store(true)
+					s.probe(c, probes)
+				default: // enough under way; the next sweep gets to it
+				}
+			}
+			if s.cfg.TURN != nil && now.Sub(c.iceAt) > s.cfg.TURN.TTL/2 {
+				c.iceAt = now
+				s.enqueue(c, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
+			}
+		}
+		clear(list)
+	}
+}
+
+// burstAdmits connections in one sweep interval are a burst.
+const burstAdmits = 1000
+
+// maxProbes bounds the pings in flight.
+const maxProbes = 512
+
+// probe pings c; no answer within WriteTimeout or PingInterval,
+// whichever is longer, ends it: a server slowed down by a storm of new
+// connections must not drop healthy peers whose pong it reads late.
+func (s *Server) probe(c *serverClient, probes chan struct{}) {
+	c.qmu.Lock()
+	if c.done {
+		c.qmu.Unlock()
+		c.probing.Store(false)
+		<-probes
 		return
 	}
-	dst.enqueue(s, encodeFrame(frame{Type: typeRecv, From: c.id.String(), Payload: f.Payload}))
+	s.wg.Add(1) // c not done: its hold goroutine still holds the WaitGroup
+	c.qmu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer func() { <-probes }()
+		defer c.probing.Store(false)
+		ctx, cancel := context.WithTimeout(s.ctx, max(s.cfg.WriteTimeout, s.cfg.PingInterval))
+		err := c.conn.Ping(ctx)
+		cancel()
+		if err != nil {
+			s.note(junkSilent, "peer", c.id.Short(), "err", err)
+			c.cancel()
+		}
+	}()
 }
 
-func (s *Server) admitIP(ip string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed || s.perIP[ip] >= s.cfg.MaxPeersPerIP {
-		return false
-	}
-	s.perIP[ip]++
-	return true
-}
-
-func (s *Server) releaseIP(ip string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.perIP[ip]--; s.perIP[ip] <= 0 {
-		delete(s.perIP, ip)
-	}
-}
-
-func remoteIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
+// addrKey is the unit the per-address caps count: an IPv4 address, or
+// the /64 of an IPv6 address (iplimit.Key).
+func addrKey(remote string) netip.Addr {
+	ap, err := netip.ParseAddrPort(remote)
 	if err != nil {
-		return r.RemoteAddr
+		return netip.Addr{}
 	}
-	return host
+	return iplimit.Key(ap.Addr())
 }
 
 // iceServers tells a client where STUN and TURN are: the same host it
 // reached us at, with TURN credentials made for its ID.
-func (s *Server) iceServers(r *http.Request, id identity.PublicKey) []ICEServer {
+func (s *Server) iceServers(reqHost string, id identity.PublicKey) []ICEServer {
 	var out []ICEServer
 	for _, u := range s.cfg.ICEServers {
 		out = append(out, ICEServer{URL: u})
 	}
-	host := r.Host
-	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+	host := reqHost
+	if h, _, err := net.SplitHostPort(reqHost); err == nil {
 		host = h
 	}
 	if host == "" || len(s.cfg.ICEServers) > 0 {

@@ -62,5 +62,6 @@ func GridCases() []Options {
 			out = append(out, Options{NATA: a, NATB: b})
 		}
 	}
-	return append(out, Options{NATA: lab.NATPortRestricted, SameNAT: true})
+	out = append(out, Options{NATA: lab.NATPortRestricted, SameNAT: true})
+	return append(out, hardGridCases()...)
 }

@@ -17,6 +17,7 @@ type gridRow struct {
 	path          string
 	local, remote string
 	nat           string // A's NAT type as its daemon found it / B's as B told A
+	via           string // how a direct path was made where ICE alone relays
 	connect       time.Duration
 	err           error
 }
@@ -42,6 +43,11 @@ func TestGrid(t *testing.T) {
 
 func runCell(t *testing.T, opts Options) (row gridRow) {
 	row.opts = opts
+	if opts.UPnPA {
+		if err := lab.MiniUPnPdInstalled(); err != nil {
+			t.Skip(err)
+		}
+	}
 	opts.Binary = punchdBinary
 	opts.Dir = t.TempDir()
 	startCtx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -75,11 +81,23 @@ func runCell(t *testing.T, opts Options) (row gridRow) {
 	if err != nil {
 		return fail("4 MB over TCP through the tunnel: %v", err)
 	}
+	wantPath, wantVia := ExpectedCell(opts)
+	if wantVia != "" {
+		// The relay carried the first ping and the transfer; the direct
+		// path comes seconds later.
+		if _, _, err := r.WaitStatus(ctx, r.A, 40*time.Second, "direct via "+wantVia, func(st control.Status) bool {
+			p, ok := OnePeer(st)
+			return ok && p.Path == "direct" && p.Via == wantVia
+		}); err != nil {
+			return fail("%v", err)
+		}
+	}
 	st, err := r.Status(ctx, r.A)
 	if err != nil || len(st.Peers) != 1 {
 		return fail("status on A: %v", err)
 	}
 	p := st.Peers[0]
+	row.via = p.Via
 	row.path = p.Path
 	if p.LocalCandidate != nil {
 		row.local = p.LocalCandidate.Type
@@ -90,8 +108,8 @@ func runCell(t *testing.T, opts Options) (row gridRow) {
 	if p.Path == "relay" && (p.Relay == "" || p.Reason == "") {
 		return fail("relayed path without relay address or reason: %+v", p)
 	}
-	if want := ExpectedPath(opts.NATA, opts.NATB, opts.SameNAT); p.Path != want {
-		return fail("path %s (local %s, remote %s), want %s", p.Path, row.local, row.remote, want)
+	if p.Path != wantPath || p.Via != wantVia {
+		return fail("path %s via %q (local %s, remote %s), want %s via %q", p.Path, p.Via, row.local, row.remote, wantPath, wantVia)
 	}
 	if lc := p.LocalCandidate; lc != nil && lc.Type == "relay" && opts.NATA != lab.NATUDPBlocked && lc.RelayProtocol != "udp" {
 		// TURN over TCP would carry the tunnel's TCP inside TCP.
@@ -141,7 +159,10 @@ func gridTable(rows []gridRow) string {
 	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAT A\tNAT B\tPATH\tEXPECTED\tLOCAL\tREMOTE\tFIRST PING\tA SAYS: OWN / PEER'S NAT")
 	for _, r := range rows {
-		natB := string(r.opts.NATB)
+		natA, natB := string(r.opts.NATA), string(r.opts.NATB)
+		if r.opts.UPnPA {
+			natA += "+miniupnpd"
+		}
 		if r.opts.SameNAT {
 			natB = "(same NAT)"
 		}
@@ -149,9 +170,17 @@ func gridTable(rows []gridRow) string {
 		if r.err != nil {
 			res = "FAILED"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.opts.NATA, natB, r.path,
-			ExpectedPath(r.opts.NATA, r.opts.NATB, r.opts.SameNAT), r.local, r.remote, res, r.nat)
+		wantPath, wantVia := ExpectedCell(r.opts)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", natA, natB, withVia(r.path, r.via),
+			withVia(wantPath, wantVia), r.local, r.remote, res, r.nat)
 	}
 	tw.Flush()
 	return b.String()
+}
+
+func withVia(path, via string) string {
+	if via == "" {
+		return path
+	}
+	return path + " (" + via + ")"
 }

@@ -70,10 +70,51 @@ func (n *natLab) externalIP() string {
 
 // wantType is the name `punchd nat` must give the lab's NAT type.
 func wantType(t lab.NATType) natkind.NATType {
-	if t == lab.NATNone {
+	switch t {
+	case lab.NATNone:
 		return natkind.TypeOpen
+	case lab.NATSymmetricSequential:
+		return natkind.TypeSymmetric
 	}
 	return natkind.NATType(t)
+}
+
+// TestNATReportPortAllocation: behind a symmetric NAT, punchd nat says
+// how it allocates ports: the lab's sequential NAT counts up by one (its
+// own test checks that at a plain listener), the plain symmetric one
+// randomises. Against coturn, which agrees both are symmetric.
+func TestNATReportPortAllocation(t *testing.T) {
+	requireNATTools(t)
+	tests := []struct {
+		typ    lab.NATType
+		want   string
+		stride int
+	}{
+		{lab.NATSymmetricSequential, "sequential", 1},
+		{lab.NATSymmetric, "random", 0},
+		{lab.NATPortRestricted, "", 0}, // one mapping per socket: nothing to learn
+	}
+	for _, tt := range tests {
+		t.Run(string(tt.typ), func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			n, _ := newNATLab(ctx, t, tt.typ, lab.RouterOptions{})
+			coturn, err := lab.StartCoturn(ctx, n.srv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer coturn.Stop()
+			rep, stderr, _, exitErr := runNAT(ctx, t, n.client, "--server", net.JoinHostPort(n.srv.Addr.String(), stunPort))
+			t.Logf("punchd nat (exit %v):\n%s", exitErr, stderr)
+			if exitErr != nil || rep.NATType != wantType(tt.typ) {
+				t.Fatalf("exit %v, nat_type %s, want %s", exitErr, rep.NATType, wantType(tt.typ))
+			}
+			if rep.PortAllocation != tt.want || rep.PortStride != tt.stride {
+				t.Fatalf("port_allocation %q stride %d (ports %v), want %q stride %d", rep.PortAllocation, rep.PortStride, rep.AllocationPorts, tt.want, tt.stride)
+			}
+		})
+	}
 }
 
 // runNAT runs `punchd nat --json` in h and returns its report, its stderr

@@ -25,7 +25,7 @@ func (r *Run) setupRelay(ctx context.Context) error {
 	case "":
 		return nil
 	case "tls":
-		cert, key, err := selfSigned(r.opts.Dir, r.R.Addr.String())
+		cert, key, err := SelfSigned(r.opts.Dir, r.R.Addr.String())
 		if err != nil {
 			return err
 		}
@@ -36,7 +36,7 @@ func (r *Run) setupRelay(ctx context.Context) error {
 		// Go (signaling and pion's TURN client) trusts the lab CA this way.
 		r.env = []string{"SSL_CERT_FILE=" + cert}
 		return nil
-	case "coturn":
+	case "coturn", "coturn-tls":
 		ip := r.R.Extra[0].String()
 		// coturn holds the second address: no RFC 5780 alternate there.
 		r.rvArgs = []string{"--no-turn", "--stun-alt-ip", "none"}
@@ -47,10 +47,22 @@ func (r *Run) setupRelay(ctx context.Context) error {
 			return err
 		}
 		r.upArgs = []string{"--turn", "turn:" + ip + ":3478", "--turn", "turn:" + ip + ":3478?transport=tcp", "--turn-secret-file", secretFile}
-		cmd := r.R.Command(context.Background(), "turnserver", "-n", "--no-cli", "--no-tls", "--no-dtls",
+		tlsArgs := []string{"--no-tls"}
+		if r.opts.Relay == "coturn-tls" {
+			// TLS only, as own-TURN "tls" runs: what a client behind a
+			// UDP-blocking firewall that allows 443 gets.
+			cert, key, err := SelfSigned(r.opts.Dir, ip)
+			if err != nil {
+				return err
+			}
+			r.upArgs = []string{"--turn", "turns:" + ip + ":5349", "--turn-secret-file", secretFile}
+			r.env = []string{"SSL_CERT_FILE=" + cert}
+			tlsArgs = []string{"--cert=" + cert, "--pkey=" + key, "--tls-listening-port=5349"}
+		}
+		cmd := r.R.Command(context.Background(), "turnserver", append(append([]string{"-n", "--no-cli", "--no-dtls"}, tlsArgs...),
 			"--use-auth-secret", "--static-auth-secret="+coturnSecret, "--realm=punchd",
 			"--listening-ip="+ip, "--relay-ip="+ip, "--listening-port=3478",
-			"--log-file=stdout", "--simple-log")
+			"--log-file=stdout", "--simple-log")...)
 		logf, err := os.Create(filepath.Join(r.opts.Dir, "coturn.log"))
 		if err != nil {
 			return err
@@ -67,8 +79,8 @@ func (r *Run) setupRelay(ctx context.Context) error {
 	}
 }
 
-// selfSigned writes a certificate for ip (its own CA) and its key.
-func selfSigned(dir, ip string) (certPath, keyPath string, err error) {
+// SelfSigned writes a certificate for ip (its own CA) and its key.
+func SelfSigned(dir, ip string) (certPath, keyPath string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", err

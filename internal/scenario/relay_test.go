@@ -23,12 +23,15 @@ func TestRelayVariants(t *testing.T) {
 	}{
 		{"coturn", Options{NATA: lab.NATSymmetric, NATB: lab.NATSymmetric, Relay: "coturn"}, false},
 		{"tls", Options{NATA: lab.NATUDPBlocked, NATB: lab.NATPortRestricted, Relay: "tls"}, true},
+		// coturn offering TLS only, both sides UDP-blocked: relay to relay
+		// over TLS through a third-party server.
+		{"coturn-tls", Options{NATA: lab.NATUDPBlocked, NATB: lab.NATUDPBlocked, Relay: "coturn-tls"}, true},
 		// --force-relay relays even where a direct path is trivial.
 		{"forced", Options{NATA: lab.NATNone, NATB: lab.NATNone, UpArgs: []string{"--force-relay"}}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if tt.opts.Relay == "coturn" {
+			if strings.HasPrefix(tt.opts.Relay, "coturn") {
 				if _, err := exec.LookPath("turnserver"); err != nil {
 					t.Skip("coturn not installed (make test as root installs it)")
 				}
@@ -64,6 +67,9 @@ func TestRelayVariants(t *testing.T) {
 			}
 			if tt.relayOnA && (p.LocalCandidate == nil || p.LocalCandidate.Type != "relay") {
 				t.Fatalf("A (UDP blocked) must hold the relay itself, over TLS: local %+v", p.LocalCandidate)
+			}
+			if tt.relayOnA && tt.opts.NATA == lab.NATUDPBlocked && p.LocalCandidate.RelayProtocol != "tls" {
+				t.Fatalf("A (UDP blocked) reaches its relay over %q, want tls", p.LocalCandidate.RelayProtocol)
 			}
 			out, err := r.Ping(ctx, r.A, r.B, 2)
 			if err != nil || strings.Count(out, " via relay (") != 2 || !strings.Contains(out, " relay "+r.RelayIP().String()+":") {

@@ -32,12 +32,17 @@ type Options struct {
 	NATB   lab.NATType // NAT in front of host B
 	// SameNAT puts A and B behind one router of type NATA.
 	SameNAT bool
+	// UPnPA runs Debian's miniupnpd (UPnP-IGD, NAT-PMP, PCP) on A's
+	// router, which checks its external address against the rendezvous'
+	// RFC 5780 responder.
+	UPnPA bool
 	// Dir holds state dirs and logs; a temp dir when empty.
 	Dir string
 	// Relay chooses the TURN relay: "" (the rendezvous' own, over UDP
 	// and TCP), "tls" (the rendezvous' own, TCP relay unreachable so only
 	// TLS is left), "coturn" (Debian's coturn with use-auth-secret on a
-	// second address of the rendezvous host; the rendezvous' own is off).
+	// second address of the rendezvous host; the rendezvous' own is off),
+	// "coturn-tls" (the same, offered over TLS only).
 	Relay string
 	// UpArgs are extra flags for both `punchd up`s (e.g. --force-relay).
 	UpArgs []string
@@ -91,7 +96,7 @@ func (r *Run) RelayPID() int {
 
 // RelayIP is where the relay runs: coturn's address in "coturn" runs.
 func (r *Run) RelayIP() netip.Addr {
-	if r.opts.Relay == "coturn" {
+	if r.opts.Relay == "coturn" || r.opts.Relay == "coturn-tls" {
 		return r.R.Extra[0]
 	}
 	return r.R.Addr
@@ -110,8 +115,11 @@ type Run struct {
 	upArgs  []string
 	env     []string
 	coturn  *exec.Cmd
-	Started time.Time // when both daemons had been started
-	tempDir string    // opts.Dir when Start made it; removed by Close
+	upnp    *lab.MiniUPnPd
+	rtA     *lab.Router // A's router; nil without NAT
+	rtB     *lab.Router // B's router; nil without NAT or with SameNAT
+	Started time.Time   // when both daemons had been started
+	tempDir string      // opts.Dir when Start made it; removed by Close
 
 	closeOnce sync.Once
 	closeErr  error
@@ -162,6 +170,14 @@ func Start(ctx context.Context, opts Options) (_ *Run, err error) {
 	if err := r.startRendezvous(ctx); err != nil {
 		return nil, err
 	}
+	if opts.UPnPA {
+		if r.rtA == nil {
+			return nil, errors.New("scenario: UPnPA needs a NAT in front of A")
+		}
+		if r.upnp, err = r.rtA.StartMiniUPnPd(ctx, netip.AddrPortFrom(r.R.Addr, 3478)); err != nil {
+			return nil, err
+		}
+	}
 	if r.A, err = r.newNode(ctx, "a", hostA); err != nil {
 		return nil, err
 	}
@@ -179,27 +195,32 @@ func Start(ctx context.Context, opts Options) (_ *Run, err error) {
 }
 
 func (r *Run) addHosts() (a, b *lab.Host, err error) {
-	add := func(name string, t lab.NATType) (*lab.Host, *lab.Router, error) {
+	add := func(name string, t lab.NATType, o lab.RouterOptions) (*lab.Host, *lab.Router, error) {
 		if t == lab.NATNone {
 			h, err := r.Lab.AddHost(name, nil)
 			return h, nil, err
 		}
-		rt, err := r.Lab.AddNAT("nat"+name, t)
+		rt, err := r.Lab.AddNATWith("nat"+name, t, o)
 		if err != nil {
 			return nil, nil, err
 		}
 		h, err := r.Lab.AddHost(name, rt)
 		return h, rt, err
 	}
-	a, rtA, err := add("a", r.opts.NATA)
+	var optsA lab.RouterOptions
+	if r.opts.UPnPA {
+		optsA = lab.RouterOptions{UPnP: true, STUN: append([]netip.Addr{r.R.Addr}, r.R.Extra...)}
+	}
+	a, rtA, err := add("a", r.opts.NATA, optsA)
 	if err != nil {
 		return nil, nil, err
 	}
+	r.rtA = rtA
 	if r.opts.SameNAT {
 		b, err = r.Lab.AddHost("b", rtA)
 		return a, b, err
 	}
-	b, _, err = add("b", r.opts.NATB)
+	b, r.rtB, err = add("b", r.opts.NATB, lab.RouterOptions{})
 	return a, b, err
 }
 
@@ -213,6 +234,9 @@ func (r *Run) startRendezvous(ctx context.Context) error {
 	cmd := r.R.Command(context.Background(), r.opts.Binary, append([]string{"rendezvous",
 		"--listen", net.JoinHostPort(r.R.Addr.String(), signalPort),
 		"--stun-listen", net.JoinHostPort(r.R.Addr.String(), stunPort),
+		// The lab's internet is the benchmarking range, which relays do
+		// not reach by default.
+		"--turn-allow-peers", lab.InternetPrefix.String(),
 		"--log-level", r.opts.logLevel()}, append(r.rvArgs, r.opts.RendezvousArgs...)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// No Pdeathsig: it fires when the forking *thread* exits, and Host.Do
@@ -398,20 +422,13 @@ func (r *Run) Close() error {
 				}
 			}
 		}
-		if r.rvCmd != nil && r.rvCmd.Process != nil && r.rvCmd.ProcessState == nil {
-			_ = r.rvCmd.Process.Signal(syscall.SIGTERM)
-			done := make(chan error, 1)
-			go func() { done <- r.rvCmd.Wait() }()
-			select {
-			case <-done:
-			case <-time.After(5 * time.Second):
-				_ = r.rvCmd.Process.Kill()
-				<-done
-			}
-		}
+		lab.Terminate(r.rvCmd, 5*time.Second)
 		if r.coturn != nil {
 			_ = r.coturn.Process.Kill()
 			_ = r.coturn.Wait()
+		}
+		if r.upnp != nil {
+			r.upnp.Stop()
 		}
 		if r.Lab != nil {
 			errs = append(errs, r.Lab.Close())
@@ -440,10 +457,14 @@ func tail(path string) string {
 
 // Describe names the run's NAT pairing for tables.
 func (o Options) Describe() string {
-	if o.SameNAT {
-		return string(o.NATA) + " (same NAT)"
+	a := string(o.NATA)
+	if o.UPnPA {
+		a += "+upnp"
 	}
-	return string(o.NATA) + " x " + string(o.NATB)
+	if o.SameNAT {
+		return a + " (same NAT)"
+	}
+	return a + " x " + string(o.NATB)
 }
 
 // RestartRendezvous kills the rendezvous and starts a new one on the same

@@ -66,6 +66,10 @@ type Bind struct {
 	// write so the receive path reads it without a lock.
 	byAddr atomic.Pointer[map[netip.AddrPort]*peerEndpoint]
 
+	// punch gets the birthday packets that arrive on the socket; nil
+	// drops them.
+	punch atomic.Pointer[func(pkt []byte, from netip.AddrPort)]
+
 	relayIn   chan relayPacket
 	relayBufs sync.Pool // *[]byte, copies of relayed packets
 	// Packets dropped because a queue was full (see Drops).
@@ -326,6 +330,28 @@ func (b *Bind) sort(pkt []byte, from netip.AddrPort, srcs *sources, slot []byte,
 	case KindSTUN:
 		// A fresh address per STUN packet: ICE keeps it.
 		b.stun.deliver(pkt, net.UDPAddrFromAddrPort(from))
+	case KindPunch:
+		if h := b.punch.Load(); h != nil {
+			(*h)(pkt, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+		}
 	}
 	return false
+}
+
+// SetPunchHandler hands every birthday packet arriving on the socket to fn
+// (nil: drop them). fn runs on the receive path: it must not block or keep
+// pkt.
+func (b *Bind) SetPunchHandler(fn func(pkt []byte, from netip.AddrPort)) {
+	if fn == nil {
+		b.punch.Store(nil)
+		return
+	}
+	b.punch.Store(&fn)
+}
+
+// WriteRaw sends one datagram on the shared socket (a birthday probe): the
+// path it finds is then the socket WireGuard already uses.
+func (b *Bind) WriteRaw(p []byte, to netip.AddrPort) error {
+	_, err := b.writeTo(p, net.UDPAddrFromAddrPort(to))
+	return err
 }

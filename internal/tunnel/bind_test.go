@@ -387,3 +387,46 @@ func TestSourcesEndpoint(t *testing.T) {
 		}
 	}
 }
+
+// Birthday packets on the shared socket go to the punch handler, not to
+// WireGuard or ICE; WriteRaw sends from the shared socket.
+func TestPunchPacketsAndWriteRaw(t *testing.T) {
+	b := NewBind(nil, BindOptions{ListenAddr: netip.MustParseAddr("127.0.0.1")})
+	t.Cleanup(func() { b.Close(); b.Shutdown() })
+	fns, port, err := b.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	startReceiver(t, fns[0])
+	type got struct {
+		pkt  []byte
+		from netip.AddrPort
+	}
+	ch := make(chan got, 1)
+	b.SetPunchHandler(func(pkt []byte, from netip.AddrPort) { ch <- got{append([]byte(nil), pkt...), from} })
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	if _, err := peer.WriteTo(punchPacket(33), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case g := <-ch:
+		if g.from != peer.LocalAddr().(*net.UDPAddr).AddrPort() || string(g.pkt[:4]) != "PDbd" {
+			t.Fatalf("punch handler got %q from %v", g.pkt, g.from)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("birthday packet did not reach the punch handler")
+	}
+	if err := b.WriteRaw([]byte("probe"), peer.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 16)
+	n, from, err := peer.ReadFromUDPAddrPort(buf)
+	if err != nil || string(buf[:n]) != "probe" || from.Port() != port {
+		t.Fatalf("WriteRaw: %q from %v, %v; want \"probe\" from port %d", buf[:n], from, err, port)
+	}
+}

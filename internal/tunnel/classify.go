@@ -3,7 +3,11 @@
 // packets over the path ICE selected.
 package tunnel
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/punchd/punchd/internal/birthday"
+)
 
 // Kind is what a datagram arriving on the shared socket is.
 type Kind uint8
@@ -12,6 +16,7 @@ const (
 	KindUnknown   Kind = iota
 	KindWireGuard      // one of WireGuard's four message types
 	KindSTUN           // a STUN message (ICE checks, binding responses)
+	KindPunch          // a birthday-punching probe or ack (internal/birthday)
 )
 
 // WireGuard message sizes (see the WireGuard paper, section 5.4).
@@ -61,6 +66,10 @@ func Classify(pkt []byte) Kind {
 			return KindSTUN
 		}
 	}
+	// Its first byte has the top bits 01: never STUN, never WireGuard.
+	if birthday.Is(pkt) {
+		return KindPunch
+	}
 	return KindUnknown
 }
 
@@ -70,6 +79,8 @@ func (k Kind) String() string {
 		return "wireguard"
 	case KindSTUN:
 		return "stun"
+	case KindPunch:
+		return "punch"
 	default:
 		return "unknown"
 	}

@@ -261,37 +261,6 @@ func (f *fanoutTUN) open(env []byte) ([]byte, bool) {
 	return inner, true
 }
 
-// isGroupPacket: IPv4 to 255.255.255.255, to a subnet broadcast of ours or
-// to a multicast group; IPv6 to a multicast group. Group management and
-// neighbour discovery (IGMP, ICMPv6, IPv6 hop-by-hop options as MLD uses)
-// stay on this host: they are about the link, not for the peers.
-func isGroupPacket(pkt []byte, bcast []netip.Addr) bool {
-	if len(pkt) < 20 {
-		return false
-	}
-	switch pkt[0] >> 4 {
-	case 4:
-		if pkt[9] == 2 { // IGMP
-			return false
-		}
-		dst := [4]byte(pkt[16:20])
-		if dst[0]&0xf0 == 0xe0 || dst == [4]byte{255, 255, 255, 255} {
-			return true
-		}
-		for _, b := range bcast {
-			if b.As4() == dst {
-				return true
-			}
-		}
-	case 6:
-		if len(pkt) < 40 || pkt[6] == 58 || pkt[6] == 0 { // ICMPv6, hop-by-hop
-			return false
-		}
-		return pkt[24] == 0xff
-	}
-	return false
-}
-
 // isEnvelope: IPv4 without options, UDP to self on fanoutPort, with the
 // magic.
 func isEnvelope(pkt []byte, self netip.Addr) bool {

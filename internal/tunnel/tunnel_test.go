@@ -29,6 +29,14 @@ func stunMsg(attrLen int) []byte {
 	return b
 }
 
+// punchPacket is a birthday packet's shape by hand: magic "PDbd", then n-4
+// bytes.
+func punchPacket(n int) []byte {
+	b := make([]byte, n)
+	copy(b, "PDbd")
+	return b
+}
+
 func TestClassify(t *testing.T) {
 	tests := []struct {
 		name string
@@ -57,6 +65,9 @@ func TestClassify(t *testing.T) {
 		{"stun top bits set", func() []byte { b := stunMsg(0); b[0] = 0x80; return b }(), KindUnknown},
 		{"empty", nil, KindUnknown},
 		{"short", []byte{1, 0}, KindUnknown},
+		{"birthday probe", punchPacket(33), KindPunch},
+		{"birthday wrong size", punchPacket(34), KindUnknown},
+		{"birthday bad magic", func() []byte { b := punchPacket(33); b[3] = 'x'; return b }(), KindUnknown},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -26,7 +26,7 @@ func TestDataPathSocketsBuffered(t *testing.T) {
 			return s.conn, nil
 		}},
 		{"TURN relay allocation", func(*testing.T) (any, error) {
-			g := newRelayGenerator(netip.MustParseAddr("127.0.0.1"))
+			g := newRelayGenerator(netip.MustParseAddr("127.0.0.1"), nil)
 			if err := g.Validate(); err != nil {
 				return nil, err
 			}

@@ -2,6 +2,7 @@ package turnserver
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -22,7 +23,9 @@ const (
 
 // relayQueue bounds datagrams handed from one of our relays to another
 // that has not read them yet; beyond it they are dropped, as a full
-// socket buffer would.
+// socket buffer would. The queue is made on the first hand-over: most
+// allocations never receive one, and 8192 slots preallocated per
+// allocation were 128 KiB each that any credential holder could pin.
 const relayQueue = 8192
 
 // relayGenerator allocates relays in a known port range and wraps each so
@@ -40,13 +43,14 @@ const relayQueue = 8192
 type relayGenerator struct {
 	turn.RelayAddressGeneratorPortRange
 	self netip.Addr
+	log  *slog.Logger
 
 	mu     sync.Mutex                               // serializes writers of relays
 	relays atomic.Pointer[map[uint16]*guardedRelay] // by port; copied on write
 	bufs   sync.Pool                                // *[]byte for handed-over datagrams
 }
 
-func newRelayGenerator(relayIP netip.Addr) *relayGenerator {
+func newRelayGenerator(relayIP netip.Addr, log *slog.Logger) *relayGenerator {
 	g := &relayGenerator{
 		RelayAddressGeneratorPortRange: turn.RelayAddressGeneratorPortRange{
 			RelayAddress: relayIP.AsSlice(),
@@ -56,6 +60,7 @@ func newRelayGenerator(relayIP netip.Addr) *relayGenerator {
 			MaxRetries:   50,
 		},
 		self: relayIP,
+		log:  orDefault(log),
 	}
 	empty := map[uint16]*guardedRelay{}
 	g.relays.Store(&empty)
@@ -84,10 +89,28 @@ func (g *relayGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (n
 		gen:        g,
 		port:       uint16(ua.Port),
 		addr:       &net.UDPAddr{IP: g.self.AsSlice(), Port: ua.Port},
-		in:         make(chan handedOver, relayQueue),
 	}
 	g.update(func(m map[uint16]*guardedRelay) { m[r.port] = r })
 	return r, addr, nil
+}
+
+// errTCPRelay: RFC 6062 (TCP allocations and Connect) is refused. punchd
+// clients relay UDP only (over any transport to the server); a TCP relay
+// would open connections from the server's own address, to its own
+// services among others, which the UDP guard cannot see.
+var errTCPRelay = errors.New("TURN TCP relaying (RFC 6062) is not offered")
+
+// AllocateListener refuses TCP allocations (see errTCPRelay).
+func (g *relayGenerator) AllocateListener(conf turn.AllocateListenerConfig) (net.Listener, net.Addr, error) {
+	g.log.Info("TURN TCP allocation refused", "user", conf.UserID, "err", errTCPRelay)
+	return nil, nil, errTCPRelay
+}
+
+// AllocateConn refuses Connect requests (see errTCPRelay); pion asks for
+// them on UDP allocations too.
+func (g *relayGenerator) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, error) {
+	g.log.Info("TURN Connect refused", "user", conf.UserID, "peer", conf.RemoteAddr.String(), "err", errTCPRelay)
+	return nil, errTCPRelay
 }
 
 // update changes the relay table, copied so that senders read it without
@@ -114,8 +137,8 @@ type guardedRelay struct {
 	// The relay-to-relay shortcut; gen is nil for a relay without it.
 	gen  *relayGenerator
 	port uint16
-	addr *net.UDPAddr // the relayed address, the source of what we hand over
-	in   chan handedOver
+	addr *net.UDPAddr                    // the relayed address, the source of what we hand over
+	in   atomic.Pointer[chan handedOver] // made on the first hand-over
 	// blocked: the reader sits in a socket read, which a sender cuts
 	// short with a past deadline to deliver from in. Nobody else sets
 	// deadlines on relay sockets (pion does not), so a deadline error is
@@ -149,10 +172,19 @@ func (c *guardedRelay) WriteTo(p []byte, addr net.Addr) (int, error) {
 
 // handOver queues p for c's reader as if it had arrived from from.
 func (c *guardedRelay) handOver(p []byte, from *net.UDPAddr) {
+	in := c.in.Load()
+	if in == nil {
+		q := make(chan handedOver, relayQueue)
+		if !c.in.CompareAndSwap(nil, &q) {
+			in = c.in.Load()
+		} else {
+			in = &q
+		}
+	}
 	bp := c.gen.bufs.Get().(*[]byte)
 	*bp = append((*bp)[:0], p...)
 	select {
-	case c.in <- handedOver{buf: bp, from: from}:
+	case *in <- handedOver{buf: bp, from: from}:
 	default:
 		c.gen.bufs.Put(bp)
 		return
@@ -170,16 +202,24 @@ func (c *guardedRelay) ReadFrom(p []byte) (int, net.Addr, error) {
 		return c.PacketConn.ReadFrom(p)
 	}
 	for {
+		// A nil queue (nothing handed over yet) reads as empty.
+		var in chan handedOver
+		if q := c.in.Load(); q != nil {
+			in = *q
+		}
 		select {
-		case h := <-c.in:
+		case h := <-in:
 			return c.take(p, h)
 		default:
 		}
 		c.blocked.Store(true)
 		// Again after announcing the read: a sender that queued just
 		// before saw blocked false and did not kick.
+		if q := c.in.Load(); q != nil {
+			in = *q
+		}
 		select {
-		case h := <-c.in:
+		case h := <-in:
 			c.blocked.Store(false)
 			return c.take(p, h)
 		default:

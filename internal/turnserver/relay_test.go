@@ -13,23 +13,30 @@ import (
 
 func TestPeerFilter(t *testing.T) {
 	relay := netip.MustParseAddr("198.18.0.2")
-	own := []netip.Addr{relay, netip.MustParseAddr("10.0.0.5")}
-	allow := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
-	filter := peerFilter(relay, own, allow, nil)
-	strict := peerFilter(relay, own, nil, nil)
+	own := []netip.Addr{relay, netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("192.0.43.7")}
+	allow := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("198.18.0.0/15")}
+	filter := peerFilter(relay, own, allow, quietLogger())
+	strict := peerFilter(relay, own, nil, quietLogger())
 	client := &net.UDPAddr{IP: net.IPv4(198, 18, 0, 3), Port: 4000}
 	tests := []struct {
 		peer        string
 		want, wantS bool
 	}{
-		{"198.18.0.9", true, true},        // an ordinary peer
-		{"198.18.0.2", true, true},        // the relay address: relay to relay (ports guarded)
-		{"10.0.0.5", false, false},        // another address of the server
-		{"127.0.0.1", true, false},        // loopback: only when allowed
-		{"169.254.1.1", false, false},     // link-local
-		{"224.0.0.251", false, false},     // multicast
-		{"0.0.0.0", false, false},         // unspecified
-		{"::ffff:10.0.0.5", false, false}, // mapped form of an own address
+		{"192.0.43.10", true, true},          // a global peer
+		{"2001:4860::8888", true, true},      // a global IPv6 peer
+		{"198.18.0.9", true, false},          // the lab's internet: only when allowed
+		{"198.18.0.2", true, true},           // the relay address: relay to relay (ports guarded)
+		{"10.0.0.5", false, false},           // another address of the server, even in no allowed range
+		{"192.0.43.7", false, false},         // a global address of the server
+		{"127.0.0.1", true, false},           // loopback: only when allowed
+		{"192.168.1.10", false, false},       // private
+		{"100.64.0.1", false, false},         // CGNAT
+		{"169.254.169.254", false, false},    // link-local (cloud metadata)
+		{"224.0.0.251", false, false},        // multicast
+		{"0.0.0.0", false, false},            // unspecified
+		{"::ffff:10.0.0.5", false, false},    // mapped form of an own address
+		{"::ffff:192.168.1.1", false, false}, // mapped form of a private one
+		{"fd00::1", false, false},            // ULA
 	}
 	for _, tt := range tests {
 		ip := net.ParseIP(tt.peer)
@@ -204,8 +211,8 @@ func TestRelayToRelayHandOver(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("WriteTo blocked on a full queue")
 			}
-			if len(b.in) != relayQueue {
-				t.Fatalf("queue holds %d, want %d", len(b.in), relayQueue)
+			if len(*b.in.Load()) != relayQueue {
+				t.Fatalf("queue holds %d, want %d", len(*b.in.Load()), relayQueue)
 			}
 		}},
 		{"closed relay leaves the table", func(t *testing.T, a, b *guardedRelay, _ *net.UDPConn) {
@@ -225,7 +232,7 @@ func TestRelayToRelayHandOver(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			g := newRelayGenerator(lo)
+			g := newRelayGenerator(lo, nil)
 			rs := allocateRelays(t, g, 2)
 			outside, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
 			if err != nil {
@@ -241,7 +248,7 @@ func TestRelayToRelayHandOver(t *testing.T) {
 // datagram arrives once (and the race detector has something to look at).
 func TestRelayHandOverConcurrent(t *testing.T) {
 	lo := netip.MustParseAddr("127.0.0.1")
-	g := newRelayGenerator(lo)
+	g := newRelayGenerator(lo, nil)
 	rs := allocateRelays(t, g, 3)
 	dst := rs[2]
 	outside, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})

@@ -39,6 +39,7 @@ const (
 type responder struct {
 	socks [2][2]net.PacketConn
 	addrs [2][2]netip.AddrPort
+	lim   *stunLimiter // answers per source on the responder's own sockets
 	log   *slog.Logger
 
 	wg        sync.WaitGroup
@@ -49,7 +50,7 @@ type responder struct {
 // the alternate port, and the alternate IP with both ports. altPort 0
 // means the primary port + 1 (coturn's convention), or any free port when
 // the primary port itself was picked by the kernel.
-func listenRFC5780(primary net.PacketConn, altIP netip.Addr, altPort int, log *slog.Logger) (*responder, error) {
+func listenRFC5780(primary net.PacketConn, altIP netip.Addr, altPort int, lim *stunLimiter, log *slog.Logger) (*responder, error) {
 	pa, ok := primary.LocalAddr().(*net.UDPAddr)
 	if !ok {
 		return nil, fmt.Errorf("RFC 5780: primary socket is %T, not UDP", primary.LocalAddr())
@@ -63,7 +64,7 @@ func listenRFC5780(primary net.PacketConn, altIP netip.Addr, altPort int, log *s
 	if altIP == p.Addr() || altIP.Is4() != p.Addr().Is4() {
 		return nil, fmt.Errorf("RFC 5780 alternate IP %s must differ from the primary %s and be of the same family: check --stun-alt-ip", altIP, p.Addr())
 	}
-	r := &responder{log: orDefault(log)}
+	r := &responder{lim: lim, log: orDefault(log)}
 	r.socks[0][0] = primary
 	r.addrs[0][0] = p
 	fail := func(err error) (*responder, error) {
@@ -113,6 +114,10 @@ func (r *responder) serve(ip, port int) {
 				return
 			}
 			r.log.Debug("RFC 5780 read", "addr", r.addrs[ip][port].String(), "err", err)
+			continue
+		}
+		// The primary socket's requests were charged before the tap.
+		if ua, ok := from.(*net.UDPAddr); ok && r.lim != nil && isUnauthenticatedRequest(buf[:n]) && !r.lim.allow(ua.AddrPort().Addr()) {
 			continue
 		}
 		r.handle(ip, port, buf[:n], from)

@@ -10,9 +10,11 @@ import (
 	"slices"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/pion/turn/v5"
 
+	"github.com/punchd/punchd/internal/batchconn"
 	"github.com/punchd/punchd/internal/pionlog"
 	"github.com/punchd/punchd/internal/sockbuf"
 )
@@ -33,9 +35,20 @@ type ServerConfig struct {
 	TLSConfig  *tls.Config
 	// RelayIP is the address relays are allocated on and announced with.
 	RelayIP netip.Addr
-	// AllowPeers lists ranges relaying may reach even though they are
-	// loopback, link-local or the server's own (for labs).
+	// AllowPeers lists ranges relaying may reach although they are not
+	// globally reachable (private, CGNAT, loopback, documentation… see
+	// peerrange.go) or the server's own: a LAN, a lab.
 	AllowPeers []netip.Prefix
+	// UserQuota and IPQuota cap allocations per user (the id in a REST
+	// user name) and per client IP (IPv6 per /64); 0 means the defaults.
+	UserQuota, IPQuota int
+	// STUNRate and STUNBurst shape the token bucket of unauthenticated
+	// answers per source (see stunlimit.go); 0 means the defaults.
+	STUNRate  float64
+	STUNBurst int
+	// StreamIdle closes TURN TCP/TLS connections that hold no allocation
+	// for this long; 0 means DefaultStreamIdle.
+	StreamIdle time.Duration
 	// AltIP turns on RFC 5780 (NAT behaviour discovery): Binding requests
 	// are answered on STUNListen (which must then name one IP), on its IP
 	// with AltPort, and on AltIP with both ports, with OTHER-ADDRESS and
@@ -53,8 +66,12 @@ type ServerConfig struct {
 type Server struct {
 	conn      net.PacketConn
 	listeners []net.Listener
+	streams   []*streamGuard
 	turn      *turn.Server
 	rfc5780   *responder // nil without an alternate address
+	allocs    *Allocations
+	quotas    *quotas
+	stunLimit *stunLimiter
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -62,7 +79,7 @@ type Server struct {
 // ListenServer binds the listeners and starts answering.
 func ListenServer(cfg ServerConfig) (*Server, error) {
 	log := orDefault(cfg.Logger)
-	s := &Server{}
+	s := &Server{allocs: newAllocations(log)}
 	fail := func(err error) (*Server, error) {
 		if s.rfc5780 != nil {
 			s.rfc5780.closeOwn()
@@ -91,14 +108,15 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		return fail(fmt.Errorf("STUN/TURN socket %s: %w", cfg.STUNListen, err))
 	}
 	s.conn = conn
-	var pionConn net.PacketConn = conn
+	s.stunLimit = newSTUNLimiter(cfg.STUNRate, cfg.STUNBurst, log)
+	var pionConn net.PacketConn = &limitedConn{PacketConn: conn, lim: s.stunLimit}
 	if cfg.AltIP.IsValid() {
-		r, err := listenRFC5780(conn, cfg.AltIP, cfg.AltPort, log)
+		r, err := listenRFC5780(conn, cfg.AltIP, cfg.AltPort, s.stunLimit, log)
 		if err != nil {
 			return fail(err)
 		}
 		s.rfc5780 = r
-		pionConn = &bindingTap{PacketConn: conn, r: r}
+		pionConn = &bindingTap{PacketConn: pionConn, r: r}
 	}
 
 	turnOn := cfg.TURNSecret != ""
@@ -110,8 +128,9 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 			return fail(errors.New("TURN needs the address relays are reached at: give --relay-ip (the rendezvous host's public address)"))
 		}
 		auth = turn.LongTermTURNRESTAuthHandler(cfg.TURNSecret, pionlog.New(log).NewLogger("turn-auth"))
-		relay = newRelayGenerator(cfg.RelayIP)
+		relay = newRelayGenerator(cfg.RelayIP, log)
 		perm = peerFilter(cfg.RelayIP, ownAddrs(), cfg.AllowPeers, log)
+		s.quotas = newQuotas(cfg.UserQuota, cfg.IPQuota)
 	}
 	pcc := []turn.PacketConnConfig{{PacketConn: pionConn, RelayAddressGenerator: relay, PermissionHandler: perm}}
 	var lcs []turn.ListenerConfig
@@ -120,24 +139,37 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		if err != nil {
 			return fail(listenError("TURN over TCP", "--turn-tcp-listen", cfg.TCPListen, err))
 		}
-		s.listeners = append(s.listeners, ln)
-		lcs = append(lcs, turn.ListenerConfig{Listener: ln, RelayAddressGenerator: relay, PermissionHandler: perm})
+		g := newStreamGuard(ln, cfg.StreamIdle, log)
+		s.listeners, s.streams = append(s.listeners, g), append(s.streams, g)
+		// Coalesced writes and buffered reads under pion (see batchconn).
+		lcs = append(lcs, turn.ListenerConfig{Listener: batchconn.Listener{Listener: g}, RelayAddressGenerator: relay, PermissionHandler: perm})
 	}
 	if turnOn && cfg.TLSListen != "" {
 		if cfg.TLSConfig == nil {
 			return fail(errors.New("TURN over TLS needs a certificate: give --tls-cert and --tls-key"))
 		}
-		ln, err := tls.Listen("tcp", cfg.TLSListen, cfg.TLSConfig)
+		ln, err := net.Listen("tcp", cfg.TLSListen)
 		if err != nil {
 			return fail(listenError("TURN over TLS", "--turn-tls-listen", cfg.TLSListen, err))
 		}
-		s.listeners = append(s.listeners, ln)
-		lcs = append(lcs, turn.ListenerConfig{Listener: ln, RelayAddressGenerator: relay, PermissionHandler: perm})
+		s.allocs.addTLS(ln.Addr())
+		g := newStreamGuard(ln, cfg.StreamIdle, log)
+		s.listeners, s.streams = append(s.listeners, g), append(s.streams, g)
+		// Batched above TLS: many frames per record. pion then cannot see
+		// a *tls.Conn and lets the handshake happen on the first read,
+		// which the idle timer bounds.
+		lcs = append(lcs, turn.ListenerConfig{Listener: batchconn.Listener{Listener: tls.NewListener(g, cfg.TLSConfig)}, RelayAddressGenerator: relay, PermissionHandler: perm})
+	}
+	var quota turn.QuotaHandler
+	if s.quotas != nil {
+		quota = s.quotas.allow
 	}
 	ts, err := turn.NewServer(turn.ServerConfig{
 		Realm:             Realm,
 		LoggerFactory:     pionlog.New(log),
 		AuthHandler:       auth,
+		QuotaHandler:      quota,
+		EventHandler:      s.events(),
 		PacketConnConfigs: pcc,
 		ListenerConfigs:   lcs,
 	})
@@ -157,6 +189,36 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 	return s, nil
 }
 
+// events follows allocations for the quotas and the idle timers of
+// TCP/TLS connections.
+func (s *Server) events() turn.EventHandler {
+	return turn.EventHandler{
+		OnAllocationCreated: func(src, dst net.Addr, proto, user, realm string, relay net.Addr, port int) {
+			s.allocs.created(src, dst, user, relay)
+			if s.quotas != nil {
+				s.quotas.created(src, dst, proto, user, realm, relay, port)
+			}
+			for _, g := range s.streams {
+				g.allocated(src, dst)
+			}
+		},
+		OnAllocationDeleted: func(src, dst net.Addr, proto, user, realm string) {
+			s.allocs.deleted()
+			if s.quotas != nil {
+				s.quotas.deleted(src, dst, proto, user, realm)
+			}
+			for _, g := range s.streams {
+				g.released(src, dst)
+			}
+		},
+		OnAllocationError: func(src, dst net.Addr, proto, msg string) {
+			if s.quotas != nil {
+				s.quotas.failed(src, dst, proto, msg)
+			}
+		},
+	}
+}
+
 func listenError(what, flag, addr string, err error) error {
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("%s listen %s: %w; is another punchd rendezvous or coturn running? use %s", what, addr, syscall.EADDRINUSE, flag)
@@ -165,27 +227,40 @@ func listenError(what, flag, addr string, err error) error {
 }
 
 // peerFilter keeps a relay from becoming a way into the server's own
-// network: no relaying to loopback, link-local, unspecified or multicast
-// addresses unless a range is allowed (the server's own address is
-// guarded per port by guardedRelay).
+// network: no relaying to ranges that are not globally reachable (see
+// peerrange.go) nor to the server's other addresses, unless a range is
+// allowed. The relay address itself passes (relay-to-relay is how two
+// UDP-blocked peers meet) and guardedRelay keeps such traffic to the
+// relay port range. Refusals are logged at most once a minute.
 func peerFilter(relayIP netip.Addr, own []netip.Addr, allow []netip.Prefix, log *slog.Logger) turn.PermissionHandler {
 	log = orDefault(log)
+	var mu sync.Mutex
+	var lastLog time.Time
+	refused := 0
+	refuse := func(client net.Addr, ip netip.Addr, why string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		refused++
+		if now := time.Now(); now.Sub(lastLog) >= time.Minute {
+			lastLog = now
+			log.Info("TURN permission refused (allow a range with --turn-allow-peers)", "client", client.String(), "peer", ip.String(), "range", why, "refused", refused)
+		}
+		return false
+	}
 	return func(client net.Addr, peer net.IP) bool {
 		ip, ok := netip.AddrFromSlice(peer)
 		if !ok {
 			return false
 		}
 		ip = ip.Unmap()
-		if slices.ContainsFunc(allow, func(p netip.Prefix) bool { return p.Contains(ip) }) {
+		if slices.ContainsFunc(allow, func(p netip.Prefix) bool { return p.Contains(ip) }) || ip == relayIP {
 			return true
 		}
-		// The server's own relay address passes here: relay-to-relay is
-		// how two UDP-blocked peers meet. guardedRelay then keeps such
-		// traffic to other relays' ports.
-		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() ||
-			(ip != relayIP && slices.Contains(own, ip)) {
-			log.Info("TURN permission refused", "client", client.String(), "peer", ip.String())
-			return false
+		if slices.Contains(own, ip) {
+			return refuse(client, ip, "this server's own address")
+		}
+		if why, denied := deniedPeer(ip); denied {
+			return refuse(client, ip, why)
 		}
 		return true
 	}
@@ -197,6 +272,9 @@ func peerFilter(relayIP netip.Addr, own []netip.Addr, allow []netip.Prefix, log 
 func rejectAllocations(*turn.RequestAttributes) (string, []byte, bool) {
 	return "", nil, false
 }
+
+// Allocations counts and logs the server's TURN allocations.
+func (s *Server) Allocations() *Allocations { return s.allocs }
 
 // Addr is the bound UDP address.
 func (s *Server) Addr() net.Addr { return s.conn.LocalAddr() }

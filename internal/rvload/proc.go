@@ -1,0 +1,94 @@
+package rvload
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// proc reads another process's figures from /proc.
+type proc int
+
+// rss is the resident set size in bytes.
+func (p proc) rss() (int64, error) { return p.statusField("VmRSS") }
+
+// hwm is the peak resident set size in bytes.
+func (p proc) hwm() (int64, error) { return p.statusField("VmHWM") }
+
+func (p proc) statusField(field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, field+":"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, p)
+}
+
+func (p proc) fds() (int, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p))
+	return len(ents), err
+}
+
+func (p proc) threads() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
+	if err != nil {
+		return 0, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Threads:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no Threads in /proc/%d/status", p)
+}
+
+// clockTick is USER_HZ, 100 on every Linux ABI Go supports.
+const clockTick = 100
+
+// cpu is the process's user+system CPU time so far.
+func (p proc) cpu() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces: count from the ")".
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("bad /proc/%d/stat", p)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("bad /proc/%d/stat", p)
+	}
+	// After ")": state is f[0], so utime (field 14) is f[11], stime f[12].
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("bad /proc/%d/stat", p)
+	}
+	return time.Duration(ut+st) * time.Second / clockTick, nil
+}
+
+// fdLimit is the soft RLIMIT_NOFILE of the process, as text.
+func (p proc) fdLimit() string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", p))
+	if err != nil {
+		return "?"
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Max open files"); ok {
+			if f := strings.Fields(v); len(f) > 0 {
+				return f[0]
+			}
+		}
+	}
+	return "?"
+}
