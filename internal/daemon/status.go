@@ -14,8 +14,8 @@ import (
 func (d *daemon) status() control.Status {
 	st := control.Status{Self: control.Self{
 		ID:          d.self.String(),
-		OverlayIPv4: addrString(firstOf(d.plan.self, true)),
-		OverlayIPv6: addrString(firstOf(d.plan.self, false)),
+		OverlayIPv4: addrString(firstOf(d.selfIPs, true)),
+		OverlayIPv6: addrString(firstOf(d.selfIPs, false)),
 		Interface:   d.cfg.Interface,
 		ListenPort:  d.dev.ListenPort(),
 		Rendezvous:  d.cfg.RendezvousURL,
@@ -43,13 +43,19 @@ func (d *daemon) status() control.Status {
 	if err != nil {
 		d.log.Warn("read wireguard stats", "err", err)
 	}
-	for _, p := range d.cfg.Peers {
-		ps := d.peers[p.Key]
+	if d.net != nil {
+		st.Self.Name = d.net.name
+		st.Self.Network = d.net.topic[:8]
+	}
+	for _, ps := range d.snapshot() {
 		is := ps.ice.Status()
+		ps.mu.Lock()
+		name, relayVia, viaReason := ps.name, ps.via, ps.viaReason
+		ps.mu.Unlock()
 		out := peerStatus(is, natRep)
-		out.ID, out.Alias = p.Key.String(), p.Alias
-		out.OverlayIPv4 = addrString(firstOf(d.plan.peers[p.Key], true))
-		out.OverlayIPv6 = addrString(firstOf(d.plan.peers[p.Key], false))
+		out.ID, out.Alias, out.Member, out.MemberName = ps.key.String(), ps.alias, ps.member, name
+		out.OverlayIPv4 = addrString(firstOf(ps.routes, true))
+		out.OverlayIPv6 = addrString(firstOf(ps.routes, false))
 		if is.Path.Kind() == icepeer.PathDirect && d.viaPortMapping(is, natRep) {
 			out.Via = "port mapping"
 		}
@@ -62,7 +68,13 @@ func (d *daemon) status() control.Status {
 		} else if is.Path.Kind() == icepeer.PathRelay && miss != "" {
 			out.Reason += "; last try: " + miss
 		}
-		if s, ok := stats[p.Key]; ok {
+		if relayVia != "" {
+			// A member carries the tunnel (see peerrelay.go): it
+			// answered our probes through it a moment ago.
+			out.State, out.Path, out.RelayVia, out.Reason = icepeer.StateConnected.String(), icepeer.PathRelay.String(), relayVia, viaReason
+			out.Relay, out.LocalCandidate, out.RemoteCandidate = "", nil, nil
+		}
+		if s, ok := stats[ps.key]; ok {
 			out.RxBytes, out.TxBytes = s.RxBytes, s.TxBytes
 			if !s.LastHandshake.IsZero() {
 				hs := s.LastHandshake

@@ -75,6 +75,11 @@ type Bind struct {
 	// Packets dropped because a queue was full (see Drops).
 	relayDrops, stunDrops atomic.Uint64
 
+	// Peer relays (see peerrelay.go).
+	relayFor           atomic.Bool
+	onProbe            atomic.Pointer[func(ProbeResult)]
+	relayed, relayJunk atomic.Uint64
+
 	sendPool   sync.Pool       // *sendBuffers
 	gsoBatches sync.Pool       // *udpbatch.Batch
 	gso        udpbatch.Writer // the shared socket's
@@ -333,6 +338,14 @@ func (b *Bind) sort(pkt []byte, from netip.AddrPort, srcs *sources, slot []byte,
 	case KindPunch:
 		if h := b.punch.Load(); h != nil {
 			(*h)(pkt, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+		}
+	default:
+		src, _ := srcs.endpoint(from).(*peerEndpoint)
+		switch {
+		case isPeerRelay(pkt):
+			return b.sortRelay(pkt, src, slot, size, ep)
+		case isProbe(pkt) && src != nil:
+			b.answerProbe(pkt, src, nil)
 		}
 	}
 	return false

@@ -151,6 +151,12 @@ func (b *Bind) forgetPath(peer identity.PublicKey) {
 func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	switch e := ep.(type) {
 	case *peerEndpoint:
+		if v := e.via.Load(); v != nil {
+			if err := b.sendVia(v, idOf(e.key), bufs); err == nil {
+				return nil
+			}
+			// The relaying peer lost its direct path: ICE's path, if any.
+		}
 		r := e.path.Load()
 		if r == nil {
 			e.mu.Lock()
@@ -266,7 +272,7 @@ func newSendBuffers() *sendBuffers {
 	}
 }
 
-// sendGSO writes bufs in chunks of batchSize, each laid out by coalesce
+// sendGSO writes bufs in chunks of batchSize, each laid out by addFramed
 // (runs of one size as one GSO message) while w still uses GSO.
 func (b *Bind) sendGSO(c udpbatch.BatchConn, w *udpbatch.Writer, bufs [][]byte, addr *net.UDPAddr, channel uint16) error {
 	g, _ := b.gsoBatches.Get().(*udpbatch.Batch)
