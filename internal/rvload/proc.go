@@ -5,7 +5,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/punchd/punchd/internal/fdlimit"
 )
 
 // proc reads another process's figures from /proc.
@@ -91,4 +94,22 @@ func (p proc) fdLimit() string {
 		}
 	}
 	return "?"
+}
+
+// fdRoom is how many peer connections fit in both processes at once: the
+// server's connection cap for its fd limit (what `punchd rendezvous`
+// sets), this process's own limit with the same reserve, less a margin
+// for the flood's connections and the HTTP transports.
+func fdRoom(server proc) int {
+	const margin = 512
+	var own syscall.Rlimit
+	self := uint64(1 << 20)
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &own) == nil {
+		self = own.Cur
+	}
+	srv := self
+	if n, err := strconv.ParseUint(server.fdLimit(), 10, 64); err == nil {
+		srv = n
+	}
+	return min(fdlimit.ConnCap(srv), fdlimit.ConnCap(self)) - margin
 }
