@@ -113,3 +113,26 @@ func fdRoom(server proc) int {
 	}
 	return min(fdlimit.ConnCap(srv), fdlimit.ConnCap(self)) - margin
 }
+
+// runWait is how long the process's threads have waited on a run queue
+// for a CPU so far (the second field of each thread's schedstat): on a
+// shared machine, latency that neither process's CPU explains.
+func (p proc) runWait() (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", p)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue // the thread ended
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			sum += n
+		}
+	}
+	return time.Duration(sum), nil
+}

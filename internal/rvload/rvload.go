@@ -115,6 +115,11 @@ type Latency struct {
 	SealTime  time.Duration // how long that took (not in the window)
 	ServerCPU float64       // fraction of a core, during the window
 	LoadCPU   float64       // this process (the clients), the same
+	// ServerWait and LoadWait are the seconds per second the processes'
+	// threads waited on a run queue for a CPU during the window (other
+	// work on a shared machine).
+	ServerWait, LoadWait float64
+	LoadAvg              string // the machine's 1-minute load average after the window
 	Messages  int
 	PerSecond float64
 	Lost      int // rounds without an answer within 2 s
@@ -129,9 +134,19 @@ func (l Latency) String() string {
 		}
 		return fmt.Sprintf("%.0f µs", cpu/l.PerSecond*1e6)
 	}
-	return fmt.Sprintf("p50 %s  p99 %s  max %s  (%d pairs, %d messages, %.0f/s, %d rounds lost; CPU: server %.0f%% of a core (%s/message), load clients %.0f%% (%s/message); %d messages sealed ahead in %s)",
+	return fmt.Sprintf("p50 %s  p99 %s  max %s  (%d pairs, %d messages, %.0f/s, %d rounds lost; CPU: server %.0f%% of a core (%s/message), load clients %.0f%% (%s/message); waiting for a CPU: server %.2f s/s, load %.2f s/s; load average %s; %d messages sealed ahead in %s)",
 		ms(l.P50), ms(l.P99), ms(l.Max), l.Pairs, l.Messages, l.PerSecond, l.Lost,
-		100*l.ServerCPU, perMsg(l.ServerCPU), 100*l.LoadCPU, perMsg(l.LoadCPU), l.Sealed, l.SealTime.Round(time.Millisecond))
+		100*l.ServerCPU, perMsg(l.ServerCPU), 100*l.LoadCPU, perMsg(l.LoadCPU), l.ServerWait, l.LoadWait, l.LoadAvg,
+		l.Sealed, l.SealTime.Round(time.Millisecond))
+}
+
+// loadAvg is the machine's 1-minute load average, as /proc says it.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
@@ -828,12 +843,18 @@ func (f *fleet) measure(ctx context.Context, server proc, pairs int, rate float6
 	self := proc(os.Getpid())
 	s0, _ := server.cpu()
 	l0, _ := self.cpu()
+	sw0, _ := server.runWait()
+	lw0, _ := self.runWait()
 	t0 := time.Now()
 	l := f.latency(ctx, w, active, rate, d)
 	el := float64(time.Since(t0))
 	s1, _ := server.cpu()
 	l1, _ := self.cpu()
+	sw1, _ := server.runWait()
+	lw1, _ := self.runWait()
 	l.ServerCPU, l.LoadCPU = float64(s1-s0)/el, float64(l1-l0)/el
+	l.ServerWait, l.LoadWait = float64(sw1-sw0)/el, float64(lw1-lw0)/el
+	l.LoadAvg = loadAvg()
 	l.Pairs, l.Sealed, l.SealTime = len(active), 2*poolSize*len(active), prep
 	return l
 }
