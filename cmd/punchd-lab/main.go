@@ -26,6 +26,7 @@ func main() {
 	root.AddCommand(
 		newDemoCommand(), newConnectTimeCommand(), newBenchCommand(),
 		newWebRTCCommand(), newTURNLoadCommand(), newHardNATCommand(),
+		newMeshCommand(), newPeerRelayCommand(),
 		newLoadCommand(),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {

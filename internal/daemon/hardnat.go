@@ -67,7 +67,7 @@ type hardNAT struct {
 }
 
 func newHardNAT(d *daemon, ps *peerState, cool *birthday.Cooldown) *hardNAT {
-	return &hardNAT{d: d, ps: ps, peer: ps.Key, log: ps.log.With("component", "birthday"), cfg: d.cfg.Birthday, cool: cool}
+	return &hardNAT{d: d, ps: ps, peer: ps.key, log: ps.log.With("component", "birthday"), cfg: d.cfg.Birthday, cool: cool}
 }
 
 func (h *hardNAT) pairKey() string { return h.d.self.String() + "|" + h.peer.String() }
@@ -203,7 +203,7 @@ func (h *hardNAT) attemptHard(ctx context.Context, dest netip.AddrPort) {
 		h.miss(err, hard.Stats.Sent.Load())
 		return
 	}
-	link := birthday.NewHardLink(key, sess, hit, func(pkt []byte) { h.ps.bind.DeliverRelay(h.peer, pkt) })
+	link := birthday.NewHardLink(key, sess, hit, func(pkt []byte) { h.d.bind.DeliverRelay(h.peer, pkt) })
 	h.found(ctx, link, via, hit.Probes, tunnel.Path{Relay: link}, hit)
 }
 
@@ -222,7 +222,7 @@ func (h *hardNAT) found(ctx context.Context, link *birthday.Link, via string, pr
 	h.mu.Lock()
 	h.link, h.via, h.probes, h.lastMiss = link, via, probes, ""
 	h.mu.Unlock()
-	h.ps.bind.SetPath(h.peer, path)
+	h.d.bind.SetPath(h.peer, path)
 	h.log.Info("direct path by "+via, "remote", link.Remote(), "probes", probes, "after", hit.Elapsed.Round(time.Millisecond))
 	h.wg.Go(func() {
 		select {
@@ -278,7 +278,7 @@ func (h *hardNAT) startEasy(ctx context.Context, m birthday.Decoded) {
 		h.log.Info("birthday go ignored: cooling down", "left", left.Round(time.Second))
 		return
 	}
-	send := func(b []byte, to netip.AddrPort) error { return h.ps.bind.WriteRaw(b, to) }
+	send := func(b []byte, to netip.AddrPort) error { return h.d.bind.WriteRaw(b, to) }
 	e := birthday.NewEasy(h.cfg, m.Key, m.Session, send)
 	h.mu.Lock()
 	if h.busy || h.ctx == nil {
@@ -356,7 +356,7 @@ func (h *hardNAT) status() (via string, probes int, remote netip.AddrPort, miss 
 
 // localAddr is where the spray sockets bind: the tunnel socket's address.
 func (h *hardNAT) localAddr() netip.Addr {
-	if a, ok := h.ps.bind.STUNConn().LocalAddr().(*net.UDPAddr); ok {
+	if a, ok := h.d.bind.STUNConn().LocalAddr().(*net.UDPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.Unmap().IsUnspecified() {
 			return ip.Unmap()
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/punchd/punchd/internal/fdlimit"
 	"github.com/punchd/punchd/internal/metrics"
 	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/sdnotify"
 	"github.com/punchd/punchd/internal/turnserver"
 )
 
@@ -198,6 +199,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}
+	notifySystemd(log, sdnotify.Ready)
+	defer notifySystemd(log, sdnotify.Stopping)
 
 	select {
 	case <-ctx.Done():

@@ -14,8 +14,8 @@ import (
 func (d *daemon) status() control.Status {
 	st := control.Status{Self: control.Self{
 		ID:          d.self.String(),
-		OverlayIPv4: addrString(firstOf(d.plan.self, true)),
-		OverlayIPv6: addrString(firstOf(d.plan.self, false)),
+		OverlayIPv4: addrString(firstOf(d.selfIPs, true)),
+		OverlayIPv6: addrString(firstOf(d.selfIPs, false)),
 		Interface:   d.cfg.Interface,
 		ListenPort:  d.dev.ListenPort(),
 		Rendezvous:  d.cfg.RendezvousURL,
@@ -43,17 +43,25 @@ func (d *daemon) status() control.Status {
 	if err != nil {
 		d.log.Warn("read wireguard stats", "err", err)
 	}
-	for _, p := range d.cfg.Peers {
-		ps := d.peers[p.Key]
+	if d.net != nil {
+		st.Self.Name = d.net.name
+		st.Self.Network = d.net.topic[:8]
+	}
+	for _, ps := range d.snapshot() {
 		is := ps.ice.Status()
+		ps.mu.Lock()
+		name, relayVia, viaReason := ps.name, ps.via, ps.viaReason
+		ps.mu.Unlock()
 		out := control.PeerStatus{
-			ID:          p.Key.String(),
-			Alias:       p.Alias,
+			ID:          ps.key.String(),
+			Alias:       ps.alias,
+			Member:      ps.member,
+			MemberName:  name,
 			State:       is.State,
 			Path:        pathKind(is.Path),
 			Reason:      is.Reason,
-			OverlayIPv4: addrString(firstOf(d.plan.peers[p.Key], true)),
-			OverlayIPv6: addrString(firstOf(d.plan.peers[p.Key], false)),
+			OverlayIPv4: addrString(firstOf(ps.routes, true)),
+			OverlayIPv6: addrString(firstOf(ps.routes, false)),
 			NAT:         string(is.RemoteNAT),
 		}
 		if out.Path != "none" {
@@ -79,7 +87,13 @@ func (d *daemon) status() control.Status {
 				out.Reason += "; last try: " + miss
 			}
 		}
-		if s, ok := stats[p.Key]; ok {
+		if relayVia != "" {
+			// A member carries the tunnel (see peerrelay.go): it
+			// answered our probes through it a moment ago.
+			out.State, out.Path, out.RelayVia, out.Reason = "connected", "relay", relayVia, viaReason
+			out.Relay, out.LocalCandidate, out.RemoteCandidate = "", nil, nil
+		}
+		if s, ok := stats[ps.key]; ok {
 			out.RxBytes, out.TxBytes = s.RxBytes, s.TxBytes
 			if !s.LastHandshake.IsZero() {
 				hs := s.LastHandshake

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,7 +34,7 @@ type ClientConfig struct {
 	URL    string // http(s):// or ws(s)://; path /v1/ws is added when absent
 	Key    identity.PrivateKey
 	Logger *slog.Logger
-	// Watch lists the peers whose presence we want.
+	// Watch lists the peers whose presence we want; SetWatch changes it.
 	Watch []identity.PublicKey
 	// Accept says whose sealed messages are opened at all; anyone else's
 	// are dropped before any cryptography or replay state (and counted).
@@ -41,6 +42,9 @@ type ClientConfig struct {
 	// later) and must be cheap and safe to call from any goroutine; it
 	// must not call back into the Client. Nil accepts the Watch list.
 	Accept func(identity.PublicKey) bool
+	// Topics are the group topics (network.Keys.TopicID) to join; they
+	// are joined again on every reconnect, before OnRegistered runs.
+	Topics []string
 	// Callbacks run on one goroutine, in the order frames arrived.
 	OnRegistered func(Registration)
 	OnPresence   func(peer identity.PublicKey, online bool)
@@ -51,6 +55,8 @@ type ClientConfig struct {
 	// opens either). A daemon never sets it: nothing would be
 	// authenticated or checked for replay.
 	OnSealed func(from identity.PublicKey, sealed []byte)
+	// OnAnnouncement gets the opaque announcements of joined topics.
+	OnAnnouncement func(topic string, payload []byte)
 	// OnServerError, when set, gets the server's error frames (a send
 	// refused, frames dropped over the rate limit); they are logged at
 	// debug level either way.
@@ -92,6 +98,8 @@ type Client struct {
 	conn atomic.Pointer[websocket.Conn]
 	// recheck asks the pinger for a ping now (see Recheck).
 	recheck chan struct{}
+	watchMu sync.Mutex
+	watch   []identity.PublicKey // what SetWatch last set
 	// heard is when the server last said anything (a frame, a ping).
 	heard  atomic.Int64
 	cancel context.CancelFunc
@@ -141,7 +149,7 @@ func newClient(cfg ClientConfig, log *slog.Logger) *Client {
 		accept = func(k identity.PublicKey) bool { return watch[k] }
 	}
 	return &Client{cfg: cfg, log: log, seal: newSealer(cfg.Key, accept), junk: junklog.New(log, junklog.DefaultEvery),
-		recheck: make(chan struct{}, 1), done: make(chan struct{})}
+		recheck: make(chan struct{}, 1), done: make(chan struct{}), watch: slices.Clone(cfg.Watch)}
 }
 
 // Junk-log causes: what the client refused, counted (see Dropped).
@@ -232,12 +240,13 @@ func (c *Client) register(ctx context.Context, conn *websocket.Conn) (Registrati
 	default:
 		return Registration{}, fmt.Errorf("expected registered, got %q", f.Type)
 	}
-	ids := make([]string, len(c.cfg.Watch))
-	for i, k := range c.cfg.Watch {
-		ids[i] = k.String()
-	}
-	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeWatch, IDs: ids})); err != nil {
+	if err := conn.Write(ctx, websocket.MessageText, c.watchFrame()); err != nil {
 		return Registration{}, err
+	}
+	if len(c.cfg.Topics) > 0 {
+		if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeJoin, Topics: c.cfg.Topics})); err != nil {
+			return Registration{}, err
+		}
 	}
 	return c.registration(f), nil
 }
@@ -423,6 +432,10 @@ func (c *Client) handle(f frame) {
 		}
 		if c.cfg.OnMessage != nil {
 			c.cfg.OnMessage(from, payload)
+		}
+	case typeAnnounced:
+		if c.cfg.OnAnnouncement != nil && slices.Contains(c.cfg.Topics, f.Topic) {
+			c.cfg.OnAnnouncement(f.Topic, f.Payload)
 		}
 	case typeRegistered:
 		// A refresh: new TURN credentials before the old ones expire.

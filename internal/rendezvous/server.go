@@ -55,6 +55,14 @@ type ServerConfig struct {
 	// the way, and idle clients rely on them instead of pinging
 	// themselves (see clientSilent); default 30 s.
 	PingInterval time.Duration
+	// MaxTopicMembers bounds the connections on one group topic;
+	// default 256 (network.MaxMembers).
+	MaxTopicMembers int
+	// AnnouncesPerSecond and AnnounceBurst bound the announcements one
+	// connection sends (each is fanned out to the whole topic); default
+	// 1 per second, burst 8.
+	AnnouncesPerSecond float64
+	AnnounceBurst      int
 }
 
 // TURNConfig describes the TURN relay the rendezvous hands out.
@@ -81,6 +89,11 @@ func (c *ServerConfig) defaults() {
 	setDefault(&c.RegisterTimeout, 10*time.Second)
 	setDefault(&c.WriteTimeout, 10*time.Second)
 	setDefault(&c.PingInterval, 30*time.Second)
+	setDefault(&c.MaxTopicMembers, 256)
+	setDefault(&c.AnnounceBurst, 8)
+	if c.AnnouncesPerSecond <= 0 {
+		c.AnnouncesPerSecond = 1
+	}
 	if c.TURN != nil && c.TURN.TTL <= 0 {
 		c.TURN.TTL = 12 * time.Hour
 	}
@@ -100,6 +113,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	clients map[identity.PublicKey]*serverClient
+	topics  map[string]map[*serverClient]struct{} // group topic -> its members
 	closed  bool
 
 	// ipmu guards per-address state and the global queue budget. Lock
@@ -130,12 +144,16 @@ type serverClient struct {
 	ip      netip.Addr
 	conn    *wsConn
 	watches map[identity.PublicKey]struct{} // guarded by Server.mu
-	cancel  context.CancelFunc
-	ice     func() []ICEServer // this client's ICE servers, fresh credentials each call
-	iceAt   time.Time          // when ICE servers were last sent; the sweeper's
-	seen    *atomic.Int64      // unix ns of the last frame or ping from the client
-	probing atomic.Bool        // a liveness ping is under way
-	worker  uint32             // the frame worker for this client's frames
+	// topics this connection joined (guarded by Server.mu); announces
+	// bounds its announcements.
+	topics    map[string]struct{}
+	announces *rate.Limiter
+	cancel    context.CancelFunc
+	ice       func() []ICEServer // this client's ICE servers, fresh credentials each call
+	iceAt     time.Time          // when ICE servers were last sent; the sweeper's
+	seen      *atomic.Int64      // unix ns of the last frame or ping from the client
+	probing   atomic.Bool        // a liveness ping is under way
+	worker    uint32             // the frame worker for this client's frames
 
 	// The send queue; a writer goroutine runs only while it is non-empty,
 	// so an idle client costs no goroutine but its reader.
@@ -156,6 +174,7 @@ func NewServer(cfg ServerConfig) *Server {
 		log:     cfg.Logger,
 		junk:    junklog.New(cfg.Logger, junklog.DefaultEvery),
 		clients: make(map[identity.PublicKey]*serverClient),
+		topics:  make(map[string]map[*serverClient]struct{}),
 		perIP:   make(map[netip.Addr]*ipState),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -314,6 +333,7 @@ func (s *Server) admitPeer(ctx context.Context, cancel context.CancelFunc, conn 
 		return nil
 	}
 	c := &serverClient{id: id, ip: ip, conn: conn, watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
+		topics: map[string]struct{}{}, announces: newAnnounceLimiter(s.cfg),
 		seen: seen, iceAt: time.Now(), ice: func() []ICEServer { return s.iceServers(host, id) },
 		worker: s.nextWorker.Add(1) % uint32(len(s.work))}
 	// "registered" must be the first frame the client sees: once register
@@ -406,6 +426,7 @@ func (s *Server) unregister(c *serverClient) {
 		delete(s.clients, c.id)
 	}
 	clear(c.watches)
+	s.leaveTopicsLocked(c)
 	s.mu.Unlock()
 	s.notify(peers, c.id, false)
 	s.finish(c)
@@ -413,16 +434,18 @@ func (s *Server) unregister(c *serverClient) {
 }
 
 // mayTalk is the one place that decides whether two registered peers may
-// learn of each other's presence and exchange messages. Today the only
-// reason is that each named the other in its watch list: a stranger who
-// knows an ID learns nothing and can send it nothing. Callers hold s.mu.
+// learn of each other's presence and exchange messages: each named the
+// other in its watch list, or both joined one group topic (members of a
+// network, who learn each other's keys from announcements; a topic id is
+// derived from the network's secret). A stranger who knows an ID learns
+// nothing and can send it nothing. Callers hold s.mu.
 func (s *Server) mayTalk(a, b *serverClient) bool {
 	if a == b || s.clients[a.id] != a || s.clients[b.id] != b {
 		return false
 	}
 	_, ab := a.watches[b.id]
 	_, ba := b.watches[a.id]
-	return ab && ba
+	return ab && ba || shareTopic(a, b)
 }
 
 // talkPeersLocked lists the registered peers c may talk to.
@@ -664,6 +687,10 @@ func (s *Server) handleFrame(c *serverClient, b []byte) {
 		s.watch(c, f.IDs)
 	case typeSend:
 		s.forward(c, f)
+	case typeJoin:
+		s.join(c, f.Topics)
+	case typeAnnounce:
+		s.announce(c, f)
 	default:
 		s.note(junkBadFrame, "peer", c.id.Short(), "type", f.Type)
 		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "unexpected " + f.Type + " frame"}))

@@ -120,11 +120,11 @@ type Latency struct {
 	// work on a shared machine).
 	ServerWait, LoadWait float64
 	LoadAvg              string // the machine's 1-minute load average after the window
-	Messages  int
-	PerSecond float64
-	Lost      int // rounds without an answer within 2 s
-	P50, P99  time.Duration
-	Max       time.Duration
+	Messages             int
+	PerSecond            float64
+	Lost                 int // rounds without an answer within 2 s
+	P50, P99             time.Duration
+	Max                  time.Duration
 }
 
 func (l Latency) String() string {

@@ -75,6 +75,11 @@ type Bind struct {
 	// Packets dropped because a queue was full (see Drops).
 	relayDrops, stunDrops atomic.Uint64
 
+	// Peer relays (see peerrelay.go).
+	relayFor           atomic.Bool
+	onProbe            atomic.Pointer[func(ProbeResult)]
+	relayed, relayJunk atomic.Uint64
+
 	sendPool sync.Pool // *sendBuffers
 	gso      gsoState  // the shared socket's
 	relayGSO gsoState  // the TURN client sockets' (relay shortcut)
@@ -330,6 +335,14 @@ func (b *Bind) sort(pkt []byte, from netip.AddrPort, srcs *sources, slot []byte,
 	case KindPunch:
 		if h := b.punch.Load(); h != nil {
 			(*h)(pkt, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+		}
+	default:
+		src, _ := srcs.endpoint(from).(*peerEndpoint)
+		switch {
+		case isPeerRelay(pkt):
+			return b.sortRelay(pkt, src, slot, size, ep)
+		case isProbe(pkt) && src != nil:
+			b.answerProbe(pkt, src, nil)
 		}
 	}
 	return false

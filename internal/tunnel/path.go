@@ -151,6 +151,12 @@ func (b *Bind) forgetPath(peer identity.PublicKey) {
 func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	switch e := ep.(type) {
 	case *peerEndpoint:
+		if v := e.via.Load(); v != nil {
+			if err := b.sendVia(v, idOf(e.key), bufs); err == nil {
+				return nil
+			}
+			// The relaying peer lost its direct path: ICE's path, if any.
+		}
 		r := e.path.Load()
 		if r == nil {
 			e.mu.Lock()
