@@ -39,7 +39,7 @@ func (d *daemon) metricsSample() metrics.DaemonSample {
 		}
 		if k, err := identity.ParseID(p.ID); err == nil {
 			if ps, ok := d.peer(k); ok {
-				s.ICEAttempts = ps.ice.Status().Gen
+				s.ICEAttempts = ps.ice.Status().Attempts
 				s.PathChanges = ps.pathChanges.Load()
 				if ps.hard != nil {
 					s.BirthdayAttempts, s.BirthdayHits, s.BirthdayProbes = ps.hard.counts()

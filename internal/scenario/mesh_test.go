@@ -196,7 +196,7 @@ func checkMeshMetrics(t *testing.T, m *Mesh) {
 				{"punchd_peer_receive_bytes_total", p, gt(0)},
 				{"punchd_peer_transmit_bytes_total", p, gt(0)},
 				{"punchd_peer_handshake_age_seconds", p, between(0, 180)},
-				{"punchd_peer_ice_attempts_total", p, atLeast(1)},
+				{"punchd_peer_ice_attempts_total", p, between(1, 100)},
 				{"punchd_peer_birthday_attempts_total", p, atLeast(0)},
 			})
 			relayed, _ := fams.Value("punchd_peer_path", with("path", "relay"))

@@ -68,7 +68,7 @@ func TestMetricsEndpoint(t *testing.T) {
 				{"punchd_peer_receive_bytes_total", p, gt(0)},
 				{"punchd_peer_transmit_bytes_total", p, gt(0)},
 				{"punchd_peer_handshake_age_seconds", p, between(0, 120)},
-				{"punchd_peer_ice_attempts_total", p, atLeast(1)},
+				{"punchd_peer_ice_attempts_total", p, between(1, 10)}, // a count, not the attempt's random name
 				{"punchd_peer_path_changes_total", p, atLeast(1)},
 				// Neither pair needs birthday punching: present, and 0.
 				{"punchd_peer_birthday_attempts_total", p, eq(0)},
