@@ -7,12 +7,15 @@ import (
 	"sync/atomic"
 )
 
-// Default allocation quotas. A punchd peer holds one allocation per TURN
-// URL it was given and per restart in flight (a handful); a NAT with many
-// users behind one address (a CGNAT, an office) needs more per IP.
+// Default allocation quotas. A punchd peer holds one allocation per peer
+// it links with, per TURN URL it was given (UDP and TCP: two) and per
+// restart in flight, so a member of a LAN party of 16 holds about 30-45;
+// the mesh of 8 in the lab holds 14 each, which a quota of 10 cut short.
+// A NAT with several users behind one address (a CGNAT, an office, two
+// members behind one home router) needs more per IP.
 const (
-	DefaultUserQuota = 10
-	DefaultIPQuota   = 32
+	DefaultUserQuota = 64
+	DefaultIPQuota   = 128
 )
 
 // quotas counts allocations per user (the id of a "expiry:id" REST user
