@@ -198,6 +198,7 @@ func (p *Peer) newAttempt() {
 		return
 	}
 	p.cur = a
+	p.countAttempt()
 	if p.prev != nil {
 		p.setState(StateConnected, "restarting ICE; the current path carries the tunnel meanwhile")
 	} else {
@@ -225,6 +226,7 @@ func (p *Peer) acceptOffer(m signalMsg) {
 		return
 	}
 	p.cur = a
+	p.countAttempt()
 	p.log.Debug("ICE answer", "gen", a.gen)
 	p.send(signalMsg{Kind: kindAnswer, Gen: a.gen, Ufrag: a.ufrag, Pwd: a.pwd})
 	a.pending = append(a.pending, p.early[m.Gen]...)
@@ -370,8 +372,7 @@ func (p *Peer) onPair(a *attempt, local, remote ice.Candidate) {
 	}
 	a.path = pathFor(a, local, remote)
 	p.log.Info("ICE selected pair", "gen", a.gen,
-		"local", a.path.Local.Type+" "+a.path.Local.Addr.String(),
-		"remote", a.path.Remote.Type+" "+a.path.Remote.Addr.String())
+		"local", a.path.Local.String(), "remote", a.path.Remote.String())
 	if p.keepPrevOver(a.path) {
 		p.onRelayedPath(p.prev.path)
 		return

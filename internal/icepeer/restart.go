@@ -64,7 +64,7 @@ func (p *Peer) restart(reason string, network bool) {
 
 // relayed reports whether path goes through a TURN relay on either side.
 func relayed(path Path) bool {
-	return path.Relay != nil || path.Remote.Type == ice.CandidateTypeRelay.String()
+	return path.Relay != nil || path.Remote.Type == ice.CandidateTypeRelay
 }
 
 // onRelayedPath (controlling) schedules the next restart while the path

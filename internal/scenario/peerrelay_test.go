@@ -28,7 +28,7 @@ func TestPeerRelay(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			m, err := StartMesh(ctx, MeshOptions{Binary: punchdBinary, Members: members, Dir: t.TempDir(),
-				UpArgs: tt.upArgs, RendezvousArgs: []string{"--no-turn"}})
+				UpArgs: append([]string{"--metrics-listen", meshMetricsAddr}, tt.upArgs...), RendezvousArgs: []string{"--no-turn"}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -70,6 +70,13 @@ func TestPeerRelay(t *testing.T) {
 				if !found {
 					t.Errorf("%s does not list %s", pair[0].Name, pair[1].Name)
 				}
+				peer := pair[1].ID.String()
+				checkMetrics(t, scrapeIn(t, pair[0].Host, meshMetricsAddr), []metricCheck{
+					{"punchd_peer_path", map[string]string{"peer": peer, "path": "relay"}, eq(1)},
+					{"punchd_peer_relay", map[string]string{"peer": peer, "relay": "member"}, eq(1)},
+					{"punchd_peer_relay", map[string]string{"peer": peer, "relay": "turn"}, eq(0)},
+					{"punchd_peer_relay_via_info", map[string]string{"peer": peer, "via": "member-a"}, eq(1)},
+				})
 			}
 		})
 	}
