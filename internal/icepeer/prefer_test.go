@@ -289,41 +289,60 @@ func TestPathPreferenceProbeTargets(t *testing.T) {
 }
 
 // One end has no UDP (its relay is reached over TCP): the other end,
-// which has UDP, must not stay on its own TURN-over-TCP allocation. The
-// pair through its UDP allocation answered before pion nominated the
-// TCP one, or never again once a pair is selected (nobody checks the
-// others then): either way we move to it, by a nomination.
+// which has UDP, must not stay on its own TURN-over-TCP allocation,
+// whichever end controls. In the lab (full-cone x udp-blocked, the
+// udp-blocked end controlling) the pair through the peer's TCP allocation
+// won on priority: learned first as peer-reflexive, it outranked the
+// peer's server-reflexive one. The better pair answered before pion
+// nominated the other, or never again once a pair is selected (nobody
+// checks the others then): either way we move to it, by a nomination.
 func TestRelayOverUDPAtOneEnd(t *testing.T) {
-	peerTCP := testCandidatePrio(t, "relay", 10, prioRelayTCP)
-	bothTCP := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 20, prioRelayTCP), Remote: peerTCP}
-	oneTCP := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 30, prioRelayUDP), Remote: peerTCP}
-	noUDPHere := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 40, prioRelayTLS), Remote: testCandidatePrio(t, "relay", 41, prioRelayUDP)}
-	direct := testPairOf(t, "host", "host", 50) // never answers: the peer has no UDP
-
-	for _, answered := range []bool{true, false} {
-		d := newPathPreference(quietLogger())
-		d.begun = time.Now().Add(-time.Second)
-		if answered {
-			answeredNow(oneTCP)
-		}
-		d.track(bothTCP)
-		d.track(oneTCP)
-		d.track(direct)
-		if got, why := d.choose(time.Now(), bothTCP); got != oneTCP || why == "" {
-			t.Fatalf("answered %v: on TURN over TCP at both ends, chose %v (%q), want the pair through our UDP allocation", answered, got, why)
-		}
-		// On it, nothing relayed is better; only direct pairs are tried.
-		d.lastNominated, d.lastProbe = time.Time{}, time.Time{}
-		if got, _ := d.choose(time.Now(), oneTCP); got != nil && got != direct {
-			t.Fatalf("answered %v: on the UDP allocation, chose %v, want nothing but the direct pair", answered, got)
+	ourTCP := testCandidatePrio(t, "relay", 10, prioRelayTCP)
+	peerTCP := testCandidatePrio(t, "relay", 11, prioRelayTCP)
+	tests := []struct {
+		name     string
+		selected *ice.CandidatePair
+		upTo     func() *ice.CandidatePair
+	}{
+		{"we have UDP", &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 20, prioRelayTCP), Remote: peerTCP},
+			func() *ice.CandidatePair {
+				return &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 30, prioRelayUDP), Remote: peerTCP}
+			}},
+		{"the peer has UDP", &ice.CandidatePair{Local: ourTCP, Remote: testCandidatePrio(t, "relay", 21, prioRelayTCP)},
+			func() *ice.CandidatePair {
+				return &ice.CandidatePair{Local: ourTCP, Remote: testCandidate(t, "srflx", 31)}
+			}},
+	}
+	direct := testPairOf(t, "host", "host", 50) // never answers: one end has no UDP
+	for _, tt := range tests {
+		for _, answered := range []bool{true, false} {
+			d := newPathPreference(quietLogger())
+			d.begun = time.Now().Add(-time.Second)
+			up := tt.upTo()
+			if answered {
+				answeredNow(up)
+			}
+			d.track(tt.selected)
+			d.track(up)
+			d.track(direct)
+			if got, why := d.choose(time.Now(), tt.selected); got != up || why == "" {
+				t.Fatalf("%s, answered %v: on TURN over TCP at both ends, chose %v (%q), want %v", tt.name, answered, got, why, up)
+			}
+			// On it, nothing relayed is better; only direct pairs are tried.
+			d.lastNominated, d.lastProbe = time.Time{}, time.Time{}
+			if got, _ := d.choose(time.Now(), up); got != nil && got != direct {
+				t.Fatalf("%s, answered %v: on the better pair, chose %v, want nothing but the direct pair", tt.name, answered, got)
+			}
 		}
 	}
 
-	// Never back onto TCP, and a pair with TCP at one end is no upgrade
-	// from another such pair.
+	// Never back onto TCP at both ends, and a pair with TCP at one end is
+	// no upgrade from another such pair.
+	oneTCP := tests[0].upTo()
 	d := newPathPreference(quietLogger())
 	d.begun = time.Now().Add(-time.Second)
-	d.track(answeredNow(noUDPHere))
+	d.track(answeredNow(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 40, prioRelayTLS), Remote: testCandidatePrio(t, "relay", 41, prioRelayUDP)}))
+	d.track(answeredNow(tests[0].selected))
 	if got, _ := d.choose(time.Now(), oneTCP); got != nil {
 		t.Fatalf("on a one-TCP-end pair, chose %v, want nothing", got)
 	}
