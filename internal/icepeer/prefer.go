@@ -129,10 +129,10 @@ func (d *pathPreference) onBindingRequest(_ *stun.Message, _, _ ice.Candidate, p
 		return false
 	}
 	if err := agent.RenominateCandidate(target.Local, target.Remote); err != nil {
-		d.log.Debug("nominate direct pair", "why", why, "pair", target.String(), "err", err)
+		d.log.Debug("nominate pair", "why", why, "pair", target.String(), "err", err)
 		return false
 	}
-	d.log.Debug("nominating direct pair", "why", why, "local", target.Local.String(), "remote", target.Remote.String())
+	d.log.Debug("nominating pair", "why", why, "local", target.Local.String(), "remote", target.Remote.String())
 	return false
 }
 
@@ -163,7 +163,15 @@ func (d *pathPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.Can
 	case sel == nil && now.Sub(d.begun) < nominationGrace:
 		return nil, ""
 	}
-	if best := freshest(d.pairs, now, cur); best != nil {
+	// While checking, a pair with TURN over TCP/TLS at one end is not
+	// worth pre-empting pion for (a direct pair may answer next); pion
+	// nominates one after its relay acceptance wait, and once a pair is
+	// selected we move to the one with the fewest such legs.
+	floor := cur
+	if sel == nil {
+		floor = classTCPRelay
+	}
+	if best := freshest(d.pairs, now, floor); best != nil {
 		d.lastNominated = now
 		switch {
 		case pairClass(best.Local, best.Remote) != classDirect:
@@ -197,6 +205,9 @@ func (d *pathPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.Can
 	d.lastProbe, d.lastNominated = now, now
 	p := targets[d.nextProbe%len(targets)]
 	d.nextProbe++
+	if pairClass(p.Local, p.Remote) != classDirect {
+		why = "probing a relayed pair with fewer legs of TURN over TCP/TLS"
+	}
 	return p, why
 }
 

@@ -354,3 +354,21 @@ func TestRelayOverUDPAtOneEnd(t *testing.T) {
 		}
 	}
 }
+
+// While checking, a pair with TURN over TCP/TLS at one end that answers is
+// left to pion (a direct pair may answer next); a selected one with TCP at
+// both ends is left for it.
+func TestTCPRelayNotNominatedWhileChecking(t *testing.T) {
+	d := newPathPreference(quietLogger())
+	d.begun = time.Now().Add(-time.Second)
+	oneTCP := answeredNow(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 10, prioRelayTCP), Remote: testCandidate(t, "srflx", 11)})
+	d.track(oneTCP)
+	if got, why := d.choose(time.Now(), nil); got == oneTCP {
+		t.Fatalf("checking: nominated %v (%q), want it left to pion", got, why)
+	}
+	d.lastNominated, d.lastProbe = time.Time{}, time.Time{}
+	bothTCP := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 20, prioRelayTCP), Remote: testCandidatePrio(t, "relay", 21, prioRelayTLS)}
+	if got, _ := d.choose(time.Now(), bothTCP); got != oneTCP {
+		t.Fatalf("on TCP at both ends: chose %v, want %v", got, oneTCP)
+	}
+}
