@@ -31,7 +31,7 @@ Each host runs "punchd up --peer ID"; the daemons meet at a rendezvous
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newIDCommand(), newUpCommand(), newRendezvousCommand(), newStatusCommand(), newPingCommand(), newNATCommand(), newVersionCommand())
+	root.AddCommand(newIDCommand(), newUpCommand(), newRendezvousCommand(), newStatusCommand(), newPingCommand(), newNATCommand(), newNetworkCommand(), newVersionCommand())
 	return root
 }
 
@@ -105,6 +105,9 @@ func knownKeys(cmd *cobra.Command) []string {
 	keys := fileOnlyKeys()
 	for _, c := range cmd.Root().Commands() {
 		c.Flags().VisitAll(func(f *pflag.Flag) { keys = append(keys, f.Name) })
+		for _, sub := range c.Commands() {
+			sub.Flags().VisitAll(func(f *pflag.Flag) { keys = append(keys, f.Name) })
+		}
 	}
 	slices.Sort(keys)
 	return slices.Compact(keys)
@@ -164,8 +167,8 @@ func (s *settings) logger(w io.Writer) (*slog.Logger, error) {
 	}
 }
 
-// defaultStateDir follows DESIGN: /var/lib/punchd as root, the user's
-// config directory otherwise (so `punchd id` works without sudo).
+// defaultStateDir is /var/lib/punchd as root, the user's
+// config directory otherwise (so `punchd id` works without root).
 func defaultStateDir() string {
 	if os.Geteuid() == 0 {
 		return "/var/lib/punchd"

@@ -179,7 +179,7 @@ func TestSystemdUnits(t *testing.T) {
 			t.Fatal(err)
 		}
 		text := string(body)
-		for _, must := range []string{"Restart=on-failure", "CapabilityBoundingSet=" + capability, "AmbientCapabilities=" + capability, "NoNewPrivileges=yes", "DynamicUser=yes"} {
+		for _, must := range []string{"Restart=on-failure", "CapabilityBoundingSet=" + capability, "AmbientCapabilities=" + capability, "NoNewPrivileges=yes", "DynamicUser=yes", "Type=notify"} {
 			if !strings.Contains(text, must) {
 				t.Errorf("%s lacks %q", name, must)
 			}

@@ -12,11 +12,12 @@ import (
 	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/daemon"
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/network"
 )
 
 func newUpCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "up --rendezvous URL --peer ID [--peer ID...]",
+		Use:   "up {--network CODE | --rendezvous URL --peer ID [--peer ID...]}",
 		Short: "Run the daemon: meet peers at the rendezvous, punch through NATs, bring up the tunnel",
 		Args:  cobra.NoArgs,
 		RunE:  runUp,
@@ -26,6 +27,10 @@ func newUpCommand() *cobra.Command {
 	addStateFlags(fs)
 	fs.String("rendezvous", "", "rendezvous URL, e.g. http://rendezvous.example:8478 (https:// for TLS)")
 	fs.StringArray("peer", nil, "peer to link with: its ID (from `punchd id`) or an alias from the config file's peers map; repeatable")
+	fs.String("network", "", "join the network of this code (from `punchd network new`); its members need no --peer")
+	fs.String("name", "", "name shown to the network's members (default: the host name)")
+	fs.Bool("peer-relay", true, "carry traffic between two peers this host reaches directly when they cannot punch, and send through such a peer when it beats the TURN relay")
+	fs.Bool("no-peer-relay", false, "neither relay for peers nor through them (same as --peer-relay=false)")
 	fs.String("interface", "punch0", "name of the tunnel interface")
 	fs.StringSlice("overlay-prefix", []string{identity.DefaultOverlayIPv4.String(), identity.DefaultOverlayIPv6.String()},
 		"overlay prefixes (one IPv4 and/or one IPv6); addresses inside are derived from the keys")
@@ -61,12 +66,31 @@ func runUp(cmd *cobra.Command, _ []string) error {
 		return err
 	}
 	url := s.str("rendezvous")
-	if url == "" {
-		return fmt.Errorf("no rendezvous: give --rendezvous URL (e.g. http://HOST:8478 where `punchd rendezvous` runs)")
+	var code *network.Code
+	name := s.str("name")
+	if raw := s.str("network"); raw != "" {
+		c, err := network.Parse(raw)
+		if err != nil {
+			return fmt.Errorf("bad --network: %w", err)
+		}
+		code = &c
+		if url == "" {
+			url = c.Rendezvous
+		}
+		if name == "" {
+			if name, err = os.Hostname(); err != nil {
+				return fmt.Errorf("no --name given and the host name is unknown: %w", err)
+			}
+		}
 	}
-	peers, err := resolvePeers(s.list("peer"), s.v.GetStringMapString("peers"))
-	if err != nil {
-		return err
+	if url == "" {
+		return fmt.Errorf("no rendezvous: give --network CODE, or --rendezvous URL (e.g. http://HOST:8478 where `punchd rendezvous` runs)")
+	}
+	var peers []daemon.Peer
+	if args := s.list("peer"); len(args) > 0 || code == nil {
+		if peers, err = resolvePeers(args, s.v.GetStringMapString("peers")); err != nil {
+			return err
+		}
 	}
 	prefixes, err := parseOverlayPrefixes(s.list("overlay-prefix"))
 	if err != nil {
@@ -119,6 +143,9 @@ func runUp(cmd *cobra.Command, _ []string) error {
 		OverlayPrefixes: prefixes,
 		RendezvousURL:   url,
 		Peers:           peers,
+		Network:         code,
+		Name:            name,
+		PeerRelay:       s.v.GetBool("peer-relay") && !s.v.GetBool("no-peer-relay"),
 		ControlSocket:   s.controlSocket(),
 		TURN:            turns,
 		STUN:            stuns,
@@ -142,7 +169,7 @@ func runUp(cmd *cobra.Command, _ []string) error {
 // other word must be an alias from the config file's peers map.
 func resolvePeers(args []string, aliases map[string]string) ([]daemon.Peer, error) {
 	if len(args) == 0 {
-		return nil, fmt.Errorf("no peers: give --peer ID (run `punchd id` on the other host to get its ID)")
+		return nil, fmt.Errorf("no peers: give --peer ID (run `punchd id` on the other host to get its ID) or --network CODE (from `punchd network new`)")
 	}
 	var peers []daemon.Peer
 	for _, a := range args {

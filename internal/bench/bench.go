@@ -148,7 +148,7 @@ func sample(pids []int) procSample {
 	var s procSample
 	for _, pid := range pids {
 		s.cpu += CPUTime(pid)
-		s.rss = max(s.rss, rssKiB(pid))
+		s.rss = max(s.rss, RSSKiB(pid))
 	}
 	return s
 }
@@ -192,7 +192,8 @@ func CPUTime(pid int) time.Duration {
 	return time.Duration(ut+st) * time.Second / clockTicks
 }
 
-func rssKiB(pid int) int64 {
+// RSSKiB is pid's resident set size in KiB (0 when it is gone).
+func RSSKiB(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0

@@ -113,7 +113,7 @@ func TURNLoad(ctx context.Context, cfg TURNLoadConfig) (TURNLoadResult, error) {
 	if err := waitListening(ctx, cfg.Transport, server); err != nil {
 		return res, fmt.Errorf("rendezvous did not listen on %s: %w (log in %s)", server, err, logf.Name())
 	}
-	res.RSSBefore = rssKiB(cmd.Process.Pid)
+	res.RSSBefore = RSSKiB(cmd.Process.Pid)
 	cpuBefore := CPUTime(cmd.Process.Pid)
 
 	var (
@@ -150,7 +150,7 @@ func TURNLoad(ctx context.Context, cfg TURNLoadConfig) (TURNLoadResult, error) {
 	wg.Wait()
 	res.Elapsed = time.Since(start)
 	res.PerSecond = float64(res.Allocated) / res.Elapsed.Seconds()
-	res.RSSHeld = rssKiB(cmd.Process.Pid)
+	res.RSSHeld = RSSKiB(cmd.Process.Pid)
 	res.ServerCPU = CPUTime(cmd.Process.Pid) - cpuBefore
 	slices.Sort(lat)
 	if len(lat) > 0 {

@@ -87,7 +87,7 @@ func TestWriteTable(t *testing.T) {
 		want   []string
 		absent []string
 	}{
-		{"no peers", Status{Self: Self{ID: "me"}}, []string{"self       me", "no peers configured"}, []string{"drops"}},
+		{"no peers", Status{Self: Self{ID: "me"}}, []string{"self       me", "no peers yet"}, []string{"drops"}},
 		{"warnings and refused input", Status{Self: Self{ID: "me", Warnings: []string{"the rendezvous offers no STUN server: x"},
 			SignalingRefused: map[string]uint64{"replay": 2, "bad-seal": 1}}},
 			[]string{"WARNING    the rendezvous offers no STUN server: x", "refused    bad-seal 1, replay 2"}, nil},
@@ -102,6 +102,9 @@ func TestWriteTable(t *testing.T) {
 			LocalCandidate: &Candidate{"relay", "1.2.3.4:5", "tcp"}}}}, []string{"relay/tcp 1.2.3.4:5"}, nil},
 		{"relay over udp", Status{Peers: []PeerStatus{{ID: "p", Path: "relay",
 			LocalCandidate: &Candidate{"relay", "1.2.3.4:5", "udp"}}}}, []string{"relay 1.2.3.4:5"}, []string{"relay/"}},
+		{"network member relayed by another", Status{Peers: []PeerStatus{{ID: "peerid0123456789", Member: true, MemberName: "bob",
+			State: "connected", Path: "relay", RelayVia: "alice", Reason: "relay via alice: 1ms round trip"}}},
+			[]string{"bob (peerid012345…)", "relay via alice", "peerid012345: relay via alice: 1ms"}, nil},
 		{"drops", Status{Self: Self{ID: "me", Drops: Drops{RelayQueue: 12, STUNQueue: 3}}},
 			[]string{"drops      12 relayed packets", "3 STUN"}, nil},
 		{"direct by birthday", Status{Peers: []PeerStatus{{ID: "p", Path: "direct", Via: "birthday", Probes: 231}}},

@@ -1,5 +1,5 @@
 // Package control is the daemon's local control channel: a small HTTP API on a
-// unix socket that `punchd status` (and later `punchd ping`) use to ask the
+// unix socket that `punchd status` and `punchd ping` use to ask the
 // running daemon what it knows. The socket is the trust boundary: whoever can
 // open it may read the status, so it is created 0660 in the state directory.
 package control
@@ -21,6 +21,11 @@ type Self struct {
 	Interface   string `json:"interface"`
 	ListenPort  uint16 `json:"listen_port"`
 	Rendezvous  string `json:"rendezvous"`
+	// Name is how network members see this host, and Network the start
+	// of the network's topic id (which network, without its secret);
+	// both empty without --network.
+	Name    string `json:"name,omitempty"`
+	Network string `json:"network,omitempty"`
 	// RendezvousConnected is false while the daemon is reconnecting; the
 	// tunnels stay up meanwhile.
 	RendezvousConnected bool      `json:"rendezvous_connected"`
@@ -75,8 +80,12 @@ type Drops struct {
 type PeerStatus struct {
 	ID    string `json:"id"`
 	Alias string `json:"alias,omitempty"`
-	State string `json:"state"`
-	Path  string `json:"path"` // "direct", "relay" or "none"
+	// Member: learned from the network (not a --peer); MemberName is the
+	// display name it announced.
+	Member     bool   `json:"member,omitempty"`
+	MemberName string `json:"member_name,omitempty"`
+	State      string `json:"state"`
+	Path       string `json:"path"` // "direct", "relay" or "none"
 	// Via says how a direct path was made when ICE alone could not:
 	// "birthday" (birthday punching), "prediction" (a sequential NAT's
 	// next ports) or "port mapping"; empty for plain ICE.
@@ -84,6 +93,9 @@ type PeerStatus struct {
 	// Probes is how many probes birthday punching or prediction took.
 	Probes int    `json:"probes,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// RelayVia names the member relaying the tunnel (a peer relay);
+	// then Path is "relay" and Relay empty.
+	RelayVia string `json:"relay_via,omitempty"`
 	// Relay is the TURN relay address carrying the path, when relayed.
 	Relay       string `json:"relay,omitempty"`
 	OverlayIPv4 string `json:"overlay_ipv4,omitempty"`

@@ -44,7 +44,7 @@ func (s Status) WriteTable(w io.Writer, now time.Time) error {
 	}
 	fmt.Fprintln(w)
 	if len(s.Peers) == 0 {
-		_, err := fmt.Fprintln(w, "no peers configured (use --peer)")
+		_, err := fmt.Fprintln(w, "no peers yet (use --peer, or --network: members appear as they announce themselves)")
 		return err
 	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
@@ -67,9 +67,12 @@ func (s Status) WriteTable(w io.Writer, now time.Time) error {
 }
 
 // PathText is the path as the table shows it: "direct (birthday, 231
-// probes)" when birthday punching or prediction made it.
+// probes)" when birthday punching or prediction made it, "relay via
+// alice" when a member relays it.
 func (p PeerStatus) PathText() string {
 	switch {
+	case p.RelayVia != "":
+		return "relay via " + p.RelayVia
 	case p.Via == "":
 		return p.Path
 	case p.Probes > 0:
@@ -115,11 +118,15 @@ func bytes(n uint64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTP"[exp])
 }
 
-// Name is how a person sees the peer: its alias with the start of its ID,
-// or the start of its ID.
+// Name is how a person sees the peer: its alias (else the name it
+// announced to the network) with the start of its ID, or the start of its
+// ID.
 func (p PeerStatus) Name() string {
 	if p.Alias != "" {
 		return p.Alias + " (" + shortID(p.ID) + ")"
+	}
+	if p.MemberName != "" {
+		return p.MemberName + " (" + shortID(p.ID) + ")"
 	}
 	return shortID(p.ID)
 }

@@ -5,21 +5,20 @@
 package daemon
 
 import (
-	"strings"
-	"time"
-
-	"github.com/pion/stun/v4"
-
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"strings"
+	"time"
 
-	"github.com/punchd/punchd/internal/icepeer"
-	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
 
 	"github.com/punchd/punchd/internal/birthday"
+	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/network"
 )
 
 // Peer is one remote host this daemon links to.
@@ -38,7 +37,17 @@ type Config struct {
 	OverlayPrefixes []netip.Prefix
 	RendezvousURL   string
 	Peers           []Peer
-	ControlSocket   string
+	// Network, when set, joins that network: every member announced on
+	// it is linked like a --peer. Its rendezvous is used when
+	// RendezvousURL is empty.
+	Network *network.Code
+	// Name is how this host is shown to the network's members.
+	Name string
+	// PeerRelay: carry traffic between two peers we reach directly when
+	// they cannot punch, and send through such a peer ourselves when it
+	// beats the TURN relay (see peerrelay.go).
+	PeerRelay     bool
+	ControlSocket string
 	// TURN lists relays besides the rendezvous' own (e.g. a coturn).
 	TURN []ExternalTURN
 	// STUN lists STUN servers (stun:HOST:PORT) besides the rendezvous'.
@@ -80,7 +89,7 @@ func (t ExternalTURN) server(self identity.PublicKey) (icepeer.ICEServer, error)
 	if t.Secret == "" {
 		return icepeer.ICEServer{URL: t.URL, Username: t.Username, Credential: t.Password}, nil
 	}
-	user, pass, err := rendezvous.TURNCredentials(t.Secret, self.String(), turnCredentialTTL)
+	user, pass, err := turn.GenerateLongTermTURNRESTCredentials(t.Secret, self.String(), turnCredentialTTL)
 	return icepeer.ICEServer{URL: t.URL, Username: user, Credential: pass}, err
 }
 
@@ -101,53 +110,89 @@ type overlayPlan struct {
 	peers map[identity.PublicKey][]netip.Prefix // host routes (/32, /128) per peer
 }
 
-// planOverlay derives every address from the keys and refuses collisions:
-// two keys hashing to one address inside a small prefix would otherwise
-// silently steal each other's traffic.
-func planOverlay(self identity.PublicKey, peers []Peer, prefixes []netip.Prefix) (overlayPlan, error) {
+// addressBook hands out the overlay addresses derived from keys and
+// refuses collisions: two keys hashing to one address inside a small
+// prefix would otherwise silently steal each other's traffic. Members of
+// a network come and go, so addresses are claimed and released at run
+// time; it is not safe for concurrent use.
+type addressBook struct {
+	prefixes []netip.Prefix
+	owner    map[netip.Addr]string
+	byKey    map[identity.PublicKey][]netip.Prefix
+}
+
+func newAddressBook(prefixes []netip.Prefix) (*addressBook, error) {
 	if len(prefixes) == 0 {
-		return overlayPlan{}, errors.New("no overlay prefix configured: set --overlay-prefix (e.g. 10.188.0.0/16)")
+		return nil, errors.New("no overlay prefix configured: set --overlay-prefix (e.g. 10.188.0.0/16)")
+	}
+	return &addressBook{prefixes: prefixes, owner: make(map[netip.Addr]string), byKey: make(map[identity.PublicKey][]netip.Prefix)}, nil
+}
+
+// claimSelf claims this host's addresses, with the overlay's prefix lengths.
+func (b *addressBook) claimSelf(self identity.PublicKey) ([]netip.Prefix, error) {
+	addrs, err := b.claim(self, "this host")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Prefix, len(addrs))
+	for i, a := range addrs {
+		out[i] = netip.PrefixFrom(a.Addr(), b.prefixes[i].Bits())
+	}
+	return out, nil
+}
+
+// claim claims key's addresses and returns them as host routes.
+func (b *addressBook) claim(key identity.PublicKey, who string) ([]netip.Prefix, error) {
+	if _, dup := b.byKey[key]; dup {
+		return nil, fmt.Errorf("peer %s is given twice", key)
+	}
+	var routes []netip.Prefix
+	for _, pfx := range b.prefixes {
+		a, err := identity.OverlayAddr(pfx, key)
+		if err != nil {
+			return nil, fmt.Errorf("overlay prefix %s: %w", pfx, err)
+		}
+		if prev, ok := b.owner[a]; ok {
+			return nil, fmt.Errorf("overlay address %s collides for %s and %s: choose a larger --overlay-prefix", a, prev, who)
+		}
+		routes = append(routes, netip.PrefixFrom(a, a.BitLen()))
+	}
+	for _, r := range routes {
+		b.owner[r.Addr()] = who
+	}
+	b.byKey[key] = routes
+	return routes, nil
+}
+
+// release frees key's addresses.
+func (b *addressBook) release(key identity.PublicKey) {
+	for _, r := range b.byKey[key] {
+		delete(b.owner, r.Addr())
+	}
+	delete(b.byKey, key)
+}
+
+// planOverlay claims the addresses of this host and the configured peers.
+func planOverlay(self identity.PublicKey, peers []Peer, prefixes []netip.Prefix) (overlayPlan, *addressBook, error) {
+	book, err := newAddressBook(prefixes)
+	if err != nil {
+		return overlayPlan{}, nil, err
 	}
 	plan := overlayPlan{peers: make(map[identity.PublicKey][]netip.Prefix, len(peers))}
-	owner := make(map[netip.Addr]string)
-	claim := func(a netip.Addr, who string) error {
-		if prev, ok := owner[a]; ok {
-			return fmt.Errorf("overlay address %s collides for %s and %s: choose a larger --overlay-prefix", a, prev, who)
-		}
-		owner[a] = who
-		return nil
-	}
-	for _, pfx := range prefixes {
-		a, err := identity.OverlayAddr(pfx, self)
-		if err != nil {
-			return overlayPlan{}, fmt.Errorf("overlay prefix %s: %w", pfx, err)
-		}
-		if err := claim(a, "this host"); err != nil {
-			return overlayPlan{}, err
-		}
-		plan.self = append(plan.self, netip.PrefixFrom(a, pfx.Bits()))
+	if plan.self, err = book.claimSelf(self); err != nil {
+		return overlayPlan{}, nil, err
 	}
 	for _, p := range peers {
 		if p.Key == self {
-			return overlayPlan{}, fmt.Errorf("--peer %s is this host's own ID", p.Key)
+			return overlayPlan{}, nil, fmt.Errorf("--peer %s is this host's own ID", p.Key)
 		}
-		if _, dup := plan.peers[p.Key]; dup {
-			return overlayPlan{}, fmt.Errorf("peer %s is given twice", p.Key)
-		}
-		var routes []netip.Prefix
-		for _, pfx := range prefixes {
-			a, err := identity.OverlayAddr(pfx, p.Key)
-			if err != nil {
-				return overlayPlan{}, fmt.Errorf("overlay prefix %s: %w", pfx, err)
-			}
-			if err := claim(a, "peer "+p.Key.Short()); err != nil {
-				return overlayPlan{}, err
-			}
-			routes = append(routes, netip.PrefixFrom(a, a.BitLen()))
+		routes, err := book.claim(p.Key, "peer "+p.Key.Short())
+		if err != nil {
+			return overlayPlan{}, nil, err
 		}
 		plan.peers[p.Key] = routes
 	}
-	return plan, nil
+	return plan, book, nil
 }
 
 // firstOf returns the first address of the given family, or the zero Addr.

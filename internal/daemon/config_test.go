@@ -38,7 +38,7 @@ func TestPlanOverlay(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			plan, err := planOverlay(self, tt.peers, tt.prefixes)
+			plan, _, err := planOverlay(self, tt.peers, tt.prefixes)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("want error containing %q, got %v", tt.wantErr, err)

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,20 +9,34 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pion/ice/v4"
 
 	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/natkind"
 	"github.com/punchd/punchd/internal/natprobe"
 	"github.com/punchd/punchd/internal/ping"
 	"github.com/punchd/punchd/internal/portmap"
 	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/sdnotify"
 	"github.com/punchd/punchd/internal/tunnel"
 )
+
+// notifySystemd tells systemd our state when it runs us as Type=notify.
+func notifySystemd(log *slog.Logger, state string) {
+	if sent, err := sdnotify.Notify(state); err != nil {
+		log.Warn("tell systemd", "state", state, "err", err)
+	} else if sent {
+		log.Debug("told systemd", "state", state)
+	}
+}
 
 // Run brings the tunnel up and keeps it up until ctx is done. It returns nil
 // after a clean shutdown (TUN removed, every goroutine stopped) and an
@@ -32,12 +47,15 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.Default()
 	}
 	self := cfg.Key.PublicKey()
-	plan, err := planOverlay(self, cfg.Peers, cfg.OverlayPrefixes)
+	plan, book, err := planOverlay(self, cfg.Peers, cfg.OverlayPrefixes)
 	if err != nil {
 		return err
 	}
-	if len(cfg.Peers) == 0 {
-		return errors.New("no peers: give at least one --peer ID (see `punchd id` on the other host)")
+	if len(cfg.Peers) == 0 && cfg.Network == nil {
+		return errors.New("no peers: give at least one --peer ID (see `punchd id` on the other host) or --network CODE (see `punchd network new`)")
+	}
+	if cfg.RendezvousURL == "" && cfg.Network != nil {
+		cfg.RendezvousURL = cfg.Network.Rendezvous
 	}
 	if cfg.PinICEServers && len(cfg.STUN) == 0 && len(cfg.TURN) == 0 {
 		return errors.New("--pin-ice-servers uses only the --stun and --turn servers, and none is given: add --stun HOST:PORT (and --turn for a relay), or drop --pin-ice-servers")
@@ -63,50 +81,40 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer mux.Close()
 
+	runCtx, stop := context.WithCancel(ctx)
 	d := &daemon{
 		cfg:     cfg,
 		log:     log,
 		self:    self,
-		plan:    plan,
+		selfIPs: plan.self,
+		book:    book,
 		dev:     dev,
-		started: time.Now(),
-		peers:   make(map[identity.PublicKey]*peerState, len(cfg.Peers)),
 		bind:    bind,
+		mux:     mux,
+		started: time.Now(),
+		runCtx:  runCtx,
+		peers:   make(map[identity.PublicKey]*peerState, len(cfg.Peers)),
 	}
+	// Peers' goroutines stop before the device and the mux close.
+	defer d.stopPeers()
+	defer stop()
 	d.nat = newNATInfo(log.With("component", "nat"), func(rep *natprobe.Report) {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.localNAT = rep.NATType
 		for _, ps := range d.peers {
 			ps.ice.SetLocalNAT(rep.NATType)
 		}
 	})
-	cool := birthday.NewCooldown(cfg.Birthday.Limits().Cooldown, nil)
+	d.cool = birthday.NewCooldown(cfg.Birthday.Limits().Cooldown, nil)
 	for _, p := range cfg.Peers {
-		ps := &peerState{Peer: p}
-		key := p.Key
-		plog := log.With("peer", key.Short())
-		if p.Alias != "" {
-			plog = plog.With("alias", p.Alias)
+		if err := d.addPeer(p.Key, p.Alias, false, plan.peers[p.Key]); err != nil {
+			return err
 		}
-		ps.ice = icepeer.NewPeer(icepeer.PeerConfig{
-			Local:             self,
-			Remote:            key,
-			Mux:               mux,
-			ICEServers:        d.currentICEServers,
-			Signal:            func(ctx context.Context, b []byte) error { return d.signal(ctx, key, b) },
-			OnPath:            func(path icepeer.Path) { d.onPath(key, path) },
-			OnStalled:         d.recheckRendezvous,
-			OnRelayPacket:     func(pkt []byte) { bind.DeliverRelay(key, pkt) },
-			ExcludeInterfaces: []string{cfg.Interface},
-			PortMapped:        d.portMapped,
-			RelayOnly:         cfg.ForceRelay,
-			Logger:            plog,
-		})
-		ps.bind = bind
-		bind.SetPassive(key, !key.Less(self)) // the ICE controlling side (larger key) initiates
-		ps.log = plog
-		ps.hard = newHardNAT(d, ps, cool)
-		d.peers[key] = ps
-		if err := dev.AddPeer(key, plan.peers[key]); err != nil {
-			return fmt.Errorf("add peer %s to wireguard: %w", key.Short(), err)
+	}
+	if cfg.Network != nil {
+		if d.net, err = newMembership(d, *cfg.Network, cfg.Name); err != nil {
+			return err
 		}
 	}
 
@@ -114,16 +122,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if !cfg.NoPortMapping && !cfg.ForceRelay {
 		d.lease = portmap.Keep(ctx, portmap.LeaseConfig{Internal: dev.ListenPort(), Logger: log.With("component", "portmap"),
 			OnChange: func(portmap.Mapping) {
-				for _, ps := range d.peers {
-					ps.ice.PortMappingChanged()
-				}
+				d.eachPeer(func(ps *peerState) { ps.ice.PortMappingChanged() })
 			}})
 		defer d.lease.Close()
 	}
 	bind.SetPunchHandler(func(pkt []byte, from netip.AddrPort) {
-		for _, ps := range d.peers {
-			ps.hard.deliver(pkt, from)
-		}
+		d.eachPeer(func(ps *peerState) { ps.hard.deliver(pkt, from) })
 	})
 	defer bind.SetPunchHandler(nil)
 
@@ -156,16 +160,21 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer ctl.Close()
 
-	rv, err := rendezvous.Connect(ctx, rendezvous.ClientConfig{
+	rcfg := rendezvous.ClientConfig{
 		URL:          cfg.RendezvousURL,
 		Key:          cfg.Key,
 		Logger:       log.With("component", "rendezvous"),
-		Watch:        peerKeys(cfg.Peers),
+		Watch:        d.peerKeys(),
 		Accept:       d.acceptsSignalsFrom,
 		OnRegistered: d.onRegistered,
 		OnPresence:   d.onPresence,
 		OnMessage:    d.onMessage,
-	})
+	}
+	if d.net != nil {
+		rcfg.Topics = []string{d.net.topic}
+		rcfg.OnAnnouncement = d.net.onAnnouncement
+	}
+	rv, err := rendezvous.Connect(ctx, rcfg)
 	if err != nil {
 		return err
 	}
@@ -173,27 +182,39 @@ func Run(ctx context.Context, cfg Config) error {
 	defer rv.Close()
 
 	var wg sync.WaitGroup
-	runCtx, stop := context.WithCancel(ctx)
 	defer func() {
 		stop()
 		wg.Wait()
 	}()
-	for _, ps := range d.peers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ps.ice.Run(runCtx)
-		}()
-		wg.Go(func() { ps.hard.run(runCtx) })
-	}
+	d.startPeers()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		d.nat.run(runCtx)
 	}()
+	if d.net != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.net.run(runCtx)
+		}()
+	}
+	if cfg.PeerRelay {
+		bind.SetPeerRelay(true)
+		chooser := newRelayChooser(d)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			chooser.run(runCtx)
+		}()
+	}
+	// Ready for systemd (Type=notify): the device is up with its
+	// addresses and we are registered at the rendezvous.
+	notifySystemd(log, sdnotify.Ready)
+	defer notifySystemd(log, sdnotify.Stopping)
 	log.Info("punchd up", "id", self.String(), "interface", cfg.Interface,
 		"overlay", plan.self, "port", dev.ListenPort(), "peers", len(cfg.Peers),
-		"control", ctl.Path())
+		"network", d.net != nil, "control", ctl.Path())
 
 	<-ctx.Done()
 	log.Info("shutting down")
@@ -205,36 +226,200 @@ func Run(ctx context.Context, cfg Config) error {
 }
 
 type peerState struct {
-	Peer
-	ice  *icepeer.Peer
-	hard *hardNAT // birthday punching toward this peer
-	bind *tunnel.Bind
-	log  *slog.Logger
+	key   identity.PublicKey
+	alias string
+	// member: learned from the network's roster (and removed when it
+	// leaves it); a --peer is never removed.
+	member bool
+	routes []netip.Prefix
+	ice    *icepeer.Peer
+	hard   *hardNAT // birthday punching toward this peer
+	log    *slog.Logger
+	stop   context.CancelFunc // nil until started
+	done   chan struct{}
 
 	mu          sync.Mutex
 	connectedAt time.Time
 	lastPath    icepeer.Path
-	pathChanges atomic.Uint64 // paths selected or lost (metrics)
+	name        string // display name announced by a member
+	// via names the member relaying for this peer (see peerrelay.go),
+	// viaReason why; both empty when none does.
+	via, viaReason string
+	pathChanges    atomic.Uint64 // paths selected or lost (metrics)
 }
 
 type daemon struct {
 	cfg     Config
 	log     *slog.Logger
 	self    identity.PublicKey
-	plan    overlayPlan
+	selfIPs []netip.Prefix
 	dev     *tunnel.Device
+	bind    *tunnel.Bind
+	mux     ice.UniversalUDPMux
 	nat     *natInfo
+	net     *membership // nil without --network
 	started time.Time
-	peers   map[identity.PublicKey]*peerState // fixed after start: read without locks
+	runCtx  context.Context
+
+	// mu guards the peer set (members of a network come and go) and the
+	// address book.
+	mu       sync.RWMutex
+	peers    map[identity.PublicKey]*peerState
+	book     *addressBook
+	running  bool // peers added now start at once
+	localNAT natkind.NATType
 
 	rv      atomic.Pointer[rendezvous.Client]
 	offered atomic.Pointer[rendezvous.Registration] // the latest, already capped
 	lease   *portmap.Lease                          // the tunnel port's mapping on the gateway; nil when off
-	bind    *tunnel.Bind
+	cool    *birthday.Cooldown                      // birthday punching's cooldown, shared by the peers
 }
 
 func (d *daemon) iceChoice() iceChoice {
 	return iceChoice{pinned: d.cfg.PinICEServers, stun: d.cfg.STUN, turn: d.cfg.TURN}
+}
+
+// addPeer links with key: a WireGuard peer with its host routes, an ICE
+// peer on the shared socket. routes are claimed in d.book already.
+func (d *daemon) addPeer(key identity.PublicKey, alias string, member bool, routes []netip.Prefix) error {
+	plog := d.log.With("peer", key.Short())
+	if alias != "" {
+		plog = plog.With("alias", alias)
+	}
+	ps := &peerState{key: key, alias: alias, member: member, routes: routes, log: plog}
+	ps.ice = icepeer.NewPeer(icepeer.PeerConfig{
+		Local:             d.self,
+		Remote:            key,
+		Mux:               d.mux,
+		ICEServers:        d.currentICEServers,
+		Signal:            func(ctx context.Context, b []byte) error { return d.signal(ctx, key, b) },
+		OnPath:            func(path icepeer.Path) { d.onPath(ps, path) },
+		OnStalled:         d.recheckRendezvous,
+		OnRelayPacket:     func(pkt []byte) { d.bind.DeliverRelay(key, pkt) },
+		ExcludeInterfaces: []string{d.cfg.Interface},
+		PortMapped:        d.portMapped,
+		RelayOnly:         d.cfg.ForceRelay,
+		Logger:            plog,
+	})
+	ps.hard = newHardNAT(d, ps, d.cool)
+	// The ICE controlling side initiates WireGuard; the other waits.
+	d.bind.SetPassive(key, !ps.ice.Controlling())
+	if err := d.dev.AddPeer(key, routes); err != nil {
+		return fmt.Errorf("add peer %s to wireguard: %w", key.Short(), err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.peers[key] = ps
+	if d.localNAT != "" {
+		ps.ice.SetLocalNAT(d.localNAT)
+	}
+	if d.running {
+		d.startLocked(ps)
+	}
+	return nil
+}
+
+func (d *daemon) startLocked(ps *peerState) {
+	ctx, cancel := context.WithCancel(d.runCtx)
+	ps.stop, ps.done = cancel, make(chan struct{})
+	go func() {
+		defer close(ps.done)
+		var wg sync.WaitGroup
+		wg.Go(func() { ps.hard.run(ctx) })
+		ps.ice.Run(ctx)
+		wg.Wait()
+	}()
+}
+
+// eachPeer calls fn for every peer, under the read lock: fn must not
+// block or touch the peer set.
+func (d *daemon) eachPeer(fn func(*peerState)) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	for _, ps := range d.peers {
+		fn(ps)
+	}
+}
+
+// startPeers starts the ICE peers added so far; later ones start at once.
+func (d *daemon) startPeers() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.running = true
+	for _, ps := range d.peers {
+		d.startLocked(ps)
+	}
+}
+
+// removePeer unlinks a member that left the network: its ICE peer stops,
+// WireGuard forgets it, its addresses are free again.
+func (d *daemon) removePeer(key identity.PublicKey) {
+	d.mu.Lock()
+	ps, ok := d.peers[key]
+	if ok {
+		delete(d.peers, key)
+		d.book.release(key)
+	}
+	d.mu.Unlock()
+	if !ok {
+		return
+	}
+	if ps.stop != nil {
+		ps.stop()
+		<-ps.done
+	}
+	if err := d.dev.RemovePeer(key); err != nil {
+		d.log.Warn("remove peer", "peer", key.Short(), "err", err)
+	}
+	ps.log.Info("peer removed")
+}
+
+// stopPeers stops every ICE peer's goroutine (at shutdown).
+func (d *daemon) stopPeers() {
+	d.mu.Lock()
+	d.running = false
+	var all []*peerState
+	for _, ps := range d.peers {
+		all = append(all, ps)
+	}
+	d.mu.Unlock()
+	for _, ps := range all {
+		if ps.stop != nil {
+			ps.stop()
+			<-ps.done
+		}
+	}
+}
+
+func (d *daemon) peer(key identity.PublicKey) (*peerState, bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	ps, ok := d.peers[key]
+	return ps, ok
+}
+
+// peerKeys lists the peers, sorted (for the watch list).
+func (d *daemon) peerKeys() []identity.PublicKey {
+	d.mu.RLock()
+	keys := make([]identity.PublicKey, 0, len(d.peers))
+	for k := range d.peers {
+		keys = append(keys, k)
+	}
+	d.mu.RUnlock()
+	slices.SortFunc(keys, func(a, b identity.PublicKey) int { return bytes.Compare(a[:], b[:]) })
+	return keys
+}
+
+// snapshot lists the peers, sorted by key.
+func (d *daemon) snapshot() []*peerState {
+	d.mu.RLock()
+	out := make([]*peerState, 0, len(d.peers))
+	for _, ps := range d.peers {
+		out = append(out, ps)
+	}
+	d.mu.RUnlock()
+	slices.SortFunc(out, func(a, b *peerState) int { return bytes.Compare(a.key[:], b.key[:]) })
+	return out
 }
 
 // portMapped is the gateway's mapping of the tunnel port and the local
@@ -284,6 +469,9 @@ func (d *daemon) onRegistered(r rendezvous.Registration) {
 		d.log.Warn(w)
 	}
 	d.nat.request(used)
+	if d.net != nil {
+		d.net.registered()
+	}
 }
 
 // currentICEServers is the rendezvous' STUN/TURN servers (unless pinned)
@@ -297,7 +485,7 @@ func (d *daemon) currentICEServers() []icepeer.ICEServer {
 }
 
 func (d *daemon) onPresence(peer identity.PublicKey, online bool) {
-	if ps, ok := d.peers[peer]; ok {
+	if ps, ok := d.peer(peer); ok {
 		ps.log.Info("peer presence", "online", online)
 		ps.ice.HandlePresence(online)
 	}
@@ -307,12 +495,12 @@ func (d *daemon) onPresence(peer identity.PublicKey, online bool) {
 // opens at all: the peers we link with. Anyone else's are dropped before
 // any cryptography or replay state (see rendezvous.ClientConfig.Accept).
 func (d *daemon) acceptsSignalsFrom(k identity.PublicKey) bool {
-	_, ok := d.peers[k]
+	_, ok := d.peer(k)
 	return ok
 }
 
 func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
-	ps, ok := d.peers[from]
+	ps, ok := d.peer(from)
 	if !ok {
 		// Only configured peers may talk to us; anyone else who knows our
 		// ID gets nothing, not even an error.
@@ -328,23 +516,27 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 
 // onPath moves WireGuard to the path ICE selected. The Bind, not WireGuard
 // roaming, decides where packets go.
-func (d *daemon) onPath(key identity.PublicKey, path icepeer.Path) {
-	ps := d.peers[key]
+func (d *daemon) onPath(ps *peerState, path icepeer.Path) {
 	if !ps.hard.holdsPath(path) {
-		ps.bind.SetPath(key, bindPath(path))
+		d.bind.SetPath(ps.key, bindPath(path))
 	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.lastPath = path
+	if path.Kind() == icepeer.PathDirect && ps.via != "" {
+		// A direct path always beats a member relay.
+		d.bind.SetVia(ps.key, identity.PublicKey{})
+		ps.log.Info("peer relay no longer used: direct path", "via", ps.via)
+		ps.via, ps.viaReason = "", ""
+	}
 	ps.pathChanges.Add(1)
 	switch {
 	case path.Direct.IsValid() || path.Relay != nil:
 		if ps.connectedAt.IsZero() {
 			ps.connectedAt = time.Now()
 		}
-		ps.log.Info("path selected", "path", pathKind(path),
-			"local", path.Local.Type+" "+path.Local.Addr.String(),
-			"remote", path.Remote.Type+" "+path.Remote.Addr.String(),
+		ps.log.Info("path selected", "path", path.Kind().String(),
+			"local", path.Local.String(), "remote", path.Remote.String(),
 			"after", time.Since(d.started).Round(time.Millisecond))
 	default:
 		ps.connectedAt = time.Time{}
@@ -360,19 +552,14 @@ func bindPath(path icepeer.Path) tunnel.Path {
 // restorePath gives the tunnel back to ICE's latest path (a birthday path
 // went quiet).
 func (d *daemon) restorePath(key identity.PublicKey) {
-	ps := d.peers[key]
+	ps, ok := d.peer(key)
+	if !ok {
+		return
+	}
 	ps.mu.Lock()
 	path := ps.lastPath
 	ps.mu.Unlock()
-	ps.bind.SetPath(key, bindPath(path))
-}
-
-func peerKeys(peers []Peer) []identity.PublicKey {
-	keys := make([]identity.PublicKey, len(peers))
-	for i, p := range peers {
-		keys[i] = p.Key
-	}
-	return keys
+	d.bind.SetPath(key, bindPath(path))
 }
 
 // relayChannel avoids handing the Bind a typed-nil TURNChannel.

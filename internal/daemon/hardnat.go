@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/punchd/punchd/internal/birthday"
@@ -64,10 +65,18 @@ type hardNAT struct {
 	probes   int            // of the last hit
 	lastMiss string
 	wg       sync.WaitGroup
+
+	// For metrics: attempts run (either side), hits, probe packets sent.
+	attempts, hits, probesSent atomic.Uint64
+}
+
+// counts are the attempts, hits and probes since start.
+func (h *hardNAT) counts() (attempts, hits, probes uint64) {
+	return h.attempts.Load(), h.hits.Load(), h.probesSent.Load()
 }
 
 func newHardNAT(d *daemon, ps *peerState, cool *birthday.Cooldown) *hardNAT {
-	return &hardNAT{d: d, ps: ps, peer: ps.Key, log: ps.log.With("component", "birthday"), cfg: d.cfg.Birthday, cool: cool}
+	return &hardNAT{d: d, ps: ps, peer: ps.key, log: ps.log.With("component", "birthday"), cfg: d.cfg.Birthday, cool: cool}
 }
 
 func (h *hardNAT) pairKey() string { return h.d.self.String() + "|" + h.peer.String() }
@@ -117,7 +126,7 @@ func (h *hardNAT) due() (netip.AddrPort, bool) {
 	h.mu.Lock()
 	idle := !h.busy && h.link == nil
 	h.mu.Unlock()
-	if !idle || is.State != icepeer.StateConnected || pathKind(is.Path) != "relay" ||
+	if !idle || is.State != icepeer.StateConnected || is.Path.Kind() != icepeer.PathRelay ||
 		is.ConnectedAt.IsZero() || time.Since(is.ConnectedAt) < relayedFor || !is.RemoteReflexive.IsValid() {
 		return netip.AddrPort{}, false
 	}
@@ -194,7 +203,9 @@ func (h *hardNAT) attemptHard(ctx context.Context, dest netip.AddrPort) {
 			h.log.Info("birthday go not sent", "err", err)
 		}
 	}
+	h.attempts.Add(1)
 	hit, err := hard.Run(ctx, dest, sprayed)
+	h.probesSent.Add(uint64(hard.Stats.Sent.Load()))
 	if junk := hard.Stats.Junk.Load(); junk > 0 {
 		// Counted per attempt, logged once per attempt.
 		h.log.Info("birthday sockets dropped packets that were not this attempt's", "count", junk)
@@ -203,7 +214,7 @@ func (h *hardNAT) attemptHard(ctx context.Context, dest netip.AddrPort) {
 		h.miss(err, hard.Stats.Sent.Load())
 		return
 	}
-	link := birthday.NewHardLink(key, sess, hit, func(pkt []byte) { h.ps.bind.DeliverRelay(h.peer, pkt) })
+	link := birthday.NewHardLink(key, sess, hit, func(pkt []byte) { h.d.bind.DeliverRelay(h.peer, pkt) })
 	h.found(ctx, link, via, hit.Probes, tunnel.Path{Relay: link}, hit)
 }
 
@@ -219,10 +230,11 @@ func (h *hardNAT) miss(err error, sent int64) {
 // found moves WireGuard to the link's path and watches it.
 func (h *hardNAT) found(ctx context.Context, link *birthday.Link, via string, probes int, path tunnel.Path, hit *birthday.Hit) {
 	h.cool.Hit(h.pairKey())
+	h.hits.Add(1)
 	h.mu.Lock()
 	h.link, h.via, h.probes, h.lastMiss = link, via, probes, ""
 	h.mu.Unlock()
-	h.ps.bind.SetPath(h.peer, path)
+	h.d.bind.SetPath(h.peer, path)
 	h.log.Info("direct path by "+via, "remote", link.Remote(), "probes", probes, "after", hit.Elapsed.Round(time.Millisecond))
 	h.wg.Go(func() {
 		select {
@@ -278,7 +290,7 @@ func (h *hardNAT) startEasy(ctx context.Context, m birthday.Decoded) {
 		h.log.Info("birthday go ignored: cooling down", "left", left.Round(time.Second))
 		return
 	}
-	send := func(b []byte, to netip.AddrPort) error { return h.ps.bind.WriteRaw(b, to) }
+	send := func(b []byte, to netip.AddrPort) error { return h.d.bind.WriteRaw(b, to) }
 	e := birthday.NewEasy(h.cfg, m.Key, m.Session, send)
 	h.mu.Lock()
 	if h.busy || h.ctx == nil {
@@ -292,7 +304,9 @@ func (h *hardNAT) startEasy(ctx context.Context, m birthday.Decoded) {
 	go func() {
 		defer h.wg.Done()
 		defer h.done()
+		h.attempts.Add(1)
 		hit, err := e.Run(ctx, m.IP, m.Predicted)
+		h.probesSent.Add(uint64(e.Stats.Sent.Load()))
 		if junk := e.Stats.Junk.Load(); junk > 0 {
 			h.log.Info("birthday attempt dropped packets that were not its own", "count", junk)
 		}
@@ -335,7 +349,7 @@ func (h *hardNAT) holdsPath(p icepeer.Path) bool {
 	if h.link == nil {
 		return false
 	}
-	if pathKind(p) == "direct" {
+	if p.Kind() == icepeer.PathDirect {
 		h.link.Close()
 		h.link = nil
 		return false
@@ -356,7 +370,7 @@ func (h *hardNAT) status() (via string, probes int, remote netip.AddrPort, miss 
 
 // localAddr is where the spray sockets bind: the tunnel socket's address.
 func (h *hardNAT) localAddr() netip.Addr {
-	if a, ok := h.ps.bind.STUNConn().LocalAddr().(*net.UDPAddr); ok {
+	if a, ok := h.d.bind.STUNConn().LocalAddr().(*net.UDPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.Unmap().IsUnspecified() {
 			return ip.Unmap()
 		}

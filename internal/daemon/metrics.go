@@ -3,6 +3,7 @@ package daemon
 import (
 	"log/slog"
 
+	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/metrics"
 )
 
@@ -21,16 +22,29 @@ func (d *daemon) metricsSample() metrics.DaemonSample {
 		RelayQueueDrops:     st.Self.Drops.RelayQueue,
 		STUNQueueDrops:      st.Self.Drops.STUNQueue,
 	}
-	// status lists the peers in configuration order.
-	for i, p := range st.Peers {
-		s := metrics.PeerSample{ID: p.ID, Alias: p.Alias, State: p.State, Path: p.Path, RxBytes: p.RxBytes, TxBytes: p.TxBytes}
+	for _, p := range st.Peers {
+		alias := p.Alias
+		if alias == "" {
+			alias = p.MemberName // a network member: the name it announced
+		}
+		s := metrics.PeerSample{ID: p.ID, Alias: alias, State: p.State, Path: p.Path, RxBytes: p.RxBytes, TxBytes: p.TxBytes}
+		if p.Path == "relay" {
+			s.Relay = "turn"
+			if p.RelayVia != "" {
+				s.Relay, s.RelayVia = "member", p.RelayVia
+			}
+		}
 		if p.LastHandshake != nil {
 			s.LastHandshake = *p.LastHandshake
 		}
-		if i < len(d.cfg.Peers) {
-			ps := d.peers[d.cfg.Peers[i].Key]
-			s.ICEAttempts = ps.ice.Status().Gen
-			s.PathChanges = ps.pathChanges.Load()
+		if k, err := identity.ParseID(p.ID); err == nil {
+			if ps, ok := d.peer(k); ok {
+				s.ICEAttempts = ps.ice.Status().Attempts
+				s.PathChanges = ps.pathChanges.Load()
+				if ps.hard != nil {
+					s.BirthdayAttempts, s.BirthdayHits, s.BirthdayProbes = ps.hard.counts()
+				}
+			}
 		}
 		out.Peers = append(out.Peers, s)
 	}

@@ -17,11 +17,13 @@ import (
 	"github.com/punchd/punchd/internal/fdlimit"
 	"github.com/punchd/punchd/internal/metrics"
 	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/route"
+	"github.com/punchd/punchd/internal/sdnotify"
 	"github.com/punchd/punchd/internal/turnserver"
 )
 
 // RendezvousConfig is what `punchd rendezvous` needs: one process serving
-// signaling and STUN (and, later, TURN).
+// signaling, STUN and TURN.
 type RendezvousConfig struct {
 	Listen     string // signaling HTTP(S)/WebSocket, host:port
 	STUNListen string // UDP host:port; empty disables the embedded STUN server
@@ -94,6 +96,9 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	stunPort := 0
 	var turnCfg *rendezvous.TURNConfig
 	var allocs *turnserver.Allocations
+	// Without an embedded STUN/TURN server (--no-stun) these count nothing.
+	relayed := func() turnserver.RelayedBytes { return turnserver.RelayedBytes{} }
+	stunRefused := func() map[string]uint64 { return nil }
 	if cfg.STUNListen != "" {
 		scfg := turnserver.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn"),
 			UserQuota: cfg.UserQuota, IPQuota: cfg.IPQuota, STUNRate: cfg.STUNRate, STUNBurst: cfg.STUNBurst}
@@ -136,6 +141,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		}
 		defer stun.Close()
 		allocs = stun.Allocations()
+		relayed, stunRefused = stun.Relayed, stun.Refused
 		if ua, ok := stun.Addr().(*net.UDPAddr); ok {
 			stunPort = ua.Port
 			if turnCfg != nil && turnCfg.UDPPort == 0 {
@@ -157,10 +163,19 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	defer web.Close()
 	if cfg.MetricsListen != "" {
 		stopMetrics, err := serveRendezvousMetrics(cfg.MetricsListen, func() metrics.RendezvousSample {
-			s := metrics.RendezvousSample{Online: srv.Online(), FramesDropped: srv.DroppedFrames(), PeerJSOnline: web.PeerJSOnline(), Rejected: web.Rejected()}
+			st := srv.Stats()
+			s := metrics.RendezvousSample{Online: st.Online, FramesDropped: st.Dropped, FramesIn: st.FramesIn, FramesOut: st.FramesOut,
+				PeerJSOnline: web.PeerJSOnline(), Rejected: web.Rejected()}
+			for _, m := range []map[string]uint64{st.Junk, stunRefused()} {
+				for cause, n := range m {
+					s.Rejected[cause] += n
+				}
+			}
 			if allocs != nil {
 				s.TURNAllocations, s.TURNAllocationsTotal = allocs.Active(), allocs.Total()
 			}
+			r := relayed()
+			s.RelayedToPeers, s.RelayedFromPeers = r.ToPeers, r.FromPeers
 			return s
 		}, log.With("component", "metrics"))
 		if err != nil {
@@ -198,6 +213,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}
+	notifySystemd(log, sdnotify.Ready)
+	defer notifySystemd(log, sdnotify.Stopping)
 
 	select {
 	case <-ctx.Done():
@@ -227,12 +244,8 @@ func relayAddress(cfg RendezvousConfig) (netip.Addr, error) {
 			return ip, nil
 		}
 	}
-	c, err := net.Dial("udp4", "192.0.2.1:9") // connecting sends nothing
-	if err == nil {
-		defer c.Close()
-		if a := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr(); a.IsValid() && !a.IsUnspecified() {
-			return a.Unmap(), nil
-		}
+	if a := route.DefaultSource(); a.IsValid() {
+		return a, nil
 	}
 	return netip.Addr{}, errors.New("cannot tell which address relays are reached at: give --relay-ip (the rendezvous host's public address) or --no-turn")
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,7 +34,7 @@ type ClientConfig struct {
 	URL    string // http(s):// or ws(s)://; path /v1/ws is added when absent
 	Key    identity.PrivateKey
 	Logger *slog.Logger
-	// Watch lists the peers whose presence we want.
+	// Watch lists the peers whose presence we want; SetWatch changes it.
 	Watch []identity.PublicKey
 	// Accept says whose sealed messages are opened at all; anyone else's
 	// are dropped before any cryptography or replay state (and counted).
@@ -41,10 +42,21 @@ type ClientConfig struct {
 	// later) and must be cheap and safe to call from any goroutine; it
 	// must not call back into the Client. Nil accepts the Watch list.
 	Accept func(identity.PublicKey) bool
+	// Topics are the group topics (network.Keys.TopicID) to join; they
+	// are joined again on every reconnect, before OnRegistered runs.
+	Topics []string
 	// Callbacks run on one goroutine, in the order frames arrived.
 	OnRegistered func(Registration)
 	OnPresence   func(peer identity.PublicKey, online bool)
 	OnMessage    func(from identity.PublicKey, payload []byte)
+	// OnSealed, when set, takes messages from accepted senders still
+	// sealed, in place of OnMessage: the load benchmark measures the
+	// server and must not spend its own CPU opening (the server never
+	// opens either). A daemon never sets it: nothing would be
+	// authenticated or checked for replay.
+	OnSealed func(from identity.PublicKey, sealed []byte)
+	// OnAnnouncement gets the opaque announcements of joined topics.
+	OnAnnouncement func(topic string, payload []byte)
 	// OnServerError, when set, gets the server's error frames (a send
 	// refused, frames dropped over the rate limit); they are logged at
 	// debug level either way.
@@ -86,6 +98,8 @@ type Client struct {
 	conn atomic.Pointer[websocket.Conn]
 	// recheck asks the pinger for a ping now (see Recheck).
 	recheck chan struct{}
+	watchMu sync.Mutex
+	watch   []identity.PublicKey // what SetWatch last set
 	// heard is when the server last said anything (a frame, a ping).
 	heard  atomic.Int64
 	cancel context.CancelFunc
@@ -135,7 +149,7 @@ func newClient(cfg ClientConfig, log *slog.Logger) *Client {
 		accept = func(k identity.PublicKey) bool { return watch[k] }
 	}
 	return &Client{cfg: cfg, log: log, seal: newSealer(cfg.Key, accept), junk: junklog.New(log, junklog.DefaultEvery),
-		recheck: make(chan struct{}, 1), done: make(chan struct{})}
+		recheck: make(chan struct{}, 1), done: make(chan struct{}), watch: slices.Clone(cfg.Watch)}
 }
 
 // Junk-log causes: what the client refused, counted (see Dropped).
@@ -226,12 +240,13 @@ func (c *Client) register(ctx context.Context, conn *websocket.Conn) (Registrati
 	default:
 		return Registration{}, fmt.Errorf("expected registered, got %q", f.Type)
 	}
-	ids := make([]string, len(c.cfg.Watch))
-	for i, k := range c.cfg.Watch {
-		ids[i] = k.String()
-	}
-	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeWatch, IDs: ids})); err != nil {
+	if err := conn.Write(ctx, websocket.MessageText, c.watchFrame()); err != nil {
 		return Registration{}, err
+	}
+	if len(c.cfg.Topics) > 0 {
+		if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeJoin, Topics: c.cfg.Topics})); err != nil {
+			return Registration{}, err
+		}
 	}
 	return c.registration(f), nil
 }
@@ -394,6 +409,14 @@ func (c *Client) handle(f frame) {
 			c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
 			return
 		}
+		if c.cfg.OnSealed != nil {
+			if !c.seal.accept(from) {
+				c.junk.Drop(JunkUnknownSender, "dropped messages from keys that are not our peers", "from", from.Short())
+				return
+			}
+			c.cfg.OnSealed(from, f.Payload)
+			return
+		}
 		payload, err := c.seal.open(from, f.Payload, time.Now())
 		switch {
 		case err == nil:
@@ -409,6 +432,10 @@ func (c *Client) handle(f frame) {
 		}
 		if c.cfg.OnMessage != nil {
 			c.cfg.OnMessage(from, payload)
+		}
+	case typeAnnounced:
+		if c.cfg.OnAnnouncement != nil && slices.Contains(c.cfg.Topics, f.Topic) {
+			c.cfg.OnAnnouncement(f.Topic, f.Payload)
 		}
 	case typeRegistered:
 		// A refresh: new TURN credentials before the old ones expire.
@@ -436,13 +463,29 @@ var ErrNotConnected = errors.New("not connected to the rendezvous")
 
 // Send seals payload for peer and hands it to the rendezvous.
 func (c *Client) Send(ctx context.Context, to identity.PublicKey, payload []byte) error {
+	if c.conn.Load() == nil {
+		return ErrNotConnected
+	}
+	sealed, err := c.Seal(to, payload)
+	if err != nil {
+		return err
+	}
+	return c.SendSealed(ctx, to, sealed)
+}
+
+// Seal seals payload for peer now, for SendSealed later (within the
+// replay window of two minutes, or the peer refuses it as stale): the
+// load benchmark seals ahead of its timed phase, so that what it times is
+// the server and not its own cryptography.
+func (c *Client) Seal(to identity.PublicKey, payload []byte) ([]byte, error) {
+	return c.seal.seal(to, payload, time.Now())
+}
+
+// SendSealed hands a payload Seal made for peer to the rendezvous.
+func (c *Client) SendSealed(ctx context.Context, to identity.PublicKey, sealed []byte) error {
 	conn := c.conn.Load()
 	if conn == nil {
 		return ErrNotConnected
-	}
-	sealed, err := c.seal.seal(to, payload, time.Now())
-	if err != nil {
-		return err
 	}
 	return conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeSend, To: to.String(), Payload: sealed}))
 }

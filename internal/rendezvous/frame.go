@@ -27,6 +27,9 @@ const (
 	typeSend       = "send"       // client: deliver this sealed payload
 	typeRecv       = "recv"       // server: a sealed payload for you
 	typeError      = "error"      // either: what went wrong
+	typeJoin       = "join"       // client: subscribe me to these group topics
+	typeAnnounce   = "announce"   // client: pass this sealed announcement to the topic
+	typeAnnounced  = "announced"  // server: a sealed announcement on a topic you joined
 )
 
 // Error codes in error frames.
@@ -38,6 +41,8 @@ const (
 	codeRateLimited  = "rate-limited"
 	codeTooManyPeers = "too-many-peers"
 	codeReplaced     = "replaced"
+	codeTopicFull    = "topic-full"
+	codeNotJoined    = "not-joined"
 	codeNotWatched   = "not-watched" // send to an ID the sender does not watch
 	codePeerBusy     = "peer-busy"   // the recipient's queue is full
 )
@@ -61,6 +66,9 @@ type frame struct {
 	To      string `json:"to,omitempty"`
 	From    string `json:"from,omitempty"`
 	Payload []byte `json:"payload,omitempty"`
+	// join (Topics); announce, announced (Topic, Payload)
+	Topics []string `json:"topics,omitempty"`
+	Topic  string   `json:"topic,omitempty"`
 	// error
 	Code    string `json:"code,omitempty"`
 	Message string `json:"message,omitempty"`
@@ -128,6 +136,19 @@ func decodeFrame(b []byte) (frame, error) {
 	case typePresence:
 		if f.ID == "" {
 			return f, fmt.Errorf("%w: presence needs id", errBadFrame)
+		}
+	case typeJoin:
+		if len(f.Topics) > maxTopicsPerClient {
+			return f, fmt.Errorf("%w: join of %d topics (max %d)", errBadFrame, len(f.Topics), maxTopicsPerClient)
+		}
+		for _, t := range f.Topics {
+			if !validTopic(t) {
+				return f, fmt.Errorf("%w: join: topic %q is not 64 hex digits", errBadFrame, t)
+			}
+		}
+	case typeAnnounce, typeAnnounced:
+		if !validTopic(f.Topic) || len(f.Payload) == 0 || len(f.Payload) > maxAnnounceBytes {
+			return f, fmt.Errorf("%w: %s needs a topic and a payload of 1..%d bytes", errBadFrame, f.Type, maxAnnounceBytes)
 		}
 	case typeRegistered, typeError:
 	default:

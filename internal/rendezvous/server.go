@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/pion/turn/v5"
 	"golang.org/x/time/rate"
 
 	"github.com/punchd/punchd/internal/identity"
@@ -55,6 +56,14 @@ type ServerConfig struct {
 	// the way, and idle clients rely on them instead of pinging
 	// themselves (see clientSilent); default 30 s.
 	PingInterval time.Duration
+	// MaxTopicMembers bounds the connections on one group topic;
+	// default 256 (network.MaxMembers).
+	MaxTopicMembers int
+	// AnnouncesPerSecond and AnnounceBurst bound the announcements one
+	// connection sends (each is fanned out to the whole topic); default
+	// 1 per second, burst 8.
+	AnnouncesPerSecond float64
+	AnnounceBurst      int
 }
 
 // TURNConfig describes the TURN relay the rendezvous hands out.
@@ -81,6 +90,11 @@ func (c *ServerConfig) defaults() {
 	setDefault(&c.RegisterTimeout, 10*time.Second)
 	setDefault(&c.WriteTimeout, 10*time.Second)
 	setDefault(&c.PingInterval, 30*time.Second)
+	setDefault(&c.MaxTopicMembers, 256)
+	setDefault(&c.AnnounceBurst, 8)
+	if c.AnnouncesPerSecond <= 0 {
+		c.AnnouncesPerSecond = 1
+	}
 	if c.TURN != nil && c.TURN.TTL <= 0 {
 		c.TURN.TTL = 12 * time.Hour
 	}
@@ -100,6 +114,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	clients map[identity.PublicKey]*serverClient
+	topics  map[string]map[*serverClient]struct{} // group topic -> its members
 	closed  bool
 
 	// ipmu guards per-address state and the global queue budget. Lock
@@ -113,8 +128,11 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	dropped atomic.Uint64 // frames dropped for slow clients
-	pings   atomic.Uint64 // keepalive pings received
-	admits  atomic.Uint64 // WebSocket connections admitted
+	// Frames read from registered clients and written to them (for
+	// metrics; one atomic add per frame).
+	framesIn, framesOut atomic.Uint64
+	pings               atomic.Uint64 // keepalive pings received
+	admits              atomic.Uint64 // WebSocket connections admitted
 
 	work       []chan frameJob // one per frame worker
 	nextWorker atomic.Uint32
@@ -130,12 +148,16 @@ type serverClient struct {
 	ip      netip.Addr
 	conn    *wsConn
 	watches map[identity.PublicKey]struct{} // guarded by Server.mu
-	cancel  context.CancelFunc
-	ice     func() []ICEServer // this client's ICE servers, fresh credentials each call
-	iceAt   time.Time          // when ICE servers were last sent; the sweeper's
-	seen    *atomic.Int64      // unix ns of the last frame or ping from the client
-	probing atomic.Bool        // a liveness ping is under way
-	worker  uint32             // the frame worker for this client's frames
+	// topics this connection joined (guarded by Server.mu); announces
+	// bounds its announcements.
+	topics    map[string]struct{}
+	announces *rate.Limiter
+	cancel    context.CancelFunc
+	ice       func() []ICEServer // this client's ICE servers, fresh credentials each call
+	iceAt     time.Time          // when ICE servers were last sent; the sweeper's
+	seen      *atomic.Int64      // unix ns of the last frame or ping from the client
+	probing   atomic.Bool        // a liveness ping is under way
+	worker    uint32             // the frame worker for this client's frames
 
 	// The send queue; a writer goroutine runs only while it is non-empty,
 	// so an idle client costs no goroutine but its reader.
@@ -156,6 +178,7 @@ func NewServer(cfg ServerConfig) *Server {
 		log:     cfg.Logger,
 		junk:    junklog.New(cfg.Logger, junklog.DefaultEvery),
 		clients: make(map[identity.PublicKey]*serverClient),
+		topics:  make(map[string]map[*serverClient]struct{}),
 		perIP:   make(map[netip.Addr]*ipState),
 		ctx:     ctx,
 		cancel:  cancel,
@@ -210,13 +233,16 @@ type Stats struct {
 	Online      int
 	QueuedBytes int
 	Dropped     uint64 // frames dropped: queue caps, rate limit
+	FramesIn    uint64 // frames read from registered clients
+	FramesOut   uint64 // frames written to them
 	Pings       uint64 // keepalive pings received
 	Junk        map[string]uint64
 }
 
 // Stats returns the current counters.
 func (s *Server) Stats() Stats {
-	st := Stats{Online: s.Online(), Dropped: s.dropped.Load(), Pings: s.pings.Load(), Junk: s.junk.Counts()}
+	st := Stats{Online: s.Online(), Dropped: s.dropped.Load(),
+		FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(), Pings: s.pings.Load(), Junk: s.junk.Counts()}
 	s.ipmu.Lock()
 	st.QueuedBytes = s.queued
 	s.ipmu.Unlock()
@@ -314,6 +340,7 @@ func (s *Server) admitPeer(ctx context.Context, cancel context.CancelFunc, conn 
 		return nil
 	}
 	c := &serverClient{id: id, ip: ip, conn: conn, watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
+		topics: map[string]struct{}{}, announces: newAnnounceLimiter(s.cfg),
 		seen: seen, iceAt: time.Now(), ice: func() []ICEServer { return s.iceServers(host, id) },
 		worker: s.nextWorker.Add(1) % uint32(len(s.work))}
 	// "registered" must be the first frame the client sees: once register
@@ -406,6 +433,7 @@ func (s *Server) unregister(c *serverClient) {
 		delete(s.clients, c.id)
 	}
 	clear(c.watches)
+	s.leaveTopicsLocked(c)
 	s.mu.Unlock()
 	s.notify(peers, c.id, false)
 	s.finish(c)
@@ -413,16 +441,18 @@ func (s *Server) unregister(c *serverClient) {
 }
 
 // mayTalk is the one place that decides whether two registered peers may
-// learn of each other's presence and exchange messages. Today the only
-// reason is that each named the other in its watch list: a stranger who
-// knows an ID learns nothing and can send it nothing. Callers hold s.mu.
+// learn of each other's presence and exchange messages: each named the
+// other in its watch list, or both joined one group topic (members of a
+// network, who learn each other's keys from announcements; a topic id is
+// derived from the network's secret). A stranger who knows an ID learns
+// nothing and can send it nothing. Callers hold s.mu.
 func (s *Server) mayTalk(a, b *serverClient) bool {
 	if a == b || s.clients[a.id] != a || s.clients[b.id] != b {
 		return false
 	}
 	_, ab := a.watches[b.id]
 	_, ba := b.watches[a.id]
-	return ab && ba
+	return ab && ba || shareTopic(a, b)
 }
 
 // talkPeersLocked lists the registered peers c may talk to.
@@ -494,6 +524,9 @@ func (s *Server) writer(c *serverClient) {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
 		err := c.conn.Write(ctx, websocket.MessageText, b)
 		cancel()
+		if err == nil {
+			s.framesOut.Add(1)
+		}
 
 		c.qmu.Lock()
 		c.qbytes -= len(b)
@@ -610,6 +643,7 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 			return
 		}
 		c.seen.Store(time.Now().UnixNano())
+		s.framesIn.Add(1)
 		if !limit.Allow() {
 			s.dropped.Add(1)
 			s.note(junkRateLimited, "peer", c.id.Short())
@@ -664,6 +698,10 @@ func (s *Server) handleFrame(c *serverClient, b []byte) {
 		s.watch(c, f.IDs)
 	case typeSend:
 		s.forward(c, f)
+	case typeJoin:
+		s.join(c, f.Topics)
+	case typeAnnounce:
+		s.announce(c, f)
 	default:
 		s.note(junkBadFrame, "peer", c.id.Short(), "type", f.Type)
 		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "unexpected " + f.Type + " frame"}))
@@ -868,7 +906,10 @@ func (s *Server) iceServers(reqHost string, id identity.PublicKey) []ICEServer {
 		out = append(out, ICEServer{URL: "stun:" + hp(s.cfg.STUNPort)})
 	}
 	if t := s.cfg.TURN; t != nil {
-		user, pass, err := TURNCredentials(t.Secret, id.String(), t.TTL)
+		// coturn's REST format (username "expiry:id", password
+		// base64(HMAC-SHA1(secret, username))): punchd's own relay and
+		// coturn with use-auth-secret both accept it until expiry.
+		user, pass, err := turn.GenerateLongTermTURNRESTCredentials(t.Secret, id.String(), t.TTL)
 		if err != nil {
 			s.log.Error("make TURN credentials", "err", err)
 			return out

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -87,7 +88,13 @@ type groupReceiver struct {
 // punch0, reporting each datagram's destination address.
 func listenGroup(t *testing.T, h *lab.Host, dst netip.Addr) *groupReceiver {
 	t.Helper()
-	c := udpSocketIn(t, h, syscall.SO_REUSEADDR)
+	return listenGroupOn(t, h, dst, 0)
+}
+
+// listenGroupOn is listenGroup on a given port (mDNS needs 5353).
+func listenGroupOn(t *testing.T, h *lab.Host, dst netip.Addr, port int) *groupReceiver {
+	t.Helper()
+	c := udpSocketOn(t, h, syscall.SO_REUSEADDR, port)
 	pc := ipv4.NewPacketConn(c)
 	if err := pc.SetControlMessage(ipv4.FlagDst|ipv4.FlagSrc, true); err != nil {
 		t.Fatal(err)
@@ -131,6 +138,11 @@ func senderOn(t *testing.T, h *lab.Host, dst netip.Addr) *ipv4.PacketConn {
 // socket option opt set; it is closed with t.
 func udpSocketIn(t *testing.T, h *lab.Host, opt int) net.PacketConn {
 	t.Helper()
+	return udpSocketOn(t, h, opt, 0)
+}
+
+func udpSocketOn(t *testing.T, h *lab.Host, opt, port int) net.PacketConn {
+	t.Helper()
 	var c net.PacketConn
 	err := h.Do(func() error {
 		lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
@@ -143,7 +155,7 @@ func udpSocketIn(t *testing.T, h *lab.Host, opt int) net.PacketConn {
 			return serr
 		}}
 		var err error
-		c, err = lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:0")
+		c, err = lc.ListenPacket(context.Background(), "udp4", "0.0.0.0:"+strconv.Itoa(port))
 		return err
 	})
 	if err != nil {

@@ -294,16 +294,19 @@ func (r *Run) newNode(ctx context.Context, name string, h *lab.Host) (*Node, err
 }
 
 func (r *Run) startDaemon(n, peer *Node) error {
-	logf, err := os.Create(n.LogPath)
+	return r.startUp(n, "--rendezvous", r.rvURL, "--peer", peer.ID.String())
+}
+
+// startUp starts `punchd up` on n with args besides the common ones; the
+// log is appended to, so a restarted daemon keeps its history.
+func (r *Run) startUp(n *Node, args ...string) error {
+	logf, err := os.OpenFile(n.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	cmd := n.Host.Command(context.Background(), r.opts.Binary, append([]string{"up",
-		"--rendezvous", r.rvURL,
-		"--peer", peer.ID.String(),
-		"--state-dir", n.StateDir,
-		"--log-level", r.opts.logLevel()}, append(r.upArgs, r.opts.UpArgs...)...)...)
+	args = append(append([]string{"up"}, args...), "--state-dir", n.StateDir, "--log-level", r.opts.logLevel())
+	cmd := n.Host.Command(context.Background(), r.opts.Binary, append(args, append(r.upArgs, r.opts.UpArgs...)...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), r.env...)
 	// No Pdeathsig: it fires when the forking *thread* exits, and Host.Do

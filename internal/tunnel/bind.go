@@ -41,7 +41,7 @@ type BindOptions struct {
 
 // Bind is a conn.Bind that owns one IPv4 UDP socket, reads and writes it in
 // batches, diverts STUN to ICE and sends each peer's packets over the path
-// ICE selected. See DESIGN "Data path".
+// ICE selected. See docs/architecture.md, "Packet path".
 //
 // Life cycle: wireguard-go Opens and Closes it (possibly many times); the
 // Device's Close ends with Shutdown, after which STUNConn reads fail.
@@ -75,9 +75,15 @@ type Bind struct {
 	// Packets dropped because a queue was full (see Drops).
 	relayDrops, stunDrops atomic.Uint64
 
-	sendPool sync.Pool // *sendBuffers
-	gso      gsoState  // the shared socket's
-	relayGSO gsoState  // the TURN client sockets' (relay shortcut)
+	// Peer relays (see peerrelay.go).
+	relayFor           atomic.Bool
+	onProbe            atomic.Pointer[func(ProbeResult)]
+	relayed, relayJunk atomic.Uint64
+
+	sendPool   sync.Pool       // *sendBuffers
+	gsoBatches sync.Pool       // *udpbatch.Batch
+	gso        udpbatch.Writer // the shared socket's
+	relayGSO   udpbatch.Writer // the TURN client sockets' (relay shortcut)
 }
 
 type relayPacket struct {
@@ -114,6 +120,8 @@ func NewBind(log *slog.Logger, opts BindOptions) *Bind {
 		return &buf
 	}
 	b.sendPool.New = func() any { return newSendBuffers() }
+	b.gso = udpbatch.Writer{Log: log, What: "tunnel"}
+	b.relayGSO = udpbatch.Writer{Log: log, What: "TURN channel"}
 	return b
 }
 
@@ -330,6 +338,14 @@ func (b *Bind) sort(pkt []byte, from netip.AddrPort, srcs *sources, slot []byte,
 	case KindPunch:
 		if h := b.punch.Load(); h != nil {
 			(*h)(pkt, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+		}
+	default:
+		src, _ := srcs.endpoint(from).(*peerEndpoint)
+		switch {
+		case isPeerRelay(pkt):
+			return b.sortRelay(pkt, src, slot, size, ep)
+		case isProbe(pkt) && src != nil:
+			b.answerProbe(pkt, src, nil)
 		}
 	}
 	return false

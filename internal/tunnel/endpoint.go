@@ -46,6 +46,9 @@ const maxPending = 8
 type peerEndpoint struct {
 	key  identity.PublicKey
 	path atomic.Pointer[route] // nil: no path, packets are held
+	// via, when set, is the peer relaying for this one (SetVia): it wins
+	// over path while via has a direct path.
+	via atomic.Pointer[peerEndpoint]
 
 	mu      sync.Mutex // guards pending and passive; orders holds and flushes
 	pending [][]byte

@@ -36,6 +36,9 @@ func (b *Bind) sendChannel(bufs [][]byte, ch TURNChannel, number uint16, server 
 // so is the packet when the device lags behind by relayQueue packets.
 func (b *Bind) DeliverRelay(peer identity.PublicKey, pkt []byte) {
 	if Classify(pkt) != KindWireGuard {
+		if isProbe(pkt) {
+			b.answerProbe(pkt, b.peer(peer), nil)
+		}
 		return
 	}
 	bp := b.relayBufs.Get().(*[]byte)

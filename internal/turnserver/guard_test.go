@@ -185,6 +185,9 @@ func TestAllocationQuotas(t *testing.T) {
 			if code := over.allocate(udpTransport); code != int(stun.CodeAllocQuotaReached) {
 				t.Fatalf("allocation %d: code %d, want 486", tt.limit+1, code)
 			}
+			if n := s.Refused()[RefusedQuota]; n != 1 {
+				t.Fatalf("quota refusals counted: %d, want 1", n)
+			}
 			// Ending one (lifetime 0) gives its place back.
 			if code := clients[0].request(stun.MethodRefresh, turnLifetime(0)); code != 0 {
 				t.Fatalf("refresh 0: code %d", code)
@@ -488,8 +491,8 @@ func TestSTUNAnswersRateLimited(t *testing.T) {
 	if newRaw(t, c, false, "y").roundTrip(binding(), time.Second) == nil {
 		t.Fatal("another source got no answer")
 	}
-	if s.stunLimit.Refused() == 0 {
-		t.Fatal("refusals not counted")
+	if s.stunLimit.Refused() == 0 || s.Refused()[RefusedSTUN] != s.stunLimit.Refused() {
+		t.Fatalf("refusals not counted: %v", s.Refused())
 	}
 }
 

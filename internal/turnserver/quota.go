@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // Default allocation quotas. A punchd peer holds one allocation per TURN
@@ -28,6 +29,8 @@ type quotas struct {
 	users   map[string]int
 	ips     map[netip.Prefix]int
 	pending map[string]reservation // by client transport address
+
+	refused atomic.Uint64 // Allocates refused, for metrics
 }
 
 type reservation struct {
@@ -72,6 +75,7 @@ func (q *quotas) allow(user, _ string, src net.Addr) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.users[user] >= q.perUser || q.ips[ip] >= q.perIP {
+		q.refused.Add(1)
 		return false
 	}
 	// A client has one request in flight per transport address (pion

@@ -1,0 +1,134 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/network"
+)
+
+// A member is linked only when its announced overlay addresses are the
+// ones our prefixes derive from its key and collide with no one's; both
+// checks come before anything touches WireGuard, so a daemon without a
+// device shows them.
+func TestLinkRefuses(t *testing.T) {
+	v4 := netip.MustParsePrefix("10.188.0.0/16")
+	tiny := netip.MustParsePrefix("10.0.0.0/30") // two usable addresses
+	self, other := mustKey(t), mustKey(t)
+	derive := func(pfx netip.Prefix, k identity.PublicKey) []netip.Addr {
+		a, err := identity.OverlayAddr(pfx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []netip.Addr{a}
+	}
+	// colliding: a key whose /30 address is self's.
+	var colliding identity.PublicKey
+	for i := 0; i < 1000; i++ {
+		k := mustKey(t)
+		if derive(tiny, k)[0] == derive(tiny, self)[0] {
+			colliding = k
+			break
+		}
+	}
+	if colliding.IsZero() {
+		t.Fatal("no colliding key in 1000 tries in a /30")
+	}
+	tests := []struct {
+		name   string
+		prefix netip.Prefix
+		a      network.Announcement
+		want   string
+	}{
+		{"other overlay prefix", v4, network.Announcement{Key: other, Name: "x", Addrs: derive(netip.MustParsePrefix("10.99.0.0/16"), other)}, "same --overlay-prefix"},
+		{"no addresses", v4, network.Announcement{Key: other, Name: "x"}, "same --overlay-prefix"},
+		{"collides with this host", tiny, network.Announcement{Key: colliding, Name: "x", Addrs: derive(tiny, colliding)}, "collides"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, book, err := planOverlay(self, nil, []netip.Prefix{tt.prefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := &daemon{self: self, book: book, peers: map[identity.PublicKey]*peerState{}}
+			m, err := newMembership(d, network.Code{}, "me")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.a.Time = time.Now()
+			err = m.link(context.Background(), tt.a)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("link = %v, want an error saying %q", err, tt.want)
+			}
+			if len(d.peers) != 0 || len(book.byKey) != 1 {
+				t.Fatalf("a refused member left state: %d peers, %d keys in the address book", len(d.peers), len(book.byKey))
+			}
+		})
+	}
+}
+
+func TestMembershipName(t *testing.T) {
+	d := &daemon{self: mustKey(t)}
+	for _, tt := range []struct {
+		name string
+		ok   bool
+	}{{"laptop", true}, {"", false}, {strings.Repeat("x", network.MaxName+1), false}, {"a\tb", false}} {
+		if _, err := newMembership(d, network.Code{}, tt.name); (err == nil) != tt.ok {
+			t.Errorf("newMembership(name %q) = %v, want ok=%v", tt.name, err, tt.ok)
+		}
+	}
+}
+
+// The rendezvous can flood us with announcements: the queue holds
+// inboxSize, the rest is dropped and counted, nothing blocks.
+func TestAnnouncementQueueBound(t *testing.T) {
+	d := &daemon{self: mustKey(t), log: slog.New(slog.DiscardHandler)}
+	m, err := newMembership(d, network.Code{}, "me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range inboxSize + 10 {
+		m.onAnnouncement(m.topic, []byte("junk"))
+	}
+	if len(m.inbox) != inboxSize || m.junk.Load() != 10 {
+		t.Fatalf("%d queued, %d refused; want %d and 10", len(m.inbox), m.junk.Load(), inboxSize)
+	}
+	// What is queued is opened and refused, and counted too.
+	for range inboxSize {
+		if m.receive(context.Background(), <-m.inbox) {
+			t.Fatal("junk asked for an answer")
+		}
+	}
+	if m.junk.Load() != inboxSize+10 {
+		t.Fatalf("%d refused, want %d", m.junk.Load(), inboxSize+10)
+	}
+}
+
+// A --peer that is also a member stays a --peer (never removed with the
+// roster) and gains the name it announced.
+func TestLinkKnownPeer(t *testing.T) {
+	self, peer := mustKey(t), mustKey(t)
+	v4 := netip.MustParsePrefix("10.188.0.0/16")
+	_, book, err := planOverlay(self, []Peer{{Key: peer, Alias: "bob"}}, []netip.Prefix{v4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := &peerState{key: peer, alias: "bob"}
+	d := &daemon{self: self, book: book, peers: map[identity.PublicKey]*peerState{peer: ps}}
+	m, err := newMembership(d, network.Code{}, "me")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, _ := identity.OverlayAddr(v4, peer)
+	if err := m.link(context.Background(), network.Announcement{Key: peer, Name: "bobs-laptop", Time: time.Now(), Addrs: []netip.Addr{addr}}); err != nil {
+		t.Fatal(err)
+	}
+	if ps.member || ps.alias != "bob" || ps.name != "bobs-laptop" || len(d.peers) != 1 {
+		t.Fatalf("peer after link: member=%v alias=%q name=%q, %d peers", ps.member, ps.alias, ps.name, len(d.peers))
+	}
+}

@@ -1,0 +1,170 @@
+package rendezvous
+
+import (
+	"context"
+	"slices"
+	"strconv"
+
+	"github.com/coder/websocket"
+
+	"github.com/punchd/punchd/internal/identity"
+
+	"golang.org/x/time/rate"
+)
+
+// Group topics carry the announcements of punchd networks (see package
+// network). To the server a topic is an opaque id and an announcement
+// opaque bytes: it passes each announcement to the other connections
+// subscribed to the topic and learns nothing else. What a stranger can
+// make it hold is bounded: topics per connection, members per topic,
+// announcement size and rate.
+
+const (
+	// maxTopicsPerClient bounds the topics one connection joins.
+	maxTopicsPerClient = 4
+	// maxAnnounceBytes bounds one announcement (a valid one is ~200).
+	maxAnnounceBytes = 512
+	// topicLen is a topic id: 32 bytes in hex.
+	topicLen = 64
+)
+
+func validTopic(t string) bool {
+	if len(t) != topicLen {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+func newAnnounceLimiter(cfg ServerConfig) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(cfg.AnnouncesPerSecond), cfg.AnnounceBurst)
+}
+
+// shareTopic reports whether a and b joined one topic; callers hold s.mu.
+func shareTopic(a, b *serverClient) bool {
+	small, other := a.topics, b.topics
+	if len(other) < len(small) {
+		small, other = other, small
+	}
+	for t := range small {
+		if _, ok := other[t]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// join replaces the topics c is subscribed to. A full topic is refused
+// with an error frame; the other topics are still joined.
+func (s *Server) join(c *serverClient, topics []string) {
+	var full []string
+	s.mu.Lock()
+	s.leaveTopicsLocked(c)
+	for _, t := range topics {
+		if _, dup := c.topics[t]; dup {
+			continue
+		}
+		m := s.topics[t]
+		if len(m) >= s.cfg.MaxTopicMembers {
+			full = append(full, t)
+			continue
+		}
+		if m == nil {
+			m = make(map[*serverClient]struct{})
+			s.topics[t] = m
+		}
+		m[c] = struct{}{}
+		c.topics[t] = struct{}{}
+	}
+	s.mu.Unlock()
+	for _, t := range full {
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeTopicFull, Topic: t,
+			Message: "topic has " + strconv.Itoa(s.cfg.MaxTopicMembers) + " members already"}))
+	}
+}
+
+func (s *Server) leaveTopicsLocked(c *serverClient) {
+	for t := range c.topics {
+		if m := s.topics[t]; m != nil {
+			delete(m, c)
+			if len(m) == 0 {
+				delete(s.topics, t)
+			}
+		}
+		delete(c.topics, t)
+	}
+}
+
+// announce passes f's payload to every other subscriber of its topic.
+func (s *Server) announce(c *serverClient, f frame) {
+	if !c.announces.Allow() {
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeRateLimited, Topic: f.Topic, Message: "announcing too often; announcement dropped"}))
+		return
+	}
+	s.mu.Lock()
+	_, joined := c.topics[f.Topic]
+	var dst []*serverClient
+	if joined {
+		for m := range s.topics[f.Topic] {
+			if m != c {
+				dst = append(dst, m)
+			}
+		}
+	}
+	s.mu.Unlock()
+	if !joined {
+		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeNotJoined, Topic: f.Topic, Message: "announce on a topic you have not joined"}))
+		return
+	}
+	b := encodeFrame(frame{Type: typeAnnounced, Topic: f.Topic, Payload: f.Payload})
+	for _, m := range dst {
+		s.enqueue(m, b)
+	}
+}
+
+// TopicMembers reports how many connections are subscribed to topic.
+func (s *Server) TopicMembers(topic string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.topics[topic])
+}
+
+// The client side.
+
+// Announce hands a sealed announcement to the rendezvous for topic, one
+// of ClientConfig.Topics.
+func (c *Client) Announce(ctx context.Context, topic string, payload []byte) error {
+	conn := c.conn.Load()
+	if conn == nil {
+		return ErrNotConnected
+	}
+	return conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeAnnounce, Topic: topic, Payload: payload}))
+}
+
+// SetWatch replaces the peers whose presence we want (members of a
+// network come and go); it holds across reconnects.
+func (c *Client) SetWatch(ctx context.Context, peers []identity.PublicKey) error {
+	c.watchMu.Lock()
+	c.watch = slices.Clone(peers)
+	c.watchMu.Unlock()
+	conn := c.conn.Load()
+	if conn == nil {
+		return nil // sent on registering
+	}
+	return conn.Write(ctx, websocket.MessageText, c.watchFrame())
+}
+
+func (c *Client) watchFrame() []byte {
+	c.watchMu.Lock()
+	defer c.watchMu.Unlock()
+	ids := make([]string, len(c.watch))
+	for i, k := range c.watch {
+		ids[i] = k.String()
+	}
+	return encodeFrame(frame{Type: typeWatch, IDs: ids})
+}
