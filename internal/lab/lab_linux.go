@@ -32,7 +32,11 @@ const namePrefix = "pdl"
 const markerDir = "/run/punchd-lab"
 
 // Options tune a lab; the zero value is fine.
-type Options struct{}
+type Options struct {
+	// IPv6 adds routed IPv6 (2001:db8::/32, see ipv6_linux.go) to the
+	// internet and every LAN, behind stateful firewalls on the routers.
+	IPv6 bool
+}
 
 // Lab is one set of namespaces.
 type Lab struct {
@@ -45,6 +49,7 @@ type Lab struct {
 	nextPub  int
 	nextLAN  int
 	nextVeth int
+	ipv6     bool
 	closed   bool
 }
 
@@ -56,6 +61,9 @@ type Host struct {
 	// Extra are further addresses (e.g. an RFC 5780 alternate IP).
 	Extra  []netip.Addr
 	Router *Router // nil for public hosts
+	// Addr6 is the host's global IPv6 address in labs with IPv6.
+	Addr6 netip.Addr
+	moves int // how often MoveHost moved it: names its interface
 }
 
 // Router is a NAT router with a LAN behind it.
@@ -65,8 +73,11 @@ type Router struct {
 	Type    NATType
 	WANAddr netip.Addr
 	LAN     netip.Prefix
-	hosts   int
-	opts    RouterOptions
+	// WANAddr6 and LAN6 in labs with IPv6 (routed, not translated).
+	WANAddr6 netip.Addr
+	LAN6     netip.Prefix
+	hosts    int
+	opts     RouterOptions
 }
 
 // RouterOptions add features to a NAT router.
@@ -110,14 +121,14 @@ func RequireRoot(t testing.TB) {
 
 // New creates the lab's internet. Stale labs of dead processes are removed
 // first.
-func New(ctx context.Context, _ Options) (*Lab, error) {
+func New(ctx context.Context, o Options) (*Lab, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the lab needs root (network namespaces, nftables)")
 	}
 	removeStale(ctx)
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	l := &Lab{id: hex.EncodeToString(b[:]), nextPub: 1, nextLAN: 1}
+	l := &Lab{id: hex.EncodeToString(b[:]), nextPub: 1, nextLAN: 1, ipv6: o.IPv6}
 	// The marker is written before any namespace exists, so a namespace
 	// without a marker can only belong to a lab whose owner is gone.
 	if err := writeMarker(l.id); err != nil {
@@ -138,6 +149,12 @@ func New(ctx context.Context, _ Options) (*Lab, error) {
 	); err != nil {
 		l.Close()
 		return nil, err
+	}
+	if l.ipv6 {
+		if err := l.setupWAN6(ctx); err != nil {
+			l.Close()
+			return nil, err
+		}
 	}
 	return l, nil
 }
@@ -216,6 +233,11 @@ func (l *Lab) AddPublicHost(name string, extra int) (*Host, error) {
 	if err := runAll(ctx, cmds...); err != nil {
 		return nil, err
 	}
+	if l.ipv6 {
+		if err := l.setupPublic6(ctx, h); err != nil {
+			return nil, err
+		}
+	}
 	l.mu.Lock()
 	l.hosts = append(l.hosts, h)
 	l.mu.Unlock()
@@ -264,6 +286,12 @@ func (l *Lab) AddNATWith(name string, t NATType, o RouterOptions) (*Router, erro
 	// dropped as if routed. A LAN switch does not filter: turn it off
 	// here (the sysctl is per namespace; absent without the module).
 	_ = run(ctx, "ip", "netns", "exec", r.NS, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
+	if l.ipv6 {
+		_ = run(ctx, "ip", "netns", "exec", r.NS, "sysctl", "-qw", "net.bridge.bridge-nf-call-ip6tables=0")
+		if err := l.setupRouter6(ctx, r, n); err != nil {
+			return nil, err
+		}
+	}
 	l.mu.Lock()
 	l.routers = append(l.routers, r)
 	l.mu.Unlock()
@@ -281,37 +309,56 @@ func (l *Lab) AddHost(name string, r *Router) (*Host, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	h := &Host{Name: name, NS: l.nsName(name), Router: r}
+	h := &Host{Name: name, NS: l.nsName(name)}
 	if err := l.addNS(ctx, h.NS); err != nil {
 		return nil, err
 	}
-	if err := l.link(ctx, h.NS, "eth0", r.NS, "lan0"); err != nil {
+	if err := l.attach(ctx, h, r); err != nil {
 		return nil, err
-	}
-	l.mu.Lock()
-	r.hosts++
-	first := r.hosts == 1
-	a := r.gateway()
-	for i := 0; i < r.hosts; i++ {
-		a = a.Next()
-	}
-	l.mu.Unlock()
-	h.Addr = a
-	if err := runAll(ctx,
-		[]string{"ip", "-n", h.NS, "addr", "add", h.Addr.String() + "/24", "dev", "eth0"},
-		[]string{"ip", "-n", h.NS, "route", "add", "default", "via", r.gateway().String()},
-	); err != nil {
-		return nil, err
-	}
-	if first {
-		if err := applyNAT(ctx, r, h.Addr); err != nil {
-			return nil, err
-		}
 	}
 	l.mu.Lock()
 	l.hosts = append(l.hosts, h)
 	l.mu.Unlock()
 	return h, nil
+}
+
+// attach plugs h into r's LAN on a new interface with the next free
+// address and makes r its default gateway; the router's NAT rules are
+// applied with its first host.
+func (l *Lab) attach(ctx context.Context, h *Host, r *Router) error {
+	l.mu.Lock()
+	ifname := fmt.Sprintf("eth%d", h.moves)
+	r.hosts++
+	first := r.hosts == 1
+	k := r.hosts
+	a := r.gateway()
+	for i := 0; i < r.hosts; i++ {
+		a = a.Next()
+	}
+	l.mu.Unlock()
+	if err := l.link(ctx, h.NS, ifname, r.NS, "lan0"); err != nil {
+		return err
+	}
+	if err := runAll(ctx,
+		[]string{"ip", "-n", h.NS, "addr", "add", a.String() + "/24", "dev", ifname},
+		[]string{"ip", "-n", h.NS, "route", "replace", "default", "via", r.gateway().String(), "dev", ifname},
+	); err != nil {
+		return err
+	}
+	if first {
+		if err := applyNAT(ctx, r, a); err != nil {
+			return err
+		}
+	}
+	if l.ipv6 {
+		if err := l.attach6(ctx, h, r, ifname, k); err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	h.Addr, h.Router = a, r
+	l.mu.Unlock()
+	return nil
 }
 
 // Command runs name inside the host's namespace.
