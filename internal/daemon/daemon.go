@@ -19,6 +19,7 @@ import (
 	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/control"
 	"github.com/punchd/punchd/internal/icepeer"
+	"github.com/punchd/punchd/internal/icemux"
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/natkind"
 	"github.com/punchd/punchd/internal/natprobe"
@@ -75,7 +76,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer dev.Close()
 
-	mux, err := icepeer.NewDualUDPMux(bind.STUNConn(), bind.STUNConn6(), log.With("component", "ice-mux"))
+	mux, err := icemux.NewDualUDPMux(bind.STUNConn(), bind.STUNConn6(), log.With("component", "ice-mux"))
 	if err != nil {
 		return fmt.Errorf("start ICE on the tunnel socket: %w", err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/stun/v4"
 	"github.com/punchd/punchd/internal/pionlog"
+	"github.com/punchd/punchd/internal/turnclient"
 )
 
 // Timers. pion's defaults give up after 25-30 s and accept relay pairs
@@ -58,7 +59,7 @@ type attempt struct {
 	state      ice.ConnectionState // last reported
 	path       Path
 	pref       *pathPreference // controlling side only
-	net        *bufferedNet    // the agent's own sockets (TURN clients)
+	net        *turnclient.Net // the agent's own sockets (TURN clients)
 }
 
 // newAttempt creates an agent for gen and hooks its callbacks to the loop.
@@ -67,7 +68,7 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if p.cfg.Mux == nil {
 		// Without a mux pion would open sockets of its own: candidates
 		// that are not WireGuard's socket, and a path the tunnel cannot use.
-		return nil, errors.New("no UDP mux configured (icepeer.NewUDPMux over the tunnel socket)")
+		return nil, errors.New("no UDP mux configured (icemux.NewUDPMux over the tunnel socket)")
 	}
 	ufrag, pwd := randomCredentials()
 	urls := p.iceURLs()
@@ -78,17 +79,16 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if p.cfg.RelayOnly {
 		types = []ice.CandidateType{ice.CandidateTypeRelay}
 	}
-	inet, err := newBufferedNet(p.cfg.OnRelayPacket)
+	inet, err := turnclient.NewNet(p.cfg.OnRelayPacket, p.log)
 	if err != nil {
 		return nil, err
 	}
-	inet.log = p.log
 	opts := []ice.AgentOption{
 		ice.WithNet(inet),
 		ice.WithUDPMux(p.cfg.Mux),
 		ice.WithUDPMuxSrflx(srflxMuxOf(p.cfg.Mux)),
 		ice.WithUrls(urls),
-		// UDP6: host candidates on global IPv6 (NewDualUDPMux) pair
+		// UDP6: host candidates on global IPv6 (icemux.NewDualUDPMux) pair
 		// with the peer's, direct where IPv4 is behind hopeless NATs.
 		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}),
 		ice.WithCandidateTypes(types),
@@ -177,10 +177,10 @@ func (p *Peer) iceURLs() []*stun.URI {
 }
 
 // srflxMuxOf is the mux to gather server-reflexive candidates on: the
-// IPv4 view of a dual mux.
+// IPv4 view of a dual mux (icemux.NewDualUDPMux).
 func srflxMuxOf(m ice.UniversalUDPMux) ice.UniversalUDPMux {
-	if f, ok := m.(interface{ srflxOnly() ice.UniversalUDPMux }); ok {
-		return f.srflxOnly()
+	if f, ok := m.(interface{ SrflxOnly() ice.UniversalUDPMux }); ok {
+		return f.SrflxOnly()
 	}
 	return m
 }
@@ -318,7 +318,7 @@ func pathFor(a *attempt, local, remote ice.Candidate) Path {
 		// Over UDP, the relay shortcut: the related address is the TURN
 		// client socket's own.
 		if rel := rc.RelatedAddress(); rel != nil && a.net != nil && rc.RelayProtocol() == "udp" {
-			path.Channel = a.net.sockets.channel(rel.Port, path.Remote.Addr)
+			path.Channel = a.net.Channel(rel.Port, path.Remote.Addr)
 		}
 	}
 	if local.Type() == ice.CandidateTypeRelay {
