@@ -18,8 +18,9 @@ import (
 
 	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/control"
-	"github.com/punchd/punchd/internal/icepeer"
+	"github.com/punchd/punchd/internal/hardnat"
 	"github.com/punchd/punchd/internal/icemux"
+	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/natkind"
 	"github.com/punchd/punchd/internal/natprobe"
@@ -128,7 +129,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer d.lease.Close()
 	}
 	bind.SetPunchHandler(func(pkt []byte, from netip.AddrPort) {
-		d.eachPeer(func(ps *peerState) { ps.hard.deliver(pkt, from) })
+		d.eachPeer(func(ps *peerState) { ps.hard.Deliver(pkt, from) })
 	})
 	defer bind.SetPunchHandler(nil)
 
@@ -242,7 +243,7 @@ type peerState struct {
 	member bool
 	routes []netip.Prefix
 	ice    *icepeer.Peer
-	hard   *hardNAT // birthday punching toward this peer
+	hard   *hardnat.Pair // birthday punching toward this peer
 	log    *slog.Logger
 	stop   context.CancelFunc // nil until started
 	done   chan struct{}
@@ -310,7 +311,15 @@ func (d *daemon) addPeer(key identity.PublicKey, alias string, member bool, rout
 		RelayOnly:         d.cfg.ForceRelay,
 		Logger:            plog,
 	})
-	ps.hard = newHardNAT(d, ps, d.cool)
+	ps.hard = hardnat.New(hardnat.Config{
+		Self: d.self, Peer: key, Log: ps.log, Limits: d.cfg.Birthday, Off: d.cfg.NoBirthday,
+		Cooldown: d.cool, Bind: d.bind, NAT: d.nat.current, ICE: ps.ice.Status,
+		Signal: func(ctx context.Context, payload []byte) error {
+			return d.signal(ctx, key, payload)
+		},
+		RestorePath: func() { d.restorePath(key) },
+		STUNServer:  d.stunServerAddr,
+	})
 	// The ICE controlling side initiates WireGuard; the other waits.
 	d.bind.SetPassive(key, !ps.ice.Controlling())
 	if err := d.dev.AddPeer(key, routes); err != nil {
@@ -334,7 +343,7 @@ func (d *daemon) startLocked(ps *peerState) {
 	go func() {
 		defer close(ps.done)
 		var wg sync.WaitGroup
-		wg.Go(func() { ps.hard.run(ctx) })
+		wg.Go(func() { ps.hard.Run(ctx) })
 		ps.ice.Run(ctx)
 		wg.Wait()
 	}()
@@ -517,7 +526,7 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 		return
 	}
 	if birthday.IsSignal(payload) {
-		ps.hard.handleSignal(payload)
+		ps.hard.HandleSignal(payload)
 		return
 	}
 	ps.ice.HandleSignal(payload)
@@ -526,7 +535,7 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 // onPath moves WireGuard to the path ICE selected. The Bind, not WireGuard
 // roaming, decides where packets go.
 func (d *daemon) onPath(ps *peerState, path icepeer.Path) {
-	if !ps.hard.holdsPath(path) {
+	if !ps.hard.HoldsPath(path) {
 		d.bind.SetPath(ps.key, bindPath(path))
 	}
 	ps.mu.Lock()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -97,4 +98,23 @@ func stunServer(urls []string) string {
 		return net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
 	}
 	return ""
+}
+
+// stunServerAddr is the rendezvous' STUN server, resolved (for birthday
+// punching to learn a sequential NAT's pattern).
+func (d *daemon) stunServerAddr() (netip.AddrPort, bool) {
+	var urls []string
+	for _, s := range d.currentICEServers() {
+		urls = append(urls, s.URL)
+	}
+	hostport := stunServer(urls)
+	if hostport == "" {
+		return netip.AddrPort{}, false
+	}
+	a, err := net.ResolveUDPAddr("udp4", hostport)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	ap := a.AddrPort()
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
 }

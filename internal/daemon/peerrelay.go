@@ -209,7 +209,7 @@ func viaReason(via string, rtt, own time.Duration) string {
 // hasDirectPath reports whether ICE selected a direct pair for ps, or
 // birthday punching found one (see hardnat.go).
 func (ps *peerState) hasDirectPath() bool {
-	if via, _, _, _ := ps.hard.status(); via != "" {
+	if via, _, _, _ := ps.hard.Status(); via != "" {
 		return true
 	}
 	ps.mu.Lock()

@@ -59,7 +59,7 @@ func (d *daemon) status() control.Status {
 		if is.Path.Kind() == icepeer.PathDirect && d.viaPortMapping(is, natRep) {
 			out.Via = "port mapping"
 		}
-		via, probes, remote, miss := ps.hard.status()
+		via, probes, remote, miss := ps.hard.Status()
 		if via != "" {
 			// A birthday path carries the tunnel; ICE's (relayed) pair
 			// stands by.
