@@ -211,11 +211,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.PeerRelay {
 		bind.SetPeerRelay(true)
-		chooser := newRelayChooser(d)
+		chooser := d.newRelayChooser()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			chooser.run(runCtx)
+			chooser.Run(runCtx)
 		}()
 	}
 	// Ready for systemd (Type=notify): the device is up with its
