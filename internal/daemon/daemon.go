@@ -22,6 +22,7 @@ import (
 	"github.com/punchd/punchd/internal/icemux"
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/membership"
 	"github.com/punchd/punchd/internal/natkind"
 	"github.com/punchd/punchd/internal/natprobe"
 	"github.com/punchd/punchd/internal/ping"
@@ -115,7 +116,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if cfg.Network != nil {
-		if d.net, err = newMembership(d, *cfg.Network, cfg.Name); err != nil {
+		if d.net, err = d.newMembership(*cfg.Network, cfg.Name); err != nil {
 			return err
 		}
 	}
@@ -173,8 +174,8 @@ func Run(ctx context.Context, cfg Config) error {
 		OnMessage:    d.onMessage,
 	}
 	if d.net != nil {
-		rcfg.Topics = []string{d.net.topic}
-		rcfg.OnAnnouncement = d.net.onAnnouncement
+		rcfg.Topics = []string{d.net.Topic()}
+		rcfg.OnAnnouncement = d.net.OnAnnouncement
 	}
 	rv, err := rendezvous.Connect(ctx, rcfg)
 	if err != nil {
@@ -206,7 +207,7 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d.net.run(runCtx)
+			d.net.Run(runCtx)
 		}()
 	}
 	if cfg.PeerRelay {
@@ -267,7 +268,7 @@ type daemon struct {
 	bind    *tunnel.Bind
 	mux     ice.UniversalUDPMux
 	nat     *natInfo
-	net     *membership // nil without --network
+	net     *membership.Membership // nil without --network
 	started time.Time
 	runCtx  context.Context
 
@@ -488,7 +489,7 @@ func (d *daemon) onRegistered(r rendezvous.Registration) {
 	}
 	d.nat.request(used)
 	if d.net != nil {
-		d.net.registered()
+		d.net.Registered()
 	}
 }
 

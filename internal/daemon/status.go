@@ -44,8 +44,8 @@ func (d *daemon) status() control.Status {
 		d.log.Warn("read wireguard stats", "err", err)
 	}
 	if d.net != nil {
-		st.Self.Name = d.net.name
-		st.Self.Network = d.net.topic[:8]
+		st.Self.Name = d.net.Name()
+		st.Self.Network = d.net.Topic()[:8]
 	}
 	for _, ps := range d.snapshot() {
 		is := ps.ice.Status()
