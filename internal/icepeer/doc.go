@@ -2,7 +2,7 @@
 // peer, trickled through the rendezvous as sealed signals (signal.go), run
 // by a state machine that restarts failed or stale attempts (machine.go,
 // attempt.go), and the path choice the controlling side makes itself
-// (prefer.go). The sockets under the agents live elsewhere: the UDP mux
+// (internal/pathpref). The sockets under the agents live elsewhere: the UDP mux
 // over the tunnel's shared socket in icemux (the daemon builds it, one
 // for all peers), pion's own sockets and the TURN relay shortcut in
 // turnclient (one Net per agent).
