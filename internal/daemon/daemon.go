@@ -101,7 +101,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Peers' goroutines stop before the device and the mux close.
 	defer d.stopPeers()
 	defer stop()
-	d.nat = newNATInfo(log.With("component", "nat"), func(rep *natprobe.Report) {
+	d.nat = natprobe.NewBackground(log.With("component", "nat"), func(rep *natprobe.Report) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.localNAT = rep.NATType
@@ -193,7 +193,7 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		d.nat.run(runCtx)
+		d.nat.Run(runCtx)
 	}()
 	if w := d.watchNetwork(bind); w != nil {
 		defer w.Close()
@@ -267,7 +267,7 @@ type daemon struct {
 	dev     *tunnel.Device
 	bind    *tunnel.Bind
 	mux     ice.UniversalUDPMux
-	nat     *natInfo
+	nat     *natprobe.Background
 	net     *membership.Membership // nil without --network
 	started time.Time
 	runCtx  context.Context
@@ -314,7 +314,7 @@ func (d *daemon) addPeer(key identity.PublicKey, alias string, member bool, rout
 	})
 	ps.hard = hardnat.New(hardnat.Config{
 		Self: d.self, Peer: key, Log: ps.log, Limits: d.cfg.Birthday, Off: d.cfg.NoBirthday,
-		Cooldown: d.cool, Bind: d.bind, NAT: d.nat.current, ICE: ps.ice.Status,
+		Cooldown: d.cool, Bind: d.bind, NAT: d.nat.Current, ICE: ps.ice.Status,
 		Signal: func(ctx context.Context, payload []byte) error {
 			return d.signal(ctx, key, payload)
 		},
@@ -487,7 +487,7 @@ func (d *daemon) onRegistered(r rendezvous.Registration) {
 	for _, w := range d.iceChoice().warnings(&r) {
 		d.log.Warn(w)
 	}
-	d.nat.request(used)
+	d.nat.Request(used)
 	if d.net != nil {
 		d.net.Registered()
 	}

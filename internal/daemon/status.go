@@ -28,7 +28,7 @@ func (d *daemon) status() control.Status {
 		st.Self.SignalingRefused = rv.Dropped()
 	}
 	st.Self.Warnings = d.iceChoice().warnings(d.offered.Load())
-	natRep := d.nat.current()
+	natRep := d.nat.Current()
 	if natRep != nil {
 		st.Self.NAT = &control.NAT{Type: string(natRep.NATType), Mapping: string(natRep.Mapping),
 			Filtering: string(natRep.Filtering), ExternalIPv4: natRep.ExternalIPv4}
