@@ -42,6 +42,7 @@ type Lab struct {
 	nss      []string
 	hosts    []*Host   // in creation order, for Describe
 	routers  []*Router // in creation order, for Describe
+	delays   []*Delay
 	nextPub  int
 	nextLAN  int
 	nextVeth int
@@ -56,6 +57,9 @@ type Host struct {
 	// Extra are further addresses (e.g. an RFC 5780 alternate IP).
 	Extra  []netip.Addr
 	Router *Router // nil for public hosts
+	// uplink is the far end of eth0's veth, on the internet bridge (or
+	// the router's LAN bridge); AddDelay moves it into a delay router.
+	uplink string
 }
 
 // Router is a NAT router with a LAN behind it.
@@ -165,14 +169,15 @@ func (l *Lab) addNS(ctx context.Context, name string) error {
 	)
 }
 
-// link connects namespace ns (interface ifname) to a bridge in brNS.
-func (l *Lab) link(ctx context.Context, ns, ifname, brNS, bridge string) error {
+// link connects namespace ns (interface ifname) to a bridge in brNS and
+// returns the name of the veth's end on the bridge.
+func (l *Lab) link(ctx context.Context, ns, ifname, brNS, bridge string) (string, error) {
 	l.mu.Lock()
 	l.nextVeth++
 	peer := fmt.Sprintf("%s%s%d", namePrefix, l.id, l.nextVeth) // <= 15 chars
 	tmp := peer + "x"
 	l.mu.Unlock()
-	return runAll(ctx,
+	return peer, runAll(ctx,
 		[]string{"ip", "link", "add", tmp, "type", "veth", "peer", "name", peer},
 		[]string{"ip", "link", "set", tmp, "netns", ns, "name", ifname},
 		[]string{"ip", "link", "set", peer, "netns", brNS},
@@ -197,7 +202,8 @@ func (l *Lab) AddPublicHost(name string, extra int) (*Host, error) {
 	if err := l.addNS(ctx, h.NS); err != nil {
 		return nil, err
 	}
-	if err := l.link(ctx, h.NS, "eth0", l.wan, "br0"); err != nil {
+	var err error
+	if h.uplink, err = l.link(ctx, h.NS, "eth0", l.wan, "br0"); err != nil {
 		return nil, err
 	}
 	h.Addr = l.nextPublic()
@@ -240,7 +246,7 @@ func (l *Lab) AddNATWith(name string, t NATType, o RouterOptions) (*Router, erro
 	if err := l.addNS(ctx, r.NS); err != nil {
 		return nil, err
 	}
-	if err := l.link(ctx, r.NS, "eth0", l.wan, "br0"); err != nil {
+	if _, err := l.link(ctx, r.NS, "eth0", l.wan, "br0"); err != nil {
 		return nil, err
 	}
 	r.WANAddr = l.nextPublic()
@@ -280,7 +286,8 @@ func (l *Lab) AddHost(name string, r *Router) (*Host, error) {
 	if err := l.addNS(ctx, h.NS); err != nil {
 		return nil, err
 	}
-	if err := l.link(ctx, h.NS, "eth0", r.NS, "lan0"); err != nil {
+	var err error
+	if h.uplink, err = l.link(ctx, h.NS, "eth0", r.NS, "lan0"); err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
@@ -360,8 +367,14 @@ func (l *Lab) Close() error {
 	}
 	l.closed = true
 	nss := l.nss
+	delays := l.delays
 	l.mu.Unlock()
 	var errs []error
+	for _, d := range delays {
+		if err := d.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for i := len(nss) - 1; i >= 0; i-- {
 		if err := deleteNS(nss[i]); err != nil {
 			errs = append(errs, err)
