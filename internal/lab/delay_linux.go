@@ -204,7 +204,6 @@ func (d *Delay) openTUN() error {
 	})
 }
 
-
 func (d *Delay) read(ctx context.Context) {
 	defer d.wg.Done()
 	buf := make([]byte, 65535)
