@@ -20,9 +20,12 @@ func newLoadCommand() *cobra.Command {
 process: the time to register --peers peers (real registration proofs,
 from many 127.x.y.z source addresses because of the per-address cap),
 its RSS, fds and idle CPU while it holds them, the one-way latency of
-sealed offer/answer rounds between --pairs active pairs, a storm of
+sealed offer/answer rounds between --pairs active pairs (sealed before
+the timed window and recorded unopened, so the clients' Noise does not
+count), a storm of
 --storm peers connecting at once (held peers must keep their
-registration), and with --flood the latency again while bad clients
+registration; when held and storm peers do not fit the fd limits of
+both processes, fewer are held during the storm, and it says how many), and with --flood the latency again while bad clients
 (aborted handshakes, junk and oversized frames, spammers over the rate
 limit) hammer it, then whether fds and RSS come back. No root needed,
 but as root the fd limits are raised for 10,000 peers and more.`,
@@ -41,6 +44,10 @@ but as root the fd limits are raised for 10,000 peers and more.`,
 			if cfg.FloodSpammers == 0 {
 				cfg.FloodSpammers = -1
 			}
+			cfg.StormWatch, _ = f.GetDuration("storm-watch")
+			if dl, _ := f.GetString("debug-listen"); dl != "" {
+				cfg.ServerArgs = append(cfg.ServerArgs, "--debug-listen", dl)
+			}
 			cfg.Idle, _ = f.GetDuration("idle")
 			cfg.Latency, _ = f.GetDuration("latency")
 			if cfg.Peers < 2 || cfg.Peers > 50000 {
@@ -54,7 +61,7 @@ but as root the fd limits are raised for 10,000 peers and more.`,
 			}
 			// The clients and the server each hold one fd per peer.
 			if lim, err := fdlimit.Raise(); err != nil || lim < uint64(cfg.Peers+max(cfg.StormPeers, 0)+1024) {
-				fmt.Fprintf(os.Stderr, "punchd-lab: open-file limit %d is too low for %d peers and a storm of %d: raising the hard limit needs root with CAP_SYS_RESOURCE (or a larger LimitNOFILE/ulimit -Hn)\n",
+				fmt.Fprintf(os.Stderr, "punchd-lab: open-file limit %d is too low for %d peers and a storm of %d: fewer peers are held during the storm (raising the hard limit needs root with CAP_SYS_RESOURCE, or a larger LimitNOFILE/ulimit -Hn)\n",
 					lim, cfg.Peers, max(cfg.StormPeers, 0))
 			}
 			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -68,6 +75,8 @@ but as root the fd limits are raised for 10,000 peers and more.`,
 	f.Int("pairs", 1000, "active pairs exchanging offer/answer rounds")
 	f.Float64("rate", 2, "offer/answer rounds per second per active pair")
 	f.Int("storm", 10000, "peers connecting at once while --peers are held (0: no storm)")
+	f.Duration("storm-watch", 10*time.Second, "how long held peers are watched for a lost registration after the storm")
+	f.String("debug-listen", "", "have the server serve pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
 	f.Bool("flood", true, "measure latency again under a flood of bad clients")
 	f.Int("flood-rate", 500, "bad connections per second during the flood")
 	f.Int("flood-spammers", 20, "registered clients sending to strangers as fast as they can during the flood (0: none)")

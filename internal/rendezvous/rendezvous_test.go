@@ -1,6 +1,7 @@
 package rendezvous
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha1"
@@ -290,5 +291,60 @@ func TestTURNCredentials(t *testing.T) {
 	mac.Write([]byte(turn.Username))
 	if turn.Credential != base64.StdEncoding.EncodeToString(mac.Sum(nil)) {
 		t.Fatal("credential is not HMAC-SHA1(secret, username)")
+	}
+}
+
+// Sealed ahead with Seal and sent later with SendSealed, a message opens
+// at a normal peer; a client with OnSealed gets the very bytes sent,
+// unopened, and only from senders it accepts.
+func TestSealAheadAndUnopened(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", ServerConfig{})
+	ka, kb := newKey(t), newKey(t)
+	ina, inb := newInbox(), newInbox()
+	a := connect(t, s.url(), ka, []identity.PublicKey{kb.PublicKey()}, ina)
+	b := connect(t, s.url(), kb, []identity.PublicKey{ka.PublicKey()}, inb)
+	waitPresence(t, ina, kb.PublicKey(), true)
+	sealed, err := a.Seal(kb.PublicKey(), []byte("offer sealed ahead"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := a.SendSealed(ctx, kb.PublicKey(), sealed); err != nil {
+		t.Fatal(err)
+	}
+	if m := waitFor(t, inb.msgs, "message"); m[1].(string) != "offer sealed ahead" {
+		t.Fatalf("got %v", m)
+	}
+	b.Close()
+
+	// b again, now taking messages unopened; only accepted senders'
+	// (here a's) are handed over.
+	raw := make(chan []byte, 4)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := Connect(cctx, ClientConfig{
+		URL: s.url(), Key: kb, Watch: []identity.PublicKey{ka.PublicKey()},
+		OnMessage: func(identity.PublicKey, []byte) { t.Error("OnMessage called although OnSealed is set") },
+		OnSealed:  func(_ identity.PublicKey, b []byte) { raw <- b },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitPresence(t, ina, kb.PublicKey(), true)
+	if err := a.SendSealed(ctx, kb.PublicKey(), sealed); err != nil {
+		t.Fatal(err)
+	}
+	if got := waitFor(t, raw, "sealed message"); !bytes.Equal(got, sealed) {
+		t.Fatalf("OnSealed got %d bytes, not the %d sent", len(got), len(sealed))
+	}
+	c.handle(frame{Type: typeRecv, From: newKey(t).PublicKey().String(), Payload: sealed})
+	if n := c.Dropped()[JunkUnknownSender]; n != 1 {
+		t.Fatalf("a stranger's message: %d unknown-sender drops, want 1", n)
+	}
+	select {
+	case <-raw:
+		t.Fatal("OnSealed got a stranger's message")
+	default:
 	}
 }

@@ -5,7 +5,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/punchd/punchd/internal/fdlimit"
 )
 
 // proc reads another process's figures from /proc.
@@ -91,4 +94,45 @@ func (p proc) fdLimit() string {
 		}
 	}
 	return "?"
+}
+
+// fdRoom is how many peer connections fit in both processes at once: the
+// server's connection cap for its fd limit (what `punchd rendezvous`
+// sets), this process's own limit with the same reserve, less a margin
+// for the flood's connections and the HTTP transports.
+func fdRoom(server proc) int {
+	const margin = 512
+	var own syscall.Rlimit
+	self := uint64(1 << 20)
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &own) == nil {
+		self = own.Cur
+	}
+	srv := self
+	if n, err := strconv.ParseUint(server.fdLimit(), 10, 64); err == nil {
+		srv = n
+	}
+	return min(fdlimit.ConnCap(srv), fdlimit.ConnCap(self)) - margin
+}
+
+// runWait is how long the process's threads have waited on a run queue
+// for a CPU so far (the second field of each thread's schedstat): on a
+// shared machine, latency that neither process's CPU explains.
+func (p proc) runWait() (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", p)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue // the thread ended
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			sum += n
+		}
+	}
+	return time.Duration(sum), nil
 }

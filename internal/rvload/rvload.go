@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -38,6 +39,8 @@ type Config struct {
 	// instead (tests run a server of their own); it must log JSON to
 	// stderr.
 	Command func(listen string) *exec.Cmd
+	// ServerArgs are added to `punchd rendezvous` (e.g. --debug-listen).
+	ServerArgs []string
 	// Peers are registered (in pairs that watch each other) and held.
 	Peers int // default 10,000
 	// ActivePairs of them exchange offer/answer rounds while the rest
@@ -47,6 +50,9 @@ type Config struct {
 	// StormPeers connect all at once while Peers are held; 0: Peers.
 	// Negative: no storm.
 	StormPeers int
+	// StormWatch is how long held peers are watched after the storm
+	// for a lost registration; default 10 s.
+	StormWatch time.Duration
 	// Flood runs bad clients during a second latency window: FloodRate
 	// bad connections per second (aborted handshakes, junk frames,
 	// oversized frames) and FloodSpammers registered clients sending
@@ -78,6 +84,9 @@ func (c *Config) defaults() {
 	if c.StormPeers == 0 {
 		c.StormPeers = c.Peers
 	}
+	if c.StormWatch <= 0 {
+		c.StormWatch = 10 * time.Second
+	}
 	if c.FloodRate <= 0 {
 		c.FloodRate = 500
 	}
@@ -101,18 +110,43 @@ func (c *Config) defaults() {
 // Latency summarises one latency window: one-way delivery times of
 // sealed offers and answers (sender and receiver share a clock).
 type Latency struct {
-	ServerCPU float64 // fraction of a core, during the window
-	LoadCPU   float64 // this process (the clients), the same
-	Messages  int
-	PerSecond float64
-	Lost      int // rounds without an answer within 2 s
-	P50, P99  time.Duration
-	Max       time.Duration
+	Pairs     int
+	Sealed    int           // messages sealed ahead of the window
+	SealTime  time.Duration // how long that took (not in the window)
+	ServerCPU float64       // fraction of a core, during the window
+	LoadCPU   float64       // this process (the clients), the same
+	// ServerWait and LoadWait are the seconds per second the processes'
+	// threads waited on a run queue for a CPU during the window (other
+	// work on a shared machine).
+	ServerWait, LoadWait float64
+	LoadAvg              string // the machine's 1-minute load average after the window
+	Messages             int
+	PerSecond            float64
+	Lost                 int // rounds without an answer within 2 s
+	P50, P99             time.Duration
+	Max                  time.Duration
 }
 
 func (l Latency) String() string {
-	return fmt.Sprintf("p50 %s  p99 %s  max %s  (%d messages, %.0f/s, %d rounds lost; CPU: server %.0f%%, clients %.0f%% of a core)",
-		ms(l.P50), ms(l.P99), ms(l.Max), l.Messages, l.PerSecond, l.Lost, 100*l.ServerCPU, 100*l.LoadCPU)
+	perMsg := func(cpu float64) string {
+		if l.PerSecond <= 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f µs", cpu/l.PerSecond*1e6)
+	}
+	return fmt.Sprintf("p50 %s  p99 %s  max %s  (%d pairs, %d messages, %.0f/s, %d rounds lost; CPU: server %.0f%% of a core (%s/message), load clients %.0f%% (%s/message); waiting for a CPU: server %.2f s/s, load %.2f s/s; load average %s; %d messages sealed ahead in %s)",
+		ms(l.P50), ms(l.P99), ms(l.Max), l.Pairs, l.Messages, l.PerSecond, l.Lost,
+		100*l.ServerCPU, perMsg(l.ServerCPU), 100*l.LoadCPU, perMsg(l.LoadCPU), l.ServerWait, l.LoadWait, l.LoadAvg,
+		l.Sealed, l.SealTime.Round(time.Millisecond))
+}
+
+// loadAvg is the machine's 1-minute load average, as /proc says it.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
@@ -131,6 +165,7 @@ type Report struct {
 	IdleCPU          float64 // fraction of one core
 	Quiet            Latency
 	StormPeers       int
+	StormHeld        int // peers held while the storm ran
 	StormTime        time.Duration
 	StormFailed      int
 	StormErr         string // the first failed attempt, if any
@@ -160,8 +195,8 @@ func (r Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "  idle CPU:             %.1f%% of a core\n", 100*r.IdleCPU)
 	fmt.Fprintf(w, "  latency, quiet:       %s\n", r.Quiet)
 	if r.StormPeers > 0 {
-		fmt.Fprintf(w, "  storm of %d at once: registered in %s, %d failed for good (%d attempts tried again), %d held peers lost their registration, RSS peak %s\n",
-			r.StormPeers, r.StormTime.Round(time.Millisecond), r.StormFailed, r.StormRetries, r.StormLost, mib(r.StormRSSPeak))
+		fmt.Fprintf(w, "  storm of %d at once:  %d held meanwhile; registered in %s, %d failed for good (%d attempts tried again), %d of the %d held peers lost their registration, RSS peak %s\n",
+			r.StormPeers, r.StormHeld, r.StormTime.Round(time.Millisecond), r.StormFailed, r.StormRetries, r.StormLost, r.StormHeld, mib(r.StormRSSPeak))
 		if r.StormErr != "" {
 			fmt.Fprintf(w, "                        first failed attempt: %s\n", r.StormErr)
 		}
@@ -197,7 +232,8 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	command := cfg.Command
 	if command == nil {
 		command = func(listen string) *exec.Cmd {
-			return exec.Command(cfg.Binary, "rendezvous", "--listen", listen, "--stun-listen", "", "--log-format", "json")
+			args := append([]string{"rendezvous", "--listen", listen, "--stun-listen", "", "--log-format", "json"}, cfg.ServerArgs...)
+			return exec.Command(cfg.Binary, args...)
 		}
 	}
 	srv, err := startServer(ctx, command, dir)
@@ -243,7 +279,15 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 
 	// Phase 4: a storm of new peers at once.
 	if cfg.StormPeers > 0 {
-		log.Info("storm", "peers", cfg.StormPeers)
+		// Held and storm peers cost one fd each in both processes: when
+		// they would not fit, fewer peers are held during the storm.
+		if room := fdRoom(p) - cfg.StormPeers; room < len(held.peers) {
+			log.Info("fewer peers held during the storm, for the fd limits", "held", max(room, 0), "storm", cfg.StormPeers)
+			held.release(len(held.peers) - max(room, 0))
+			waitFDs(ctx, p, rep.BaseFDs+len(held.peers)+16, 20*time.Second)
+		}
+		rep.StormHeld = len(held.peers)
+		log.Info("storm", "peers", cfg.StormPeers, "held", rep.StormHeld)
 		before := held.registrations()
 		storm := newFleet(srv.url, cfg.PeersPerSource, 2)
 		start := time.Now()
@@ -254,7 +298,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		}
 		rep.StormRetries = storm.retries.Load()
 		rep.StormRSSPeak, _ = p.hwm()
-		sleep(ctx, 3*time.Second) // a held peer that lost its registration re-registers within its backoff
+		sleep(ctx, cfg.StormWatch) // a held peer that lost its registration shows now
 		rep.StormPeers = cfg.StormPeers
 		rep.StormLost = held.lostSince(before)
 		storm.close()
@@ -460,8 +504,8 @@ type peer struct {
 	regs    atomic.Int64
 	partner *peer
 	// latency rounds
-	answers chan int64
-	record  atomic.Pointer[recorder]
+	answers chan int
+	win     atomic.Pointer[window]
 }
 
 func newFleet(url string, perSrc int, block byte) *fleet {
@@ -493,7 +537,7 @@ func (f *fleet) connect(ctx context.Context, n, parallel int) int {
 		if err != nil {
 			panic(err) // crypto/rand does not fail on Linux
 		}
-		peers[i] = &peer{key: k, answers: make(chan int64, 4)}
+		peers[i] = &peer{key: k, answers: make(chan int, poolSize)}
 	}
 	for i := 0; i+1 < n; i += 2 {
 		peers[i].partner, peers[i+1].partner = peers[i+1], peers[i]
@@ -540,7 +584,7 @@ func (f *fleet) dial(ctx context.Context, i int, p *peer) error {
 			URL: f.url, Key: p.key, Watch: watch, HTTPClient: f.source(i),
 			Logger:       slog.New(slog.DiscardHandler),
 			OnRegistered: func(rendezvous.Registration) { p.regs.Add(1) },
-			OnMessage:    p.onMessage,
+			OnSealed:     p.onSealed,
 		})
 		cancel()
 		if err == nil {
@@ -569,16 +613,31 @@ func (f *fleet) registrations() []int64 {
 	return out
 }
 
-// lostSince counts peers that registered again since before was taken.
+// lostSince counts peers that registered again since before was taken,
+// or are not registered right now (lost, and still reconnecting).
 func (f *fleet) lostSince(before []int64) int {
-	now := f.registrations()
+	f.mu.Lock()
+	peers := f.peers
+	f.mu.Unlock()
 	n := 0
-	for i := range before {
-		if now[i] > before[i] {
+	for i := range min(len(before), len(peers)) {
+		c := peers[i].c.Load()
+		if peers[i].regs.Load() > before[i] || c == nil || !c.Connected() {
 			n++
 		}
 	}
 	return n
+}
+
+// release closes the last n peers (n even, so pairs stay pairs) and
+// drops them from the fleet.
+func (f *fleet) release(n int) {
+	f.mu.Lock()
+	n = min(n+n%2, len(f.peers))
+	gone := f.peers[len(f.peers)-n:]
+	f.peers = f.peers[:len(f.peers)-n]
+	f.mu.Unlock()
+	closeAll(gone)
 }
 
 func (f *fleet) close() {
@@ -586,6 +645,10 @@ func (f *fleet) close() {
 	peers := f.peers
 	f.peers = nil
 	f.mu.Unlock()
+	closeAll(peers)
+}
+
+func closeAll(peers []*peer) {
 	sem := make(chan struct{}, 512)
 	var wg sync.WaitGroup
 	for _, p := range peers {
@@ -602,15 +665,56 @@ func (f *fleet) close() {
 	wg.Wait()
 }
 
-// A signaling message: about the size of a real offer with candidates.
-type message struct {
-	Kind string `json:"k"` // offer or answer
-	Seq  int64  `json:"s"`
-	Sent int64  `json:"t"` // unix ns
-	Pad  string `json:"p"`
+// payloadSize is about the size of a real offer with candidates.
+const payloadSize = 640
+
+// poolSize sealed offers and as many answers per active pair are made
+// before a window and used in turn. The server never opens them, so
+// sending the same bytes again costs it what a fresh message would; a
+// slot is used again only poolSize rounds (2 s at 2 rounds/s) later, when
+// a message still on its way is counted lost anyway.
+const poolSize = 4
+
+// window is one latency window: every sealed message of every active
+// pair, made before the window, found by its correlation id (the first
+// bytes of its ephemeral key, random per message) without opening it.
+type window struct {
+	base  time.Time
+	slots map[uint64]*slot
+	rec   recorder
 }
 
-var pad = strings.Repeat("x", 600)
+// slot is one sealed message.
+type slot struct {
+	sealed []byte
+	to     identity.PublicKey
+	from   *peer
+	idx    int
+	answer *slot        // an offer's answer; nil for an answer
+	sent   atomic.Int64 // ns since window.base + 1 while on its way; 0 otherwise
+}
+
+// corrID is a sealed message's correlation id: bytes 1..8 are the start
+// of its Noise ephemeral key (see rendezvous.Client.Seal).
+func corrID(sealed []byte) (uint64, bool) {
+	if len(sealed) < 9 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(sealed[1:9]), true
+}
+
+func (w *window) now() int64 { return int64(time.Since(w.base)) + 1 }
+
+func (w *window) send(ctx context.Context, s *slot) error {
+	c := s.from.c.Load()
+	if c == nil {
+		return rendezvous.ErrNotConnected
+	}
+	s.sent.Store(w.now())
+	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	return c.SendSealed(sctx, s.to, s.sealed)
+}
 
 type recorder struct {
 	mu  sync.Mutex
@@ -623,72 +727,162 @@ func (r *recorder) add(d time.Duration) {
 	r.mu.Unlock()
 }
 
-func (p *peer) onMessage(from identity.PublicKey, b []byte) {
-	var m message
-	if json.Unmarshal(b, &m) != nil {
+// onSealed takes a message without opening it: it is recorded by its
+// correlation id, and an offer is answered with the answer sealed for it.
+func (p *peer) onSealed(_ identity.PublicKey, b []byte) {
+	w := p.win.Load()
+	if w == nil {
 		return
 	}
-	if r := p.record.Load(); r != nil {
-		r.add(time.Duration(time.Now().UnixNano() - m.Sent))
+	id, ok := corrID(b)
+	if !ok {
+		return
 	}
-	switch m.Kind {
-	case "offer":
-		c := p.c.Load()
-		if c == nil {
-			return
-		}
-		reply, _ := json.Marshal(message{Kind: "answer", Seq: m.Seq, Sent: time.Now().UnixNano(), Pad: pad})
+	s := w.slots[id]
+	if s == nil {
+		return
+	}
+	sent := s.sent.Swap(0)
+	if sent == 0 {
+		return // a duplicate, or its slot was reused
+	}
+	w.rec.add(time.Duration(w.now() - sent))
+	if a := s.answer; a != nil {
 		// The callback runs on the client's reader: sending from here
 		// would let one slow write stall the reader.
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), sendTimeout)
-			defer cancel()
-			_ = c.Send(ctx, from, reply)
-		}()
-	case "answer":
-		select {
-		case p.answers <- m.Seq:
-		default:
-		}
+		go func() { _ = w.send(context.Background(), a) }()
+		return
+	}
+	select {
+	case p.answers <- s.idx:
+	default:
 	}
 }
 
-// measure runs latency and adds the CPU both sides used meanwhile.
-func (f *fleet) measure(ctx context.Context, server proc, pairs int, rate float64, d time.Duration) Latency {
-	self := proc(os.Getpid())
-	s0, _ := server.cpu()
-	l0, _ := self.cpu()
-	t0 := time.Now()
-	l := f.latency(ctx, pairs, rate, d)
-	el := float64(time.Since(t0))
-	s1, _ := server.cpu()
-	l1, _ := self.cpu()
-	l.ServerCPU, l.LoadCPU = float64(s1-s0)/el, float64(l1-l0)/el
-	return l
-}
-
-// latency runs pairs offer/answer rounds at rate per second each for d.
-func (f *fleet) latency(ctx context.Context, pairs int, rate float64, d time.Duration) Latency {
+// prepare seals poolSize offers and answers for each active pair, on
+// every core, and returns the window (not yet started) and how long the
+// sealing took.
+func (f *fleet) prepare(pairs int) (*window, []*peer, time.Duration) {
 	f.mu.Lock()
 	peers := f.peers
 	f.mu.Unlock()
-	rec := &recorder{}
 	var active []*peer
 	for i := 0; i+1 < len(peers) && len(active) < pairs; i += 2 {
 		if peers[i].c.Load() != nil && peers[i+1].c.Load() != nil {
 			active = append(active, peers[i])
 		}
 	}
+	start := time.Now()
+	type job struct {
+		p  *peer
+		ss []*slot // offers then answers
+	}
+	jobs := make([]job, len(active))
+	payload := make([]byte, payloadSize)
+	for i := range payload {
+		payload[i] = 'a' + byte(i%26)
+	}
+	var wg sync.WaitGroup
+	next := atomic.Int64{}
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(active) {
+					return
+				}
+				p := active[i]
+				ss := make([]*slot, 2*poolSize)
+				for k := range ss {
+					from, to := p, p.partner
+					if k >= poolSize {
+						from, to = p.partner, p
+					}
+					s := &slot{from: from, to: to.key.PublicKey(), idx: k % poolSize}
+					if c := from.c.Load(); c != nil {
+						s.sealed, _ = c.Seal(s.to, payload)
+					}
+					ss[k] = s
+				}
+				for k := range poolSize {
+					ss[k].answer = ss[poolSize+k]
+				}
+				jobs[i] = job{p: p, ss: ss}
+			}
+		}()
+	}
+	wg.Wait()
+	w := &window{slots: make(map[uint64]*slot, len(active)*2*poolSize)}
+	var ok []*peer
+	for _, j := range jobs {
+		good := true
+		for _, s := range j.ss {
+			id, fine := corrID(s.sealed)
+			if !fine || w.slots[id] != nil {
+				good = false // a client went away while sealing
+			}
+		}
+		if !good {
+			continue
+		}
+		for _, s := range j.ss {
+			id, _ := corrID(s.sealed)
+			w.slots[id] = s
+		}
+		ok = append(ok, j.p)
+	}
+	return w, ok, time.Since(start)
+}
+
+// measure seals ahead, then runs latency and adds the CPU both sides used
+// meanwhile (the sealing is not in it).
+func (f *fleet) measure(ctx context.Context, server proc, pairs int, rate float64, d time.Duration) Latency {
+	w, active, prep := f.prepare(pairs)
+	self := proc(os.Getpid())
+	s0, _ := server.cpu()
+	l0, _ := self.cpu()
+	sw0, _ := server.runWait()
+	lw0, _ := self.runWait()
+	t0 := time.Now()
+	l := f.latency(ctx, w, active, rate, d)
+	el := float64(time.Since(t0))
+	s1, _ := server.cpu()
+	l1, _ := self.cpu()
+	sw1, _ := server.runWait()
+	lw1, _ := self.runWait()
+	l.ServerCPU, l.LoadCPU = float64(s1-s0)/el, float64(l1-l0)/el
+	l.ServerWait, l.LoadWait = float64(sw1-sw0)/el, float64(lw1-lw0)/el
+	l.LoadAvg = loadAvg()
+	l.Pairs, l.Sealed, l.SealTime = len(active), 2*poolSize*len(active), prep
+	return l
+}
+
+// latency runs offer/answer rounds between the active pairs at rate per
+// second each for d.
+func (f *fleet) latency(ctx context.Context, w *window, active []*peer, rate float64, d time.Duration) Latency {
+	w.base = time.Now()
 	for _, p := range active {
-		p.record.Store(rec)
-		p.partner.record.Store(rec)
+		p.win.Store(w)
+		p.partner.win.Store(w)
 	}
 	var lost atomic.Int64
 	var wg sync.WaitGroup
 	every := time.Duration(float64(time.Second) / rate)
 	start := time.Now()
 	end := start.Add(d)
+	offers := make(map[*peer][]*slot, len(active))
+	for _, s := range w.slots {
+		if s.answer != nil {
+			if offers[s.from] == nil {
+				offers[s.from] = make([]*slot, poolSize)
+			}
+			offers[s.from][s.idx] = s
+		}
+	}
 	for i, p := range active {
+		pool := offers[p]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -696,9 +890,9 @@ func (f *fleet) latency(ctx context.Context, pairs int, rate float64, d time.Dur
 			if !sleep(ctx, every*time.Duration(i)/time.Duration(len(active))) {
 				return
 			}
-			for seq := int64(1); time.Now().Before(end) && ctx.Err() == nil; seq++ {
+			for seq := 0; time.Now().Before(end) && ctx.Err() == nil; seq++ {
 				next := time.Now().Add(every)
-				if !p.round(ctx, seq) {
+				if !p.round(ctx, w, pool[seq%poolSize]) {
 					lost.Add(1)
 				}
 				if !sleep(ctx, time.Until(next)) {
@@ -710,12 +904,12 @@ func (f *fleet) latency(ctx context.Context, pairs int, rate float64, d time.Dur
 	wg.Wait()
 	elapsed := time.Since(start)
 	for _, p := range active {
-		p.record.Store(nil)
-		p.partner.record.Store(nil)
+		p.win.Store(nil)
+		p.partner.win.Store(nil)
 	}
-	rec.mu.Lock()
-	lat := rec.lat
-	rec.mu.Unlock()
+	w.rec.mu.Lock()
+	lat := w.rec.lat
+	w.rec.mu.Unlock()
 	slices.Sort(lat)
 	out := Latency{Messages: len(lat), PerSecond: float64(len(lat)) / elapsed.Seconds(), Lost: int(lost.Load())}
 	if len(lat) > 0 {
@@ -727,23 +921,19 @@ func (f *fleet) latency(ctx context.Context, pairs int, rate float64, d time.Dur
 }
 
 // round sends an offer to the partner and waits for its answer.
-func (p *peer) round(ctx context.Context, seq int64) bool {
-	c := p.c.Load()
-	if c == nil {
-		return false
+func (p *peer) round(ctx context.Context, w *window, offer *slot) bool {
+	for len(p.answers) > 0 { // late answers of lost rounds
+		<-p.answers
 	}
-	b, _ := json.Marshal(message{Kind: "offer", Seq: seq, Sent: time.Now().UnixNano(), Pad: pad})
 	lost := time.NewTimer(2 * time.Second)
 	defer lost.Stop()
-	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
-	defer cancel()
-	if err := c.Send(sctx, p.partner.key.PublicKey(), b); err != nil {
+	if err := w.send(ctx, offer); err != nil {
 		return false
 	}
 	for {
 		select {
 		case got := <-p.answers:
-			if got == seq {
+			if got == offer.idx {
 				return true
 			}
 		case <-lost.C:
@@ -781,12 +971,17 @@ func (fl *flood) run(ctx context.Context) {
 		if c == nil {
 			continue
 		}
+		// Sealed once: the load's CPU goes to the flood, not to Noise.
+		junk, err := c.Seal(stranger.PublicKey(), []byte("junk for a stranger"))
+		if err != nil {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				sctx, cancel := context.WithTimeout(ctx, time.Second)
-				err := c.Send(sctx, stranger.PublicKey(), []byte("junk for a stranger"))
+				err := c.SendSealed(sctx, stranger.PublicKey(), junk)
 				cancel()
 				if err != nil {
 					sleep(ctx, 10*time.Millisecond)
