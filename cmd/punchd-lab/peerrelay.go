@@ -76,7 +76,7 @@ func onePeerRelay(ctx context.Context, bin string, upArgs, rvArgs []string, seco
 	defer cancel()
 	m, err := scenario.StartMesh(ctx, scenario.MeshOptions{Binary: bin, LogLevel: "info", UpArgs: upArgs, RendezvousArgs: rvArgs,
 		RendezvousDelay: delays.rendezvous,
-		Members: []scenario.MemberSpec{{Name: "a", NAT: lab.NATNone, Delay: delays.member}, {Name: "f", NAT: lab.NATSymmetric}, {Name: "g", NAT: lab.NATSymmetric}}})
+		Members:         []scenario.MemberSpec{{Name: "a", NAT: lab.NATNone, Delay: delays.member}, {Name: "f", NAT: lab.NATSymmetric}, {Name: "g", NAT: lab.NATSymmetric}}})
 	if err != nil {
 		return "", 0, 0, err
 	}

@@ -20,13 +20,7 @@ func TestAddDelay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("lab test: skipped with -short")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	l, err := New(ctx, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	ctx, l := newTestLab(t, 60*time.Second)
 	far, err := l.AddPublicHost("far", 1)
 	if err != nil {
 		t.Fatal(err)
