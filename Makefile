@@ -1,17 +1,20 @@
 # punchd — build, test, demo.
 #
-#   make test       unit tests + lint; as root also the NAT-lab e2e tests
+#   make test       lint, unit tests, every fuzz target for a few seconds
+#                   (fuzz-short); as root also the NAT-lab e2e tests
 #                   (installs the apt packages it needs when missing)
-#   sudo make demo  one-machine lab: two NATed hosts get a tunnel
+#   make unit       unit tests only: no root needed, no namespace test runs
+#   make fuzz-short each fuzz target for FUZZTIME (3s), as CI does
+#   make demo       one-machine lab (as root): two NATed hosts get a tunnel
 #
-# sudo resets PATH, so find Go where the Debian image keeps it too.
+# A root shell may lack Go on its PATH, so find it where the Debian image keeps it too.
 GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 STATICCHECK_VERSION := v0.8.2
 # -p 1: the lab tests time ICE against a relay race; packages running side by
 # side on 2 cores would make the timing, not the code, decide some paths.
 GOTEST_FLAGS ?= -count=1 -p 1 -timeout 45m
 
-.PHONY: all build test unit lint deps demo connect-time clean
+.PHONY: all build test unit fuzz-short lint deps demo connect-time clean
 
 all: build
 
@@ -33,6 +36,12 @@ unit:
 
 test: deps lint
 	$(GO) test $(GOTEST_FLAGS) ./...
+	@$(MAKE) --no-print-directory fuzz-short
+
+# Every fuzz target (discovered with go test -list) for FUZZTIME each.
+FUZZTIME ?= 3s
+fuzz-short:
+	@GO=$(GO) scripts/fuzz-short.sh $(FUZZTIME)
 
 demo: deps build
 	bin/punchd-lab demo --punchd bin/punchd

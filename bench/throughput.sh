@@ -4,14 +4,14 @@
 # committed) configured with `wg`, the raw path, and punchd relayed through
 # its own TURN and through Debian's coturn. Needs root.
 #
-#   sudo bench/throughput.sh [--seconds N]
+#   bench/throughput.sh [--runs N] [--seconds N]     (as root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 GO=${GO:-go}
 
 if [ "$(id -u)" -ne 0 ]; then
-	echo "bench/throughput.sh needs root (network namespaces): sudo bench/throughput.sh" >&2
+	echo "bench/throughput.sh needs root (network namespaces): run it as root" >&2
 	exit 1
 fi
 scripts/lab-deps.sh

@@ -26,7 +26,7 @@ done
 mapfile -t pkgs < <(printf '%s\n' "${missing[@]}" | sort -u)
 
 if [ "$(id -u)" -ne 0 ]; then
-	echo "lab-deps: not root, so not installing ${pkgs[*]}: the NAT-lab tests will skip (run as root: sudo make test)" >&2
+	echo "lab-deps: not root, so not installing ${pkgs[*]}: the NAT-lab tests will skip (run make test as root)" >&2
 	exit 0
 fi
 if ! command -v apt-get >/dev/null 2>&1; then

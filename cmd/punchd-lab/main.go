@@ -37,7 +37,7 @@ func main() {
 
 func needRoot() error {
 	if os.Geteuid() != 0 {
-		return fmt.Errorf("the lab needs root (network namespaces, nftables): run `sudo make demo`")
+		return fmt.Errorf("the lab needs root (network namespaces, nftables): run `make demo` as root")
 	}
 	return nil
 }

@@ -167,8 +167,8 @@ func (s *settings) logger(w io.Writer) (*slog.Logger, error) {
 	}
 }
 
-// defaultStateDir follows DESIGN: /var/lib/punchd as root, the user's
-// config directory otherwise (so `punchd id` works without sudo).
+// defaultStateDir is /var/lib/punchd as root, the user's
+// config directory otherwise (so `punchd id` works without root).
 func defaultStateDir() string {
 	if os.Geteuid() == 0 {
 		return "/var/lib/punchd"

@@ -1,5 +1,5 @@
 // Package control is the daemon's local control channel: a small HTTP API on a
-// unix socket that `punchd status` (and later `punchd ping`) use to ask the
+// unix socket that `punchd status` and `punchd ping` use to ask the
 // running daemon what it knows. The socket is the trust boundary: whoever can
 // open it may read the status, so it is created 0660 in the state directory.
 package control

@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"github.com/pion/stun/v4"
+	"github.com/pion/turn/v5"
 
 	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/network"
-	"github.com/punchd/punchd/internal/rendezvous"
 )
 
 // Peer is one remote host this daemon links to.
@@ -89,7 +89,7 @@ func (t ExternalTURN) server(self identity.PublicKey) (icepeer.ICEServer, error)
 	if t.Secret == "" {
 		return icepeer.ICEServer{URL: t.URL, Username: t.Username, Credential: t.Password}, nil
 	}
-	user, pass, err := rendezvous.TURNCredentials(t.Secret, self.String(), turnCredentialTTL)
+	user, pass, err := turn.GenerateLongTermTURNRESTCredentials(t.Secret, self.String(), turnCredentialTTL)
 	return icepeer.ICEServer{URL: t.URL, Username: user, Credential: pass}, err
 }
 

@@ -302,7 +302,8 @@ func (d *daemon) addPeer(key identity.PublicKey, alias string, member bool, rout
 		Logger:            plog,
 	})
 	ps.hard = newHardNAT(d, ps, d.cool)
-	d.bind.SetPassive(key, !key.Less(d.self)) // the ICE controlling side (larger key) initiates
+	// The ICE controlling side initiates WireGuard; the other waits.
+	d.bind.SetPassive(key, !ps.ice.Controlling())
 	if err := d.dev.AddPeer(key, routes); err != nil {
 		return fmt.Errorf("add peer %s to wireguard: %w", key.Short(), err)
 	}
@@ -522,7 +523,7 @@ func (d *daemon) onPath(ps *peerState, path icepeer.Path) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	ps.lastPath = path
-	if pathKind(path) == "direct" && ps.via != "" {
+	if path.Kind() == icepeer.PathDirect && ps.via != "" {
 		// A direct path always beats a member relay.
 		d.bind.SetVia(ps.key, identity.PublicKey{})
 		ps.log.Info("peer relay no longer used: direct path", "via", ps.via)
@@ -534,9 +535,8 @@ func (d *daemon) onPath(ps *peerState, path icepeer.Path) {
 		if ps.connectedAt.IsZero() {
 			ps.connectedAt = time.Now()
 		}
-		ps.log.Info("path selected", "path", pathKind(path),
-			"local", path.Local.Type+" "+path.Local.Addr.String(),
-			"remote", path.Remote.Type+" "+path.Remote.Addr.String(),
+		ps.log.Info("path selected", "path", path.Kind().String(),
+			"local", path.Local.String(), "remote", path.Remote.String(),
 			"after", time.Since(d.started).Round(time.Millisecond))
 	default:
 		ps.connectedAt = time.Time{}

@@ -117,7 +117,7 @@ func (h *hardNAT) due() (netip.AddrPort, bool) {
 	h.mu.Lock()
 	idle := !h.busy && h.link == nil
 	h.mu.Unlock()
-	if !idle || is.State != icepeer.StateConnected || pathKind(is.Path) != "relay" ||
+	if !idle || is.State != icepeer.StateConnected || is.Path.Kind() != icepeer.PathRelay ||
 		is.ConnectedAt.IsZero() || time.Since(is.ConnectedAt) < relayedFor || !is.RemoteReflexive.IsValid() {
 		return netip.AddrPort{}, false
 	}
@@ -335,7 +335,7 @@ func (h *hardNAT) holdsPath(p icepeer.Path) bool {
 	if h.link == nil {
 		return false
 	}
-	if pathKind(p) == "direct" {
+	if p.Kind() == icepeer.PathDirect {
 		h.link.Close()
 		h.link = nil
 		return false

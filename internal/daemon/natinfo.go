@@ -4,10 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"strings"
+	"strconv"
 	"sync"
 	"time"
 
+	"github.com/pion/stun/v4"
 	"github.com/punchd/punchd/internal/natprobe"
 )
 
@@ -88,16 +89,12 @@ func (n *natInfo) current() *natprobe.Report {
 // stunServer picks host:port of the first stun: URL (the rendezvous' own
 // STUN server, which answers RFC 5780 when it has a second address).
 func stunServer(urls []string) string {
-	for _, u := range urls {
-		rest, ok := strings.CutPrefix(u, "stun:")
-		if !ok {
+	for _, raw := range urls {
+		u, err := stun.ParseURI(raw)
+		if err != nil || u.Scheme != stun.SchemeTypeSTUN {
 			continue
 		}
-		rest, _, _ = strings.Cut(rest, "?")
-		if _, _, err := net.SplitHostPort(rest); err == nil {
-			return rest
-		}
-		return net.JoinHostPort(strings.Trim(rest, "[]"), "3478")
+		return net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
 	}
 	return ""
 }

@@ -14,6 +14,7 @@ func TestSTUNServer(t *testing.T) {
 		{[]string{"stun:[2001:db8::1]:3479"}, "[2001:db8::1]:3479"},
 		{[]string{"stun:[2001:db8::1]"}, "[2001:db8::1]:3478"},
 		{[]string{"turns:r:5349"}, ""},
+		{[]string{"stuns:r:5349", "stun:"}, ""},
 		{nil, ""},
 	}
 	for _, tt := range tests {

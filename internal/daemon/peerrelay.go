@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/tunnel"
 )
@@ -213,7 +214,7 @@ func (ps *peerState) hasDirectPath() bool {
 	}
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	return pathKind(ps.lastPath) == "direct"
+	return ps.lastPath.Kind() == icepeer.PathDirect
 }
 
 // displayName is how logs and status name a peer: alias, announced name,

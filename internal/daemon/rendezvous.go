@@ -17,12 +17,13 @@ import (
 	"github.com/punchd/punchd/internal/fdlimit"
 	"github.com/punchd/punchd/internal/metrics"
 	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/route"
 	"github.com/punchd/punchd/internal/sdnotify"
 	"github.com/punchd/punchd/internal/turnserver"
 )
 
 // RendezvousConfig is what `punchd rendezvous` needs: one process serving
-// signaling and STUN (and, later, TURN).
+// signaling, STUN and TURN.
 type RendezvousConfig struct {
 	Listen     string // signaling HTTP(S)/WebSocket, host:port
 	STUNListen string // UDP host:port; empty disables the embedded STUN server
@@ -230,12 +231,8 @@ func relayAddress(cfg RendezvousConfig) (netip.Addr, error) {
 			return ip, nil
 		}
 	}
-	c, err := net.Dial("udp4", "192.0.2.1:9") // connecting sends nothing
-	if err == nil {
-		defer c.Close()
-		if a := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr(); a.IsValid() && !a.IsUnspecified() {
-			return a.Unmap(), nil
-		}
+	if a := route.DefaultSource(); a.IsValid() {
+		return a, nil
 	}
 	return netip.Addr{}, errors.New("cannot tell which address relays are reached at: give --relay-ip (the rendezvous host's public address) or --no-turn")
 }

@@ -52,45 +52,26 @@ func (d *daemon) status() control.Status {
 		ps.mu.Lock()
 		name, relayVia, viaReason := ps.name, ps.via, ps.viaReason
 		ps.mu.Unlock()
-		out := control.PeerStatus{
-			ID:          ps.key.String(),
-			Alias:       ps.alias,
-			Member:      ps.member,
-			MemberName:  name,
-			State:       is.State,
-			Path:        pathKind(is.Path),
-			Reason:      is.Reason,
-			OverlayIPv4: addrString(firstOf(ps.routes, true)),
-			OverlayIPv6: addrString(firstOf(ps.routes, false)),
-			NAT:         string(is.RemoteNAT),
-		}
-		if out.Path != "none" {
-			out.LocalCandidate = candidate(is.Path.Local)
-			out.RemoteCandidate = candidate(is.Path.Remote)
-		}
-		if out.Path == "direct" && d.viaPortMapping(is, natRep) {
+		out := peerStatus(is, natRep)
+		out.ID, out.Alias, out.Member, out.MemberName = ps.key.String(), ps.alias, ps.member, name
+		out.OverlayIPv4 = addrString(firstOf(ps.routes, true))
+		out.OverlayIPv6 = addrString(firstOf(ps.routes, false))
+		if is.Path.Kind() == icepeer.PathDirect && d.viaPortMapping(is, natRep) {
 			out.Via = "port mapping"
 		}
 		via, probes, remote, miss := ps.hard.status()
 		if via != "" {
 			// A birthday path carries the tunnel; ICE's (relayed) pair
 			// stands by.
-			out.Path, out.Via, out.Probes, out.Reason, out.Relay = "direct", via, probes, "", ""
+			out.Path, out.Via, out.Probes, out.Reason, out.Relay = icepeer.PathDirect.String(), via, probes, "", ""
 			out.LocalCandidate, out.RemoteCandidate = nil, &control.Candidate{Type: "prflx", Address: remote.String()}
-		}
-		if out.Path == "relay" {
-			out.Relay = relayAddr(is.Path)
-			if out.Reason == "" {
-				out.Reason = natkind.RelayReason(out.Relay, natRep.Local(), is.RemoteNAT)
-			}
-			if miss != "" {
-				out.Reason += "; last try: " + miss
-			}
+		} else if is.Path.Kind() == icepeer.PathRelay && miss != "" {
+			out.Reason += "; last try: " + miss
 		}
 		if relayVia != "" {
 			// A member carries the tunnel (see peerrelay.go): it
 			// answered our probes through it a moment ago.
-			out.State, out.Path, out.RelayVia, out.Reason = "connected", "relay", relayVia, viaReason
+			out.State, out.Path, out.RelayVia, out.Reason = icepeer.StateConnected.String(), icepeer.PathRelay.String(), relayVia, viaReason
 			out.Relay, out.LocalCandidate, out.RemoteCandidate = "", nil, nil
 		}
 		if s, ok := stats[ps.key]; ok {
@@ -111,32 +92,33 @@ func (d *daemon) status() control.Status {
 	return st
 }
 
-func pathKind(p icepeer.Path) string {
-	switch {
-	// Either end's relay makes the path relayed: when the peer holds the
-	// allocation we send straight to it, but a relay carries the traffic.
-	case p.Relay != nil, p.Local.Type == "relay", p.Remote.Type == "relay":
-		return "relay"
-	case p.Direct.IsValid():
-		return "direct"
-	default:
-		return "none"
+// peerStatus is what ICE knows of a peer, as `punchd status` shows it;
+// natRep is this host's latest NAT probe (nil before the first).
+func peerStatus(is icepeer.PeerStatus, natRep *natprobe.Report) control.PeerStatus {
+	out := control.PeerStatus{
+		State:  is.State.String(),
+		Path:   is.Path.Kind().String(),
+		Reason: is.Reason,
+		NAT:    string(is.RemoteNAT),
 	}
+	if is.Path.Kind() != icepeer.PathNone {
+		out.LocalCandidate = candidate(is.Path.Local)
+		out.RemoteCandidate = candidate(is.Path.Remote)
+	}
+	if is.Path.Kind() == icepeer.PathRelay {
+		out.Relay = is.Path.RelayAddr().String()
+		if out.Reason == "" {
+			out.Reason = natkind.RelayReason(out.Relay, natRep.Local(), is.RemoteNAT)
+		}
+	}
+	return out
 }
 
 func candidate(c icepeer.Candidate) *control.Candidate {
-	if c.Type == "" {
+	if c.IsZero() {
 		return nil
 	}
-	return &control.Candidate{Type: c.Type, Address: c.Addr.String(), RelayProtocol: c.RelayProtocol}
-}
-
-// relayAddr is the relay carrying the path: ours if we hold it, else the peer's.
-func relayAddr(p icepeer.Path) string {
-	if p.Local.Type == "relay" {
-		return p.Local.Addr.String()
-	}
-	return p.Remote.Addr.String()
+	return &control.Candidate{Type: c.Type.String(), Address: c.Addr.String(), RelayProtocol: c.RelayProtocol}
 }
 
 // viaPortMapping reports whether a direct path goes through a gateway's

@@ -290,8 +290,8 @@ func (p *Peer) closeAttempt(why string) {
 
 func pathFor(a *attempt, local, remote ice.Candidate) Path {
 	path := Path{
-		Local:  Candidate{Type: local.Type().String(), Addr: candidateAddr(local)},
-		Remote: Candidate{Type: remote.Type().String(), Addr: candidateAddr(remote)},
+		Local:  Candidate{Type: local.Type(), Addr: candidateAddr(local)},
+		Remote: Candidate{Type: remote.Type(), Addr: candidateAddr(remote)},
 	}
 	if rc, ok := local.(*ice.CandidateRelay); ok {
 		// TCP-in-TCP through a TURN-over-TCP relay is far slower than

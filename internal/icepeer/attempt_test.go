@@ -54,18 +54,26 @@ func loopbackName(t *testing.T) string {
 	return ""
 }
 
-// The larger key controls; both ends must come to the same answer.
+// The peer's role is identity.ControlsICE's answer (which the daemon also
+// reads, through Controlling, to make the controlled side's Bind passive):
+// the larger key controls, and the two ends never take the same role.
 func TestRoles(t *testing.T) {
+	small, large := identity.PublicKey{0x01}, identity.PublicKey{0x02}
+	a := NewPeer(PeerConfig{Local: large, Remote: small})
+	b := NewPeer(PeerConfig{Local: small, Remote: large})
+	if !a.Controlling() || b.Controlling() {
+		t.Fatalf("larger key controlling %v, smaller %v; want true, false", a.Controlling(), b.Controlling())
+	}
 	for range 20 {
 		k1, _ := identity.GeneratePrivateKey()
 		k2, _ := identity.GeneratePrivateKey()
 		a := NewPeer(PeerConfig{Local: k1.PublicKey(), Remote: k2.PublicKey()})
 		b := NewPeer(PeerConfig{Local: k2.PublicKey(), Remote: k1.PublicKey()})
-		if a.controlling == b.controlling {
+		if a.Controlling() == b.Controlling() {
 			t.Fatal("both ends took the same role")
 		}
-		if a.controlling != k2.PublicKey().Less(k1.PublicKey()) {
-			t.Fatal("the smaller key controls")
+		if a.Controlling() != identity.ControlsICE(k1.PublicKey(), k2.PublicKey()) {
+			t.Fatal("the peer's role is not identity.ControlsICE's")
 		}
 	}
 }

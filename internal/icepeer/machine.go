@@ -352,8 +352,7 @@ func (p *Peer) onPair(a *attempt, local, remote ice.Candidate) {
 	}
 	a.path = pathFor(a, local, remote)
 	p.log.Info("ICE selected pair", "gen", a.gen,
-		"local", a.path.Local.Type+" "+a.path.Local.Addr.String(),
-		"remote", a.path.Remote.Type+" "+a.path.Remote.Addr.String())
+		"local", a.path.Local.String(), "remote", a.path.Remote.String())
 	p.setPath(a.path)
 }
 

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 
 // Candidate is one end of a candidate pair.
 type Candidate struct {
-	Type string // host, srflx, prflx, relay
+	Type ice.CandidateType // its String() is host, srflx, prflx or relay
 	Addr netip.AddrPort
 	// RelayProtocol is how a local relay candidate reaches its TURN
 	// server: "udp", "tcp" or "tls"; empty otherwise (and for remote
@@ -39,22 +40,95 @@ type Path struct {
 	Local, Remote Candidate
 }
 
+// IsZero reports whether c is no candidate at all.
+func (c Candidate) IsZero() bool { return c == Candidate{} }
+
+// String is the candidate's type and address, as logs show it.
+func (c Candidate) String() string { return c.Type.String() + " " + c.Addr.String() }
+
 // IsZero reports whether there is no path.
 func (p Path) IsZero() bool { return !p.Direct.IsValid() && p.Relay == nil }
 
-// States reported by Status.
+// PathKind says whether a path is direct or goes through a relay.
+type PathKind uint8
+
+// The path kinds; their String() is what `punchd status` shows.
 const (
-	StateNew          = "new"          // Run not started or presence not known yet
-	StateWaiting      = "waiting"      // the peer is not at the rendezvous
-	StateChecking     = "checking"     // an attempt is under way
-	StateConnected    = "connected"    // a pair is selected and answers
-	StateDisconnected = "disconnected" // the selected pair stopped answering; ICE may recover
-	StateFailed       = "failed"       // the attempt failed; a new one is scheduled
+	PathNone PathKind = iota
+	PathDirect
+	PathRelay
 )
+
+func (k PathKind) String() string {
+	switch k {
+	case PathDirect:
+		return "direct"
+	case PathRelay:
+		return "relay"
+	default:
+		return "none"
+	}
+}
+
+// Kind classifies p. Either end's relay makes the path relayed: when the
+// peer holds the allocation we send straight to it, but a relay carries
+// the traffic.
+func (p Path) Kind() PathKind {
+	switch {
+	case p.Relay != nil, p.Local.Type == ice.CandidateTypeRelay, p.Remote.Type == ice.CandidateTypeRelay:
+		return PathRelay
+	case p.Direct.IsValid():
+		return PathDirect
+	default:
+		return PathNone
+	}
+}
+
+// RelayAddr is the relay carrying a relayed path: ours if we hold the
+// allocation, else the peer's.
+func (p Path) RelayAddr() netip.AddrPort {
+	if p.Local.Type == ice.CandidateTypeRelay {
+		return p.Local.Addr
+	}
+	return p.Remote.Addr
+}
+
+// State is where a Peer is in its life cycle.
+type State uint8
+
+// The states reported by Status.
+const (
+	StateNew          State = iota // Run not started or presence not known yet
+	StateWaiting                   // the peer is not at the rendezvous
+	StateChecking                  // an attempt is under way
+	StateConnected                 // a pair is selected and answers
+	StateDisconnected              // the selected pair stopped answering; ICE may recover
+	StateFailed                    // the attempt failed; a new one is scheduled
+)
+
+// String is the state's name in `punchd status` (part of its JSON
+// contract: scripts parse it).
+func (s State) String() string {
+	switch s {
+	case StateNew:
+		return "new"
+	case StateWaiting:
+		return "waiting"
+	case StateChecking:
+		return "checking"
+	case StateConnected:
+		return "connected"
+	case StateDisconnected:
+		return "disconnected"
+	case StateFailed:
+		return "failed"
+	}
+	return "state(" + strconv.Itoa(int(s)) + ")"
+}
 
 // PeerStatus is a snapshot for `punchd status`.
 type PeerStatus struct {
-	State       string
+	State       State
 	Path        Path
 	Since       time.Time // when State was entered
 	ConnectedAt time.Time // when the current path was selected; zero without one
@@ -162,7 +236,7 @@ func NewPeer(cfg PeerConfig) *Peer {
 	p := &Peer{
 		cfg:         cfg,
 		log:         orDefault(cfg.Logger),
-		controlling: cfg.Remote.Less(cfg.Local),
+		controlling: identity.ControlsICE(cfg.Local, cfg.Remote),
 		events:      make(chan func(), eventQueue),
 		out:         make(chan []byte, signalQueue),
 		quit:        make(chan struct{}),
@@ -201,6 +275,10 @@ func (p *Peer) Run(ctx context.Context) {
 		}
 	}
 }
+
+// Controlling reports whether this side controls ICE toward the peer
+// (identity.ControlsICE); the daemon makes the other side's Bind passive by it.
+func (p *Peer) Controlling() bool { return p.controlling }
 
 // HandleSignal takes a payload from the remote peer (rendezvous OnMessage).
 func (p *Peer) HandleSignal(payload []byte) {
@@ -286,7 +364,7 @@ func (p *Peer) send(m signalMsg) {
 	}
 }
 
-func (p *Peer) setState(state, reason string) {
+func (p *Peer) setState(state State, reason string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.status.State != state {

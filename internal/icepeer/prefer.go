@@ -15,8 +15,8 @@ import (
 
 // The controlling side's rule on top of pion's nomination: a direct pair
 // that answers beats any relayed pair, whatever their ICE priorities, and
-// while relayed we keep trying the direct pairs. DESIGN: "relay is a
-// fallback, never a dead end". Among relayed pairs, one whose relays are
+// while relayed we keep trying the direct pairs: a relay is a fallback,
+// never a dead end. Among relayed pairs, one whose relays are
 // reached over UDP beats one through TURN over TCP or TLS, which would
 // carry the tunnel's TCP inside TCP.
 //

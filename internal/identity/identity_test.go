@@ -163,3 +163,27 @@ func FuzzParseID(f *testing.F) {
 		}
 	})
 }
+
+// The larger key (bytewise, first byte most significant) controls ICE;
+// the pairs are written out by hand, and both ends must agree.
+func TestControlsICE(t *testing.T) {
+	key := func(b ...byte) PublicKey { var k PublicKey; copy(k[:], b); return k }
+	tests := []struct {
+		self, peer PublicKey
+		want       bool
+	}{
+		{key(0x02), key(0x01), true},
+		{key(0x01), key(0x02), false},
+		{key(0x01, 0xff), key(0x02, 0x00), false}, // the first byte decides
+		{key(0x80), key(0x7f, 0xff, 0xff), true},
+		{key(0, 0, 0, 5), key(0, 0, 0, 4), true},
+	}
+	for _, tt := range tests {
+		if got := ControlsICE(tt.self, tt.peer); got != tt.want {
+			t.Errorf("ControlsICE(%x.., %x..) = %v, want %v", tt.self[:4], tt.peer[:4], got, tt.want)
+		}
+		if ControlsICE(tt.peer, tt.self) == ControlsICE(tt.self, tt.peer) {
+			t.Errorf("%x.. and %x.. take the same role", tt.self[:4], tt.peer[:4])
+		}
+	}
+}

@@ -65,8 +65,16 @@ func (k PrivateKey) Hex() string { return hex.EncodeToString(k[:]) }
 // Hex is the key as wireguard-go's UAPI wants it.
 func (p PublicKey) Hex() string { return hex.EncodeToString(p[:]) }
 
-// Less orders keys bytewise; the ICE controlling role goes by this order.
+// Less orders keys bytewise; ControlsICE goes by this order.
 func (p PublicKey) Less(q PublicKey) bool { return bytes.Compare(p[:], q[:]) < 0 }
+
+// ControlsICE reports whether self takes the ICE controlling role toward
+// peer: the larger key controls. The controlling side starts the ICE
+// attempts and chooses the path, and its Bind sends the held WireGuard
+// initiation when a path appears (the controlled side waits, so the two
+// do not cross initiations). Both ends compute the same answer from the
+// two public keys, without asking anyone.
+func ControlsICE(self, peer PublicKey) bool { return peer.Less(self) }
 
 // IsZero reports whether the key is unset.
 func (p PublicKey) IsZero() bool { return p == PublicKey{} }

@@ -20,7 +20,7 @@ type Coturn struct{ *proc }
 func CoturnInstalled() error {
 	for _, tool := range []string{"turnserver", "turnutils_natdiscovery"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			return fmt.Errorf("%s not installed (apt-get install coturn; `sudo make test` does it)", tool)
+			return fmt.Errorf("%s not installed (apt-get install coturn; `make test` as root does it)", tool)
 		}
 	}
 	return nil

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// DESIGN "Lab gotcha": a packet that reaches a NAT router before the host
+// The lab gotcha (docs/architecture.md, "The lab"): a packet that reaches a NAT router before the host
 // behind it has sent anything must not leave conntrack state that moves
 // the host's later mapping to another port. With the early drop, the
 // mapping keeps the host's port and replies get through.

@@ -94,15 +94,20 @@ const (
 // is not globally reachable.
 var InternetPrefix = netip.MustParsePrefix("198.18.0.0/15")
 
-// RequireRoot skips t unless the lab can run here.
+// RequireRoot skips t unless the lab can run here: as root, with ip and
+// nft, and without -short (`make unit` runs no namespace test, even as
+// root).
 func RequireRoot(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("lab test (network namespaces): skipped with -short")
+	}
 	if os.Geteuid() != 0 {
-		t.Skip("lab tests need root (network namespaces, nftables): run `sudo make test`")
+		t.Skip("lab tests need root (network namespaces, nftables): run `make test` as root")
 	}
 	for _, tool := range []string{"ip", "nft"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("lab tests need %s: run `sudo make test` (it installs iproute2 and nftables)", tool)
+			t.Skipf("lab tests need %s: run `make test` as root (it installs iproute2 and nftables)", tool)
 		}
 	}
 }

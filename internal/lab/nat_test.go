@@ -59,7 +59,7 @@ func TestRuleset(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Every recipe drops unsolicited inbound before conntrack
-			// confirms it (the lab gotcha in DESIGN).
+			// confirms it (the lab gotcha in docs/architecture.md).
 			if !strings.Contains(rs, "priority -150") || !strings.Contains(rs, `iifname "eth0" ct state new drop`) {
 				t.Errorf("recipe lacks the early drop:\n%s", rs)
 			}

@@ -43,7 +43,7 @@ type MiniUPnPd struct {
 // MiniUPnPdInstalled says what to install when miniupnpd is missing.
 func MiniUPnPdInstalled() error {
 	if _, err := exec.LookPath("miniupnpd"); err != nil {
-		return errors.New("miniupnpd not installed (apt-get install miniupnpd miniupnpd-nftables; `sudo make test` does it)")
+		return errors.New("miniupnpd not installed (apt-get install miniupnpd miniupnpd-nftables; `make test` as root does it)")
 	}
 	return nil
 }

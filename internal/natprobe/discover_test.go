@@ -18,6 +18,7 @@ import (
 	"github.com/punchd/punchd/internal/natkind"
 	"github.com/punchd/punchd/internal/turnserver"
 	"github.com/punchd/punchd/internal/udpretry"
+	"go.uber.org/goleak"
 )
 
 // The decisions of RFC 5780 sections 4.3 and 4.4, from synthetic answers.
@@ -73,6 +74,8 @@ func TestBehaviourDecisions(t *testing.T) {
 
 func TestDiscoverAgainstOwnResponder(t *testing.T) {
 	s := startServer(t, netip.MustParseAddr("127.0.0.2")) // all of 127/8 is local on Linux
+	// Discover's probers end their readers before it returns.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	var mu sync.Mutex
 	var lines []string
 	rep, err := Discover(context.Background(), DiscoverConfig{Server: s.Addr().String(), Progress: func(l string) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
@@ -226,6 +227,24 @@ func findIGD(ctx context.Context, gw, local netip.Addr) (igdClient, string, erro
 	if err != nil {
 		return nil, "", fmt.Errorf("SSDP search: %w", err)
 	}
+	locs := igdLocations(resps, gw)
+	if len(locs) == 0 {
+		return nil, "", errors.New("no UPnP Internet Gateway Device answered SSDP")
+	}
+	var errs []error
+	for _, loc := range locs {
+		c, where, err := wanClient(ctx, loc)
+		if err == nil {
+			return c, where, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, "", fmt.Errorf("UPnP device without a usable WAN connection service: %w", errors.Join(errs...))
+}
+
+// igdLocations are the device description URLs of the SSDP answers, the
+// default gateway's first; answers without a usable LOCATION are skipped.
+func igdLocations(resps []*http.Response, gw netip.Addr) []*url.URL {
 	var locs []*url.URL
 	for _, r := range resps {
 		loc, err := r.Location()
@@ -238,28 +257,26 @@ func findIGD(ctx context.Context, gw, local netip.Addr) (igdClient, string, erro
 			locs = append(locs, loc)
 		}
 	}
-	if len(locs) == 0 {
-		return nil, "", errors.New("no UPnP Internet Gateway Device answered SSDP")
+	return locs
+}
+
+// wanClient fetches the device description at loc and returns a client
+// for its WAN connection service, the newest kind first.
+func wanClient(ctx context.Context, loc *url.URL) (igdClient, string, error) {
+	root, err := goupnp.DeviceByURLCtx(ctx, loc)
+	if err != nil {
+		return nil, "", err
 	}
-	var errs []error
-	for _, loc := range locs {
-		root, err := goupnp.DeviceByURLCtx(ctx, loc)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if c, err := internetgateway2.NewWANIPConnection2ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
-			return c[0], "WANIPConnection:2 at " + loc.Host, nil
-		}
-		if c, err := internetgateway2.NewWANIPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
-			return c[0], "WANIPConnection:1 at " + loc.Host, nil
-		}
-		if c, err := internetgateway2.NewWANPPPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
-			return c[0], "WANPPPConnection:1 at " + loc.Host, nil
-		}
-		errs = append(errs, fmt.Errorf("%s has no WAN connection service", loc))
+	if c, err := internetgateway2.NewWANIPConnection2ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
+		return c[0], "WANIPConnection:2 at " + loc.Host, nil
 	}
-	return nil, "", fmt.Errorf("UPnP device without a usable WAN connection service: %w", errors.Join(errs...))
+	if c, err := internetgateway2.NewWANIPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
+		return c[0], "WANIPConnection:1 at " + loc.Host, nil
+	}
+	if c, err := internetgateway2.NewWANPPPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
+		return c[0], "WANPPPConnection:1 at " + loc.Host, nil
+	}
+	return nil, "", fmt.Errorf("%s has no WAN connection service", loc)
 }
 
 func probeNATPMP(ctx context.Context, gw, local netip.Addr) MapProbe {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/pion/turn/v5"
 	"golang.org/x/time/rate"
 
 	"github.com/punchd/punchd/internal/identity"
@@ -895,7 +896,10 @@ func (s *Server) iceServers(reqHost string, id identity.PublicKey) []ICEServer {
 		out = append(out, ICEServer{URL: "stun:" + hp(s.cfg.STUNPort)})
 	}
 	if t := s.cfg.TURN; t != nil {
-		user, pass, err := TURNCredentials(t.Secret, id.String(), t.TTL)
+		// coturn's REST format (username "expiry:id", password
+		// base64(HMAC-SHA1(secret, username))): punchd's own relay and
+		// coturn with use-auth-secret both accept it until expiry.
+		user, pass, err := turn.GenerateLongTermTURNRESTCredentials(t.Secret, id.String(), t.TTL)
 		if err != nil {
 			s.log.Error("make TURN credentials", "err", err)
 			return out

@@ -8,13 +8,28 @@ import (
 	"net/netip"
 )
 
-// Source is the local address the kernel uses toward dst (connecting
-// a UDP socket sends nothing).
+// Source is the local address the kernel uses toward dst; the zero Addr
+// when there is no route (or no address on it yet).
 func Source(dst netip.AddrPort) netip.Addr {
+	if !dst.IsValid() {
+		return netip.Addr{} // dialing nothing would "route" to this host
+	}
 	c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(dst))
 	if err != nil {
 		return netip.Addr{}
 	}
 	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	a := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	if a.IsUnspecified() {
+		return netip.Addr{}
+	}
+	return a
 }
+
+// testNet1 stands for "the internet" (RFC 5737 TEST-NET-1): its route is
+// the default route, and nothing is ever sent to it.
+var testNet1 = netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, 1}), 9)
+
+// DefaultSource is the IPv4 source address of the default route, the
+// zero Addr without one.
+func DefaultSource() netip.Addr { return Source(testNet1) }

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -18,7 +19,8 @@ var punchdBinary string
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		if os.Geteuid() != 0 {
+		flag.Parse() // for testing.Short
+		if os.Geteuid() != 0 || testing.Short() {
 			// The lab tests skip themselves with a message; nothing to build.
 			return m.Run()
 		}

@@ -33,7 +33,7 @@ func TestRelayVariants(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if strings.HasPrefix(tt.opts.Relay, "coturn") {
 				if _, err := exec.LookPath("turnserver"); err != nil {
-					t.Skip("coturn not installed (sudo make test installs it)")
+					t.Skip("coturn not installed (make test as root installs it)")
 				}
 			}
 			opts := tt.opts

@@ -41,7 +41,7 @@ type BindOptions struct {
 
 // Bind is a conn.Bind that owns one IPv4 UDP socket, reads and writes it in
 // batches, diverts STUN to ICE and sends each peer's packets over the path
-// ICE selected. See DESIGN "Data path".
+// ICE selected. See docs/architecture.md, "Packet path".
 //
 // Life cycle: wireguard-go Opens and Closes it (possibly many times); the
 // Device's Close ends with Shutdown, after which STUNConn reads fail.
@@ -80,9 +80,10 @@ type Bind struct {
 	onProbe            atomic.Pointer[func(ProbeResult)]
 	relayed, relayJunk atomic.Uint64
 
-	sendPool sync.Pool // *sendBuffers
-	gso      gsoState  // the shared socket's
-	relayGSO gsoState  // the TURN client sockets' (relay shortcut)
+	sendPool   sync.Pool       // *sendBuffers
+	gsoBatches sync.Pool       // *udpbatch.Batch
+	gso        udpbatch.Writer // the shared socket's
+	relayGSO   udpbatch.Writer // the TURN client sockets' (relay shortcut)
 }
 
 type relayPacket struct {
@@ -119,6 +120,8 @@ func NewBind(log *slog.Logger, opts BindOptions) *Bind {
 		return &buf
 	}
 	b.sendPool.New = func() any { return newSendBuffers() }
+	b.gso = udpbatch.Writer{Log: log, What: "tunnel"}
+	b.relayGSO = udpbatch.Writer{Log: log, What: "TURN channel"}
 	return b
 }
 

@@ -267,7 +267,7 @@ func errInterfaceExists(name string) error {
 func tunError(name string, err error) error {
 	switch {
 	case errors.Is(err, syscall.EPERM), errors.Is(err, syscall.EACCES), errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("create TUN %s: %w: needs root or CAP_NET_ADMIN (sudo punchd up, or setcap cap_net_admin+ep on the binary)", name, err)
+		return fmt.Errorf("create TUN %s: %w: needs root or CAP_NET_ADMIN (run punchd up as root, or setcap cap_net_admin+ep on the binary)", name, err)
 	case errors.Is(err, syscall.ENOENT), errors.Is(err, syscall.ENODEV), errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("create TUN %s: %w: load the tun module: modprobe tun", name, err)
 	case errors.Is(err, syscall.EBUSY), errors.Is(err, syscall.EEXIST):

@@ -12,7 +12,7 @@ import (
 	"github.com/punchd/punchd/internal/identity"
 )
 
-// LAN-style broadcast and multicast over the overlay (DESIGN "LAN-style
+// LAN-style broadcast and multicast over the overlay (README, "LAN-style
 // play"). WireGuard routes by destination, and a subnet broadcast or a
 // multicast group is no peer's allowed IP, so wireguard-go drops what game
 // lobbies, mDNS and SSDP send. fanoutTUN sits between the TUN and

@@ -77,9 +77,24 @@ func groSegment(oob []byte) int {
 			}
 			return int(binary.NativeEndian.Uint16(oob[hdr:]))
 		}
-		oob = oob[unix.CmsgSpace(l-hdr):]
+		next := unix.CmsgSpace(l - hdr)
+		if next > len(oob) {
+			return 0 // the last message, unpadded: nothing follows it
+		}
+		oob = oob[next:]
 	}
 	return 0
+}
+
+// segmentAt cuts the datagram at off out of a coalesced read of segment
+// size seg (the last one may be shorter; a seg of 0 or beyond the data
+// means one datagram) and returns it with the next datagram's offset.
+func segmentAt(data []byte, seg, off int) ([]byte, int) {
+	if seg <= 0 || seg > len(data) {
+		seg = len(data)
+	}
+	end := min(off+seg, len(data))
+	return data[off:end], end
 }
 
 // receiveGRO is receiveSocket for a socket with UDP_GRO on.
@@ -102,14 +117,9 @@ func (b *Bind) receiveGRO(s *socket) conn.ReceiveFunc {
 			for g.idx < g.n && out < len(packets) {
 				m := &g.msgs[g.idx]
 				data := g.bufs[g.idx][:m.N]
-				seg := g.segs[g.idx]
-				if seg <= 0 || seg > len(data) {
-					seg = len(data)
-				}
 				for g.off < len(data) && out < len(packets) {
-					end := min(g.off+seg, len(data))
-					pkt := data[g.off:end]
-					g.off = end
+					var pkt []byte
+					pkt, g.off = segmentAt(data, g.segs[g.idx], g.off)
 					if b.sort(pkt, m.Addr, &srcs, packets[out], &sizes[out], &eps[out]) {
 						out++
 					}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/punchd/punchd/internal/udpbatch"
+	"golang.org/x/net/ipv4"
 	"golang.zx2c4.com/wireguard/conn"
 )
 
@@ -32,7 +34,7 @@ func TestSendGSOOverLoopback(t *testing.T) {
 	if err := b.Send(bufs, ep); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("UDP GSO in use: %v", b.gso.enabled())
+	t.Logf("UDP GSO in use: %v", b.gso.GSO())
 	buf := make([]byte, 2000)
 	_ = rx.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for i := 0; i <= 20; i++ {
@@ -97,4 +99,11 @@ func TestGSOToGRO(t *testing.T) {
 func netipAddrPort(t *testing.T, b *Bind) netip.AddrPort {
 	t.Helper()
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), b.LocalPort())
+}
+
+// coalesce lays bufs out in g for one sendmmsg with GSO, as sendGSO does.
+func coalesce(g *udpbatch.Batch, bufs [][]byte, addr *net.UDPAddr, channel uint16) []ipv4.Message {
+	g.Reset(coalescedSize(bufs, channel), true)
+	addFramed(g, bufs, addr, channel)
+	return g.Messages()
 }

@@ -220,14 +220,9 @@ func (b *Bind) sendTo(bufs [][]byte, addr *net.UDPAddr) error {
 // channel is nonzero: with UDP GSO while st allows it, else with one
 // sendmmsg per batch of datagrams (of one or two buffers each: the
 // ChannelData header is its own iovec, so packets are not copied).
-func (b *Bind) sendBatched(w batchWriter, st *gsoState, bufs [][]byte, addr *net.UDPAddr, channel uint16) error {
-	if len(bufs) > 1 && st.enabled() {
-		err := sendGSO(w, st, bufs, addr, channel)
-		if err == nil || !udpbatch.IsGSOUnsupported(err) {
-			return err
-		}
-		b.log.Info("kernel refuses UDP GSO; sending datagram by datagram", "err", err, "relay", channel != 0)
-		st.disable()
+func (b *Bind) sendBatched(c udpbatch.BatchConn, w *udpbatch.Writer, bufs [][]byte, addr *net.UDPAddr, channel uint16) error {
+	if len(bufs) > 1 && w.GSO() {
+		return b.sendGSO(c, w, bufs, addr, channel)
 	}
 	sb := b.sendPool.Get().(*sendBuffers)
 	defer b.sendPool.Put(sb)
@@ -246,7 +241,7 @@ func (b *Bind) sendBatched(w batchWriter, st *gsoState, bufs [][]byte, addr *net
 				m.Buffers[0] = bufs[i]
 			}
 		}
-		err := writeAll(w, sb.msgs[:n])
+		err := w.WriteAll(c, sb.msgs[:n])
 		// Drop our references so pooled messages do not pin the device's
 		// buffers.
 		for i := 0; i < n; i++ {
@@ -277,36 +272,20 @@ func newSendBuffers() *sendBuffers {
 	}
 }
 
-// batchWriter is a socket that takes sendmmsg batches: the shared socket,
-// or a relay path's TURN channel.
-type batchWriter interface {
-	WriteBatch(msgs []ipv4.Message, flags int) (int, error)
-}
-
-func sendGSO(w batchWriter, st *gsoState, bufs [][]byte, addr *net.UDPAddr, channel uint16) error {
-	g, _ := st.pool.Get().(*udpbatch.Batch)
+// sendGSO writes bufs in chunks of batchSize, each laid out by addFramed
+// (runs of one size as one GSO message) while w still uses GSO.
+func (b *Bind) sendGSO(c udpbatch.BatchConn, w *udpbatch.Writer, bufs [][]byte, addr *net.UDPAddr, channel uint16) error {
+	g, _ := b.gsoBatches.Get().(*udpbatch.Batch)
 	if g == nil {
 		g = udpbatch.NewBatch(batchSize)
 	}
-	defer st.pool.Put(g)
+	defer b.gsoBatches.Put(g)
 	for len(bufs) > 0 {
 		chunk := bufs[:min(len(bufs), batchSize)]
-		if err := writeAll(w, coalesce(g, chunk, addr, channel)); err != nil {
+		if err := w.Send(c, g, coalescedSize(chunk, channel), func(g *udpbatch.Batch) { addFramed(g, chunk, addr, channel) }); err != nil {
 			return err
 		}
 		bufs = bufs[len(chunk):]
-	}
-	return nil
-}
-
-// writeAll sends every message; sendmmsg may take fewer than offered.
-func writeAll(w batchWriter, msgs []ipv4.Message) error {
-	for sent := 0; sent < len(msgs); {
-		k, err := w.WriteBatch(msgs[sent:], 0)
-		if err != nil {
-			return err
-		}
-		sent += k
 	}
 	return nil
 }

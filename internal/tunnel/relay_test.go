@@ -66,7 +66,7 @@ func TestRelayChannelSend(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b, _ := openLoopback(t)
 			if tt.noGSO {
-				b.relayGSO.disable()
+				b.relayGSO.DisableGSO()
 			}
 			ch, server := newFakeChannel(t)
 			ch.bound.Store(tt.bound)

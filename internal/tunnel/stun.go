@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	sysroute "github.com/punchd/punchd/internal/route" // tunnel has a route type of its own
 )
 
 // stunQueue bounds STUN packets waiting for ICE. ICE's checks are a few per
@@ -19,7 +21,8 @@ type stunPacket struct {
 
 // stunConn is the net.PacketConn that pion's UDP mux reads and writes: it
 // sees only the STUN packets the classifier hands it and writes through the
-// shared socket. It follows the rules the mux needs (DESIGN "Shared socket"):
+// shared socket. It follows the rules the mux needs (docs/architecture.md,
+// "Packet path"):
 // ReadFrom errors only on shutdown (any error kills the mux for good),
 // LocalAddr is a specific IP (with 0.0.0.0 the mux would enumerate every
 // interface, the TUN included), deadlines are no-ops (the mux's write
@@ -77,25 +80,13 @@ func (b *Bind) advertiseAddr(port uint16) *net.UDPAddr {
 	if b.opts.ListenAddr.IsValid() && !b.opts.ListenAddr.IsUnspecified() {
 		return &net.UDPAddr{IP: b.opts.ListenAddr.AsSlice(), Port: int(port)}
 	}
-	if ip, ok := defaultRouteSource(); ok {
+	if ip := sysroute.DefaultSource(); ip.IsValid() {
 		return &net.UDPAddr{IP: ip.AsSlice(), Port: int(port)}
 	}
 	if ip, ok := firstInterfaceAddr(b.exclude); ok {
 		return &net.UDPAddr{IP: ip.AsSlice(), Port: int(port)}
 	}
 	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}
-}
-
-// defaultRouteSource asks the kernel which source address it would use
-// toward the internet; connecting a UDP socket sends nothing.
-func defaultRouteSource() (netip.Addr, bool) {
-	c, err := net.Dial("udp4", "192.0.2.1:9") // TEST-NET-1: never sent to
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	defer c.Close()
-	a := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
-	return a, a.IsValid() && !a.IsUnspecified()
 }
 
 func firstInterfaceAddr(exclude string) (netip.Addr, bool) {

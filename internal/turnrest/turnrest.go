@@ -20,9 +20,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pion/turn/v5"
 	"github.com/punchd/punchd/internal/iplimit"
 	"github.com/punchd/punchd/internal/junklog"
-	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/weborigin"
 )
 
@@ -253,7 +253,7 @@ func (h *Handler) credentials(name, host string) (Response, error) {
 	if c.UDPPort == 0 && c.TCPPort == 0 && c.TLSPort == 0 {
 		return Response{}, errNoRelay
 	}
-	user, pass, err := rendezvous.TURNCredentials(c.Secret, UserPrefix+name, c.TTL)
+	user, pass, err := turn.GenerateLongTermTURNRESTCredentials(c.Secret, UserPrefix+name, c.TTL)
 	if err != nil {
 		return Response{}, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/pion/turn/v5"
 	"github.com/punchd/punchd/internal/natkind"
+	"go.uber.org/goleak"
 )
 
 // startRFC5780Server runs the server on 127.0.0.1 with 127.0.0.2 as the
@@ -276,6 +277,10 @@ func TestRFC5780Config(t *testing.T) {
 }
 
 func TestServerCloseWithRFC5780(t *testing.T) {
+	// Close ends every goroutine the server started: pion's, the
+	// responder's and the writer.
+	opts := goleak.IgnoreCurrent()
+	defer goleak.VerifyNone(t, opts)
 	s := startRFC5780Server(t, "")
 	addrs := s.rfc5780.addrs
 	if err := s.Close(); err != nil {

@@ -1,12 +1,10 @@
 package turnserver
 
 import (
-	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
-	"sync/atomic"
 
 	"golang.org/x/net/ipv4"
 
@@ -50,7 +48,7 @@ type serverConn struct {
 
 	out       chan outDatagram
 	bufs      sync.Pool // *[]byte
-	gsoOff    atomic.Bool
+	w         udpbatch.Writer
 	done      chan struct{}
 	writer    sync.WaitGroup
 	closeOnce sync.Once
@@ -77,6 +75,7 @@ func newServerConn(c *net.UDPConn, log *slog.Logger) (*serverConn, error) {
 		addrs:   make(map[netip.AddrPort]*net.UDPAddr),
 		out:     make(chan outDatagram, serverQueue),
 		done:    make(chan struct{}),
+		w:       udpbatch.Writer{Log: log, What: "TURN server", SkipFailed: true},
 	}
 	s.bufs.New = func() any {
 		b := make([]byte, 0, 2048)
@@ -162,36 +161,16 @@ func (s *serverConn) writeLoop() {
 }
 
 func (s *serverConn) send(batch *udpbatch.Batch, items []outDatagram) {
-	gso := !s.gsoOff.Load()
 	size := 0
 	for _, d := range items {
 		size += len(*d.buf)
 	}
 	// At least a full batch of MTU-sized datagrams: the arena is made once.
-	batch.Reset(max(size, serverBatch*2048), gso)
-	for _, d := range items {
-		batch.Add(d.addr, d.dst, nil, *d.buf)
-	}
-	msgs := batch.Messages()
-	for sent := 0; sent < len(msgs); {
-		k, err := s.pc.WriteBatch(msgs[sent:], 0)
-		sent += k
-		switch {
-		case err == nil:
-		case errors.Is(err, net.ErrClosed):
-			return
-		case gso && udpbatch.IsGSOUnsupported(err):
-			s.log.Info("kernel refuses UDP GSO on the TURN socket; sending datagram by datagram", "err", err)
-			s.gsoOff.Store(true)
-			s.send(batch, items) // what went out already may go twice: UDP allows it
-			return
-		default:
-			// The datagram at msgs[sent] failed (say, its client's port
-			// is unreachable); the others still go.
-			s.log.Debug("TURN socket send", "to", msgs[sent].Addr, "err", err)
-			sent++
+	_ = s.w.Send(s.pc, batch, max(size, serverBatch*2048), func(b *udpbatch.Batch) {
+		for _, d := range items {
+			b.Add(d.addr, d.dst, nil, *d.buf)
 		}
-	}
+	}) // failed datagrams are skipped and logged; the error is only ever ErrClosed
 }
 
 // Close stops the writer (what is still queued is dropped) and closes the

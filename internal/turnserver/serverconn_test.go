@@ -47,7 +47,9 @@ func TestServerConnWrites(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newTestServerConn(t)
-			s.gsoOff.Store(tt.noGSO)
+			if tt.noGSO {
+				s.w.DisableGSO()
+			}
 			var clients [2]*net.UDPConn
 			for i := range clients {
 				c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})

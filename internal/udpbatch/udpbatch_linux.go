@@ -4,6 +4,10 @@
 // for every datagram's source; on a relay path without UDP GRO that is two
 // allocations per tunnel packet. Here the source comes back as a
 // netip.AddrPort, a value.
+//
+// It also owns the send side's batching: the UDP GSO layout of a batch
+// (gso_linux.go) and the one writer that sends batches with GSO and falls
+// back without it (Writer), shared by the TURN server and the tunnel.
 package udpbatch
 
 import (

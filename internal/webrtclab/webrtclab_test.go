@@ -18,7 +18,6 @@ import (
 	"github.com/pion/turn/v5"
 
 	"github.com/punchd/punchd/internal/lab"
-	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/turnrest"
 )
 
@@ -166,7 +165,7 @@ func TestPeerJSAcrossNATs(t *testing.T) {
 			t.Fatalf("fresh credentials: %d %s", code, body)
 		}
 		// The same secret, the same user part, an expiry in the past.
-		user, pass, err := rendezvous.TURNCredentials(labSecret, turnrest.UserPrefix+"stale", -time.Minute)
+		user, pass, err := turn.GenerateLongTermTURNRESTCredentials(labSecret, turnrest.UserPrefix+"stale", -time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}

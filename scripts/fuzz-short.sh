@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every fuzz target (func FuzzX) of the module briefly, one after the
+# other, so that each is fuzzed on every `make test` and not only its seed
+# corpus. The targets are discovered, not listed: a new FuzzX is run
+# without touching this script.
+#
+#   scripts/fuzz-short.sh [FUZZTIME]     (default 3s per target)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+fuzztime=${1:-${FUZZTIME:-3s}}
+
+# `go test -list` prints a package's matching names, then its "ok" line.
+# -short: the lab's TestMain builds nothing for a listing.
+targets=()
+names=()
+while read -r first second _; do
+	case "$first" in
+	Fuzz*) names+=("$first") ;;
+	ok)
+		for n in "${names[@]}"; do targets+=("$second $n"); done
+		names=()
+		;;
+	esac
+done < <($GO test -short -list '^Fuzz' ./... 2>/dev/null)
+
+if [ ${#targets[@]} -eq 0 ]; then
+	echo "fuzz-short: no fuzz targets found (does the module build?)" >&2
+	exit 1
+fi
+echo "fuzz-short: ${#targets[@]} targets, $fuzztime each"
+failed=()
+for t in "${targets[@]}"; do
+	read -r pkg name <<<"$t"
+	echo "fuzz-short: $name ($pkg)"
+	# -run '^$': the package's tests ran already; -fuzzminimizetime bounds
+	# the time a found failure spends shrinking its input.
+	if ! $GO test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -fuzzminimizetime 10s "$pkg"; then
+		failed+=("$name ($pkg)")
+	fi
+done
+if [ ${#failed[@]} -gt 0 ]; then
+	printf 'fuzz-short: FAILED: %s\n' "${failed[@]}" >&2
+	echo "fuzz-short: the failing input is in the package's testdata/fuzz/; rerun it with go test -run 'FuzzX/<name>'" >&2
+	exit 1
+fi
+echo "fuzz-short: all ${#targets[@]} targets passed"
