@@ -17,9 +17,6 @@ import (
 // it (not only to it) are too.
 func TestAddDelay(t *testing.T) {
 	RequireRoot(t)
-	if testing.Short() {
-		t.Skip("lab test: skipped with -short")
-	}
 	ctx, l := newTestLab(t, 60*time.Second)
 	far, err := l.AddPublicHost("far", 1)
 	if err != nil {
