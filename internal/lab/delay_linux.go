@@ -258,8 +258,9 @@ func (d *Delay) write(ctx context.Context) {
 }
 
 // Close stops the delay's goroutines and removes its TUN device (the
-// router namespace goes with the lab); idempotent. Traffic through the
-// router stops with it.
+// router namespace goes with the lab); idempotent. With the device its
+// route in table 100 goes, the rules fall through to the main table, and
+// the router forwards the host's traffic undelayed.
 func (d *Delay) Close() error {
 	var err error
 	d.once.Do(func() {

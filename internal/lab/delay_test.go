@@ -14,7 +14,8 @@ import (
 // hosts it takes well under 10 ms (veths on one machine: tens of
 // microseconds; 10 ms is a bound for a loaded 2-core runner). Both the
 // delayed host's own address and its extra one are delayed, and pings from
-// it (not only to it) are too.
+// it (not only to it) are too. After Close the host is reachable again,
+// undelayed.
 func TestAddDelay(t *testing.T) {
 	RequireRoot(t)
 	ctx, l := newTestLab(t, 60*time.Second)
@@ -68,6 +69,9 @@ func TestAddDelay(t *testing.T) {
 	}
 	if err := run(ctx, "ip", "-n", d.NS, "link", "show", "tun0"); err == nil {
 		t.Error("tun0 outlives Close")
+	}
+	if got := minRTT(ctx, t, near, far.Addr); got > 10*time.Millisecond {
+		t.Errorf("near -> far after Close: %s; want < 10ms (undelayed)", got)
 	}
 }
 
