@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/punchd/punchd/internal/birthday"
@@ -64,6 +65,14 @@ type hardNAT struct {
 	probes   int            // of the last hit
 	lastMiss string
 	wg       sync.WaitGroup
+
+	// For metrics: attempts run (either side), hits, probe packets sent.
+	attempts, hits, probesSent atomic.Uint64
+}
+
+// counts are the attempts, hits and probes since start.
+func (h *hardNAT) counts() (attempts, hits, probes uint64) {
+	return h.attempts.Load(), h.hits.Load(), h.probesSent.Load()
 }
 
 func newHardNAT(d *daemon, ps *peerState, cool *birthday.Cooldown) *hardNAT {
@@ -194,7 +203,9 @@ func (h *hardNAT) attemptHard(ctx context.Context, dest netip.AddrPort) {
 			h.log.Info("birthday go not sent", "err", err)
 		}
 	}
+	h.attempts.Add(1)
 	hit, err := hard.Run(ctx, dest, sprayed)
+	h.probesSent.Add(uint64(hard.Stats.Sent.Load()))
 	if junk := hard.Stats.Junk.Load(); junk > 0 {
 		// Counted per attempt, logged once per attempt.
 		h.log.Info("birthday sockets dropped packets that were not this attempt's", "count", junk)
@@ -219,6 +230,7 @@ func (h *hardNAT) miss(err error, sent int64) {
 // found moves WireGuard to the link's path and watches it.
 func (h *hardNAT) found(ctx context.Context, link *birthday.Link, via string, probes int, path tunnel.Path, hit *birthday.Hit) {
 	h.cool.Hit(h.pairKey())
+	h.hits.Add(1)
 	h.mu.Lock()
 	h.link, h.via, h.probes, h.lastMiss = link, via, probes, ""
 	h.mu.Unlock()
@@ -292,7 +304,9 @@ func (h *hardNAT) startEasy(ctx context.Context, m birthday.Decoded) {
 	go func() {
 		defer h.wg.Done()
 		defer h.done()
+		h.attempts.Add(1)
 		hit, err := e.Run(ctx, m.IP, m.Predicted)
+		h.probesSent.Add(uint64(e.Stats.Sent.Load()))
 		if junk := e.Stats.Junk.Load(); junk > 0 {
 			h.log.Info("birthday attempt dropped packets that were not its own", "count", junk)
 		}

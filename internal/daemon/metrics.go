@@ -28,13 +28,22 @@ func (d *daemon) metricsSample() metrics.DaemonSample {
 			alias = p.MemberName // a network member: the name it announced
 		}
 		s := metrics.PeerSample{ID: p.ID, Alias: alias, State: p.State, Path: p.Path, RxBytes: p.RxBytes, TxBytes: p.TxBytes}
+		if p.Path == "relay" {
+			s.Relay = "turn"
+			if p.RelayVia != "" {
+				s.Relay, s.RelayVia = "member", p.RelayVia
+			}
+		}
 		if p.LastHandshake != nil {
 			s.LastHandshake = *p.LastHandshake
 		}
 		if k, err := identity.ParseID(p.ID); err == nil {
 			if ps, ok := d.peer(k); ok {
-				s.ICEAttempts = ps.ice.Status().Gen
+				s.ICEAttempts = ps.ice.Status().Attempts
 				s.PathChanges = ps.pathChanges.Load()
+				if ps.hard != nil {
+					s.BirthdayAttempts, s.BirthdayHits, s.BirthdayProbes = ps.hard.counts()
+				}
 			}
 		}
 		out.Peers = append(out.Peers, s)

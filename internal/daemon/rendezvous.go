@@ -96,6 +96,9 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	stunPort := 0
 	var turnCfg *rendezvous.TURNConfig
 	var allocs *turnserver.Allocations
+	// Without an embedded STUN/TURN server (--no-stun) these count nothing.
+	relayed := func() turnserver.RelayedBytes { return turnserver.RelayedBytes{} }
+	stunRefused := func() map[string]uint64 { return nil }
 	if cfg.STUNListen != "" {
 		scfg := turnserver.ServerConfig{STUNListen: cfg.STUNListen, Logger: log.With("component", "stun-turn"),
 			UserQuota: cfg.UserQuota, IPQuota: cfg.IPQuota, STUNRate: cfg.STUNRate, STUNBurst: cfg.STUNBurst}
@@ -138,6 +141,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		}
 		defer stun.Close()
 		allocs = stun.Allocations()
+		relayed, stunRefused = stun.Relayed, stun.Refused
 		if ua, ok := stun.Addr().(*net.UDPAddr); ok {
 			stunPort = ua.Port
 			if turnCfg != nil && turnCfg.UDPPort == 0 {
@@ -159,10 +163,19 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 	defer web.Close()
 	if cfg.MetricsListen != "" {
 		stopMetrics, err := serveRendezvousMetrics(cfg.MetricsListen, func() metrics.RendezvousSample {
-			s := metrics.RendezvousSample{Online: srv.Online(), FramesDropped: srv.DroppedFrames(), PeerJSOnline: web.PeerJSOnline(), Rejected: web.Rejected()}
+			st := srv.Stats()
+			s := metrics.RendezvousSample{Online: st.Online, FramesDropped: st.Dropped, FramesIn: st.FramesIn, FramesOut: st.FramesOut,
+				PeerJSOnline: web.PeerJSOnline(), Rejected: web.Rejected()}
+			for _, m := range []map[string]uint64{st.Junk, stunRefused()} {
+				for cause, n := range m {
+					s.Rejected[cause] += n
+				}
+			}
 			if allocs != nil {
 				s.TURNAllocations, s.TURNAllocationsTotal = allocs.Active(), allocs.Total()
 			}
+			r := relayed()
+			s.RelayedToPeers, s.RelayedFromPeers = r.ToPeers, r.FromPeers
 			return s
 		}, log.With("component", "metrics"))
 		if err != nil {

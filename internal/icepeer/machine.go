@@ -196,6 +196,7 @@ func (p *Peer) newAttempt() {
 		return
 	}
 	p.cur = a
+	p.countAttempt()
 	p.setState(StateChecking, "offered a new attempt; waiting for the peer's answer")
 	p.log.Debug("ICE offer", "gen", a.gen)
 	p.send(signalMsg{Kind: kindOffer, Gen: a.gen, Ufrag: a.ufrag, Pwd: a.pwd})
@@ -216,6 +217,7 @@ func (p *Peer) acceptOffer(m signalMsg) {
 		return
 	}
 	p.cur = a
+	p.countAttempt()
 	p.log.Debug("ICE answer", "gen", a.gen)
 	p.send(signalMsg{Kind: kindAnswer, Gen: a.gen, Ufrag: a.ufrag, Pwd: a.pwd})
 	a.pending = append(a.pending, p.early[m.Gen]...)

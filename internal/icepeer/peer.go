@@ -132,7 +132,8 @@ type PeerStatus struct {
 	Path        Path
 	Since       time.Time // when State was entered
 	ConnectedAt time.Time // when the current path was selected; zero without one
-	Gen         uint64    // current attempt
+	Gen         uint64    // current attempt (a random name, not a count)
+	Attempts    uint64    // ICE attempts made (offered or answered) since start
 	Reason      string    // why not connected, when known
 	// RemoteNAT is the NAT type the peer says it is behind ("" until it
 	// said).
@@ -362,6 +363,13 @@ func (p *Peer) send(m signalMsg) {
 	default:
 		p.log.Warn("ICE signal queue full; message dropped", "kind", m.Kind)
 	}
+}
+
+// countAttempt records that a new attempt (agent) replaced the last.
+func (p *Peer) countAttempt() {
+	p.mu.Lock()
+	p.status.Attempts++
+	p.mu.Unlock()
 }
 
 func (p *Peer) setState(state State, reason string) {

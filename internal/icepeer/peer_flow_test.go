@@ -71,6 +71,10 @@ func TestPeersReconnect(t *testing.T) {
 			if tp.a.current().controlling != tt.controlling {
 				n = tp.b
 			}
+			before := tp.other(n).current().Status().Attempts
+			if before < 1 {
+				t.Fatalf("connected after %d attempts", before)
+			}
 			start := time.Now()
 			if tt.restart {
 				tp.other(n).current().HandlePresence(false)
@@ -83,6 +87,11 @@ func TestPeersReconnect(t *testing.T) {
 			}
 			tp.waitConnected(connectTimeout, gen)
 			t.Logf("reconnected after %v (gen %d -> %d)", time.Since(start), gen, tp.a.current().Status().Gen)
+			// The side that stayed counts the new attempt (a small count,
+			// not the attempt's random name).
+			if after := tp.other(n).current().Status().Attempts; after <= before || after > before+10 {
+				t.Fatalf("attempts %d -> %d, want one or a few more", before, after)
+			}
 		})
 	}
 }

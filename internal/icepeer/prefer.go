@@ -18,7 +18,16 @@ import (
 // while relayed we keep trying the direct pairs: a relay is a fallback,
 // never a dead end. Among relayed pairs, one whose relays are
 // reached over UDP beats one through TURN over TCP or TLS, which would
-// carry the tunnel's TCP inside TCP.
+// carry the tunnel's TCP inside TCP, and where one end has no UDP (its
+// relay is reached over TCP either way), the other end still reaches its
+// relay over UDP, or uses none.
+//
+// pion alone often lands on TURN over TCP at both ends there: all those
+// pairs have the same lower candidate priority (the peer's TCP relay), so
+// pion nominates whichever answered first once the relay acceptance wait
+// is over, and with UDP and TCP allocations made at once that is either.
+// Once a pair is selected neither agent checks the others, so a better
+// relayed pair is never seen to answer unless we try it (as direct pairs).
 //
 // ICE priorities alone pick the wrong pair in a common race. The peer's
 // first check from its TURN relay often arrives before the relay candidate
@@ -71,7 +80,7 @@ type pathPreference struct {
 
 	// Touched only from pion's agent loop.
 	begun         time.Time            // the peer's first check
-	pairs         []*ice.CandidatePair // pairs the peer has checked, classUDPRelay and better
+	pairs         []*ice.CandidatePair // pairs the peer has checked, classTCPRelay and better
 	lastNominated time.Time
 	lastProbe     time.Time
 	nextProbe     int // round robin over probeTargets
@@ -120,15 +129,15 @@ func (d *pathPreference) onBindingRequest(_ *stun.Message, _, _ ice.Candidate, p
 		return false
 	}
 	if err := agent.RenominateCandidate(target.Local, target.Remote); err != nil {
-		d.log.Debug("nominate direct pair", "why", why, "pair", target.String(), "err", err)
+		d.log.Debug("nominate pair", "why", why, "pair", target.String(), "err", err)
 		return false
 	}
-	d.log.Debug("nominating direct pair", "why", why, "local", target.Local.String(), "remote", target.Remote.String())
+	d.log.Debug("nominating pair", "why", why, "local", target.Local.String(), "remote", target.Remote.String())
 	return false
 }
 
 func (d *pathPreference) track(pair *ice.CandidatePair) {
-	if pairClass(pair.Local, pair.Remote) < classUDPRelay || len(d.pairs) >= maxTrackedPairs {
+	if pairClass(pair.Local, pair.Remote) <= classTCPRelays || len(d.pairs) >= maxTrackedPairs {
 		return
 	}
 	for _, p := range d.pairs {
@@ -154,11 +163,19 @@ func (d *pathPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.Can
 	case sel == nil && now.Sub(d.begun) < nominationGrace:
 		return nil, ""
 	}
-	if best := freshest(d.pairs, now, cur); best != nil {
+	// While checking, a pair with TURN over TCP/TLS at one end is not
+	// worth pre-empting pion for (a direct pair may answer next); pion
+	// nominates one after its relay acceptance wait, and once a pair is
+	// selected we move to the one with the fewest such legs.
+	floor := cur
+	if sel == nil {
+		floor = classTCPRelay
+	}
+	if best := freshest(d.pairs, now, floor); best != nil {
 		d.lastNominated = now
 		switch {
 		case pairClass(best.Local, best.Remote) != classDirect:
-			return best, "a relay over UDP answers; leaving TURN over TCP/TLS"
+			return best, "a relayed pair with fewer legs of TURN over TCP/TLS answers"
 		case sel == nil:
 			return best, "a direct pair answers while a relayed pair outranks it"
 		default:
@@ -171,7 +188,9 @@ func (d *pathPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.Can
 	// after the grace, pion is most likely holding back a relayed pair
 	// that outranks the direct ones (see the top): the peer stops checking
 	// a pair once it answered, so the pair we would have seen answer may
-	// never reach the handler; try the direct pairs quickly then.
+	// never reach the handler; try the direct pairs quickly then (and
+	// no relayed one, which would win over a direct pair that answers
+	// later).
 	every, why := probeEvery, "probing a direct pair while relayed"
 	if sel == nil {
 		every, why = nominateEvery, "probing a direct pair while a relayed pair outranks it"
@@ -179,22 +198,37 @@ func (d *pathPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.Can
 	if now.Sub(d.lastProbe) < every {
 		return nil, ""
 	}
-	targets := d.probeTargets()
+	targets := d.probeTargets(cur)
 	if len(targets) == 0 {
 		return nil, ""
 	}
 	d.lastProbe, d.lastNominated = now, now
 	p := targets[d.nextProbe%len(targets)]
 	d.nextProbe++
+	if pairClass(p.Local, p.Remote) != classDirect {
+		why = "probing a relayed pair with fewer legs of TURN over TCP/TLS"
+	}
 	return p, why
 }
 
-// probeTargets is one pair per remote address: the pairs the peer checked
-// (they include its peer-reflexive addresses), then our first local
-// candidate with each signalled remote one. Every local candidate here is
-// on the shared socket, so one local is as good as another.
-func (d *pathPreference) probeTargets() []*ice.CandidatePair {
+// probeTargets: while on TURN over TCP/TLS (cur), first the relayed pairs
+// the peer checked that have fewer such legs, best first; then one direct
+// pair per remote address: the pairs the peer checked (they include its
+// peer-reflexive addresses), then our first local candidate with each
+// signalled remote one. Every local candidate here is on the shared
+// socket, so one local is as good as another.
+func (d *pathPreference) probeTargets(cur pathClass) []*ice.CandidatePair {
 	var out []*ice.CandidatePair
+	if cur > classNone {
+		for _, p := range d.pairs {
+			if c := pairClass(p.Local, p.Remote); c > cur && c != classDirect {
+				out = append(out, p)
+			}
+		}
+		slices.SortStableFunc(out, func(x, y *ice.CandidatePair) int {
+			return cmp.Or(cmp.Compare(pairClass(y.Local, y.Remote), pairClass(x.Local, x.Remote)), cmp.Compare(pairRank(y), pairRank(x)))
+		})
+	}
 	seen := make(map[string]bool)
 	add := func(p *ice.CandidatePair) {
 		key := p.Remote.Address() + ":" + strconv.Itoa(p.Remote.Port())
@@ -269,10 +303,11 @@ func freshest(pairs []*ice.CandidatePair, now time.Time, cur pathClass) *ice.Can
 type pathClass int
 
 const (
-	classNone     pathClass = iota // no pair
-	classTCPRelay                  // through a TURN relay reached over TCP or TLS
-	classUDPRelay                  // through relays reached over UDP
-	classDirect                    // no relay
+	classNone      pathClass = iota // no pair
+	classTCPRelays                  // through two TURN relays, both reached over TCP or TLS
+	classTCPRelay                   // one end's relay is reached over TCP or TLS, the other's over UDP or none
+	classUDPRelay                   // through relays reached over UDP
+	classDirect                     // no relay
 )
 
 func pairClass(local, remote ice.Candidate) pathClass {
@@ -281,6 +316,8 @@ func pairClass(local, remote ice.Candidate) pathClass {
 		return classNone
 	case isDirect(local, remote):
 		return classDirect
+	case relayOverStream(local) && relayOverStream(remote):
+		return classTCPRelays
 	case relayOverStream(local) || relayOverStream(remote):
 		return classTCPRelay
 	default:

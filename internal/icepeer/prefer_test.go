@@ -145,19 +145,21 @@ func TestPathPreferenceChoose(t *testing.T) {
 	}
 }
 
-// Tracked: direct pairs and pairs through relays over UDP (what a path
-// may move to), each once; not pairs through TURN over TCP or TLS.
+// Tracked: what a path may move to, each once: direct pairs, pairs
+// through relays over UDP, pairs with TURN over TCP or TLS at one end
+// only; not pairs with TURN over TCP or TLS at both ends.
 func TestPathPreferenceTracks(t *testing.T) {
 	d := newPathPreference(quietLogger())
 	direct := testPairOf(t, "host", "srflx", 10)
 	udpRelay := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 20, prioRelayUDP), Remote: testCandidate(t, "srflx", 21)}
+	oneTCP := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 30, prioRelayUDP), Remote: testCandidatePrio(t, "relay", 31, prioRelayTCP)}
 	d.track(direct)
 	d.track(direct) // the same pair again
 	d.track(udpRelay)
-	d.track(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 30, prioRelayTCP), Remote: testCandidate(t, "srflx", 31)})
-	d.track(&ice.CandidatePair{Local: testCandidate(t, "host", 40), Remote: testCandidatePrio(t, "relay", 41, prioRelayTLS)})
-	if len(d.pairs) != 2 || d.pairs[0] != direct || d.pairs[1] != udpRelay {
-		t.Fatalf("tracked %v, want the direct pair and the UDP relay pair, once each", d.pairs)
+	d.track(oneTCP)
+	d.track(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 40, prioRelayTCP), Remote: testCandidatePrio(t, "relay", 41, prioRelayTLS)})
+	if len(d.pairs) != 3 || d.pairs[0] != direct || d.pairs[1] != udpRelay || d.pairs[2] != oneTCP {
+		t.Fatalf("tracked %v, want the direct pair, the UDP relay pair and the one-TCP-end pair, once each", d.pairs)
 	}
 	for i := range 2 * maxTrackedPairs {
 		d.track(testPairOf(t, "srflx", "prflx", 1000+2*i))
@@ -189,6 +191,8 @@ func TestPairClass(t *testing.T) {
 		{udp, udp, classUDPRelay},
 		{udp, tcp, classTCPRelay},
 		{tls, host, classTCPRelay},
+		{tcp, tcp, classTCPRelays},
+		{tls, tcp, classTCPRelays},
 		{nil, host, classNone},
 	}
 	for i, tt := range tests {
@@ -261,7 +265,7 @@ func TestPathPreferenceProbeTargets(t *testing.T) {
 	host := testCandidate(t, "host", 42)
 	d.addRemote(host)
 
-	got := d.probeTargets()
+	got := d.probeTargets(classNone)
 	if len(got) != 3 {
 		t.Fatalf("%d probe targets %v, want 3 (the checked pair, srflx, host)", len(got), got)
 	}
@@ -281,5 +285,90 @@ func TestPathPreferenceProbeTargets(t *testing.T) {
 		if !isDirect(p.Local, p.Remote) {
 			t.Errorf("probe target %v involves a relay", p)
 		}
+	}
+}
+
+// One end has no UDP (its relay is reached over TCP): the other end,
+// which has UDP, must not stay on its own TURN-over-TCP allocation,
+// whichever end controls. In the lab (full-cone x udp-blocked, the
+// udp-blocked end controlling) the pair through the peer's TCP allocation
+// won on priority: learned first as peer-reflexive, it outranked the
+// peer's server-reflexive one. The better pair answered before pion
+// nominated the other, or never again once a pair is selected (nobody
+// checks the others then): either way we move to it, by a nomination.
+func TestRelayOverUDPAtOneEnd(t *testing.T) {
+	ourTCP := testCandidatePrio(t, "relay", 10, prioRelayTCP)
+	peerTCP := testCandidatePrio(t, "relay", 11, prioRelayTCP)
+	tests := []struct {
+		name     string
+		selected *ice.CandidatePair
+		upTo     func() *ice.CandidatePair
+	}{
+		{"we have UDP", &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 20, prioRelayTCP), Remote: peerTCP},
+			func() *ice.CandidatePair {
+				return &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 30, prioRelayUDP), Remote: peerTCP}
+			}},
+		{"the peer has UDP", &ice.CandidatePair{Local: ourTCP, Remote: testCandidatePrio(t, "relay", 21, prioRelayTCP)},
+			func() *ice.CandidatePair {
+				return &ice.CandidatePair{Local: ourTCP, Remote: testCandidate(t, "srflx", 31)}
+			}},
+	}
+	direct := testPairOf(t, "host", "host", 50) // never answers: one end has no UDP
+	for _, tt := range tests {
+		for _, answered := range []bool{true, false} {
+			d := newPathPreference(quietLogger())
+			d.begun = time.Now().Add(-time.Second)
+			up := tt.upTo()
+			if answered {
+				answeredNow(up)
+			}
+			d.track(tt.selected)
+			d.track(up)
+			d.track(direct)
+			if got, why := d.choose(time.Now(), tt.selected); got != up || why == "" {
+				t.Fatalf("%s, answered %v: on TURN over TCP at both ends, chose %v (%q), want %v", tt.name, answered, got, why, up)
+			}
+			// On it, nothing relayed is better; only direct pairs are tried.
+			d.lastNominated, d.lastProbe = time.Time{}, time.Time{}
+			if got, _ := d.choose(time.Now(), up); got != nil && got != direct {
+				t.Fatalf("%s, answered %v: on the better pair, chose %v, want nothing but the direct pair", tt.name, answered, got)
+			}
+		}
+	}
+
+	// Never back onto TCP at both ends, and a pair with TCP at one end is
+	// no upgrade from another such pair.
+	oneTCP := tests[0].upTo()
+	d := newPathPreference(quietLogger())
+	d.begun = time.Now().Add(-time.Second)
+	d.track(answeredNow(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 40, prioRelayTLS), Remote: testCandidatePrio(t, "relay", 41, prioRelayUDP)}))
+	d.track(answeredNow(tests[0].selected))
+	if got, _ := d.choose(time.Now(), oneTCP); got != nil {
+		t.Fatalf("on a one-TCP-end pair, chose %v, want nothing", got)
+	}
+	// While checking with nothing selected, relayed pairs are no probes:
+	// a direct pair that answers later would lose to them.
+	for _, p := range d.probeTargets(classNone) {
+		if !isDirect(p.Local, p.Remote) {
+			t.Fatalf("probe target %v while checking is relayed", p)
+		}
+	}
+}
+
+// While checking, a pair with TURN over TCP/TLS at one end that answers is
+// left to pion (a direct pair may answer next); a selected one with TCP at
+// both ends is left for it.
+func TestTCPRelayNotNominatedWhileChecking(t *testing.T) {
+	d := newPathPreference(quietLogger())
+	d.begun = time.Now().Add(-time.Second)
+	oneTCP := answeredNow(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 10, prioRelayTCP), Remote: testCandidate(t, "srflx", 11)})
+	d.track(oneTCP)
+	if got, why := d.choose(time.Now(), nil); got == oneTCP {
+		t.Fatalf("checking: nominated %v (%q), want it left to pion", got, why)
+	}
+	d.lastNominated, d.lastProbe = time.Time{}, time.Time{}
+	bothTCP := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 20, prioRelayTCP), Remote: testCandidatePrio(t, "relay", 21, prioRelayTLS)}
+	if got, _ := d.choose(time.Now(), bothTCP); got != oneTCP {
+		t.Fatalf("on TCP at both ends: chose %v, want %v", got, oneTCP)
 	}
 }

@@ -17,6 +17,13 @@ type PeerSample struct {
 	LastHandshake    time.Time // zero before the first
 	ICEAttempts      uint64    // ICE attempts since start
 	PathChanges      uint64    // paths selected or lost since start
+	// Relay says what relays a relayed path: "turn" (a TURN server),
+	// "member" (a peer relay, RelayVia names the member) or "" when the
+	// path is not relayed.
+	Relay, RelayVia string
+	// Birthday punching toward the peer since start (either side):
+	// attempts, attempts that found a path, and probe packets sent.
+	BirthdayAttempts, BirthdayHits, BirthdayProbes uint64
 }
 
 // DaemonSample is what `punchd up` reports at scrape time.
@@ -35,6 +42,7 @@ type DaemonSample struct {
 var (
 	peerStates = []string{"new", "waiting", "checking", "connected", "disconnected", "failed"}
 	peerPaths  = []string{"direct", "relay", "none"}
+	peerRelays = []string{"turn", "member"}
 )
 
 var (
@@ -51,6 +59,16 @@ var (
 	descAttempts = prometheus.NewDesc("punchd_peer_ice_attempts_total", "ICE attempts toward the peer since start.",
 		[]string{"peer", "alias"}, nil)
 	descPathChanges = prometheus.NewDesc("punchd_peer_path_changes_total", "Paths selected or lost for the peer since start.",
+		[]string{"peer", "alias"}, nil)
+	descRelay = prometheus.NewDesc("punchd_peer_relay", "1 for what relays the peer's relayed path (turn: a TURN server, member: a peer relay), 0 for the other; both 0 when not relayed.",
+		[]string{"peer", "alias", "relay"}, nil)
+	descRelayVia = prometheus.NewDesc("punchd_peer_relay_via_info", "1 while a peer relay carries the peer's traffic; via is the relaying member.",
+		[]string{"peer", "alias", "via"}, nil)
+	descBirthdayAttempts = prometheus.NewDesc("punchd_peer_birthday_attempts_total", "Birthday punching attempts toward the peer since start.",
+		[]string{"peer", "alias"}, nil)
+	descBirthdayHits = prometheus.NewDesc("punchd_peer_birthday_hits_total", "Birthday punching attempts that found a direct path.",
+		[]string{"peer", "alias"}, nil)
+	descBirthdayProbes = prometheus.NewDesc("punchd_peer_birthday_probes_total", "Probe packets birthday punching sent toward the peer.",
 		[]string{"peer", "alias"}, nil)
 	descRendezvous = prometheus.NewDesc("punchd_rendezvous_connected", "1 while registered at the rendezvous.", nil, nil)
 	descRefused    = prometheus.NewDesc("punchd_signaling_refused_total", "Signaling input refused, by cause (unknown-sender, bad-seal, replay, bad-frame, bad-ice-server).",
@@ -71,7 +89,7 @@ func NewDaemonRegistry(sample func() DaemonSample) *prometheus.Registry {
 }
 
 func (c *daemonCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPeerState, descPeerPath, descRx, descTx, descHandshakeAge, descAttempts, descPathChanges, descRendezvous, descRefused, descQueueDrops} {
+	for _, d := range []*prometheus.Desc{descPeerState, descPeerPath, descRx, descTx, descHandshakeAge, descAttempts, descPathChanges, descRelay, descRelayVia, descBirthdayAttempts, descBirthdayHits, descBirthdayProbes, descRendezvous, descRefused, descQueueDrops} {
 		ch <- d
 	}
 }
@@ -93,6 +111,15 @@ func (c *daemonCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descAttempts, prometheus.CounterValue, float64(p.ICEAttempts), p.ID, p.Alias)
 		ch <- prometheus.MustNewConstMetric(descPathChanges, prometheus.CounterValue, float64(p.PathChanges), p.ID, p.Alias)
+		for _, r := range peerRelays {
+			ch <- prometheus.MustNewConstMetric(descRelay, prometheus.GaugeValue, bool01(p.Relay == r), p.ID, p.Alias, r)
+		}
+		if p.Relay == "member" {
+			ch <- prometheus.MustNewConstMetric(descRelayVia, prometheus.GaugeValue, 1, p.ID, p.Alias, p.RelayVia)
+		}
+		ch <- prometheus.MustNewConstMetric(descBirthdayAttempts, prometheus.CounterValue, float64(p.BirthdayAttempts), p.ID, p.Alias)
+		ch <- prometheus.MustNewConstMetric(descBirthdayHits, prometheus.CounterValue, float64(p.BirthdayHits), p.ID, p.Alias)
+		ch <- prometheus.MustNewConstMetric(descBirthdayProbes, prometheus.CounterValue, float64(p.BirthdayProbes), p.ID, p.Alias)
 	}
 	ch <- prometheus.MustNewConstMetric(descRendezvous, prometheus.GaugeValue, bool01(s.RendezvousConnected))
 	for cause, n := range s.SignalingRefused {

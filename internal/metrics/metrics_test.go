@@ -46,8 +46,11 @@ func TestDaemonMetrics(t *testing.T) {
 	reg := NewDaemonRegistry(func() DaemonSample {
 		return DaemonSample{
 			Peers: []PeerSample{
-				{ID: "peerA", Alias: "alice", State: "connected", Path: "direct", RxBytes: 1000, TxBytes: 2000, LastHandshake: hs, ICEAttempts: 2, PathChanges: 3},
+				{ID: "peerA", Alias: "alice", State: "connected", Path: "direct", RxBytes: 1000, TxBytes: 2000, LastHandshake: hs, ICEAttempts: 2, PathChanges: 3,
+					BirthdayAttempts: 4, BirthdayHits: 1, BirthdayProbes: 900},
 				{ID: "peerB", State: "checking", Path: "none"},
+				{ID: "peerC", State: "connected", Path: "relay", Relay: "member", RelayVia: "carol"},
+				{ID: "peerD", State: "connected", Path: "relay", Relay: "turn"},
 			},
 			RendezvousConnected: true,
 			SignalingRefused:    map[string]uint64{"unknown-sender": 7, "replay": 1},
@@ -64,6 +67,8 @@ func TestDaemonMetrics(t *testing.T) {
 		return out
 	}
 	b := map[string]string{"peer": "peerB", "alias": ""}
+	pc := map[string]string{"peer": "peerC"}
+	pd := map[string]string{"peer": "peerD"}
 	cases := []struct {
 		name   string
 		labels map[string]string
@@ -79,6 +84,17 @@ func TestDaemonMetrics(t *testing.T) {
 		{"punchd_peer_transmit_bytes_total", a, 2000},
 		{"punchd_peer_ice_attempts_total", a, 2},
 		{"punchd_peer_path_changes_total", a, 3},
+		{"punchd_peer_birthday_attempts_total", a, 4},
+		{"punchd_peer_birthday_hits_total", a, 1},
+		{"punchd_peer_birthday_probes_total", a, 900},
+		{"punchd_peer_birthday_attempts_total", b, 0},
+		{"punchd_peer_relay", with(a, "relay", "turn"), 0},
+		{"punchd_peer_relay", with(a, "relay", "member"), 0},
+		{"punchd_peer_relay", with(pc, "relay", "member"), 1},
+		{"punchd_peer_relay", with(pc, "relay", "turn"), 0},
+		{"punchd_peer_relay_via_info", with(pc, "via", "carol"), 1},
+		{"punchd_peer_relay", with(pd, "relay", "turn"), 1},
+		{"punchd_peer_relay", with(pd, "relay", "member"), 0},
 		{"punchd_rendezvous_connected", nil, 1},
 		{"punchd_signaling_refused_total", map[string]string{"cause": "unknown-sender"}, 7},
 		{"punchd_signaling_refused_total", map[string]string{"cause": "replay"}, 1},
@@ -97,6 +113,9 @@ func TestDaemonMetrics(t *testing.T) {
 	if _, ok := fams.Value("punchd_peer_handshake_age_seconds", b); ok {
 		t.Error("handshake age for a peer that never shook hands")
 	}
+	if _, ok := fams.Value("punchd_peer_relay_via_info", pd); ok {
+		t.Error("relay via for a peer relayed by TURN")
+	}
 	if _, ok := fams["go_goroutines"]; !ok {
 		t.Error("no Go runtime metrics")
 	}
@@ -104,7 +123,8 @@ func TestDaemonMetrics(t *testing.T) {
 
 func TestRendezvousMetrics(t *testing.T) {
 	fams := scrape(t, NewRendezvousRegistry(func() RendezvousSample {
-		return RendezvousSample{Online: 42, FramesDropped: 9, Rejected: map[string]uint64{"auth-failed": 3}, TURNAllocations: 5, TURNAllocationsTotal: 17, PeerJSOnline: 4}
+		return RendezvousSample{Online: 42, FramesDropped: 9, Rejected: map[string]uint64{"auth-failed": 3}, TURNAllocations: 5, TURNAllocationsTotal: 17, PeerJSOnline: 4,
+			FramesIn: 100, FramesOut: 120, RelayedToPeers: 3000, RelayedFromPeers: 2500}
 	}))
 	for _, c := range []struct {
 		name   string
@@ -117,6 +137,10 @@ func TestRendezvousMetrics(t *testing.T) {
 		{"punchd_rendezvous_turn_allocations", nil, 5},
 		{"punchd_rendezvous_turn_allocations_total", nil, 17},
 		{"punchd_rendezvous_peerjs_online", nil, 4},
+		{"punchd_rendezvous_frames_total", map[string]string{"direction": "in"}, 100},
+		{"punchd_rendezvous_frames_total", map[string]string{"direction": "out"}, 120},
+		{"punchd_rendezvous_turn_relayed_bytes_total", map[string]string{"direction": "to_peer"}, 3000},
+		{"punchd_rendezvous_turn_relayed_bytes_total", map[string]string{"direction": "from_peer"}, 2500},
 	} {
 		if got, ok := fams.Value(c.name, c.labels); !ok || got != c.want {
 			t.Errorf("%s%v = %v (found %v), want %v", c.name, c.labels, got, ok, c.want)

@@ -134,6 +134,18 @@ func TestExchangeAndPresence(t *testing.T) {
 	if m := waitFor(t, ina.msgs, "reply"); m[1].(string) != "answer from b" {
 		t.Fatalf("got %v", m)
 	}
+	// Two messages in and out at least (watches and presence besides); the
+	// writer counts just after its write returns, so poll a little.
+	for i := 0; ; i++ {
+		st := s.srv.Stats()
+		if st.FramesIn >= 2 && st.FramesOut >= 2 {
+			break
+		}
+		if i == 100 {
+			t.Fatalf("frames in %d, out %d; want >= 2 each", st.FramesIn, st.FramesOut)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	b.Close()
 	waitPresence(t, ina, kb.PublicKey(), false)
 	if !a.Connected() {

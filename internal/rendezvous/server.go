@@ -128,8 +128,11 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	dropped atomic.Uint64 // frames dropped for slow clients
-	pings   atomic.Uint64 // keepalive pings received
-	admits  atomic.Uint64 // WebSocket connections admitted
+	// Frames read from registered clients and written to them (for
+	// metrics; one atomic add per frame).
+	framesIn, framesOut atomic.Uint64
+	pings               atomic.Uint64 // keepalive pings received
+	admits              atomic.Uint64 // WebSocket connections admitted
 
 	work       []chan frameJob // one per frame worker
 	nextWorker atomic.Uint32
@@ -230,13 +233,16 @@ type Stats struct {
 	Online      int
 	QueuedBytes int
 	Dropped     uint64 // frames dropped: queue caps, rate limit
+	FramesIn    uint64 // frames read from registered clients
+	FramesOut   uint64 // frames written to them
 	Pings       uint64 // keepalive pings received
 	Junk        map[string]uint64
 }
 
 // Stats returns the current counters.
 func (s *Server) Stats() Stats {
-	st := Stats{Online: s.Online(), Dropped: s.dropped.Load(), Pings: s.pings.Load(), Junk: s.junk.Counts()}
+	st := Stats{Online: s.Online(), Dropped: s.dropped.Load(),
+		FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(), Pings: s.pings.Load(), Junk: s.junk.Counts()}
 	s.ipmu.Lock()
 	st.QueuedBytes = s.queued
 	s.ipmu.Unlock()
@@ -518,6 +524,9 @@ func (s *Server) writer(c *serverClient) {
 		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
 		err := c.conn.Write(ctx, websocket.MessageText, b)
 		cancel()
+		if err == nil {
+			s.framesOut.Add(1)
+		}
 
 		c.qmu.Lock()
 		c.qbytes -= len(b)
@@ -634,6 +643,7 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 			return
 		}
 		c.seen.Store(time.Now().UnixNano())
+		s.framesIn.Add(1)
 		if !limit.Allow() {
 			s.dropped.Add(1)
 			s.note(junkRateLimited, "peer", c.id.Short())

@@ -23,6 +23,12 @@ type HardNATResult struct {
 // with UPnPA: B's path goes to A's mapped port), and checks the path with
 // a checksummed 4 MB transfer.
 func HardNATRun(ctx context.Context, opts Options) (HardNATResult, error) {
+	return hardNATRun(ctx, opts, nil)
+}
+
+// hardNATRun is HardNATRun; onDirect, when not nil, is called with the
+// watched daemon once its path went direct (tests read its metrics then).
+func hardNATRun(ctx context.Context, opts Options, onDirect func(r *Run, watch, peer *Node)) (HardNATResult, error) {
 	var res HardNATResult
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
@@ -52,6 +58,13 @@ func HardNATRun(ctx context.Context, opts Options) (HardNATResult, error) {
 		return res, fmt.Errorf("%w\n%s", err, r.Logs())
 	}
 	res.Direct = time.Since(r.Started)
+	if onDirect != nil {
+		peer := r.B
+		if watch == r.B {
+			peer = r.A
+		}
+		onDirect(r, watch, peer)
+	}
 	p := st.Peers[0]
 	res.Via, res.Probes = p.Via, p.Probes
 	if p.RemoteCandidate != nil {

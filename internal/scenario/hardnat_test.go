@@ -44,7 +44,29 @@ func TestHardNATDirect(t *testing.T) {
 					t.Skip(err)
 				}
 			}
-			res, err := HardNATRun(context.Background(), Options{Binary: punchdBinary, NATA: tt.a, NATB: tt.b, UPnPA: tt.upnpA, Dir: t.TempDir()})
+			// The metrics say how the path was made: attempts and hits
+			// of birthday punching (prediction is one), none for a
+			// port mapping.
+			birthdayWant := map[bool][3]valueCheck{
+				true:  {atLeast(1), atLeast(1), atLeast(1)},
+				false: {eq(0), eq(0), eq(0)},
+			}[tt.via != "port mapping"]
+			checkBirthday := func(_ *Run, watch, peer *Node) {
+				p := map[string]string{"peer": peer.ID.String()}
+				fams := scrapeIn(t, watch.Host, hardNATMetricsAddr)
+				a, _ := fams.Value("punchd_peer_birthday_attempts_total", p)
+				h, _ := fams.Value("punchd_peer_birthday_hits_total", p)
+				n, _ := fams.Value("punchd_peer_birthday_probes_total", p)
+				t.Logf("%s's metrics: birthday attempts %v, hits %v, probes %v", watch.Name, a, h, n)
+				checkMetrics(t, fams, []metricCheck{
+					{"punchd_peer_path", map[string]string{"peer": peer.ID.String(), "path": "direct"}, eq(1)},
+					{"punchd_peer_birthday_attempts_total", p, birthdayWant[0]},
+					{"punchd_peer_birthday_hits_total", p, birthdayWant[1]},
+					{"punchd_peer_birthday_probes_total", p, birthdayWant[2]},
+				})
+			}
+			res, err := hardNATRun(context.Background(), Options{Binary: punchdBinary, NATA: tt.a, NATB: tt.b, UPnPA: tt.upnpA, Dir: t.TempDir(),
+				UpArgs: []string{"--metrics-listen", hardNATMetricsAddr}}, checkBirthday)
 			t.Logf("%+v", res)
 			if err != nil {
 				t.Fatal(err)
@@ -58,6 +80,8 @@ func TestHardNATDirect(t *testing.T) {
 		})
 	}
 }
+
+const hardNATMetricsAddr = "127.0.0.1:9478" // in each daemon's namespace
 
 // TestBirthdayCaps: with small caps, what the daemons send for birthday
 // punching (33-byte datagrams, UDP length 41) is counted by the lab

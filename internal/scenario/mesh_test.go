@@ -24,7 +24,8 @@ func TestMeshNetwork(t *testing.T) {
 	lab.RequireRoot(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	m, err := StartMesh(ctx, MeshOptions{Binary: punchdBinary, Members: LANParty(), Dir: t.TempDir()})
+	m, err := StartMesh(ctx, MeshOptions{Binary: punchdBinary, Members: LANParty(), Dir: t.TempDir(),
+		UpArgs: []string{"--metrics-listen", meshMetricsAddr}, RendezvousArgs: []string{"--metrics-listen", meshMetricsAddr}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,6 +63,8 @@ func TestMeshNetwork(t *testing.T) {
 			t.Errorf("a's status of %s: member=%v name=%q, want a member with its announced name", p.ID[:8], p.Member, p.MemberName)
 		}
 	}
+
+	t.Run("metrics of every member and the rendezvous", func(t *testing.T) { checkMeshMetrics(t, m) })
 
 	t.Run("broadcast and mDNS reach every member", func(t *testing.T) {
 		others := without(a)
@@ -167,6 +170,81 @@ func TestMeshNetwork(t *testing.T) {
 }
 
 // pingAll pings every member of to (but from itself) from from's host.
+// meshMetricsAddr is where every process of the mesh serves metrics, each
+// in its own namespace.
+const meshMetricsAddr = "127.0.0.1:9478"
+
+// checkMeshMetrics scrapes every member and the rendezvous after every
+// member pinged every other: each member shows each other one connected,
+// with bytes both ways, a handshake, a relay kind that agrees with its
+// path, and birthday counts that add up; the rendezvous shows every member
+// online, frames both ways and the TURN relay's bytes (h has no UDP: its
+// pairs go through TURN over TCP).
+func checkMeshMetrics(t *testing.T, m *Mesh) {
+	relays := map[string]int{}
+	for _, n := range m.Nodes {
+		fams := scrapeIn(t, n.Host, meshMetricsAddr)
+		checkMetrics(t, fams, []metricCheck{{"punchd_rendezvous_connected", nil, eq(1)}})
+		for _, o := range m.Nodes {
+			if o == n {
+				continue
+			}
+			p := map[string]string{"peer": o.ID.String()}
+			with := func(k, v string) map[string]string { return map[string]string{"peer": o.ID.String(), k: v} }
+			checkMetrics(t, fams, []metricCheck{
+				{"punchd_peer_state", with("state", "connected"), eq(1)},
+				{"punchd_peer_receive_bytes_total", p, gt(0)},
+				{"punchd_peer_transmit_bytes_total", p, gt(0)},
+				{"punchd_peer_handshake_age_seconds", p, between(0, 180)},
+				{"punchd_peer_ice_attempts_total", p, between(1, 100)},
+				{"punchd_peer_birthday_attempts_total", p, atLeast(0)},
+			})
+			relayed, _ := fams.Value("punchd_peer_path", with("path", "relay"))
+			turn, _ := fams.Value("punchd_peer_relay", with("relay", "turn"))
+			member, _ := fams.Value("punchd_peer_relay", with("relay", "member"))
+			if turn+member != relayed {
+				t.Errorf("%s's metrics of %s: path relay %v but relay turn %v member %v", n.Name, o.Name, relayed, turn, member)
+			}
+			switch {
+			case turn == 1:
+				relays["turn"]++
+			case member == 1:
+				relays["member"]++
+			default:
+				relays["direct"]++
+			}
+			attempts, _ := fams.Value("punchd_peer_birthday_attempts_total", p)
+			hits, _ := fams.Value("punchd_peer_birthday_hits_total", p)
+			probes, _ := fams.Value("punchd_peer_birthday_probes_total", p)
+			if hits > attempts || (attempts > 0 && probes == 0) {
+				t.Errorf("%s's birthday metrics of %s: %v attempts, %v hits, %v probes", n.Name, o.Name, attempts, hits, probes)
+			}
+		}
+	}
+	t.Logf("paths seen from both ends: %v", relays)
+	if relays["turn"] == 0 {
+		t.Errorf("no pair relayed by TURN, but h has no UDP")
+	}
+	rv := scrapeIn(t, m.R, meshMetricsAddr)
+	// Members hold an allocation per peer and TURN URL (14 each here):
+	// the default quotas leave room for that, so none is refused.
+	if quota, _ := rv.Value("punchd_rendezvous_rejected_total", map[string]string{"cause": "turn-quota"}); quota != 0 {
+		t.Errorf("TURN allocations refused over quota: %v, want 0 (a member could not get a relay candidate)", quota)
+	}
+	checkMetrics(t, rv, []metricCheck{
+		{"punchd_rendezvous_peers_online", nil, eq(float64(len(m.Nodes)))},
+		{"punchd_rendezvous_frames_total", map[string]string{"direction": "in"}, gt(0)},
+		{"punchd_rendezvous_frames_total", map[string]string{"direction": "out"}, gt(0)},
+		{"punchd_rendezvous_frames_dropped_total", nil, atLeast(0)},
+		{"punchd_rendezvous_turn_allocations", nil, atLeast(1)},
+		{"punchd_rendezvous_turn_allocations_total", nil, atLeast(1)},
+		{"punchd_rendezvous_turn_relayed_bytes_total", map[string]string{"direction": "to_peer"}, gt(0)},
+		{"punchd_rendezvous_turn_relayed_bytes_total", map[string]string{"direction": "from_peer"}, gt(0)},
+		{"punchd_rendezvous_rejected_total", map[string]string{"cause": "turn-quota"}, atLeast(0)},
+		{"punchd_rendezvous_rejected_total", map[string]string{"cause": "stun-rate-limited"}, atLeast(0)},
+	})
+}
+
 func pingAll(ctx context.Context, t *testing.T, m *Mesh, from *Node, to []*Node) {
 	t.Helper()
 	for _, n := range to {

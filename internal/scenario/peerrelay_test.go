@@ -36,7 +36,8 @@ func TestPeerRelay(t *testing.T) {
 			defer cancel()
 			members := []MemberSpec{{Name: "a", NAT: lab.NATNone, Delay: tt.memberDelay}, {Name: "f", NAT: lab.NATSymmetric}, {Name: "g", NAT: lab.NATSymmetric}}
 			m, err := StartMesh(ctx, MeshOptions{Binary: punchdBinary, Members: members, Dir: t.TempDir(),
-				UpArgs: tt.upArgs, RendezvousArgs: tt.rvArgs, RendezvousDelay: tt.rvDelay})
+				UpArgs:         append([]string{"--metrics-listen", meshMetricsAddr}, tt.upArgs...),
+				RendezvousArgs: tt.rvArgs, RendezvousDelay: tt.rvDelay})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -85,6 +86,13 @@ func TestPeerRelay(t *testing.T) {
 				if !ok {
 					t.Errorf("%s's status of %s within 30 s: %s; want connected, relay via member-a\n%s", pair[0].Name, pair[1].Name, last, m.MeshLogs())
 				}
+				peer := pair[1].ID.String()
+				checkMetrics(t, scrapeIn(t, pair[0].Host, meshMetricsAddr), []metricCheck{
+					{"punchd_peer_path", map[string]string{"peer": peer, "path": "relay"}, eq(1)},
+					{"punchd_peer_relay", map[string]string{"peer": peer, "relay": "member"}, eq(1)},
+					{"punchd_peer_relay", map[string]string{"peer": peer, "relay": "turn"}, eq(0)},
+					{"punchd_peer_relay_via_info", map[string]string{"peer": peer, "via": "member-a"}, eq(1)},
+				})
 			}
 		})
 	}

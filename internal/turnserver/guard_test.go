@@ -160,6 +160,10 @@ func streamAddr(t *testing.T, s *Server, i int) string {
 	return s.listeners[i].Addr().String()
 }
 
+// Test quotas: below the defaults, so that the unauthenticated first
+// Allocates of one source stay within the STUN answer burst.
+const testUserQuota, testIPQuota = 10, 32
+
 // Allocations per user and per client IP are capped (486), and a place
 // comes back when an allocation ends.
 func TestAllocationQuotas(t *testing.T) {
@@ -168,11 +172,11 @@ func TestAllocationQuotas(t *testing.T) {
 		users func(i int) string
 		limit int
 	}{
-		{"per user", func(int) string { return "one-user" }, DefaultUserQuota},
-		{"per IP", func(i int) string { return fmt.Sprintf("user-%d", i) }, DefaultIPQuota},
+		{"per user", func(int) string { return "one-user" }, testUserQuota},
+		{"per IP", func(i int) string { return fmt.Sprintf("user-%d", i) }, testIPQuota},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s := guardServer(t, ServerConfig{})
+			s := guardServer(t, ServerConfig{UserQuota: testUserQuota, IPQuota: testIPQuota})
 			var clients []*rawTURN
 			for i := range tt.limit {
 				c := dialRaw(t, "udp", s.Addr().String(), tt.users(i))
@@ -184,6 +188,9 @@ func TestAllocationQuotas(t *testing.T) {
 			over := dialRaw(t, "udp", s.Addr().String(), tt.users(tt.limit))
 			if code := over.allocate(udpTransport); code != int(stun.CodeAllocQuotaReached) {
 				t.Fatalf("allocation %d: code %d, want 486", tt.limit+1, code)
+			}
+			if n := s.Refused()[RefusedQuota]; n != 1 {
+				t.Fatalf("quota refusals counted: %d, want 1", n)
 			}
 			// Ending one (lifetime 0) gives its place back.
 			if code := clients[0].request(stun.MethodRefresh, turnLifetime(0)); code != 0 {
@@ -208,8 +215,8 @@ func (l turnLifetime) AddTo(m *stun.Message) error {
 // Over TCP many Allocates can be in flight at once (one read loop per
 // connection); the quota still holds.
 func TestAllocationQuotaConcurrent(t *testing.T) {
-	s := guardServer(t, ServerConfig{TCPListen: "127.0.0.1:0"})
-	const tries = 3 * DefaultUserQuota
+	s := guardServer(t, ServerConfig{TCPListen: "127.0.0.1:0", UserQuota: testUserQuota, IPQuota: testIPQuota})
+	const tries = 3 * testUserQuota
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ok := 0
@@ -224,8 +231,8 @@ func TestAllocationQuotaConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if ok != DefaultUserQuota {
-		t.Fatalf("%d of %d concurrent allocations succeeded, want %d", ok, tries, DefaultUserQuota)
+	if ok != testUserQuota {
+		t.Fatalf("%d of %d concurrent allocations succeeded, want %d", ok, tries, testUserQuota)
 	}
 }
 
@@ -488,8 +495,8 @@ func TestSTUNAnswersRateLimited(t *testing.T) {
 	if newRaw(t, c, false, "y").roundTrip(binding(), time.Second) == nil {
 		t.Fatal("another source got no answer")
 	}
-	if s.stunLimit.Refused() == 0 {
-		t.Fatal("refusals not counted")
+	if s.stunLimit.Refused() == 0 || s.Refused()[RefusedSTUN] != s.stunLimit.Refused() {
+		t.Fatalf("refusals not counted: %v", s.Refused())
 	}
 }
 

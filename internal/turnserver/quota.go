@@ -4,14 +4,18 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
-// Default allocation quotas. A punchd peer holds one allocation per TURN
-// URL it was given and per restart in flight (a handful); a NAT with many
-// users behind one address (a CGNAT, an office) needs more per IP.
+// Default allocation quotas. A punchd peer holds one allocation per peer
+// it links with, per TURN URL it was given (UDP and TCP: two) and per
+// restart in flight, so a member of a LAN party of 16 holds about 30-45;
+// the mesh of 8 in the lab holds 14 each, which a quota of 10 cut short.
+// A NAT with several users behind one address (a CGNAT, an office, two
+// members behind one home router) needs more per IP.
 const (
-	DefaultUserQuota = 10
-	DefaultIPQuota   = 32
+	DefaultUserQuota = 64
+	DefaultIPQuota   = 128
 )
 
 // quotas counts allocations per user (the id of a "expiry:id" REST user
@@ -28,6 +32,8 @@ type quotas struct {
 	users   map[string]int
 	ips     map[netip.Prefix]int
 	pending map[string]reservation // by client transport address
+
+	refused atomic.Uint64 // Allocates refused, for metrics
 }
 
 type reservation struct {
@@ -72,6 +78,7 @@ func (q *quotas) allow(user, _ string, src net.Addr) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.users[user] >= q.perUser || q.ips[ip] >= q.perIP {
+		q.refused.Add(1)
 		return false
 	}
 	// A client has one request in flight per transport address (pion

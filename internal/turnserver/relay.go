@@ -48,6 +48,15 @@ type relayGenerator struct {
 	mu     sync.Mutex                               // serializes writers of relays
 	relays atomic.Pointer[map[uint16]*guardedRelay] // by port; copied on write
 	bufs   sync.Pool                                // *[]byte for handed-over datagrams
+	closed RelayedBytes                             // of relays closed; under mu
+}
+
+// RelayedBytes counts payload bytes relayed by TURN allocations, on the
+// relay side (between a relay address and the peers it talks to): ToPeers
+// what relays sent, FromPeers what they received. A datagram handed from
+// one of our relays to another counts once in each.
+type RelayedBytes struct {
+	ToPeers, FromPeers uint64
 }
 
 func newRelayGenerator(relayIP netip.Addr, log *slog.Logger) *relayGenerator {
@@ -113,6 +122,19 @@ func (g *relayGenerator) AllocateConn(conf turn.AllocateConnConfig) (net.Conn, e
 	return nil, errTCPRelay
 }
 
+// relayed sums the relayed bytes of live and closed relays (at scrape
+// time; the data path only adds to its own relay's counters).
+func (g *relayGenerator) relayed() RelayedBytes {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := g.closed
+	for _, r := range *g.relays.Load() {
+		out.ToPeers += r.toPeers.Load()
+		out.FromPeers += r.fromPeers.Load()
+	}
+	return out
+}
+
 // update changes the relay table, copied so that senders read it without
 // a lock.
 func (g *relayGenerator) update(fn func(map[uint16]*guardedRelay)) {
@@ -145,6 +167,10 @@ type guardedRelay struct {
 	// always such a kick.
 	blocked   atomic.Bool
 	closeOnce sync.Once
+	// Relayed bytes, for metrics: one atomic add per datagram on the
+	// allocation's own counters (written by its one reader and its one
+	// writer), summed at scrape time, so relays share no cache line.
+	toPeers, fromPeers atomic.Uint64
 }
 
 type handedOver struct {
@@ -161,13 +187,16 @@ func (c *guardedRelay) WriteTo(p []byte, addr net.Addr) (int, error) {
 			}
 			if c.gen != nil {
 				if dst := (*c.gen.relays.Load())[ap.Port()]; dst != nil && dst != c {
+					c.toPeers.Add(uint64(len(p)))
 					dst.handOver(p, c.addr)
 					return len(p), nil
 				}
 			}
 		}
 	}
-	return c.PacketConn.WriteTo(p, addr)
+	n, err := c.PacketConn.WriteTo(p, addr)
+	c.toPeers.Add(uint64(n))
+	return n, err
 }
 
 // handOver queues p for c's reader as if it had arrived from from.
@@ -198,6 +227,12 @@ func (c *guardedRelay) handOver(p []byte, from *net.UDPAddr) {
 // received, whichever comes first. pion's allocation reads it from one
 // goroutine.
 func (c *guardedRelay) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, addr, err := c.readFrom(p)
+	c.fromPeers.Add(uint64(n))
+	return n, addr, err
+}
+
+func (c *guardedRelay) readFrom(p []byte) (int, net.Addr, error) {
 	if c.gen == nil {
 		return c.PacketConn.ReadFrom(p)
 	}
@@ -248,6 +283,8 @@ func (c *guardedRelay) Close() error {
 				if m[c.port] == c {
 					delete(m, c.port)
 				}
+				c.gen.closed.ToPeers += c.toPeers.Load()
+				c.gen.closed.FromPeers += c.fromPeers.Load()
 			})
 		})
 	}

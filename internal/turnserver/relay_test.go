@@ -244,6 +244,44 @@ func TestRelayToRelayHandOver(t *testing.T) {
 	}
 }
 
+// Relayed bytes are counted on both sides of the relay, for handed-over
+// and kernel datagrams alike, and a closed relay's count is kept.
+func TestRelayedBytesCounted(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.1")
+	g := newRelayGenerator(lo, nil)
+	rs := allocateRelays(t, g, 2)
+	a, b := rs[0], rs[1]
+	outside, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer outside.Close()
+	if _, err := a.WriteTo([]byte("0123456789"), b.addr); err != nil { // 10, handed over
+		t.Fatal(err)
+	}
+	if got, _ := readRelay(t, b); len(got) != 10 {
+		t.Fatalf("read %d bytes", len(got))
+	}
+	if _, err := a.WriteTo([]byte("abc"), outside.LocalAddr()); err != nil { // 3, through the kernel
+		t.Fatal(err)
+	}
+	if _, err := outside.WriteTo([]byte("12345"), &net.UDPAddr{IP: lo.AsSlice(), Port: int(b.port)}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := readRelay(t, b); len(got) != 5 {
+		t.Fatalf("read %d bytes", len(got))
+	}
+	want := RelayedBytes{ToPeers: 13, FromPeers: 15}
+	if got := g.relayed(); got != want {
+		t.Fatalf("relayed %+v, want %+v", got, want)
+	}
+	b.Close()
+	b.Close()
+	if got := g.relayed(); got != want {
+		t.Fatalf("after close: relayed %+v, want %+v", got, want)
+	}
+}
+
 // Handing over from many senders while the socket also delivers: every
 // datagram arrives once (and the race detector has something to look at).
 func TestRelayHandOverConcurrent(t *testing.T) {

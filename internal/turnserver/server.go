@@ -71,6 +71,7 @@ type Server struct {
 	rfc5780   *responder // nil without an alternate address
 	allocs    *Allocations
 	quotas    *quotas
+	relays    *relayGenerator // nil without TURN
 	stunLimit *stunLimiter
 	closeOnce sync.Once
 	closeErr  error
@@ -128,7 +129,8 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 			return fail(errors.New("TURN needs the address relays are reached at: give --relay-ip (the rendezvous host's public address)"))
 		}
 		auth = turn.LongTermTURNRESTAuthHandler(cfg.TURNSecret, pionlog.New(log).NewLogger("turn-auth"))
-		relay = newRelayGenerator(cfg.RelayIP, log)
+		s.relays = newRelayGenerator(cfg.RelayIP, log)
+		relay = s.relays
 		perm = peerFilter(cfg.RelayIP, ownAddrs(), cfg.AllowPeers, log)
 		s.quotas = newQuotas(cfg.UserQuota, cfg.IPQuota)
 	}
@@ -275,6 +277,30 @@ func rejectAllocations(*turn.RequestAttributes) (string, []byte, bool) {
 
 // Allocations counts and logs the server's TURN allocations.
 func (s *Server) Allocations() *Allocations { return s.allocs }
+
+// Relayed is the payload relayed by TURN allocations since start (zero
+// without TURN).
+func (s *Server) Relayed() RelayedBytes {
+	if s.relays == nil {
+		return RelayedBytes{}
+	}
+	return s.relays.relayed()
+}
+
+// Refusal causes of Refused.
+const (
+	RefusedQuota = "turn-quota"        // Allocate over the per-user or per-IP quota (486)
+	RefusedSTUN  = "stun-rate-limited" // STUN answer not sent: over the per-source rate
+)
+
+// Refused counts requests the server refused since start, by cause.
+func (s *Server) Refused() map[string]uint64 {
+	out := map[string]uint64{RefusedSTUN: s.stunLimit.Refused()}
+	if s.quotas != nil {
+		out[RefusedQuota] = s.quotas.refused.Load()
+	}
+	return out
+}
 
 // Addr is the bound UDP address.
 func (s *Server) Addr() net.Addr { return s.conn.LocalAddr() }
