@@ -46,6 +46,7 @@ type Lab struct {
 	nss      []string
 	hosts    []*Host   // in creation order, for Describe
 	routers  []*Router // in creation order, for Describe
+	delays   []*Delay
 	nextPub  int
 	nextLAN  int
 	nextVeth int
@@ -64,6 +65,9 @@ type Host struct {
 	// Addr6 is the host's global IPv6 address in labs with IPv6.
 	Addr6 netip.Addr
 	moves int // how often MoveHost moved it: names its interface
+	// uplink is the far end of eth0's veth, on the internet bridge (or
+	// the router's LAN bridge); AddDelay moves it into a delay router.
+	uplink string
 }
 
 // Router is a NAT router with a LAN behind it.
@@ -187,14 +191,15 @@ func (l *Lab) addNS(ctx context.Context, name string) error {
 	)
 }
 
-// link connects namespace ns (interface ifname) to a bridge in brNS.
-func (l *Lab) link(ctx context.Context, ns, ifname, brNS, bridge string) error {
+// link connects namespace ns (interface ifname) to a bridge in brNS and
+// returns the name of the veth's end on the bridge.
+func (l *Lab) link(ctx context.Context, ns, ifname, brNS, bridge string) (string, error) {
 	l.mu.Lock()
 	l.nextVeth++
 	peer := fmt.Sprintf("%s%s%d", namePrefix, l.id, l.nextVeth) // <= 15 chars
 	tmp := peer + "x"
 	l.mu.Unlock()
-	return runAll(ctx,
+	return peer, runAll(ctx,
 		[]string{"ip", "link", "add", tmp, "type", "veth", "peer", "name", peer},
 		[]string{"ip", "link", "set", tmp, "netns", ns, "name", ifname},
 		[]string{"ip", "link", "set", peer, "netns", brNS},
@@ -219,7 +224,8 @@ func (l *Lab) AddPublicHost(name string, extra int) (*Host, error) {
 	if err := l.addNS(ctx, h.NS); err != nil {
 		return nil, err
 	}
-	if err := l.link(ctx, h.NS, "eth0", l.wan, "br0"); err != nil {
+	var err error
+	if h.uplink, err = l.link(ctx, h.NS, "eth0", l.wan, "br0"); err != nil {
 		return nil, err
 	}
 	h.Addr = l.nextPublic()
@@ -267,7 +273,7 @@ func (l *Lab) AddNATWith(name string, t NATType, o RouterOptions) (*Router, erro
 	if err := l.addNS(ctx, r.NS); err != nil {
 		return nil, err
 	}
-	if err := l.link(ctx, r.NS, "eth0", l.wan, "br0"); err != nil {
+	if _, err := l.link(ctx, r.NS, "eth0", l.wan, "br0"); err != nil {
 		return nil, err
 	}
 	r.WANAddr = l.nextPublic()
@@ -336,7 +342,8 @@ func (l *Lab) attach(ctx context.Context, h *Host, r *Router) error {
 		a = a.Next()
 	}
 	l.mu.Unlock()
-	if err := l.link(ctx, h.NS, ifname, r.NS, "lan0"); err != nil {
+	uplink, err := l.link(ctx, h.NS, ifname, r.NS, "lan0")
+	if err != nil {
 		return err
 	}
 	if err := runAll(ctx,
@@ -356,7 +363,7 @@ func (l *Lab) attach(ctx context.Context, h *Host, r *Router) error {
 		}
 	}
 	l.mu.Lock()
-	h.Addr, h.Router = a, r
+	h.Addr, h.Router, h.uplink = a, r, uplink
 	l.mu.Unlock()
 	return nil
 }
@@ -412,8 +419,14 @@ func (l *Lab) Close() error {
 	}
 	l.closed = true
 	nss := l.nss
+	delays := l.delays
 	l.mu.Unlock()
 	var errs []error
+	for _, d := range delays {
+		if err := d.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for i := len(nss) - 1; i >= 0; i-- {
 		if err := deleteNS(nss[i]); err != nil {
 			errs = append(errs, err)
