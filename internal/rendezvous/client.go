@@ -18,6 +18,7 @@ import (
 
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/junklog"
+	"github.com/punchd/punchd/internal/sealed"
 )
 
 // Registration is what the server tells a client on (re)registering.
@@ -93,7 +94,7 @@ type Client struct {
 	cfg  ClientConfig
 	url  string
 	log  *slog.Logger
-	seal *sealer
+	seal *sealed.Sealer
 	junk *junklog.Log
 	conn atomic.Pointer[websocket.Conn]
 	// recheck asks the pinger for a ping now (see Recheck).
@@ -148,7 +149,7 @@ func newClient(cfg ClientConfig, log *slog.Logger) *Client {
 		}
 		accept = func(k identity.PublicKey) bool { return watch[k] }
 	}
-	return &Client{cfg: cfg, log: log, seal: newSealer(cfg.Key, accept), junk: junklog.New(log, junklog.DefaultEvery),
+	return &Client{cfg: cfg, log: log, seal: sealed.NewSealer(cfg.Key, accept), junk: junklog.New(log, junklog.DefaultEvery),
 		recheck: make(chan struct{}, 1), done: make(chan struct{}), watch: slices.Clone(cfg.Watch)}
 }
 
@@ -221,7 +222,7 @@ func (c *Client) register(ctx context.Context, conn *websocket.Conn) (Registrati
 	if f.Type != typeChallenge {
 		return Registration{}, fmt.Errorf("expected a challenge, got %q", f.Type)
 	}
-	proof, err := prove(c.cfg.Key, f.ServerKey, f.Nonce)
+	proof, err := sealed.Prove(c.cfg.Key, f.ServerKey, f.Nonce)
 	if err != nil {
 		return Registration{}, err
 	}
@@ -410,20 +411,20 @@ func (c *Client) handle(f frame) {
 			return
 		}
 		if c.cfg.OnSealed != nil {
-			if !c.seal.accept(from) {
+			if !c.seal.Accepts(from) {
 				c.junk.Drop(JunkUnknownSender, "dropped messages from keys that are not our peers", "from", from.Short())
 				return
 			}
 			c.cfg.OnSealed(from, f.Payload)
 			return
 		}
-		payload, err := c.seal.open(from, f.Payload, time.Now())
+		payload, err := c.seal.Open(from, f.Payload, time.Now())
 		switch {
 		case err == nil:
-		case errors.Is(err, errUnknownSender):
+		case errors.Is(err, sealed.ErrUnknownSender):
 			c.junk.Drop(JunkUnknownSender, "dropped messages from keys that are not our peers", "from", from.Short())
 			return
-		case errors.Is(err, errReplay):
+		case errors.Is(err, sealed.ErrReplay):
 			c.junk.Drop(JunkReplay, "dropped a replayed or stale message", "from", from.Short(), "err", err)
 			return
 		default:
@@ -478,7 +479,7 @@ func (c *Client) Send(ctx context.Context, to identity.PublicKey, payload []byte
 // load benchmark seals ahead of its timed phase, so that what it times is
 // the server and not its own cryptography.
 func (c *Client) Seal(to identity.PublicKey, payload []byte) ([]byte, error) {
-	return c.seal.seal(to, payload, time.Now())
+	return c.seal.Seal(to, payload, time.Now())
 }
 
 // SendSealed hands a payload Seal made for peer to the rendezvous.

@@ -1,19 +1,21 @@
 // Package rendezvous is where peers meet: a WebSocket signaling server and
 // its client. The server routes sealed messages between registered peers
 // and tells them who is online; it can neither read nor forge what peers
-// say to each other (see seal.go), and registration proves possession of
-// the private key (see auth.go).
+// say to each other (see internal/sealed), and registration proves possession of
+// the private key (internal/sealed, auth.go).
 package rendezvous
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/punchd/punchd/internal/sealed"
 )
 
 // Version is in every frame; a server refuses frames of another version
 // with an error that says which side to upgrade. Version 2: registration
-// and sealing are Noise protocols (auth.go, seal.go); a version 1 side
+// and sealing are Noise protocols (internal/sealed); a version 1 side
 // would misread every proof and sealed message, so the two never talk.
 const Version = 2
 
@@ -114,11 +116,11 @@ func decodeFrame(b []byte) (frame, error) {
 	}
 	switch f.Type {
 	case typeChallenge:
-		if len(f.ServerKey) != 32 || len(f.Nonce) != challengeNonce {
-			return f, fmt.Errorf("%w: challenge needs a 32-byte key and %d-byte nonce", errBadFrame, challengeNonce)
+		if len(f.ServerKey) != 32 || len(f.Nonce) != sealed.ChallengeNonce {
+			return f, fmt.Errorf("%w: challenge needs a 32-byte key and %d-byte nonce", errBadFrame, sealed.ChallengeNonce)
 		}
 	case typeRegister:
-		if f.ID == "" || len(f.Proof) != proofSize {
+		if f.ID == "" || len(f.Proof) != sealed.ProofSize {
 			return f, fmt.Errorf("%w: register needs id and proof", errBadFrame)
 		}
 	case typeWatch:

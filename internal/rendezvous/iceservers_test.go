@@ -11,6 +11,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/sealed"
 )
 
 func TestSaneICEServers(t *testing.T) {
@@ -125,13 +126,13 @@ func TestClientDropsJunkCounted(t *testing.T) {
 	c := newClient(ClientConfig{Key: self, Watch: []identity.PublicKey{peer.PublicKey()},
 		OnMessage: func(_ identity.PublicKey, b []byte) { got = append(got, string(b)) }}, discardLogger())
 	now := time.Now()
-	good := mustSeal(t, newSealer(peer, nil), self.PublicKey(), []byte("offer"), now)
+	good := mustSeal(t, sealed.NewSealer(peer, nil), self.PublicKey(), []byte("offer"), now)
 	recv := func(from identity.PrivateKey, payload []byte) []byte {
 		return encodeFrame(frame{Type: typeRecv, From: from.PublicKey().String(), Payload: payload})
 	}
 	c.handleBytes(recv(peer, good))
 	c.handleBytes(recv(peer, good)) // replay
-	c.handleBytes(recv(stranger, mustSeal(t, newSealer(stranger, nil), self.PublicKey(), []byte("x"), now)))
+	c.handleBytes(recv(stranger, mustSeal(t, sealed.NewSealer(stranger, nil), self.PublicKey(), []byte("x"), now)))
 	c.handleBytes(recv(peer, []byte("garbage that is not sealed at all, long enough to look like it maybe.....")))
 	c.handleBytes([]byte("{not json"))
 	bad, _ := json.Marshal(frame{V: Version, Type: typeRegistered, ICEServers: []ICEServer{{URL: "http://x"}}})

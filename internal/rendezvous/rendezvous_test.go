@@ -17,6 +17,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/sealed"
 )
 
 func newKey(t testing.TB) identity.PrivateKey {
@@ -161,7 +162,7 @@ func TestRegistrationNeedsTheKey(t *testing.T) {
 	ctx, conn, f := dialForChallenge(t, s)
 	// Claim someone else's ID, prove with our own key.
 	victim, mine := newKey(t), newKey(t)
-	proof, err := prove(mine, f.ServerKey, f.Nonce)
+	proof, err := sealed.Prove(mine, f.ServerKey, f.Nonce)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,4 +360,13 @@ func TestSealAheadAndUnopened(t *testing.T) {
 		t.Fatal("OnSealed got a stranger's message")
 	default:
 	}
+}
+
+func mustSeal(t testing.TB, s *sealed.Sealer, to identity.PublicKey, payload []byte, now time.Time) []byte {
+	t.Helper()
+	b, err := s.Seal(to, payload, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/iplimit"
 	"github.com/punchd/punchd/internal/junklog"
+	"github.com/punchd/punchd/internal/sealed"
 )
 
 // ServerConfig configures the signaling server. Zero limits get defaults;
@@ -333,7 +334,7 @@ func (s *Server) admitPeer(ctx context.Context, cancel context.CancelFunc, conn 
 	id, err := s.handshake(ctx, conn)
 	if err != nil {
 		cause := junkHandshake
-		if errors.Is(err, errAuth) {
+		if errors.Is(err, sealed.ErrAuth) {
 			cause = junkAuth
 		}
 		s.note(cause, "remote", remote, "err", err)
@@ -365,16 +366,16 @@ func (s *Server) hold(ctx context.Context, cancel context.CancelFunc, c *serverC
 	s.readLoop(ctx, c)
 }
 
-// handshake runs the challenge-response; see auth.go.
+// handshake runs the challenge-response; see internal/sealed/auth.go.
 func (s *Server) handshake(ctx context.Context, conn *wsConn) (identity.PublicKey, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RegisterTimeout)
 	defer cancel()
-	ch, err := newChallenge()
+	ch, err := sealed.NewChallenge()
 	if err != nil {
 		conn.CloseNow()
 		return identity.PublicKey{}, err
 	}
-	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeChallenge, ServerKey: ch.key.Public, Nonce: ch.nonce[:]})); err != nil {
+	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeChallenge, ServerKey: ch.ServerKey(), Nonce: ch.Nonce()})); err != nil {
 		return identity.PublicKey{}, err
 	}
 	_, b, err := conn.Read(ctx)
@@ -398,7 +399,7 @@ func (s *Server) handshake(ctx context.Context, conn *wsConn) (identity.PublicKe
 		s.closeWithError(ctx, conn, codeAuth, err.Error())
 		return identity.PublicKey{}, err
 	}
-	if err := ch.verify(id, f.Proof); err != nil {
+	if err := ch.Verify(id, f.Proof); err != nil {
 		s.closeWithError(ctx, conn, codeAuth, err.Error())
 		return identity.PublicKey{}, err
 	}
