@@ -36,15 +36,19 @@ var (
 	// are TURN over TCP.
 	pathOwnTLS    = benchPath{"own-turn-tls", "punchd relay (own TURN, TLS)"}
 	pathCoturnTLS = benchPath{"coturn-tls", "punchd relay (coturn, TLS)"}
+	// pathHTTPS: A behind the https-only firewall, B behind the --nat
+	// type, through a rendezvous on port 443 alone: A's relay is TURN
+	// over TLS, chosen by ICE (not forced).
+	pathHTTPS = benchPath{"https-only", "punchd relay (A https-only, TURN/TLS 443)"}
 )
 
 func allBenchPaths() []benchPath {
-	return []benchPath{pathRaw, pathStock, pathDirect, pathOwn, pathCoturn, pathOwnTLS, pathCoturnTLS}
+	return []benchPath{pathRaw, pathStock, pathDirect, pathOwn, pathCoturn, pathOwnTLS, pathCoturnTLS, pathHTTPS}
 }
 
 func (p benchPath) punchd() bool { return p == pathDirect || p.relayed() }
 func (p benchPath) relayed() bool {
-	return p == pathOwn || p == pathCoturn || p == pathOwnTLS || p == pathCoturnTLS
+	return p == pathOwn || p == pathCoturn || p == pathOwnTLS || p == pathCoturnTLS || p == pathHTTPS
 }
 
 // relay is the scenario's Relay option for p.
@@ -56,6 +60,8 @@ func (p benchPath) relay() string {
 		return "tls"
 	case pathCoturnTLS:
 		return "coturn-tls"
+	case pathHTTPS:
+		return "443"
 	}
 	return ""
 }
@@ -100,7 +106,7 @@ func newBenchCommand() *cobra.Command {
 			for _, k := range keys {
 				i := slices.IndexFunc(allBenchPaths(), func(p benchPath) bool { return p.key == k })
 				if i < 0 {
-					return fmt.Errorf("--paths %q: use raw, wireguard-go, direct, own-turn, coturn, own-turn-tls, coturn-tls", k)
+					return fmt.Errorf("--paths %q: use raw, wireguard-go, direct, own-turn, coturn, own-turn-tls, coturn-tls, https-only", k)
 				}
 				c.paths = append(c.paths, allBenchPaths()[i])
 			}
@@ -123,7 +129,7 @@ func newBenchCommand() *cobra.Command {
 	f.String("wireguard-go", "", "stock wireguard-go binary to compare with")
 	f.Int("seconds", 10, "seconds per iperf3 run")
 	f.Int("runs", 1, "rounds over every path; the table shows medians (and the TCP x1 range) over them")
-	f.StringSlice("paths", []string{"raw", "wireguard-go", "direct", "own-turn", "coturn"}, "paths to measure: raw, wireguard-go, direct, own-turn, coturn, own-turn-tls, coturn-tls")
+	f.StringSlice("paths", []string{"raw", "wireguard-go", "direct", "own-turn", "coturn"}, "paths to measure: raw, wireguard-go, direct, own-turn, coturn, own-turn-tls, coturn-tls, https-only (A behind the 443-only firewall)")
 	f.StringSlice("nat", []string{"none", "port-restricted"}, "NAT on both sides: none, port-restricted, udp-blocked (own-turn and coturn then relay over TCP)")
 	f.String("log-level", "info", "log level of the punchd processes (debug costs relay throughput)")
 	f.String("profile", "", "save pprof CPU profiles of the punchd processes during TCP x1 into this directory")
@@ -189,8 +195,11 @@ func measure(ctx context.Context, c benchConfig, run int, topo lab.NATType, path
 		}
 	}()
 	opts := scenario.Options{Binary: c.bin, NATA: topo, NATB: topo, Dir: dir, LogLevel: c.logLevel}
-	if path.relayed() {
+	if path.relayed() && path != pathHTTPS {
 		opts.UpArgs = []string{"--force-relay"}
+	}
+	if path == pathHTTPS {
+		opts.NATA = lab.NATHTTPSOnly
 	}
 	opts.Relay = path.relay()
 	const debugAddr = "127.0.0.1:6060" // each process in its own namespace

@@ -27,7 +27,7 @@ func main() {
 		newDemoCommand(), newConnectTimeCommand(), newBenchCommand(),
 		newWebRTCCommand(), newTURNLoadCommand(), newHardNATCommand(),
 		newMeshCommand(), newPeerRelayCommand(),
-		newLoadCommand(),
+		newLoadCommand(), newRoamCommand(),
 	)
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "punchd-lab:", err)

@@ -29,14 +29,27 @@ func newPeerRelayCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return peerRelayBench(cmd.Context(), os.Stdout, bin, seconds)
+			rvDelay, _ := cmd.Flags().GetDuration("rendezvous-delay")
+			memberDelay, _ := cmd.Flags().GetDuration("member-delay")
+			for _, d := range []time.Duration{rvDelay, memberDelay} {
+				if d < 0 || d > 2*time.Second {
+					return fmt.Errorf("delay %s: use 0 (none) up to 2s", d)
+				}
+			}
+			return peerRelayBench(cmd.Context(), os.Stdout, bin, seconds, peerRelayDelays{rendezvous: rvDelay, member: memberDelay})
 		},
 	}
 	cmd.Flags().Int("seconds", 5, "length of each transfer")
+	cmd.Flags().Duration("rendezvous-delay", 80*time.Millisecond, "one-way delay to and from the rendezvous host and its TURN relay (0: none)")
+	cmd.Flags().Duration("member-delay", 5*time.Millisecond, "one-way delay to and from the public member a (0: none)")
 	return cmd
 }
 
-func peerRelayBench(ctx context.Context, out io.Writer, bin string, seconds int) error {
+// peerRelayDelays place the rendezvous and the public member far or near
+// (lab.AddDelay, one way, both directions).
+type peerRelayDelays struct{ rendezvous, member time.Duration }
+
+func peerRelayBench(ctx context.Context, out io.Writer, bin string, seconds int, delays peerRelayDelays) error {
 	settings := []struct {
 		name           string
 		upArgs, rvArgs []string
@@ -45,10 +58,11 @@ func peerRelayBench(ctx context.Context, out io.Writer, bin string, seconds int)
 		{"member relay (rendezvous --no-turn)", nil, []string{"--no-turn"}},
 		{"both offered (defaults)", nil, nil},
 	}
+	fmt.Fprintf(out, "rendezvous and its TURN relay %s away (one way), member a %s away; f and g behind symmetric NATs\n", delays.rendezvous, delays.member)
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "SETTING\tPATH (f's view / g's)\tPING RTT\ttcp1\t\n")
 	for _, s := range settings {
-		path, rtt, bps, err := onePeerRelay(ctx, bin, s.upArgs, s.rvArgs, seconds)
+		path, rtt, bps, err := onePeerRelay(ctx, bin, s.upArgs, s.rvArgs, seconds, delays)
 		if err != nil {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
@@ -57,11 +71,12 @@ func peerRelayBench(ctx context.Context, out io.Writer, bin string, seconds int)
 	return tw.Flush()
 }
 
-func onePeerRelay(ctx context.Context, bin string, upArgs, rvArgs []string, seconds int) (string, time.Duration, float64, error) {
+func onePeerRelay(ctx context.Context, bin string, upArgs, rvArgs []string, seconds int, delays peerRelayDelays) (string, time.Duration, float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	m, err := scenario.StartMesh(ctx, scenario.MeshOptions{Binary: bin, LogLevel: "info", UpArgs: upArgs, RendezvousArgs: rvArgs,
-		Members: []scenario.MemberSpec{{Name: "a", NAT: lab.NATNone}, {Name: "f", NAT: lab.NATSymmetric}, {Name: "g", NAT: lab.NATSymmetric}}})
+		RendezvousDelay: delays.rendezvous,
+		Members:         []scenario.MemberSpec{{Name: "a", NAT: lab.NATNone, Delay: delays.member}, {Name: "f", NAT: lab.NATSymmetric}, {Name: "g", NAT: lab.NATSymmetric}}})
 	if err != nil {
 		return "", 0, 0, err
 	}

@@ -97,7 +97,7 @@ func newRendezvousCommand() *cobra.Command {
 	fs.String("turn-secret", "", "TURN shared secret (coturn REST format); default: random per start; visible in ps: prefer --turn-secret-file or PUNCHD_TURN_SECRET")
 	fs.String("turn-secret-file", "", "file holding the TURN shared secret (mode 0600), e.g. the one coturn's static-auth-secret has")
 	fs.String("turn-tcp-listen", "", "TURN over TCP listen address (default: the --stun-listen address over TCP)")
-	fs.String("turn-tls-listen", "", "TURN over TLS listen address (default :5349 when --tls-cert is given; :443 passes most firewalls)")
+	fs.String("turn-tls-listen", "", "TURN over TLS listen address (default :5349 when --tls-cert is given); the --listen address (e.g. :443 for both) shares one TLS port with signaling, for networks that pass only HTTPS")
 	fs.String("relay-ip", "", "address relays are announced at (default: the --stun-listen IP, else the default route's source)")
 	fs.StringSlice("turn-allow-peers", nil, "ranges relays may reach although not globally reachable (private, CGNAT, ULA, loopback, documentation…; denied by default), e.g. 192.168.0.0/16 for a LAN")
 	fs.Int("turn-user-quota", turnserver.DefaultUserQuota, "TURN allocations one user (peer ID) may hold at once")

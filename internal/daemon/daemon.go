@@ -75,7 +75,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer dev.Close()
 
-	mux, err := icepeer.NewUDPMux(bind.STUNConn(), log.With("component", "ice-mux"))
+	mux, err := icepeer.NewDualUDPMux(bind.STUNConn(), bind.STUNConn6(), log.With("component", "ice-mux"))
 	if err != nil {
 		return fmt.Errorf("start ICE on the tunnel socket: %w", err)
 	}
@@ -192,6 +192,14 @@ func Run(ctx context.Context, cfg Config) error {
 		defer wg.Done()
 		d.nat.run(runCtx)
 	}()
+	if w := d.watchNetwork(bind); w != nil {
+		defer w.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.Run(runCtx)
+		}()
+	}
 	if d.net != nil {
 		wg.Add(1)
 		go func() {
@@ -239,7 +247,7 @@ type peerState struct {
 	done   chan struct{}
 
 	mu          sync.Mutex
-	connectedAt time.Time
+	connectedAt time.Time // since the tunnel last had a path (network expiry)
 	lastPath    icepeer.Path
 	name        string // display name announced by a member
 	// via names the member relaying for this peer (see peerrelay.go),

@@ -19,6 +19,7 @@ import (
 	"github.com/punchd/punchd/internal/rendezvous"
 	"github.com/punchd/punchd/internal/route"
 	"github.com/punchd/punchd/internal/sdnotify"
+	"github.com/punchd/punchd/internal/tlsmux"
 	"github.com/punchd/punchd/internal/turnserver"
 )
 
@@ -93,6 +94,23 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		}
 		defer stopDebug()
 	}
+	// Signaling and TURN over TLS on one port (443 for networks that let
+	// nothing else out): one TLS listener, dispatched after the handshake.
+	var shared *tlsmux.Mux
+	if tlsConfig != nil && !cfg.NoTURN && cfg.STUNListen != "" && sameListen(cfg.Listen, cfg.TURNTLSListen) {
+		ln, err := listenSignaling(cfg.Listen)
+		if err != nil {
+			return err
+		}
+		// The connection cap counts TCP connections of both services
+		// on the shared port, before TLS.
+		ln = rendezvous.LimitListener(ln, rendezvous.HTTPLimits{MaxConns: fdlimit.ConnCap(fdLimit)})
+		if shared, err = tlsmux.New(ln, tlsmux.Config{TLS: tlsConfig, Logger: log.With("component", "tls-port")}); err != nil {
+			ln.Close()
+			return err
+		}
+		defer shared.Close()
+	}
 	stunPort := 0
 	var turnCfg *rendezvous.TURNConfig
 	var allocs *turnserver.Allocations
@@ -116,13 +134,19 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 			if scfg.TCPListen == "" {
 				scfg.TCPListen = cfg.STUNListen
 			}
-			if tlsConfig != nil {
+			tlsPort := 0
+			switch {
+			case shared != nil:
+				scfg.TLSListener = shared.Listener(tlsmux.ProtoTURN)
+				tlsPort = shared.Addr().(*net.TCPAddr).Port
+			case tlsConfig != nil:
 				scfg.TLSListen, scfg.TLSConfig = cfg.TURNTLSListen, tlsConfig
 				if scfg.TLSListen == "" {
 					scfg.TLSListen = ":5349"
 				}
+				tlsPort = portOf(scfg.TLSListen)
 			}
-			turnCfg = &rendezvous.TURNConfig{Secret: secret, UDPPort: portOf(scfg.STUNListen), TCPPort: portOf(scfg.TCPListen), TLSPort: portOf(scfg.TLSListen)}
+			turnCfg = &rendezvous.TURNConfig{Secret: secret, UDPPort: portOf(scfg.STUNListen), TCPPort: portOf(scfg.TCPListen), TLSPort: tlsPort}
 		}
 		listen, alt, err := rfc5780Plan(cfg)
 		if err != nil {
@@ -184,22 +208,27 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		defer stopMetrics()
 	}
 
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		if errors.Is(err, syscall.EADDRINUSE) {
-			return fmt.Errorf("signaling listen %s: %w; is another punchd rendezvous running? use --listen", cfg.Listen, err)
+	var ln net.Listener
+	if shared != nil {
+		ln = shared.Listener(tlsmux.ProtoHTTP) // TLS already
+	} else {
+		var err error
+		if ln, err = listenSignaling(cfg.Listen); err != nil {
+			return err
 		}
-		return fmt.Errorf("signaling listen %s: %w", cfg.Listen, err)
 	}
 	limits := rendezvous.HTTPLimits{MaxConns: fdlimit.ConnCap(fdLimit)}
 	hs := rendezvous.NewHTTPServer(web.Handler, limits)
 	// The cap counts TCP connections, before TLS: a stalled TLS
-	// handshake holds a slot as any connection does.
-	ln = rendezvous.LimitListener(ln, limits)
+	// handshake holds a slot as any connection does. (The shared port's
+	// listener is capped already.)
+	if shared == nil {
+		ln = rendezvous.LimitListener(ln, limits)
+	}
 	errc := make(chan error, 1)
 	scheme := "http"
 	go func() {
-		if tlsConfig != nil {
+		if tlsConfig != nil && shared == nil {
 			errc <- hs.Serve(tls.NewListener(ln, tlsConfig))
 			return
 		}
@@ -209,7 +238,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		scheme = "https"
 	}
 	log.Info("rendezvous listening", "url", scheme+"://"+ln.Addr().String(), "stun_port", stunPort,
-		"max_conns", fdlimit.ConnCap(fdLimit), "fd_limit", fdLimit)
+		"max_conns", fdlimit.ConnCap(fdLimit), "fd_limit", fdLimit, "turn_tls_same_port", shared != nil)
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}
@@ -278,6 +307,32 @@ func rfc5780Plan(cfg RendezvousConfig) (listen string, alt netip.Addr, _ error) 
 		}
 	}
 	return net.JoinHostPort(primary.String(), port), alt, nil
+}
+
+func listenSignaling(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return nil, fmt.Errorf("signaling listen %s: %w; is another punchd rendezvous running? use --listen", addr, err)
+		}
+		return nil, fmt.Errorf("signaling listen %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// sameListen reports whether two listen addresses name the same TCP
+// port on overlapping addresses (then they must share one listener).
+func sameListen(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wild(ha) || wild(hb)
 }
 
 func portOf(hostport string) int {

@@ -41,3 +41,28 @@ func TestRFC5780Plan(t *testing.T) {
 		})
 	}
 }
+
+// Signaling and TURN over TLS share one listener exactly when their
+// addresses would collide on bind.
+func TestSameListen(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{":443", ":443", true},
+		{"198.18.0.1:443", "198.18.0.1:443", true},
+		{":443", "198.18.0.1:443", true},
+		{"0.0.0.0:443", "198.18.0.1:443", true},
+		{"[::]:443", "198.18.0.1:443", true},
+		{"198.18.0.1:443", "198.18.0.2:443", false},
+		{":443", ":5349", false},
+		{":443", "", false},
+		{":0", ":0", false}, // two ephemeral ports never collide
+		{"bad", ":443", false},
+	}
+	for _, tt := range tests {
+		if got := sameListen(tt.a, tt.b); got != tt.want {
+			t.Errorf("sameListen(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}

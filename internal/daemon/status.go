@@ -81,12 +81,12 @@ func (d *daemon) status() control.Status {
 				out.LastHandshake = &hs
 			}
 		}
-		ps.mu.Lock()
-		if !ps.connectedAt.IsZero() {
-			at := ps.connectedAt
+		// ICE's: a restart's new path counts as new, though the
+		// tunnel never went without one (make-before-break).
+		if !is.ConnectedAt.IsZero() {
+			at := is.ConnectedAt
 			out.ConnectedAt = &at
 		}
-		ps.mu.Unlock()
 		st.Peers = append(st.Peers, out)
 	}
 	return st

@@ -86,9 +86,11 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	opts := []ice.AgentOption{
 		ice.WithNet(inet),
 		ice.WithUDPMux(p.cfg.Mux),
-		ice.WithUDPMuxSrflx(p.cfg.Mux),
+		ice.WithUDPMuxSrflx(srflxMuxOf(p.cfg.Mux)),
 		ice.WithUrls(urls),
-		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4}),
+		// UDP6: host candidates on global IPv6 (NewDualUDPMux) pair
+		// with the peer's, direct where IPv4 is behind hopeless NATs.
+		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}),
 		ice.WithCandidateTypes(types),
 		// TURN over TCP and TLS reach a relay when UDP is blocked; the
 		// relayed candidate itself is UDP either way.
@@ -174,6 +176,15 @@ func (p *Peer) iceURLs() []*stun.URI {
 	return urls
 }
 
+// srflxMuxOf is the mux to gather server-reflexive candidates on: the
+// IPv4 view of a dual mux.
+func srflxMuxOf(m ice.UniversalUDPMux) ice.UniversalUDPMux {
+	if f, ok := m.(interface{ srflxOnly() ice.UniversalUDPMux }); ok {
+		return f.srflxOnly()
+	}
+	return m
+}
+
 func isTURN(u *stun.URI) bool {
 	return u.Scheme == stun.SchemeTypeTURN || u.Scheme == stun.SchemeTypeTURNS
 }
@@ -194,7 +205,7 @@ func (p *Peer) interfaceAllowed(name string) bool {
 // ipAllowed applies to our candidates and to the peer's: a remote
 // loopback or multicast candidate would only make us probe ourselves.
 func (p *Peer) ipAllowed(ip net.IP) bool {
-	if ip.IsUnspecified() || ip.IsMulticast() {
+	if ip.IsUnspecified() || ip.IsMulticast() || (ip.To4() == nil && ip.IsLinkLocalUnicast()) {
 		return false
 	}
 	return p.cfg.AllowLoopback || !ip.IsLoopback()
@@ -264,13 +275,21 @@ func (p *Peer) addRemote(a *attempt, raw string) {
 	}
 }
 
-// closeAttempt stops the current agent, if any, and drops its path.
+// closeAttempt stops the current agent and one kept by a restart, if any,
+// and drops the path.
 func (p *Peer) closeAttempt(why string) {
+	p.closePrev(why)
 	a := p.cur
 	if a == nil {
 		return
 	}
 	p.cur = nil
+	p.closeAgent(a, why)
+	p.setPath(Path{})
+}
+
+// closeAgent stops a's conn reader and closes its agent in the background.
+func (p *Peer) closeAgent(a *attempt, why string) {
 	if a.cancel != nil {
 		a.cancel()
 	}
@@ -284,7 +303,6 @@ func (p *Peer) closeAttempt(why string) {
 			p.log.Debug("close ICE agent", "gen", a.gen, "err", err)
 		}
 	}()
-	p.setPath(Path{})
 	p.log.Debug("ICE attempt closed", "gen", a.gen, "why", why)
 }
 

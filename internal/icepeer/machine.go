@@ -125,7 +125,7 @@ func (p *Peer) onHello(m signalMsg) {
 		p.requestAttempt()
 	case m.Seen == a.gen:
 		if m.Failed {
-			p.log.Info("peer says our ICE attempt failed on its side; restarting", "gen", a.gen)
+			p.log.Info("peer says our ICE attempt failed on its side or its network changed; restarting", "gen", a.gen)
 			p.requestAttempt()
 		}
 	case !a.started:
@@ -186,7 +186,9 @@ func (p *Peer) requestAttempt() {
 // newAttempt (controlling) replaces the agent and offers the new one.
 func (p *Peer) newAttempt() {
 	p.wantAttempt = false
-	p.closeAttempt("new attempt")
+	if p.keepForRestart(); p.prev == nil {
+		p.closeAttempt("new attempt")
+	}
 	p.lastNew = time.Now()
 	a, err := p.newAgent(randomGen())
 	if err != nil {
@@ -197,7 +199,11 @@ func (p *Peer) newAttempt() {
 	}
 	p.cur = a
 	p.countAttempt()
-	p.setState(StateChecking, "offered a new attempt; waiting for the peer's answer")
+	if p.prev != nil {
+		p.setState(StateConnected, "restarting ICE; the current path carries the tunnel meanwhile")
+	} else {
+		p.setState(StateChecking, "offered a new attempt; waiting for the peer's answer")
+	}
 	p.log.Debug("ICE offer", "gen", a.gen)
 	p.send(signalMsg{Kind: kindOffer, Gen: a.gen, Ufrag: a.ufrag, Pwd: a.pwd})
 	p.gather(a)
@@ -207,7 +213,10 @@ func (p *Peer) newAttempt() {
 // acceptOffer (controlled) replaces the agent with one for the offer.
 func (p *Peer) acceptOffer(m signalMsg) {
 	p.stopTimer()
-	p.closeAttempt("new offer")
+	p.wantRestart = false
+	if p.keepForRestart(); p.prev == nil {
+		p.closeAttempt("new offer")
+	}
 	a, err := p.newAgent(m.Gen)
 	if err != nil {
 		p.log.Error("create ICE agent", "err", err)
@@ -226,7 +235,9 @@ func (p *Peer) acceptOffer(m signalMsg) {
 		p.fail(a, "cannot start ICE checks: "+err.Error())
 		return
 	}
-	p.setState(StateChecking, "checking candidate pairs")
+	if p.prev == nil {
+		p.setState(StateChecking, "checking candidate pairs")
+	}
 	p.gather(a)
 }
 
@@ -258,6 +269,10 @@ func (p *Peer) sendHello(failed bool) {
 }
 
 func (p *Peer) onState(a *attempt, s ice.ConnectionState) {
+	if a == p.prev && a != p.cur {
+		p.onPrevState(a, s)
+		return
+	}
 	if p.cur != a || a.state == ice.ConnectionStateFailed {
 		return
 	}
@@ -265,7 +280,9 @@ func (p *Peer) onState(a *attempt, s ice.ConnectionState) {
 	p.log.Debug("ICE state", "state", s.String(), "gen", a.gen)
 	switch s {
 	case ice.ConnectionStateChecking:
-		p.setState(StateChecking, "checking candidate pairs")
+		if p.prev == nil { // else the kept path still carries the tunnel
+			p.setState(StateChecking, "checking candidate pairs")
+		}
 	case ice.ConnectionStateConnected:
 		p.backoff = retryMin
 		if !p.wantAttempt {
@@ -339,7 +356,8 @@ func (p *Peer) fail(a *attempt, reason string) {
 	}
 	// Keep the failed agent until the next attempt replaces it: pion has
 	// already released its candidates, and closing here would race the
-	// peer's agent for nothing.
+	// peer's agent for nothing. A path kept for a restart goes with it.
+	p.closePrev("the new attempt failed")
 	p.setPath(Path{})
 	p.setState(StateFailed, reason)
 	if !p.controlling {
@@ -355,7 +373,11 @@ func (p *Peer) onPair(a *attempt, local, remote ice.Candidate) {
 	a.path = pathFor(a, local, remote)
 	p.log.Info("ICE selected pair", "gen", a.gen,
 		"local", a.path.Local.String(), "remote", a.path.Remote.String())
-	p.setPath(a.path)
+	if p.keepPrevOver(a.path) {
+		p.onRelayedPath(p.prev.path)
+		return
+	}
+	p.adopt(a)
 }
 
 // onTimer acts on the one timer: retry after a failure, repeat a hello,
@@ -379,7 +401,7 @@ func (p *Peer) onTimer() {
 		}
 		return
 	}
-	if a == nil || a.state == ice.ConnectionStateFailed || a.state == ice.ConnectionStateDisconnected {
+	if p.wantRestart || a == nil || a.state == ice.ConnectionStateFailed || a.state == ice.ConnectionStateDisconnected {
 		p.sendHello(a != nil)
 		p.armRetry()
 	}

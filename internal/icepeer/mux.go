@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	"github.com/pion/ice/v4"
 	"github.com/punchd/punchd/internal/pionlog"
@@ -20,6 +21,14 @@ import (
 // there must be one agent per remote peer on it. The caller closes it after
 // every Peer using it has stopped.
 func NewUDPMux(conn net.PacketConn, logger *slog.Logger) (ice.UniversalUDPMux, error) {
+	return NewDualUDPMux(conn, nil, logger)
+}
+
+// NewDualUDPMux is NewUDPMux with IPv6 host candidates from conn6 (the
+// Bind's STUNConn6) when its address is a specific one; nil or unspecified
+// conn6 leaves ICE on IPv4. Server-reflexive candidates stay IPv4: the
+// point of IPv6 here is that it needs no translation.
+func NewDualUDPMux(conn, conn6 net.PacketConn, logger *slog.Logger) (ice.UniversalUDPMux, error) {
 	if conn == nil {
 		return nil, errors.New("ICE UDP mux: no socket given")
 	}
@@ -34,8 +43,88 @@ func NewUDPMux(conn net.PacketConn, logger *slog.Logger) (ice.UniversalUDPMux, e
 		// specific address.
 		log.Warn("ICE UDP mux on an unspecified address: every interface becomes a host candidate", "addr", addr)
 	}
-	return ice.NewUniversalUDPMuxDefault(ice.UniversalUDPMuxParams{
+	inner := ice.NewUniversalUDPMuxDefault(ice.UniversalUDPMuxParams{
 		UDPConn: conn,
 		Logger:  pionlog.New(log).NewLogger("udpmux"),
-	}), nil
+		// pion keeps a server-reflexive address for 25 s by default, so
+		// an ICE restart right after our NAT got a new public address
+		// (an ISP rebind, a move to another network) would offer the
+		// old one again and never find the direct path. Requests in
+		// flight are still shared between peers gathering together.
+		XORMappedAddrCacheTTL: srflxCacheTTL,
+	})
+	m := &followingMux{UniversalUDPMux: inner, conn: conn, bound: addr}
+	if conn6 != nil {
+		if a6, ok := conn6.LocalAddr().(*net.UDPAddr); ok && !a6.IP.IsUnspecified() && a6.IP.To4() == nil {
+			m.v6 = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn6, Logger: pionlog.New(log).NewLogger("udpmux6")})
+			m.conn6, m.bound6 = conn6, a6
+			log.Info("ICE offers IPv6 host candidates", "addr", a6.String())
+		}
+	}
+	return m, nil
+}
+
+// srflxCacheTTL is as short as pion allows (zero means its default).
+const srflxCacheTTL = time.Nanosecond
+
+// followingMux lets the host candidate follow the host's address. pion's
+// mux takes the socket's address once and refuses connections for any
+// other, while conn (the Bind's STUN side) reports the address the host
+// has now (tunnel.Bind.RefreshLocal after a network change). Gathering asks
+// GetListenAddresses for the candidates' address, which is the current
+// one; the connections are asked for with the address pion knows. The
+// socket itself is bound to the wildcard address, so only what is
+// announced changes.
+type followingMux struct {
+	ice.UniversalUDPMux
+	conn  net.PacketConn
+	bound *net.UDPAddr // what pion's mux was created with
+	// The IPv6 side, nil without: host candidates only.
+	v6     *ice.UDPMuxDefault
+	conn6  net.PacketConn
+	bound6 *net.UDPAddr
+}
+
+func (m *followingMux) GetListenAddresses() []net.Addr {
+	addrs := []net.Addr{m.conn.LocalAddr()}
+	if m.v6 != nil {
+		if a, ok := m.conn6.LocalAddr().(*net.UDPAddr); ok && !a.IP.IsUnspecified() {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
+}
+
+func (m *followingMux) GetConn(ufrag string, addr net.Addr) (net.PacketConn, error) {
+	if ua, ok := addr.(*net.UDPAddr); ok && ua.IP.To4() == nil && m.v6 != nil {
+		return m.v6.GetConn(ufrag, m.bound6)
+	}
+	return m.UniversalUDPMux.GetConn(ufrag, m.bound)
+}
+
+func (m *followingMux) RemoveConnByUfrag(ufrag string) {
+	m.UniversalUDPMux.RemoveConnByUfrag(ufrag)
+	if m.v6 != nil {
+		m.v6.RemoveConnByUfrag(ufrag)
+	}
+}
+
+func (m *followingMux) Close() error {
+	err := m.UniversalUDPMux.Close()
+	if m.v6 != nil {
+		err = errors.Join(err, m.v6.Close())
+	}
+	return err
+}
+
+// srflxOnly is the view for WithUDPMuxSrflx: server-reflexive candidates
+// are gathered on the IPv4 address only.
+func (m *followingMux) srflxOnly() ice.UniversalUDPMux { return srflxMux{m} }
+
+type srflxMux struct{ *followingMux }
+
+func (s srflxMux) GetListenAddresses() []net.Addr { return []net.Addr{s.conn.LocalAddr()} }
+
+func (m *followingMux) GetConnForURL(ufrag, url string, _ net.Addr) (net.PacketConn, error) {
+	return m.UniversalUDPMux.GetConnForURL(ufrag, url, m.bound)
 }

@@ -221,7 +221,12 @@ type Peer struct {
 	localNAT    natkind.NATType     // our NAT's type, "" until known
 	lastGen     uint64              // controlled: newest gen offered to us
 	early       map[uint64][]string // controlled: candidates that overtook their offer
-	wg          sync.WaitGroup      // agent closers and conn readers
+	prev        *attempt            // carries the tunnel while a restart's attempt checks (restart.go)
+	wantRestart bool                // controlled: asked for a restart, no offer yet
+	relayRetry  time.Duration       // controlling: next restart while relayed
+	relayTimer  *time.Timer
+	relaySeq    uint64
+	wg          sync.WaitGroup // agent closers and conn readers
 }
 
 // Queue sizes: a burst of trickled candidates and signals must fit; if
@@ -242,6 +247,7 @@ func NewPeer(cfg PeerConfig) *Peer {
 		out:         make(chan []byte, signalQueue),
 		quit:        make(chan struct{}),
 		backoff:     retryMin,
+		relayRetry:  relayRetryMin,
 		early:       make(map[uint64][]string),
 	}
 	p.status = PeerStatus{State: StateNew, Since: time.Now(), Reason: "waiting for the rendezvous to say whether the peer is online"}
@@ -262,6 +268,7 @@ func (p *Peer) Run(ctx context.Context) {
 	defer func() {
 		close(p.quit)
 		p.stopTimer()
+		p.stopRelayTimer()
 		p.closeAttempt("shutting down")
 		p.wg.Wait()
 		stopSend()

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"context"
 	"testing"
 	"time"
 )
@@ -29,13 +28,7 @@ func TestNATTypesMatchCoturnDiscovery(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(string(tt.nat), func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-			defer cancel()
-			l, err := New(ctx, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { l.Close() })
+			ctx, l := newTestLab(t, 90*time.Second)
 			srv, err := l.AddPublicHost("stun", 1)
 			if err != nil {
 				t.Fatal(err)

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
@@ -14,13 +13,7 @@ import (
 // leave the router with no tracked connections.
 func TestFaults(t *testing.T) {
 	RequireRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	l, err := New(ctx, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	ctx, l := newTestLab(t, 60*time.Second)
 	cut, err := l.AddPublicHost("cut", 0)
 	if err != nil {
 		t.Fatal(err)

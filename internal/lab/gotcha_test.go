@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
@@ -16,13 +15,7 @@ func TestUnsolicitedInboundKeepsMapping(t *testing.T) {
 	for _, nt := range []NATType{NATFullCone, NATRestricted, NATPortRestricted} {
 		t.Run(string(nt), func(t *testing.T) {
 			t.Parallel()
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			l, err := New(ctx, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { l.Close() })
+			_, l := newTestLab(t, 30*time.Second)
 			peer, err := l.AddPublicHost("peer", 0)
 			if err != nil {
 				t.Fatal(err)

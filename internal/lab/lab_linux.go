@@ -32,7 +32,11 @@ const namePrefix = "pdl"
 const markerDir = "/run/punchd-lab"
 
 // Options tune a lab; the zero value is fine.
-type Options struct{}
+type Options struct {
+	// IPv6 adds routed IPv6 (2001:db8::/32, see ipv6_linux.go) to the
+	// internet and every LAN, behind stateful firewalls on the routers.
+	IPv6 bool
+}
 
 // Lab is one set of namespaces.
 type Lab struct {
@@ -42,9 +46,11 @@ type Lab struct {
 	nss      []string
 	hosts    []*Host   // in creation order, for Describe
 	routers  []*Router // in creation order, for Describe
+	delays   []*Delay
 	nextPub  int
 	nextLAN  int
 	nextVeth int
+	ipv6     bool
 	closed   bool
 }
 
@@ -56,6 +62,12 @@ type Host struct {
 	// Extra are further addresses (e.g. an RFC 5780 alternate IP).
 	Extra  []netip.Addr
 	Router *Router // nil for public hosts
+	// Addr6 is the host's global IPv6 address in labs with IPv6.
+	Addr6 netip.Addr
+	moves int // how often MoveHost moved it: names its interface
+	// uplink is the far end of eth0's veth, on the internet bridge (or
+	// the router's LAN bridge); AddDelay moves it into a delay router.
+	uplink string
 }
 
 // Router is a NAT router with a LAN behind it.
@@ -65,8 +77,11 @@ type Router struct {
 	Type    NATType
 	WANAddr netip.Addr
 	LAN     netip.Prefix
-	hosts   int
-	opts    RouterOptions
+	// WANAddr6 and LAN6 in labs with IPv6 (routed, not translated).
+	WANAddr6 netip.Addr
+	LAN6     netip.Prefix
+	hosts    int
+	opts     RouterOptions
 }
 
 // RouterOptions add features to a NAT router.
@@ -110,14 +125,14 @@ func RequireRoot(t testing.TB) {
 
 // New creates the lab's internet. Stale labs of dead processes are removed
 // first.
-func New(ctx context.Context, _ Options) (*Lab, error) {
+func New(ctx context.Context, o Options) (*Lab, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the lab needs root (network namespaces, nftables)")
 	}
 	removeStale(ctx)
 	var b [3]byte
 	_, _ = rand.Read(b[:])
-	l := &Lab{id: hex.EncodeToString(b[:]), nextPub: 1, nextLAN: 1}
+	l := &Lab{id: hex.EncodeToString(b[:]), nextPub: 1, nextLAN: 1, ipv6: o.IPv6}
 	// The marker is written before any namespace exists, so a namespace
 	// without a marker can only belong to a lab whose owner is gone.
 	if err := writeMarker(l.id); err != nil {
@@ -138,6 +153,12 @@ func New(ctx context.Context, _ Options) (*Lab, error) {
 	); err != nil {
 		l.Close()
 		return nil, err
+	}
+	if l.ipv6 {
+		if err := l.setupWAN6(ctx); err != nil {
+			l.Close()
+			return nil, err
+		}
 	}
 	return l, nil
 }
@@ -170,14 +191,15 @@ func (l *Lab) addNS(ctx context.Context, name string) error {
 	)
 }
 
-// link connects namespace ns (interface ifname) to a bridge in brNS.
-func (l *Lab) link(ctx context.Context, ns, ifname, brNS, bridge string) error {
+// link connects namespace ns (interface ifname) to a bridge in brNS and
+// returns the name of the veth's end on the bridge.
+func (l *Lab) link(ctx context.Context, ns, ifname, brNS, bridge string) (string, error) {
 	l.mu.Lock()
 	l.nextVeth++
 	peer := fmt.Sprintf("%s%s%d", namePrefix, l.id, l.nextVeth) // <= 15 chars
 	tmp := peer + "x"
 	l.mu.Unlock()
-	return runAll(ctx,
+	return peer, runAll(ctx,
 		[]string{"ip", "link", "add", tmp, "type", "veth", "peer", "name", peer},
 		[]string{"ip", "link", "set", tmp, "netns", ns, "name", ifname},
 		[]string{"ip", "link", "set", peer, "netns", brNS},
@@ -202,7 +224,8 @@ func (l *Lab) AddPublicHost(name string, extra int) (*Host, error) {
 	if err := l.addNS(ctx, h.NS); err != nil {
 		return nil, err
 	}
-	if err := l.link(ctx, h.NS, "eth0", l.wan, "br0"); err != nil {
+	var err error
+	if h.uplink, err = l.link(ctx, h.NS, "eth0", l.wan, "br0"); err != nil {
 		return nil, err
 	}
 	h.Addr = l.nextPublic()
@@ -215,6 +238,11 @@ func (l *Lab) AddPublicHost(name string, extra int) (*Host, error) {
 	cmds = append(cmds, []string{"ip", "-n", h.NS, "route", "add", "default", "via", wanBridgeAddr})
 	if err := runAll(ctx, cmds...); err != nil {
 		return nil, err
+	}
+	if l.ipv6 {
+		if err := l.setupPublic6(ctx, h); err != nil {
+			return nil, err
+		}
 	}
 	l.mu.Lock()
 	l.hosts = append(l.hosts, h)
@@ -245,7 +273,7 @@ func (l *Lab) AddNATWith(name string, t NATType, o RouterOptions) (*Router, erro
 	if err := l.addNS(ctx, r.NS); err != nil {
 		return nil, err
 	}
-	if err := l.link(ctx, r.NS, "eth0", l.wan, "br0"); err != nil {
+	if _, err := l.link(ctx, r.NS, "eth0", l.wan, "br0"); err != nil {
 		return nil, err
 	}
 	r.WANAddr = l.nextPublic()
@@ -264,6 +292,12 @@ func (l *Lab) AddNATWith(name string, t NATType, o RouterOptions) (*Router, erro
 	// dropped as if routed. A LAN switch does not filter: turn it off
 	// here (the sysctl is per namespace; absent without the module).
 	_ = run(ctx, "ip", "netns", "exec", r.NS, "sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=0")
+	if l.ipv6 {
+		_ = run(ctx, "ip", "netns", "exec", r.NS, "sysctl", "-qw", "net.bridge.bridge-nf-call-ip6tables=0")
+		if err := l.setupRouter6(ctx, r, n); err != nil {
+			return nil, err
+		}
+	}
 	l.mu.Lock()
 	l.routers = append(l.routers, r)
 	l.mu.Unlock()
@@ -281,37 +315,57 @@ func (l *Lab) AddHost(name string, r *Router) (*Host, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	h := &Host{Name: name, NS: l.nsName(name), Router: r}
+	h := &Host{Name: name, NS: l.nsName(name)}
 	if err := l.addNS(ctx, h.NS); err != nil {
 		return nil, err
 	}
-	if err := l.link(ctx, h.NS, "eth0", r.NS, "lan0"); err != nil {
+	if err := l.attach(ctx, h, r); err != nil {
 		return nil, err
-	}
-	l.mu.Lock()
-	r.hosts++
-	first := r.hosts == 1
-	a := r.gateway()
-	for i := 0; i < r.hosts; i++ {
-		a = a.Next()
-	}
-	l.mu.Unlock()
-	h.Addr = a
-	if err := runAll(ctx,
-		[]string{"ip", "-n", h.NS, "addr", "add", h.Addr.String() + "/24", "dev", "eth0"},
-		[]string{"ip", "-n", h.NS, "route", "add", "default", "via", r.gateway().String()},
-	); err != nil {
-		return nil, err
-	}
-	if first {
-		if err := applyNAT(ctx, r, h.Addr); err != nil {
-			return nil, err
-		}
 	}
 	l.mu.Lock()
 	l.hosts = append(l.hosts, h)
 	l.mu.Unlock()
 	return h, nil
+}
+
+// attach plugs h into r's LAN on a new interface with the next free
+// address and makes r its default gateway; the router's NAT rules are
+// applied with its first host.
+func (l *Lab) attach(ctx context.Context, h *Host, r *Router) error {
+	l.mu.Lock()
+	ifname := fmt.Sprintf("eth%d", h.moves)
+	r.hosts++
+	first := r.hosts == 1
+	k := r.hosts
+	a := r.gateway()
+	for i := 0; i < r.hosts; i++ {
+		a = a.Next()
+	}
+	l.mu.Unlock()
+	uplink, err := l.link(ctx, h.NS, ifname, r.NS, "lan0")
+	if err != nil {
+		return err
+	}
+	if err := runAll(ctx,
+		[]string{"ip", "-n", h.NS, "addr", "add", a.String() + "/24", "dev", ifname},
+		[]string{"ip", "-n", h.NS, "route", "replace", "default", "via", r.gateway().String(), "dev", ifname},
+	); err != nil {
+		return err
+	}
+	if first {
+		if err := applyNAT(ctx, r, a); err != nil {
+			return err
+		}
+	}
+	if l.ipv6 {
+		if err := l.attach6(ctx, h, r, ifname, k); err != nil {
+			return err
+		}
+	}
+	l.mu.Lock()
+	h.Addr, h.Router, h.uplink = a, r, uplink
+	l.mu.Unlock()
+	return nil
 }
 
 // Command runs name inside the host's namespace.
@@ -365,8 +419,14 @@ func (l *Lab) Close() error {
 	}
 	l.closed = true
 	nss := l.nss
+	delays := l.delays
 	l.mu.Unlock()
 	var errs []error
+	for _, d := range delays {
+		if err := d.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for i := len(nss) - 1; i >= 0; i-- {
 		if err := deleteNS(nss[i]); err != nil {
 			errs = append(errs, err)

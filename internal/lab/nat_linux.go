@@ -18,6 +18,11 @@ const (
 	NATPortRestricted NATType = "port-restricted" // EIM, address+port-dependent filtering
 	NATSymmetric      NATType = "symmetric"       // address+port-dependent mapping and filtering
 	NATUDPBlocked     NATType = "udp-blocked"     // no UDP at all; TCP masqueraded
+	// NATHTTPSOnly is the office or campus firewall that passes nothing
+	// from the LAN but TCP to port 443 (masqueraded). Not in AllNATTypes:
+	// it is no NAT behaviour of its own, and the grid would only repeat
+	// udp-blocked; the 443-only tests use it by name.
+	NATHTTPSOnly NATType = "https-only"
 	// NATSymmetricSequential is symmetric, but hands out UDP ports in
 	// sequence: each new mapping (whatever its destination) gets the port
 	// after the last one, as many carrier-grade and older home NATs do.
@@ -36,7 +41,7 @@ const (
 
 // knownNATTypes is every type the lab builds.
 func knownNATTypes() []NATType {
-	return append(AllNATTypes(), NATSymmetricSequential)
+	return append(AllNATTypes(), NATSymmetricSequential, NATHTTPSOnly)
 }
 
 // AllNATTypes lists every type, in order of increasing hostility.
@@ -105,6 +110,11 @@ func ruleset(t NATType, host netip.Addr, o RouterOptions) (string, error) {
 			sequentialSpan, sequentialPorts())
 	case NATUDPBlocked:
 		forward = "meta l4proto udp drop"
+	case NATHTTPSOnly:
+		// Only new flows are filtered: what passes is TCP to 443 and
+		// its answers (established, below).
+		forward = "iifname \"lan0\" oifname \"eth0\" ct state new tcp dport != 443 drop\n" +
+			"    iifname \"lan0\" oifname \"eth0\" ct state new meta l4proto != tcp drop"
 	default:
 		return "", fmt.Errorf("no NAT recipe for %q", t)
 	}

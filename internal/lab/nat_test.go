@@ -43,6 +43,7 @@ func TestRuleset(t *testing.T) {
 		{NATSymmetric, []string{"masquerade random,fully-random"}, []string{"dnat to"}, false},
 		{NATSymmetricSequential, []string{"udp masquerade to :numgen inc mod 4096 map { 0 : 20000, 1 : 20001,", "4095 : 24095 }"}, []string{"dnat to", "random"}, false},
 		{NATUDPBlocked, []string{"meta l4proto udp drop"}, []string{"dnat to"}, false},
+		{NATHTTPSOnly, []string{"ct state new tcp dport != 443 drop", "ct state new meta l4proto != tcp drop"}, []string{"dnat to", "random"}, false},
 		{NATNone, nil, nil, true},
 		{"bogus", nil, nil, true},
 	}

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"testing"
@@ -14,13 +13,7 @@ import (
 // fresh socket per packet, alternating between two destination ports.
 func TestSequentialNATCountsPorts(t *testing.T) {
 	RequireRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	l, err := New(ctx, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	_, l := newTestLab(t, 60*time.Second)
 	pub, err := l.AddPublicHost("pub", 0)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -22,13 +21,7 @@ func TestUPnPRouter(t *testing.T) {
 			t.Skip(err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	l, err := New(ctx, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	ctx, l := newTestLab(t, 60*time.Second)
 	isp, err := l.AddPublicHost("ispstun", 1)
 	if err != nil {
 		t.Fatal(err)

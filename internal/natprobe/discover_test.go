@@ -135,13 +135,30 @@ func TestDiscoverWithoutRFC5780(t *testing.T) {
 }
 
 // tcpSTUN answers Binding requests over TCP on addr until the test ends.
-func tcpSTUN(t *testing.T, addr string) {
+// udpAndTCPPort binds a loopback UDP socket and a TCP listener on one
+// port. The kernel picks the TCP port; its UDP twin may be taken by
+// another program, so a few ports are tried.
+func udpAndTCPPort(t *testing.T) (*net.UDPConn, net.Listener) {
 	t.Helper()
-	ln, err := net.Listen("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
+	for range 20 {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		udp, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(ln.Addr().(*net.TCPAddr).AddrPort()))
+		if err == nil {
+			t.Cleanup(func() { udp.Close(); ln.Close() })
+			return udp, ln
+		}
+		ln.Close()
 	}
-	t.Cleanup(func() { ln.Close() })
+	t.Fatal("no loopback port free for both UDP and TCP in 20 tries")
+	return nil, nil
+}
+
+// tcpSTUN answers Binding requests over TCP on ln.
+func tcpSTUN(t *testing.T, ln net.Listener) {
+	t.Helper()
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -173,14 +190,12 @@ func tcpSTUN(t *testing.T, addr string) {
 }
 
 func TestDiscoverUDPBlocked(t *testing.T) {
-	udp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}) // bound, never answers: a firewall that drops
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { udp.Close() })
+	// The UDP socket is bound and never answers: a firewall that drops.
+	udp, ln := udpAndTCPPort(t)
 	addr := udp.LocalAddr().String()
 	t.Run("server answers over TCP", func(t *testing.T) {
-		tcpSTUN(t, addr)
+		tcpSTUN(t, ln)
+		t.Cleanup(func() { ln.Close() }) // the next cases find no TCP server
 		rep, err := Discover(context.Background(), DiscoverConfig{Server: addr})
 		if err != nil {
 			t.Fatalf("Discover: %v", err)

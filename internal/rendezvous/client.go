@@ -2,6 +2,8 @@ package rendezvous
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,6 +102,8 @@ type Client struct {
 	conn atomic.Pointer[websocket.Conn]
 	// recheck asks the pinger for a ping now (see Recheck).
 	recheck chan struct{}
+	// redial asks serve to drop the connection now (see Reconnect).
+	redial  chan struct{}
 	watchMu sync.Mutex
 	watch   []identity.PublicKey // what SetWatch last set
 	// heard is when the server last said anything (a signalwire.Frame, a ping).
@@ -151,7 +155,7 @@ func newClient(cfg ClientConfig, log *slog.Logger) *Client {
 		accept = func(k identity.PublicKey) bool { return watch[k] }
 	}
 	return &Client{cfg: cfg, log: log, seal: sealed.NewSealer(cfg.Key, accept), junk: junklog.New(log, junklog.DefaultEvery),
-		recheck: make(chan struct{}, 1), done: make(chan struct{}), watch: slices.Clone(cfg.Watch)}
+		recheck: make(chan struct{}, 1), redial: make(chan struct{}, 1), done: make(chan struct{}), watch: slices.Clone(cfg.Watch)}
 }
 
 // Junk-log causes: what the client refused, counted (see Dropped).
@@ -204,6 +208,14 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, Registration, error
 		},
 	})
 	if err != nil {
+		var unknown x509.UnknownAuthorityError
+		var verify *tls.CertificateVerificationError
+		if errors.As(err, &unknown) || errors.As(err, &verify) {
+			// The certificate is checked against the system's roots; a
+			// private CA has to be added there or named.
+			return nil, Registration{}, fmt.Errorf("rendezvous %s: its TLS certificate is not trusted by this host: %w; "+
+				"if a private CA signed it, point SSL_CERT_FILE at the CA's certificate (or add it to the system's roots)", c.url, err)
+		}
 		return nil, Registration{}, fmt.Errorf("rendezvous unreachable at %s: %w; is `punchd rendezvous` running and reachable?", c.url, err)
 	}
 	conn.SetReadLimit(maxClientRead)
@@ -328,6 +340,10 @@ func (c *Client) run(ctx context.Context, conn *websocket.Conn, reg Registration
 // silently dead server (no RST) within a few seconds, or at once after
 // Recheck.
 func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
+	select {
+	case <-c.redial: // asked for before this connection was made: moot
+	default:
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	var pinger sync.WaitGroup
 	defer func() {
@@ -366,6 +382,10 @@ func (c *Client) keepalive(ctx context.Context, conn *websocket.Conn, heard *ato
 		case <-t.C:
 		case <-c.recheck:
 			fastUntil = time.Now().Add(clientFastWindow)
+		case <-c.redial:
+			c.log.Debug("reconnecting to the rendezvous: the network changed")
+			fail()
+			return
 		}
 		now := time.Now()
 		fast := now.Before(fastUntil)
@@ -503,6 +523,17 @@ func (c *Client) SendSealed(ctx context.Context, to identity.PublicKey, sealed [
 func (c *Client) Recheck() {
 	select {
 	case c.recheck <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// Reconnect drops the current connection and dials again at once: the
+// daemon calls it when the host's addresses changed, since a connection
+// from an address the host no longer has is dead, and a ping would take
+// its timeout to say so. It never blocks.
+func (c *Client) Reconnect() {
+	select {
+	case c.redial <- struct{}{}:
 	default: // one is pending already
 	}
 }

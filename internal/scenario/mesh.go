@@ -22,6 +22,9 @@ type MemberSpec struct {
 	// Behind names an earlier member whose router this one sits behind
 	// (two hosts behind one NAT); NAT is then ignored.
 	Behind string
+	// Delay is a one-way delay on everything the member sends and
+	// receives (lab.AddDelay); public members (NAT none) only.
+	Delay time.Duration
 }
 
 // LANParty is eight members behind five NAT types, two of them behind one
@@ -52,6 +55,10 @@ type MeshOptions struct {
 	Env []string
 	// RendezvousArgs are extra flags for `punchd rendezvous`.
 	RendezvousArgs []string
+	// RendezvousDelay is a one-way delay on everything the rendezvous
+	// host sends and receives, its TURN relay's traffic included: "the
+	// rendezvous on another continent".
+	RendezvousDelay time.Duration
 }
 
 // Mesh is a lab with a rendezvous and N daemons that joined one network
@@ -100,10 +107,20 @@ func StartMesh(ctx context.Context, opts MeshOptions) (_ *Mesh, err error) {
 	if m.R, err = l.AddPublicHost("r", 1); err != nil {
 		return nil, err
 	}
+	if opts.RendezvousDelay > 0 {
+		if _, err := l.AddDelay(m.R, opts.RendezvousDelay); err != nil {
+			return nil, err
+		}
+	}
 	for _, spec := range opts.Members {
 		h, err := m.addMember(spec)
 		if err != nil {
 			return nil, fmt.Errorf("add member %s: %w", spec.Name, err)
+		}
+		if spec.Delay > 0 {
+			if _, err := l.AddDelay(h, spec.Delay); err != nil {
+				return nil, fmt.Errorf("member %s: %w", spec.Name, err)
+			}
 		}
 		n, err := m.newNode(ctx, spec.Name, h)
 		if err != nil {

@@ -12,23 +12,32 @@ import (
 // TestPeerRelay: two members behind symmetric NATs cannot punch, and the
 // rendezvous offers no TURN relay; a public member reaches both directly
 // and carries their tunnel ("relay via member-a"). With --no-peer-relay
-// the two stay apart.
+// the two stay apart. With the TURN relay offered but 40 ms away one way
+// (lab.AddDelay on the rendezvous host) and the member 2 ms away, the two
+// start on the TURN relay and move to the member: its 8 ms round trip
+// beats the relay's 160 ms (without the delays both are under a
+// millisecond and the choice could go either way).
 func TestPeerRelay(t *testing.T) {
 	lab.RequireRoot(t)
-	members := []MemberSpec{{Name: "a", NAT: lab.NATNone}, {Name: "f", NAT: lab.NATSymmetric}, {Name: "g", NAT: lab.NATSymmetric}}
 	for _, tt := range []struct {
-		name   string
-		upArgs []string
-		linked bool
+		name        string
+		upArgs      []string
+		rvArgs      []string
+		rvDelay     time.Duration
+		memberDelay time.Duration
+		linked      bool
 	}{
-		{"peer relay", nil, true},
-		{"no peer relay", []string{"--no-peer-relay"}, false},
+		{"peer relay", nil, []string{"--no-turn"}, 0, 0, true},
+		{"no peer relay", []string{"--no-peer-relay"}, []string{"--no-turn"}, 0, 0, false},
+		{"member nearer than the TURN relay", nil, nil, 40 * time.Millisecond, 2 * time.Millisecond, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
+			members := []MemberSpec{{Name: "a", NAT: lab.NATNone, Delay: tt.memberDelay}, {Name: "f", NAT: lab.NATSymmetric}, {Name: "g", NAT: lab.NATSymmetric}}
 			m, err := StartMesh(ctx, MeshOptions{Binary: punchdBinary, Members: members, Dir: t.TempDir(),
-				UpArgs: append([]string{"--metrics-listen", meshMetricsAddr}, tt.upArgs...), RendezvousArgs: []string{"--no-turn"}})
+				UpArgs:         append([]string{"--metrics-listen", meshMetricsAddr}, tt.upArgs...),
+				RendezvousArgs: tt.rvArgs, RendezvousDelay: tt.rvDelay})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -52,23 +61,30 @@ func TestPeerRelay(t *testing.T) {
 			if err != nil {
 				t.Fatalf("f -> g through a: %v\n%s", err, m.MeshLogs())
 			}
+			// The choosers probe every 2 s and smooth the answers: poll,
+			// bounded in time and count.
 			for _, pair := range [][2]*Node{{f, g}, {g, f}} {
-				st, err := m.PeerStatus(ctx, pair[0])
-				if err != nil {
-					t.Fatal(err)
-				}
-				found := false
-				for _, p := range st.Peers {
-					if p.ID != pair[1].ID.String() {
-						continue
+				var last string
+				ok := false
+				for i := 0; i < 60 && !ok; i++ {
+					if i > 0 {
+						time.Sleep(500 * time.Millisecond)
 					}
-					found = true
-					if p.State != "connected" || p.Path != "relay" || p.RelayVia != "member-a" || !strings.Contains(p.Reason, "relay via member-a") {
-						t.Errorf("%s's status of %s: state %s path %s via %q reason %q; want connected, relay via member-a", pair[0].Name, pair[1].Name, p.State, p.Path, p.RelayVia, p.Reason)
+					st, err := m.PeerStatus(ctx, pair[0])
+					if err != nil {
+						t.Fatal(err)
+					}
+					last = "not listed"
+					for _, p := range st.Peers {
+						if p.ID != pair[1].ID.String() {
+							continue
+						}
+						last = "state " + p.State + " path " + p.Path + " via " + p.RelayVia + " reason " + p.Reason
+						ok = p.State == "connected" && p.Path == "relay" && p.RelayVia == "member-a" && strings.Contains(p.Reason, "relay via member-a")
 					}
 				}
-				if !found {
-					t.Errorf("%s does not list %s", pair[0].Name, pair[1].Name)
+				if !ok {
+					t.Errorf("%s's status of %s within 30 s: %s; want connected, relay via member-a\n%s", pair[0].Name, pair[1].Name, last, m.MeshLogs())
 				}
 				peer := pair[1].ID.String()
 				checkMetrics(t, scrapeIn(t, pair[0].Host, meshMetricsAddr), []metricCheck{

@@ -36,6 +36,15 @@ func (r *Run) setupRelay(ctx context.Context) error {
 		// Go (signaling and pion's TURN client) trusts the lab CA this way.
 		r.env = []string{"SSL_CERT_FILE=" + cert}
 		return nil
+	case "443":
+		cert, key, err := SelfSigned(r.opts.Dir, r.R.Addr.String())
+		if err != nil {
+			return err
+		}
+		tls := net.JoinHostPort(r.R.Addr.String(), "443")
+		r.rvArgs = []string{"--tls-cert", cert, "--tls-key", key, "--turn-tls-listen", tls}
+		r.env = []string{"SSL_CERT_FILE=" + cert}
+		return nil
 	case "coturn", "coturn-tls":
 		ip := r.R.Extra[0].String()
 		// coturn holds the second address: no RFC 5780 alternate there.

@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -23,6 +24,9 @@ func TestRelayVariants(t *testing.T) {
 	}{
 		{"coturn", Options{NATA: lab.NATSymmetric, NATB: lab.NATSymmetric, Relay: "coturn"}, false},
 		{"tls", Options{NATA: lab.NATUDPBlocked, NATB: lab.NATPortRestricted, Relay: "tls"}, true},
+		// Signaling and TURN over TLS on port 443 alone, for a host
+		// behind a firewall that passes nothing else.
+		{"443", Options{NATA: lab.NATHTTPSOnly, NATB: lab.NATPortRestricted, Relay: "443"}, true},
 		// coturn offering TLS only, both sides UDP-blocked: relay to relay
 		// over TLS through a third-party server.
 		{"coturn-tls", Options{NATA: lab.NATUDPBlocked, NATB: lab.NATUDPBlocked, Relay: "coturn-tls"}, true},
@@ -71,10 +75,42 @@ func TestRelayVariants(t *testing.T) {
 			if tt.relayOnA && tt.opts.NATA == lab.NATUDPBlocked && p.LocalCandidate.RelayProtocol != "tls" {
 				t.Fatalf("A (UDP blocked) reaches its relay over %q, want tls", p.LocalCandidate.RelayProtocol)
 			}
+			if tt.opts.Relay == "443" {
+				if p.LocalCandidate.RelayProtocol != "tls" {
+					t.Fatalf("A (https-only) reaches its relay over %q, want tls (%+v)", p.LocalCandidate.RelayProtocol, p.LocalCandidate)
+				}
+				untrustedCA(ctx, t, r)
+			}
 			out, err := r.Ping(ctx, r.A, r.B, 2)
 			if err != nil || strings.Count(out, " via relay (") != 2 || !strings.Contains(out, " relay "+r.RelayIP().String()+":") {
 				t.Fatalf("punchd ping B from A: want 2 replies via relay %s, got (%v):\n%s", r.RelayIP(), err, out)
 			}
 		})
 	}
+}
+
+// untrustedCA: without the lab's CA (no SSL_CERT_FILE) a daemon refuses
+// the rendezvous and says how to trust a private CA. Run on B's host, on
+// another interface and state directory than B's daemon.
+func untrustedCA(ctx context.Context, t *testing.T, r *Run) {
+	t.Helper()
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	cmd := r.B.Host.Command(cctx, punchdBinary, "up", "--rendezvous", r.rvURL, "--peer", r.A.ID.String(),
+		"--interface", "punch9", "--state-dir", t.TempDir())
+	cmd.Env = withoutEnv(os.Environ(), "SSL_CERT_FILE")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "not trusted") || !strings.Contains(string(out), "SSL_CERT_FILE") {
+		t.Fatalf("punchd up without the lab CA: want a certificate error naming SSL_CERT_FILE, got %v:\n%s", err, out)
+	}
+}
+
+func withoutEnv(env []string, name string) []string {
+	var out []string
+	for _, e := range env {
+		if !strings.HasPrefix(e, name+"=") {
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -42,12 +42,17 @@ type Options struct {
 	// and TCP), "tls" (the rendezvous' own, TCP relay unreachable so only
 	// TLS is left), "coturn" (Debian's coturn with use-auth-secret on a
 	// second address of the rendezvous host; the rendezvous' own is off),
-	// "coturn-tls" (the same, offered over TLS only).
+	// "coturn-tls" (the same, offered over TLS only), "443" (the
+	// rendezvous' own, signaling and TURN over TLS on port 443 alone, as
+	// for the https-only firewall).
 	Relay string
 	// UpArgs are extra flags for both `punchd up`s (e.g. --force-relay).
 	UpArgs []string
 	// RendezvousArgs are extra flags for `punchd rendezvous`.
 	RendezvousArgs []string
+	// IPv6 gives the lab routed IPv6 on the internet and every LAN,
+	// behind stateful firewalls (lab.Options.IPv6).
+	IPv6 bool
 	// LogLevel of the rendezvous and both daemons; "" is debug, which
 	// tests want. Benchmarks use info, as users run them.
 	LogLevel string
@@ -125,6 +130,15 @@ type Run struct {
 	closeErr  error
 }
 
+// signalPort is where the rendezvous listens for signaling: 443 when
+// signaling and TURN over TLS share it.
+func (r *Run) signalPort() string {
+	if r.opts.Relay == "443" {
+		return "443"
+	}
+	return signalPort
+}
+
 const (
 	signalPort = "8478"
 	stunPort   = "3478"
@@ -144,7 +158,7 @@ func Start(ctx context.Context, opts Options) (_ *Run, err error) {
 		}
 		opts.Dir, tempDir = d, d
 	}
-	l, err := lab.New(ctx, lab.Options{})
+	l, err := lab.New(ctx, lab.Options{IPv6: opts.IPv6})
 	if err != nil {
 		if tempDir != "" {
 			_ = os.RemoveAll(tempDir)
@@ -232,7 +246,7 @@ func (r *Run) startRendezvous(ctx context.Context) error {
 	}
 	defer logf.Close()
 	cmd := r.R.Command(context.Background(), r.opts.Binary, append([]string{"rendezvous",
-		"--listen", net.JoinHostPort(r.R.Addr.String(), signalPort),
+		"--listen", net.JoinHostPort(r.R.Addr.String(), r.signalPort()),
 		"--stun-listen", net.JoinHostPort(r.R.Addr.String(), stunPort),
 		// The lab's internet is the benchmarking range, which relays do
 		// not reach by default.
@@ -246,10 +260,10 @@ func (r *Run) startRendezvous(ctx context.Context) error {
 	}
 	r.rvCmd = cmd
 	scheme := "http://"
-	if r.opts.Relay == "tls" {
+	if r.opts.Relay == "tls" || r.opts.Relay == "443" {
 		scheme = "https://"
 	}
-	r.rvURL = scheme + net.JoinHostPort(r.R.Addr.String(), signalPort)
+	r.rvURL = scheme + net.JoinHostPort(r.R.Addr.String(), r.signalPort())
 	// Wait for the health endpoint; bounded by count and time.
 	deadline := time.Now().Add(10 * time.Second)
 	for i := 0; i < 500 && time.Now().Before(deadline); i++ {
@@ -268,7 +282,7 @@ func (r *Run) startRendezvous(ctx context.Context) error {
 func (r *Run) healthy() bool {
 	ok := false
 	_ = r.R.Do(func() error {
-		c, err := net.DialTimeout("tcp", net.JoinHostPort(r.R.Addr.String(), signalPort), 200*time.Millisecond)
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(r.R.Addr.String(), r.signalPort()), 200*time.Millisecond)
 		if err == nil {
 			c.Close()
 			ok = true

@@ -41,15 +41,18 @@ type BindOptions struct {
 
 // Bind is a conn.Bind that owns one IPv4 UDP socket, reads and writes it in
 // batches, diverts STUN to ICE and sends each peer's packets over the path
-// ICE selected. See docs/architecture.md, "Packet path".
+// ICE selected. See docs/architecture.md, "Packet path". Where the host has
+// IPv6 a second, IPv6-only socket on the same port carries IPv6 paths
+// (bind6.go).
 //
 // Life cycle: wireguard-go Opens and Closes it (possibly many times); the
 // Device's Close ends with Shutdown, after which STUNConn reads fail.
 // Paths and peers survive a Close/Open cycle.
 type Bind struct {
-	log  *slog.Logger
-	opts BindOptions
-	stun *stunConn
+	log   *slog.Logger
+	opts  BindOptions
+	stun  *stunConn
+	stun6 *stunConn // the IPv6 socket's (bind6.go)
 
 	// mu serializes Open/Close and guards exclude and writes of byAddr.
 	// The packet paths never take it.
@@ -94,6 +97,7 @@ type relayPacket struct {
 // socket is one Open's socket; replaced on every Open.
 type socket struct {
 	udp    *net.UDPConn
+	udp6   *net.UDPConn     // nil without IPv6 (bind6.go)
 	pc     *ipv4.PacketConn // for batched writes
 	rd     *udpbatch.Reader // for batched reads, by the one socket receiver
 	port   uint16
@@ -113,6 +117,8 @@ func NewBind(log *slog.Logger, opts BindOptions) *Bind {
 		relayIn: make(chan relayPacket, relayQueue),
 	}
 	b.stun = newSTUNConn(b)
+	b.stun6 = newSTUNConn(b)
+	b.stun6.setLocal(&net.UDPAddr{IP: net.IPv6unspecified})
 	empty := map[netip.AddrPort]*peerEndpoint{}
 	b.byAddr.Store(&empty)
 	b.relayBufs.New = func() any {
@@ -162,12 +168,19 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		closed: make(chan struct{}),
 	}
 	b.stun.setLocal(b.advertiseAddr(s.port))
+	if !b.opts.ListenAddr.IsValid() || b.opts.ListenAddr.IsUnspecified() {
+		b.openIPv6(s)
+	}
 	b.sock.Store(s)
 	recv := b.receiveSocket(s)
 	if enableGRO(udp) {
 		recv = b.receiveGRO(s)
 	}
-	return []conn.ReceiveFunc{recv, b.receiveRelay(s)}, s.port, nil
+	fns := []conn.ReceiveFunc{recv, b.receiveRelay(s)}
+	if s.udp6 != nil {
+		fns = append(fns, b.receive6(s))
+	}
+	return fns, s.port, nil
 }
 
 // setBuffers asks for large socket buffers (see sockbuf): default ones
@@ -191,6 +204,9 @@ func (b *Bind) Close() error {
 		return nil
 	}
 	close(s.closed)
+	if s.udp6 != nil {
+		_ = s.udp6.Close()
+	}
 	return s.udp.Close()
 }
 
@@ -242,6 +258,28 @@ func (b *Bind) SetAdvertiseIP(ip netip.Addr) {
 	if s := b.sock.Load(); s != nil {
 		b.stun.setLocal(b.advertiseAddr(s.port))
 	}
+}
+
+// RefreshLocal recomputes the address STUNConn reports as local (the host
+// candidate) after the host's addresses or routes changed (a move from
+// Wi-Fi to LTE), and returns it and whether it changed. The socket is
+// bound to the wildcard address and needs nothing; only ICE's next
+// gathering announces the new address.
+func (b *Bind) RefreshLocal() (netip.Addr, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := b.sock.Load()
+	if s == nil {
+		return netip.Addr{}, false
+	}
+	old, _ := b.stun.LocalAddr().(*net.UDPAddr)
+	now := b.advertiseAddr(s.port)
+	b.stun.setLocal(now)
+	if s.udp6 != nil {
+		b.stun6.setLocal(advertiseAddr6(s.port))
+	}
+	ip := now.AddrPort().Addr().Unmap()
+	return ip, old == nil || old.AddrPort().Addr().Unmap() != ip
 }
 
 // setExcludeInterface keeps name (our TUN) out of the advertised address.

@@ -315,7 +315,7 @@ func TestIPv6PathFailsClearly(t *testing.T) {
 	peer := key(t)
 	b.SetPath(peer, Path{Direct: netip.MustParseAddrPort("[2001:db8::1]:51820")})
 	ep, _ := b.ParseEndpoint(b.EndpointFor(peer))
-	if err := b.Send([][]byte{marked(0)}, ep); err == nil || !strings.Contains(err.Error(), "IPv4 only") {
+	if err := b.Send([][]byte{marked(0)}, ep); err == nil || !strings.Contains(err.Error(), "no IPv6 tunnel socket") {
 		t.Fatalf("IPv6 path: %v", err)
 	}
 	// 4in6 is just IPv4.

@@ -172,7 +172,7 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		// Cookie replies to unknown sources and plain ip:port endpoints;
 		// rare, so building the address here is fine.
 		if !e.dst.Addr().Is4() {
-			return errNoIPv6(e.dst)
+			return b.sendTo6(bufs, e.dst)
 		}
 		return b.sendTo(bufs, net.UDPAddrFromAddrPort(e.dst))
 	default:
@@ -197,13 +197,13 @@ func (b *Bind) sendRoute(bufs [][]byte, r *route) error {
 		return nil
 	}
 	if !r.Direct.Addr().Is4() {
-		return errNoIPv6(r.Direct)
+		return b.sendTo6(bufs, r.Direct)
 	}
 	return b.sendTo(bufs, r.dst)
 }
 
 func errNoIPv6(dst netip.AddrPort) error {
-	return fmt.Errorf("send to %s: the tunnel socket is IPv4 only; an IPv6 path needs an IPv6 candidate filter in ICE", dst)
+	return fmt.Errorf("send to %s: this host has no IPv6 tunnel socket (no IPv6?)", dst)
 }
 
 // sendTo writes bufs to addr on the shared socket in batches: with UDP GSO
@@ -295,6 +295,12 @@ func (b *Bind) writeTo(p []byte, addr net.Addr) (int, error) {
 	s := b.sock.Load()
 	if s == nil {
 		return 0, errNoSocket
+	}
+	if ua, ok := addr.(*net.UDPAddr); ok && ua.IP.To4() == nil {
+		if s.udp6 == nil {
+			return 0, errNoIPv6(ua.AddrPort())
+		}
+		return s.udp6.WriteTo(p, addr)
 	}
 	return s.udp.WriteTo(p, addr)
 }

@@ -33,6 +33,10 @@ type ServerConfig struct {
 	TCPListen  string // TURN over TCP, host:port (default port 3478)
 	TLSListen  string // TURN over TLS, host:port (default port 5349; 443 reaches through most firewalls)
 	TLSConfig  *tls.Config
+	// TLSListener, instead of TLSListen, is a listener whose connections
+	// are TLS with the handshake done: TURN's side of a port shared with
+	// signaling (see tlsmux). The Server closes it.
+	TLSListener net.Listener
 	// RelayIP is the address relays are allocated on and announced with.
 	RelayIP netip.Addr
 	// AllowPeers lists ranges relaying may reach although they are not
@@ -146,7 +150,11 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		// Coalesced writes and buffered reads under pion (see batchconn).
 		lcs = append(lcs, turn.ListenerConfig{Listener: batchconn.Listener{Listener: g}, RelayAddressGenerator: relay, PermissionHandler: perm})
 	}
-	if turnOn && cfg.TLSListen != "" {
+	if turnOn && cfg.TLSListener != nil {
+		s.listeners = append(s.listeners, cfg.TLSListener)
+		lcs = append(lcs, turn.ListenerConfig{Listener: cfg.TLSListener, RelayAddressGenerator: relay, PermissionHandler: perm})
+	}
+	if turnOn && cfg.TLSListen != "" && cfg.TLSListener == nil {
 		if cfg.TLSConfig == nil {
 			return fail(errors.New("TURN over TLS needs a certificate: give --tls-cert and --tls-key"))
 		}

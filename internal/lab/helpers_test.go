@@ -1,0 +1,21 @@
+package lab
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// newTestLab is a new lab for one test, closed when the test ends (failed
+// or not), and a context that ends after timeout or with the test.
+func newTestLab(t *testing.T, timeout time.Duration) (context.Context, *Lab) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	l, err := New(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return ctx, l
+}
