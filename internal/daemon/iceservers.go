@@ -8,12 +8,13 @@ import (
 
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/signalwire"
 )
 
 // The rendezvous is untrusted, and the STUN/TURN servers it offers decide
 // where a daemon sends STUN from its WireGuard socket and which hosts it
 // opens TCP/TLS connections to. The client already cuts the list to a few
-// well-formed entries (rendezvous.SaneICEServers); here the user's own
+// well-formed entries (signalwire.SaneICEServers); here the user's own
 // choice applies on top: --stun and --turn add servers, and
 // --pin-ice-servers uses only those.
 
@@ -64,7 +65,7 @@ func (c iceChoice) warnings(offered *rendezvous.Registration) []string {
 		return nil
 	}
 	var w []string
-	if !rendezvous.HasSTUN(offered.ICEServers) {
+	if !signalwire.HasSTUN(offered.ICEServers) {
 		msg := "the rendezvous offers no STUN server: without one no server-reflexive candidates are found and most paths end up relayed (by the rendezvous' relay, which a hostile rendezvous would want); "
 		if len(c.stun) > 0 {
 			msg += "using the --stun servers instead"
@@ -75,7 +76,7 @@ func (c iceChoice) warnings(offered *rendezvous.Registration) []string {
 	}
 	if n := len(offered.Refused); n > 0 {
 		w = append(w, fmt.Sprintf("left out %d ICE server entries the rendezvous offered (at most %d STUN and %d TURN servers, well-formed, are used): %s",
-			n, rendezvous.MaxSTUNServers, rendezvous.MaxTURNServers, strings.Join(offered.Refused, "; ")))
+			n, signalwire.MaxSTUNServers, signalwire.MaxTURNServers, strings.Join(offered.Refused, "; ")))
 	}
 	return w
 }

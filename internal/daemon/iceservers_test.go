@@ -7,6 +7,7 @@ import (
 
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/signalwire"
 )
 
 func TestParseSTUN(t *testing.T) {
@@ -33,11 +34,11 @@ func TestParseSTUN(t *testing.T) {
 }
 
 func TestICEChoice(t *testing.T) {
-	offered := &rendezvous.Registration{ICEServers: []rendezvous.ICEServer{
+	offered := &rendezvous.Registration{ICEServers: []signalwire.ICEServer{
 		{URL: "stun:rv.example:3478"},
 		{URL: "turn:rv.example:3478?transport=udp", Username: "1:x", Credential: "p"},
 	}}
-	noSTUN := &rendezvous.Registration{ICEServers: []rendezvous.ICEServer{
+	noSTUN := &rendezvous.Registration{ICEServers: []signalwire.ICEServer{
 		{URL: "turn:rv.example:3478?transport=udp", Username: "1:x", Credential: "p"},
 	}, Refused: []string{`"http://x": scheme`}}
 	turn := ExternalTURN{URL: "turn:coturn.example:3478", Username: "u", Password: "p"}

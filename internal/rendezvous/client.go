@@ -20,13 +20,15 @@ import (
 
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/junklog"
+	"github.com/punchd/punchd/internal/sealed"
+	"github.com/punchd/punchd/internal/signalwire"
 )
 
 // Registration is what the server tells a client on (re)registering.
 type Registration struct {
-	// ICEServers is the server's list after SaneICEServers: at most
-	// MaxSTUNServers STUN and MaxTURNServers TURN servers, well-formed.
-	ICEServers []ICEServer
+	// ICEServers is the server's list after signalwire.SaneICEServers: at most
+	// signalwire.MaxSTUNServers STUN and signalwire.MaxTURNServers TURN servers, well-formed.
+	ICEServers []signalwire.ICEServer
 	// Refused says which of the server's entries were left out, and why.
 	Refused []string
 }
@@ -95,7 +97,7 @@ type Client struct {
 	cfg  ClientConfig
 	url  string
 	log  *slog.Logger
-	seal *sealer
+	seal *sealed.Sealer
 	junk *junklog.Log
 	conn atomic.Pointer[websocket.Conn]
 	// recheck asks the pinger for a ping now (see Recheck).
@@ -104,7 +106,7 @@ type Client struct {
 	redial  chan struct{}
 	watchMu sync.Mutex
 	watch   []identity.PublicKey // what SetWatch last set
-	// heard is when the server last said anything (a frame, a ping).
+	// heard is when the server last said anything (a signalwire.Frame, a ping).
 	heard  atomic.Int64
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -152,7 +154,7 @@ func newClient(cfg ClientConfig, log *slog.Logger) *Client {
 		}
 		accept = func(k identity.PublicKey) bool { return watch[k] }
 	}
-	return &Client{cfg: cfg, log: log, seal: newSealer(cfg.Key, accept), junk: junklog.New(log, junklog.DefaultEvery),
+	return &Client{cfg: cfg, log: log, seal: sealed.NewSealer(cfg.Key, accept), junk: junklog.New(log, junklog.DefaultEvery),
 		recheck: make(chan struct{}, 1), redial: make(chan struct{}, 1), done: make(chan struct{}), watch: slices.Clone(cfg.Watch)}
 }
 
@@ -162,7 +164,7 @@ const (
 	JunkBadSeal       = "bad-seal"       // from an accepted key, but does not open or is malformed
 	JunkReplay        = "replay"         // replayed, or its timestamp is too far off
 	JunkBadFrame      = "bad-frame"      // a frame from the rendezvous we cannot parse
-	JunkBadICEServer  = "bad-ice-server" // ICE server entries left out (see SaneICEServers)
+	JunkBadICEServer  = "bad-ice-server" // ICE server entries left out (see signalwire.SaneICEServers)
 )
 
 // Dropped counts what the client refused since start, per cause (the
@@ -230,15 +232,15 @@ func (c *Client) register(ctx context.Context, conn *websocket.Conn) (Registrati
 	if err != nil {
 		return Registration{}, err
 	}
-	if f.Type != typeChallenge {
+	if f.Type != signalwire.TypeChallenge {
 		return Registration{}, fmt.Errorf("expected a challenge, got %q", f.Type)
 	}
-	proof, err := prove(c.cfg.Key, f.ServerKey, f.Nonce)
+	proof, err := sealed.Prove(c.cfg.Key, f.ServerKey, f.Nonce)
 	if err != nil {
 		return Registration{}, err
 	}
-	reg := frame{Type: typeRegister, ID: c.cfg.Key.PublicKey().String(), Proof: proof}
-	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(reg)); err != nil {
+	reg := signalwire.Frame{Type: signalwire.TypeRegister, ID: c.cfg.Key.PublicKey().String(), Proof: proof}
+	if err := conn.Write(ctx, websocket.MessageText, signalwire.Encode(reg)); err != nil {
 		return Registration{}, err
 	}
 	f, err = readFrame(ctx, conn)
@@ -246,8 +248,8 @@ func (c *Client) register(ctx context.Context, conn *websocket.Conn) (Registrati
 		return Registration{}, err
 	}
 	switch f.Type {
-	case typeRegistered:
-	case typeError:
+	case signalwire.TypeRegistered:
+	case signalwire.TypeError:
 		return Registration{}, fmt.Errorf("refused: %s: %s", f.Code, f.Message)
 	default:
 		return Registration{}, fmt.Errorf("expected registered, got %q", f.Type)
@@ -256,7 +258,7 @@ func (c *Client) register(ctx context.Context, conn *websocket.Conn) (Registrati
 		return Registration{}, err
 	}
 	if len(c.cfg.Topics) > 0 {
-		if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeJoin, Topics: c.cfg.Topics})); err != nil {
+		if err := conn.Write(ctx, websocket.MessageText, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeJoin, Topics: c.cfg.Topics})); err != nil {
 			return Registration{}, err
 		}
 	}
@@ -264,27 +266,27 @@ func (c *Client) register(ctx context.Context, conn *websocket.Conn) (Registrati
 }
 
 // registration is what a registered frame says, cut to sane ICE servers.
-func (c *Client) registration(f frame) Registration {
-	kept, refused := SaneICEServers(f.ICEServers)
+func (c *Client) registration(f signalwire.Frame) Registration {
+	kept, refused := signalwire.SaneICEServers(f.ICEServers)
 	if len(refused) > 0 {
 		c.junk.Drop(JunkBadICEServer, "left out ICE servers the rendezvous offered", "refused", refused)
 	}
 	return Registration{ICEServers: kept, Refused: refused}
 }
 
-func readFrame(ctx context.Context, conn *websocket.Conn) (frame, error) {
+func readFrame(ctx context.Context, conn *websocket.Conn) (signalwire.Frame, error) {
 	_, b, err := conn.Read(ctx)
 	if err != nil {
-		return frame{}, err
+		return signalwire.Frame{}, err
 	}
-	return decodeFrame(b)
+	return signalwire.Decode(b)
 }
 
 // handleBytes is serve's read path for one frame without the connection
 // (the fuzz target's entry). The rendezvous may be hostile: whatever it
 // sends costs at most a counter and a rate-limited line.
 func (c *Client) handleBytes(b []byte) {
-	f, err := decodeFrame(b)
+	f, err := signalwire.Decode(b)
 	if err != nil {
 		c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
 		return
@@ -357,7 +359,7 @@ func (c *Client) serve(ctx context.Context, conn *websocket.Conn) error {
 		f, err := readFrame(ctx, conn)
 		c.heard.Store(time.Now().UnixNano())
 		if err != nil {
-			if errors.Is(err, errBadFrame) {
+			if errors.Is(err, signalwire.ErrBadFrame) {
 				c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
 				continue
 			}
@@ -416,34 +418,34 @@ func jitter(d time.Duration) time.Duration {
 	return d - rand.N(d/5+1)
 }
 
-func (c *Client) handle(f frame) {
+func (c *Client) handle(f signalwire.Frame) {
 	switch f.Type {
-	case typePresence:
+	case signalwire.TypePresence:
 		k, err := identity.ParseID(f.ID)
 		if err == nil && c.cfg.OnPresence != nil {
 			c.cfg.OnPresence(k, f.Online)
 		}
-	case typeRecv:
+	case signalwire.TypeRecv:
 		from, err := identity.ParseID(f.From)
 		if err != nil {
 			c.junk.Drop(JunkBadFrame, "bad frame from the rendezvous", "err", err)
 			return
 		}
 		if c.cfg.OnSealed != nil {
-			if !c.seal.accept(from) {
+			if !c.seal.Accepts(from) {
 				c.junk.Drop(JunkUnknownSender, "dropped messages from keys that are not our peers", "from", from.Short())
 				return
 			}
 			c.cfg.OnSealed(from, f.Payload)
 			return
 		}
-		payload, err := c.seal.open(from, f.Payload, time.Now())
+		payload, err := c.seal.Open(from, f.Payload, time.Now())
 		switch {
 		case err == nil:
-		case errors.Is(err, errUnknownSender):
+		case errors.Is(err, sealed.ErrUnknownSender):
 			c.junk.Drop(JunkUnknownSender, "dropped messages from keys that are not our peers", "from", from.Short())
 			return
-		case errors.Is(err, errReplay):
+		case errors.Is(err, sealed.ErrReplay):
 			c.junk.Drop(JunkReplay, "dropped a replayed or stale message", "from", from.Short(), "err", err)
 			return
 		default:
@@ -453,17 +455,17 @@ func (c *Client) handle(f frame) {
 		if c.cfg.OnMessage != nil {
 			c.cfg.OnMessage(from, payload)
 		}
-	case typeAnnounced:
+	case signalwire.TypeAnnounced:
 		if c.cfg.OnAnnouncement != nil && slices.Contains(c.cfg.Topics, f.Topic) {
 			c.cfg.OnAnnouncement(f.Topic, f.Payload)
 		}
-	case typeRegistered:
+	case signalwire.TypeRegistered:
 		// A refresh: new TURN credentials before the old ones expire.
 		reg := c.registration(f)
 		if c.cfg.OnRegistered != nil {
 			c.cfg.OnRegistered(reg)
 		}
-	case typeError:
+	case signalwire.TypeError:
 		c.log.Debug("rendezvous error", "code", f.Code, "message", f.Message, "to", f.To)
 		if c.cfg.OnServerError != nil {
 			c.cfg.OnServerError(ServerError{Code: f.Code, To: f.To, Message: f.Message})
@@ -498,7 +500,7 @@ func (c *Client) Send(ctx context.Context, to identity.PublicKey, payload []byte
 // load benchmark seals ahead of its timed phase, so that what it times is
 // the server and not its own cryptography.
 func (c *Client) Seal(to identity.PublicKey, payload []byte) ([]byte, error) {
-	return c.seal.seal(to, payload, time.Now())
+	return c.seal.Seal(to, payload, time.Now())
 }
 
 // SendSealed hands a payload Seal made for peer to the rendezvous.
@@ -507,7 +509,7 @@ func (c *Client) SendSealed(ctx context.Context, to identity.PublicKey, sealed [
 	if conn == nil {
 		return ErrNotConnected
 	}
-	return conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeSend, To: to.String(), Payload: sealed}))
+	return conn.Write(ctx, websocket.MessageText, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeSend, To: to.String(), Payload: sealed}))
 }
 
 // Recheck makes the client ping the rendezvous now instead of at the next

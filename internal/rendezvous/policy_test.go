@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/signalwire"
 )
 
 // Presence and forwarding only between IDs that both named each other: a
@@ -48,8 +49,8 @@ func TestStrangersLearnNothing(t *testing.T) {
 		to   identity.PublicKey
 		code string
 	}{
-		{ka.PublicKey(), codePeerOffline}, // watched by x, but a did not name x
-		{kb.PublicKey(), codeNotWatched},  // not even watched by x
+		{ka.PublicKey(), signalwire.CodePeerOffline}, // watched by x, but a did not name x
+		{kb.PublicKey(), signalwire.CodeNotWatched},  // not even watched by x
 	} {
 		if err := x.Send(ctx, tc.to, []byte("hello from a stranger")); err != nil {
 			t.Fatal(err)

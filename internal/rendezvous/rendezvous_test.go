@@ -17,6 +17,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/sealed"
+	"github.com/punchd/punchd/internal/signalwire"
 )
 
 func newKey(t testing.TB) identity.PrivateKey {
@@ -161,16 +163,16 @@ func TestRegistrationNeedsTheKey(t *testing.T) {
 	ctx, conn, f := dialForChallenge(t, s)
 	// Claim someone else's ID, prove with our own key.
 	victim, mine := newKey(t), newKey(t)
-	proof, err := prove(mine, f.ServerKey, f.Nonce)
+	proof, err := sealed.Prove(mine, f.ServerKey, f.Nonce)
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := frame{Type: typeRegister, ID: victim.PublicKey().String(), Proof: proof}
-	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(reg)); err != nil {
+	reg := signalwire.Frame{Type: signalwire.TypeRegister, ID: victim.PublicKey().String(), Proof: proof}
+	if err := conn.Write(ctx, websocket.MessageText, signalwire.Encode(reg)); err != nil {
 		t.Fatal(err)
 	}
 	f, err = readFrame(ctx, conn)
-	if err != nil || f.Type != typeError || f.Code != codeAuth {
+	if err != nil || f.Type != signalwire.TypeError || f.Code != signalwire.CodeAuth {
 		t.Fatalf("want auth error, got %+v %v", f, err)
 	}
 	if s.srv.Online() != 0 {
@@ -203,8 +205,8 @@ func TestLimits(t *testing.T) {
 
 func TestBadFramesGetErrors(t *testing.T) {
 	for _, in := range []string{"", "{", `{"v":2,"type":"send"}`, `{"v":1,"type":"nope"}`, `{"v":1,"type":"send","to":"x"}`, `{"v":1,"type":"watch","ids":["bad"]}`} {
-		if f, err := decodeFrame([]byte(in)); err == nil && f.Type != typeWatch {
-			t.Errorf("decodeFrame(%q) accepted", in)
+		if f, err := signalwire.Decode([]byte(in)); err == nil && f.Type != signalwire.TypeWatch {
+			t.Errorf("signalwire.Decode(%q) accepted", in)
 		}
 	}
 }
@@ -265,11 +267,11 @@ func FuzzDecodeFrame(f *testing.F) {
 	f.Add([]byte(`{"v":1,"type":"join","topics":["` + strings.Repeat("ab", 32) + `"]}`))
 	f.Add([]byte(`{"v":1,"type":"announce","topic":"` + strings.Repeat("0f", 32) + `","payload":"AAAA"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := decodeFrame(b)
+		fr, err := signalwire.Decode(b)
 		if err != nil {
 			return
 		}
-		if _, err := decodeFrame(encodeFrame(fr)); err != nil {
+		if _, err := signalwire.Decode(signalwire.Encode(fr)); err != nil {
 			t.Fatalf("accepted frame does not round-trip: %v", err)
 		}
 	})
@@ -350,7 +352,7 @@ func TestSealAheadAndUnopened(t *testing.T) {
 	if got := waitFor(t, raw, "sealed message"); !bytes.Equal(got, sealed) {
 		t.Fatalf("OnSealed got %d bytes, not the %d sent", len(got), len(sealed))
 	}
-	c.handle(frame{Type: typeRecv, From: newKey(t).PublicKey().String(), Payload: sealed})
+	c.handle(signalwire.Frame{Type: signalwire.TypeRecv, From: newKey(t).PublicKey().String(), Payload: sealed})
 	if n := c.Dropped()[JunkUnknownSender]; n != 1 {
 		t.Fatalf("a stranger's message: %d unknown-sender drops, want 1", n)
 	}
@@ -359,4 +361,13 @@ func TestSealAheadAndUnopened(t *testing.T) {
 		t.Fatal("OnSealed got a stranger's message")
 	default:
 	}
+}
+
+func mustSeal(t testing.TB, s *sealed.Sealer, to identity.PublicKey, payload []byte, now time.Time) []byte {
+	t.Helper()
+	b, err := s.Seal(to, payload, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/iplimit"
 	"github.com/punchd/punchd/internal/junklog"
+	"github.com/punchd/punchd/internal/sealed"
+	"github.com/punchd/punchd/internal/signalwire"
 )
 
 // ServerConfig configures the signaling server. Zero limits get defaults;
@@ -50,7 +52,7 @@ type ServerConfig struct {
 	// WriteTimeout closes a client that does not take a frame (or answer
 	// a ping) within it; default 10 s.
 	WriteTimeout time.Duration
-	// PingInterval: a client the server has not heard from (no frame, no
+	// PingInterval: a client the server has not heard from (no signalwire.Frame, no
 	// ping, no pong) for this long is pinged, and closed when it does not
 	// answer within WriteTimeout. The pings also keep NAT state along
 	// the way, and idle clients rely on them instead of pinging
@@ -129,7 +131,7 @@ type Server struct {
 
 	dropped atomic.Uint64 // frames dropped for slow clients
 	// Frames read from registered clients and written to them (for
-	// metrics; one atomic add per frame).
+	// metrics; one atomic add per signalwire.Frame).
 	framesIn, framesOut atomic.Uint64
 	pings               atomic.Uint64 // keepalive pings received
 	admits              atomic.Uint64 // WebSocket connections admitted
@@ -153,11 +155,11 @@ type serverClient struct {
 	topics    map[string]struct{}
 	announces *rate.Limiter
 	cancel    context.CancelFunc
-	ice       func() []ICEServer // this client's ICE servers, fresh credentials each call
-	iceAt     time.Time          // when ICE servers were last sent; the sweeper's
-	seen      *atomic.Int64      // unix ns of the last frame or ping from the client
-	probing   atomic.Bool        // a liveness ping is under way
-	worker    uint32             // the frame worker for this client's frames
+	ice       func() []signalwire.ICEServer // this client's ICE servers, fresh credentials each call
+	iceAt     time.Time                     // when ICE servers were last sent; the sweeper's
+	seen      *atomic.Int64                 // unix ns of the last frame or ping from the client
+	probing   atomic.Bool                   // a liveness ping is under way
+	worker    uint32                        // the frame worker for this client's frames
 
 	// The send queue; a writer goroutine runs only while it is non-empty,
 	// so an idle client costs no goroutine but its reader.
@@ -293,7 +295,7 @@ type wsConn struct {
 }
 
 // closeHandshakeWait bounds the close handshake with a misbehaving peer
-// (the library would wait 5 s for its close frame).
+// (the library would wait 5 s for its close signalwire.Frame).
 const closeHandshakeWait = time.Second
 
 // closeWithError sends an error frame and closes with a close frame; a
@@ -303,7 +305,7 @@ func (s *Server) closeWithError(ctx context.Context, conn *wsConn, code, msg str
 	defer cancel()
 	cut := time.AfterFunc(closeHandshakeWait, func() { conn.raw.Close() })
 	defer cut.Stop()
-	_ = conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeError, Code: code, Message: msg}))
+	_ = conn.Write(ctx, websocket.MessageText, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: code, Message: msg}))
 	conn.Close(websocket.StatusPolicyViolation, code)
 }
 
@@ -333,7 +335,7 @@ func (s *Server) admitPeer(ctx context.Context, cancel context.CancelFunc, conn 
 	id, err := s.handshake(ctx, conn)
 	if err != nil {
 		cause := junkHandshake
-		if errors.Is(err, errAuth) {
+		if errors.Is(err, sealed.ErrAuth) {
 			cause = junkAuth
 		}
 		s.note(cause, "remote", remote, "err", err)
@@ -341,11 +343,11 @@ func (s *Server) admitPeer(ctx context.Context, cancel context.CancelFunc, conn 
 	}
 	c := &serverClient{id: id, ip: ip, conn: conn, watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
 		topics: map[string]struct{}{}, announces: newAnnounceLimiter(s.cfg),
-		seen: seen, iceAt: time.Now(), ice: func() []ICEServer { return s.iceServers(host, id) },
+		seen: seen, iceAt: time.Now(), ice: func() []signalwire.ICEServer { return s.iceServers(host, id) },
 		worker: s.nextWorker.Add(1) % uint32(len(s.work))}
 	// "registered" must be the first frame the client sees: once register
 	// makes c visible, other peers' messages may be queued for it.
-	s.enqueue(c, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
+	s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeRegistered, ICEServers: c.ice()}))
 	if !s.register(c) {
 		s.finish(c)
 		return nil
@@ -365,41 +367,41 @@ func (s *Server) hold(ctx context.Context, cancel context.CancelFunc, c *serverC
 	s.readLoop(ctx, c)
 }
 
-// handshake runs the challenge-response; see auth.go.
+// handshake runs the challenge-response; see internal/sealed/auth.go.
 func (s *Server) handshake(ctx context.Context, conn *wsConn) (identity.PublicKey, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RegisterTimeout)
 	defer cancel()
-	ch, err := newChallenge()
+	ch, err := sealed.NewChallenge()
 	if err != nil {
 		conn.CloseNow()
 		return identity.PublicKey{}, err
 	}
-	if err := conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeChallenge, ServerKey: ch.key.Public, Nonce: ch.nonce[:]})); err != nil {
+	if err := conn.Write(ctx, websocket.MessageText, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeChallenge, ServerKey: ch.ServerKey(), Nonce: ch.Nonce()})); err != nil {
 		return identity.PublicKey{}, err
 	}
 	_, b, err := conn.Read(ctx)
 	if err != nil {
 		return identity.PublicKey{}, err
 	}
-	f, err := decodeFrame(b)
-	if err == nil && f.Type != typeRegister {
+	f, err := signalwire.Decode(b)
+	if err == nil && f.Type != signalwire.TypeRegister {
 		err = errors.New("expected a register frame")
 	}
 	if err != nil {
-		code := codeBadFrame
-		if errors.Is(err, errVersion) {
-			code = codeVersion
+		code := signalwire.CodeBadFrame
+		if errors.Is(err, signalwire.ErrVersion) {
+			code = signalwire.CodeVersion
 		}
 		s.closeWithError(ctx, conn, code, err.Error())
 		return identity.PublicKey{}, err
 	}
 	id, err := identity.ParseID(f.ID)
 	if err != nil {
-		s.closeWithError(ctx, conn, codeAuth, err.Error())
+		s.closeWithError(ctx, conn, signalwire.CodeAuth, err.Error())
 		return identity.PublicKey{}, err
 	}
-	if err := ch.verify(id, f.Proof); err != nil {
-		s.closeWithError(ctx, conn, codeAuth, err.Error())
+	if err := ch.Verify(id, f.Proof); err != nil {
+		s.closeWithError(ctx, conn, signalwire.CodeAuth, err.Error())
 		return identity.PublicKey{}, err
 	}
 	return id, nil
@@ -419,7 +421,7 @@ func (s *Server) register(c *serverClient) bool {
 	if old != nil {
 		// The newest registration wins: a restarted daemon must not wait
 		// for its dead connection to time out.
-		s.enqueue(old, encodeFrame(frame{Type: typeError, Code: codeReplaced, Message: "this ID registered again from another connection"}))
+		s.enqueue(old, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeReplaced, Message: "this ID registered again from another connection"}))
 		old.cancel()
 	}
 	return true
@@ -470,7 +472,7 @@ func (s *Server) notify(peers []*serverClient, id identity.PublicKey, online boo
 	if len(peers) == 0 {
 		return
 	}
-	b := encodeFrame(frame{Type: typePresence, ID: id.String(), Online: online})
+	b := signalwire.Encode(signalwire.Frame{Type: signalwire.TypePresence, ID: id.String(), Online: online})
 	for _, p := range peers {
 		s.enqueue(p, b)
 	}
@@ -649,12 +651,12 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 			s.note(junkRateLimited, "peer", c.id.Short())
 			if !drops.Allow() {
 				s.note(junkFlooder, "peer", c.id.Short())
-				s.closeWithError(ctx, c.conn, codeRateLimited, "more than twice "+strconv.Itoa(s.cfg.FramesPerSecond)+" frames per second for seconds; closing")
+				s.closeWithError(ctx, c.conn, signalwire.CodeRateLimited, "more than twice "+strconv.Itoa(s.cfg.FramesPerSecond)+" frames per second for seconds; closing")
 				return
 			}
-			if !limited { // one error frame per burst, not one per frame
+			if !limited { // one error frame per burst, not one per signalwire.Frame
 				limited = true
-				s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeRateLimited, Message: "more than " + strconv.Itoa(s.cfg.FramesPerSecond) + " frames per second; frames dropped"}))
+				s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeRateLimited, Message: "more than " + strconv.Itoa(s.cfg.FramesPerSecond) + " frames per second; frames dropped"}))
 			}
 			continue
 		}
@@ -687,24 +689,24 @@ func (s *Server) frameWorker(ctx context.Context, jobs <-chan frameJob) {
 }
 
 func (s *Server) handleFrame(c *serverClient, b []byte) {
-	f, err := decodeFrame(b)
+	f, err := signalwire.Decode(b)
 	if err != nil {
 		s.note(junkBadFrame, "peer", c.id.Short(), "err", err)
-		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: err.Error()}))
+		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeBadFrame, Message: err.Error()}))
 		return
 	}
 	switch f.Type {
-	case typeWatch:
+	case signalwire.TypeWatch:
 		s.watch(c, f.IDs)
-	case typeSend:
+	case signalwire.TypeSend:
 		s.forward(c, f)
-	case typeJoin:
+	case signalwire.TypeJoin:
 		s.join(c, f.Topics)
-	case typeAnnounce:
+	case signalwire.TypeAnnounce:
 		s.announce(c, f)
 	default:
 		s.note(junkBadFrame, "peer", c.id.Short(), "type", f.Type)
-		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "unexpected " + f.Type + " frame"}))
+		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeBadFrame, Message: "unexpected " + f.Type + " frame"}))
 	}
 }
 
@@ -717,7 +719,7 @@ func (s *Server) watch(c *serverClient, ids []string) {
 	for _, id := range ids {
 		k, err := identity.ParseID(id)
 		if err != nil {
-			s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "watch: " + err.Error()}))
+			s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeBadFrame, Message: "watch: " + err.Error()}))
 			continue
 		}
 		keys = append(keys, k)
@@ -742,7 +744,7 @@ func (s *Server) watch(c *serverClient, ids []string) {
 		talk[p.id] = true
 	}
 	for _, k := range keys {
-		s.enqueue(c, encodeFrame(frame{Type: typePresence, ID: k.String(), Online: talk[k]}))
+		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypePresence, ID: k.String(), Online: talk[k]}))
 	}
 	var gone, came []*serverClient
 	was := make(map[*serverClient]bool, len(before))
@@ -761,10 +763,10 @@ func (s *Server) watch(c *serverClient, ids []string) {
 	s.notify(came, c.id, true)
 }
 
-func (s *Server) forward(c *serverClient, f frame) {
+func (s *Server) forward(c *serverClient, f signalwire.Frame) {
 	to, err := identity.ParseID(f.To)
 	if err != nil {
-		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeBadFrame, Message: "send: " + err.Error()}))
+		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeBadFrame, Message: "send: " + err.Error()}))
 		return
 	}
 	s.mu.Lock()
@@ -775,14 +777,14 @@ func (s *Server) forward(c *serverClient, f frame) {
 	switch {
 	case !named:
 		s.note(junkStranger, "peer", c.id.Short())
-		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeNotWatched, To: f.To, Message: "send to an ID you do not watch: put it in your watch list (--peer) first"}))
+		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeNotWatched, To: f.To, Message: "send to an ID you do not watch: put it in your watch list (--peer) first"}))
 	case !ok:
 		// Offline and "has not named you" look the same: a stranger
 		// must not learn whether an ID is online.
-		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codePeerOffline, To: f.To, Message: "peer is not connected (or has not named you)"}))
-	case !s.enqueue(dst, encodeFrame(frame{Type: typeRecv, From: c.id.String(), Payload: f.Payload})):
+		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodePeerOffline, To: f.To, Message: "peer is not connected (or has not named you)"}))
+	case !s.enqueue(dst, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeRecv, From: c.id.String(), Payload: f.Payload})):
 		s.note(junkQueueFull, "peer", dst.id.Short())
-		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codePeerBusy, To: f.To, Message: "the peer is not reading its messages fast enough; message dropped"}))
+		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodePeerBusy, To: f.To, Message: "the peer is not reading its messages fast enough; message dropped"}))
 	}
 }
 
@@ -837,7 +839,7 @@ func (s *Server) sweep(ctx context.Context) {
 			}
 			if s.cfg.TURN != nil && now.Sub(c.iceAt) > s.cfg.TURN.TTL/2 {
 				c.iceAt = now
-				s.enqueue(c, encodeFrame(frame{Type: typeRegistered, ICEServers: c.ice()}))
+				s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeRegistered, ICEServers: c.ice()}))
 			}
 		}
 		clear(list)
@@ -889,10 +891,10 @@ func addrKey(remote string) netip.Addr {
 
 // iceServers tells a client where STUN and TURN are: the same host it
 // reached us at, with TURN credentials made for its ID.
-func (s *Server) iceServers(reqHost string, id identity.PublicKey) []ICEServer {
-	var out []ICEServer
+func (s *Server) iceServers(reqHost string, id identity.PublicKey) []signalwire.ICEServer {
+	var out []signalwire.ICEServer
 	for _, u := range s.cfg.ICEServers {
-		out = append(out, ICEServer{URL: u})
+		out = append(out, signalwire.ICEServer{URL: u})
 	}
 	host := reqHost
 	if h, _, err := net.SplitHostPort(reqHost); err == nil {
@@ -903,7 +905,7 @@ func (s *Server) iceServers(reqHost string, id identity.PublicKey) []ICEServer {
 	}
 	hp := func(port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
 	if s.cfg.STUNPort > 0 {
-		out = append(out, ICEServer{URL: "stun:" + hp(s.cfg.STUNPort)})
+		out = append(out, signalwire.ICEServer{URL: "stun:" + hp(s.cfg.STUNPort)})
 	}
 	if t := s.cfg.TURN; t != nil {
 		// coturn's REST format (username "expiry:id", password
@@ -916,7 +918,7 @@ func (s *Server) iceServers(reqHost string, id identity.PublicKey) []ICEServer {
 		}
 		add := func(port int, url string) {
 			if port > 0 {
-				out = append(out, ICEServer{URL: url, Username: user, Credential: pass})
+				out = append(out, signalwire.ICEServer{URL: url, Username: user, Credential: pass})
 			}
 		}
 		add(t.UDPPort, "turn:"+hp(t.UDPPort)+"?transport=udp")

@@ -8,6 +8,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/signalwire"
 
 	"golang.org/x/time/rate"
 )
@@ -18,28 +19,6 @@ import (
 // subscribed to the topic and learns nothing else. What a stranger can
 // make it hold is bounded: topics per connection, members per topic,
 // announcement size and rate.
-
-const (
-	// maxTopicsPerClient bounds the topics one connection joins.
-	maxTopicsPerClient = 4
-	// maxAnnounceBytes bounds one announcement (a valid one is ~200).
-	maxAnnounceBytes = 512
-	// topicLen is a topic id: 32 bytes in hex.
-	topicLen = 64
-)
-
-func validTopic(t string) bool {
-	if len(t) != topicLen {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
 
 func newAnnounceLimiter(cfg ServerConfig) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(cfg.AnnouncesPerSecond), cfg.AnnounceBurst)
@@ -83,7 +62,7 @@ func (s *Server) join(c *serverClient, topics []string) {
 	}
 	s.mu.Unlock()
 	for _, t := range full {
-		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeTopicFull, Topic: t,
+		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeTopicFull, Topic: t,
 			Message: "topic has " + strconv.Itoa(s.cfg.MaxTopicMembers) + " members already"}))
 	}
 }
@@ -101,9 +80,9 @@ func (s *Server) leaveTopicsLocked(c *serverClient) {
 }
 
 // announce passes f's payload to every other subscriber of its topic.
-func (s *Server) announce(c *serverClient, f frame) {
+func (s *Server) announce(c *serverClient, f signalwire.Frame) {
 	if !c.announces.Allow() {
-		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeRateLimited, Topic: f.Topic, Message: "announcing too often; announcement dropped"}))
+		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeRateLimited, Topic: f.Topic, Message: "announcing too often; announcement dropped"}))
 		return
 	}
 	s.mu.Lock()
@@ -118,10 +97,10 @@ func (s *Server) announce(c *serverClient, f frame) {
 	}
 	s.mu.Unlock()
 	if !joined {
-		s.enqueue(c, encodeFrame(frame{Type: typeError, Code: codeNotJoined, Topic: f.Topic, Message: "announce on a topic you have not joined"}))
+		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeNotJoined, Topic: f.Topic, Message: "announce on a topic you have not joined"}))
 		return
 	}
-	b := encodeFrame(frame{Type: typeAnnounced, Topic: f.Topic, Payload: f.Payload})
+	b := signalwire.Encode(signalwire.Frame{Type: signalwire.TypeAnnounced, Topic: f.Topic, Payload: f.Payload})
 	for _, m := range dst {
 		s.enqueue(m, b)
 	}
@@ -143,7 +122,7 @@ func (c *Client) Announce(ctx context.Context, topic string, payload []byte) err
 	if conn == nil {
 		return ErrNotConnected
 	}
-	return conn.Write(ctx, websocket.MessageText, encodeFrame(frame{Type: typeAnnounce, Topic: topic, Payload: payload}))
+	return conn.Write(ctx, websocket.MessageText, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeAnnounce, Topic: topic, Payload: payload}))
 }
 
 // SetWatch replaces the peers whose presence we want (members of a
@@ -166,5 +145,5 @@ func (c *Client) watchFrame() []byte {
 	for i, k := range c.watch {
 		ids[i] = k.String()
 	}
-	return encodeFrame(frame{Type: typeWatch, IDs: ids})
+	return signalwire.Encode(signalwire.Frame{Type: signalwire.TypeWatch, IDs: ids})
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/signalwire"
 )
 
 const (
@@ -86,7 +87,7 @@ func rawClient(t *testing.T, url string) *websocket.Conn {
 	return conn
 }
 
-func readError(t *testing.T, conn *websocket.Conn) frame {
+func readError(t *testing.T, conn *websocket.Conn) signalwire.Frame {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -95,7 +96,7 @@ func readError(t *testing.T, conn *websocket.Conn) frame {
 		if err != nil {
 			t.Fatalf("waiting for an error frame: %v", err)
 		}
-		if f.Type == typeError {
+		if f.Type == signalwire.TypeError {
 			return f
 		}
 	}
@@ -103,35 +104,35 @@ func readError(t *testing.T, conn *websocket.Conn) frame {
 
 func TestTopicBounds(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", ServerConfig{MaxTopicMembers: 2, AnnouncesPerSecond: 0.01, AnnounceBurst: 2})
-	write := func(conn *websocket.Conn, f frame) {
+	write := func(conn *websocket.Conn, f signalwire.Frame) {
 		t.Helper()
-		if err := conn.Write(context.Background(), websocket.MessageText, encodeFrame(f)); err != nil {
+		if err := conn.Write(context.Background(), websocket.MessageText, signalwire.Encode(f)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	tests := []struct {
 		name  string
 		setup func(conn *websocket.Conn)
-		send  frame
+		send  signalwire.Frame
 		code  string
 	}{
-		{"announce before join", nil, frame{Type: typeAnnounce, Topic: topicB, Payload: []byte("x")}, codeNotJoined},
-		{"oversized announcement", nil, frame{Type: typeAnnounce, Topic: topicB, Payload: make([]byte, maxAnnounceBytes+1)}, codeBadFrame},
-		{"bad topic", nil, frame{Type: typeJoin, Topics: []string{"xyz"}}, codeBadFrame},
-		{"upper-case topic", nil, frame{Type: typeJoin, Topics: []string{strings.ToUpper(topicB)}}, codeBadFrame},
-		{"too many topics", nil, frame{Type: typeJoin, Topics: []string{topicA, topicA, topicA, topicA, topicA}}, codeBadFrame},
+		{"announce before join", nil, signalwire.Frame{Type: signalwire.TypeAnnounce, Topic: topicB, Payload: []byte("x")}, signalwire.CodeNotJoined},
+		{"oversized announcement", nil, signalwire.Frame{Type: signalwire.TypeAnnounce, Topic: topicB, Payload: make([]byte, signalwire.MaxAnnounceBytes+1)}, signalwire.CodeBadFrame},
+		{"bad topic", nil, signalwire.Frame{Type: signalwire.TypeJoin, Topics: []string{"xyz"}}, signalwire.CodeBadFrame},
+		{"upper-case topic", nil, signalwire.Frame{Type: signalwire.TypeJoin, Topics: []string{strings.ToUpper(topicB)}}, signalwire.CodeBadFrame},
+		{"too many topics", nil, signalwire.Frame{Type: signalwire.TypeJoin, Topics: []string{topicA, topicA, topicA, topicA, topicA}}, signalwire.CodeBadFrame},
 		{"topic full", func(*websocket.Conn) {
 			for range 2 {
-				write(rawClient(t, s.url()), frame{Type: typeJoin, Topics: []string{topicA}})
+				write(rawClient(t, s.url()), signalwire.Frame{Type: signalwire.TypeJoin, Topics: []string{topicA}})
 			}
 			waitJoined(t, s.srv, topicA, 2)
-		}, frame{Type: typeJoin, Topics: []string{topicA}}, codeTopicFull},
+		}, signalwire.Frame{Type: signalwire.TypeJoin, Topics: []string{topicA}}, signalwire.CodeTopicFull},
 		{"announcing too often", func(conn *websocket.Conn) {
-			write(conn, frame{Type: typeJoin, Topics: []string{topicB}})
+			write(conn, signalwire.Frame{Type: signalwire.TypeJoin, Topics: []string{topicB}})
 			waitJoined(t, s.srv, topicB, 1)
-			write(conn, frame{Type: typeAnnounce, Topic: topicB, Payload: []byte("1")})
-			write(conn, frame{Type: typeAnnounce, Topic: topicB, Payload: []byte("2")})
-		}, frame{Type: typeAnnounce, Topic: topicB, Payload: []byte("3")}, codeRateLimited},
+			write(conn, signalwire.Frame{Type: signalwire.TypeAnnounce, Topic: topicB, Payload: []byte("1")})
+			write(conn, signalwire.Frame{Type: signalwire.TypeAnnounce, Topic: topicB, Payload: []byte("2")})
+		}, signalwire.Frame{Type: signalwire.TypeAnnounce, Topic: topicB, Payload: []byte("3")}, signalwire.CodeRateLimited},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -9,10 +9,12 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/punchd/punchd/internal/signalwire"
 )
 
 // dialForChallenge opens a raw WebSocket to s and reads its challenge.
-func dialForChallenge(t *testing.T, s *testServer) (context.Context, *websocket.Conn, frame) {
+func dialForChallenge(t *testing.T, s *testServer) (context.Context, *websocket.Conn, signalwire.Frame) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	t.Cleanup(cancel)
@@ -22,7 +24,7 @@ func dialForChallenge(t *testing.T, s *testServer) (context.Context, *websocket.
 	}
 	t.Cleanup(func() { conn.CloseNow() })
 	f, err := readFrame(ctx, conn)
-	if err != nil || f.Type != typeChallenge {
+	if err != nil || f.Type != signalwire.TypeChallenge {
 		t.Fatalf("challenge: %+v %v", f, err)
 	}
 	return ctx, conn, f
@@ -40,7 +42,7 @@ func TestVersionMismatchIsRefusedClearly(t *testing.T) {
 			t.Fatal(err)
 		}
 		f, err := readFrame(ctx, conn)
-		if err != nil || f.Type != typeError || f.Code != codeVersion || !strings.Contains(f.Message, "upgrade") {
+		if err != nil || f.Type != signalwire.TypeError || f.Code != signalwire.CodeVersion || !strings.Contains(f.Message, "upgrade") {
 			t.Fatalf("want a version error saying what to upgrade, got %+v %v", f, err)
 		}
 		if s.srv.Online() != 0 {

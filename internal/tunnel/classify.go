@@ -1,6 +1,3 @@
-// Package tunnel carries WireGuard: the wireguard-go device on a TUN, and the
-// Bind that shares the device's UDP socket with ICE and sends each peer's
-// packets over the path ICE selected.
 package tunnel
 
 import (

@@ -18,6 +18,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
 
+	"github.com/punchd/punchd/internal/fanout"
 	"github.com/punchd/punchd/internal/identity"
 )
 
@@ -39,7 +40,7 @@ type Device struct {
 	name   string
 	bind   *Bind
 	wg     *device.Device
-	fanout *fanoutTUN
+	fanout *fanout.TUN
 	port   uint16
 	close  sync.Once
 }
@@ -79,7 +80,7 @@ func NewDevice(cfg DeviceConfig, bind *Bind) (_ *Device, err error) {
 	}
 	bind.setExcludeInterface(cfg.Interface)
 	d := &Device{log: log, name: cfg.Interface, bind: bind}
-	d.fanout = newFanoutTUN(tdev, cfg.Addresses, log)
+	d.fanout = fanout.New(tdev, cfg.Addresses, log)
 	d.wg = device.NewDevice(d.fanout, bind, wgLogger(log))
 	defer func() {
 		if err != nil {
@@ -146,7 +147,7 @@ func (d *Device) AddPeer(pub identity.PublicKey, allowedIPs []netip.Prefix) erro
 	if err := d.wg.IpcSet(b.String()); err != nil {
 		return fmt.Errorf("add wireguard peer %s: %w", pub.Short(), err)
 	}
-	d.fanout.setPeer(pub, allowedIPs)
+	d.fanout.SetPeer(pub, allowedIPs)
 	return nil
 }
 
@@ -157,7 +158,7 @@ func (d *Device) RemovePeer(pub identity.PublicKey) error {
 		return fmt.Errorf("remove wireguard peer %s: %w", pub.Short(), err)
 	}
 	d.bind.forgetPath(pub)
-	d.fanout.removePeer(pub)
+	d.fanout.RemovePeer(pub)
 	return nil
 }
 

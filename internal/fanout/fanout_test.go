@@ -1,4 +1,4 @@
-package tunnel
+package fanout
 
 import (
 	"bytes"
@@ -112,7 +112,7 @@ type fanoutHost struct {
 	v4   netip.Prefix
 	v6   netip.Prefix
 	fake *fakeTUN
-	f    *fanoutTUN
+	f    *TUN
 }
 
 func newFanoutHosts(t *testing.T, n int) []*fanoutHost {
@@ -129,13 +129,13 @@ func newFanoutHosts(t *testing.T, n int) []*fanoutHost {
 			v6:   netip.PrefixFrom(netip.MustParseAddr("fd50:756e:6368::"+string(rune('1'+i))), 48),
 			fake: &fakeTUN{},
 		}
-		h.f = newFanoutTUN(h.fake, []netip.Prefix{h.v4, h.v6}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		h.f = New(h.fake, []netip.Prefix{h.v4, h.v6}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		hosts[i] = h
 	}
 	for _, h := range hosts {
 		for _, o := range hosts {
 			if o != h {
-				h.f.setPeer(o.key, []netip.Prefix{netip.PrefixFrom(o.v4.Addr(), 32), netip.PrefixFrom(o.v6.Addr(), 128)})
+				h.f.SetPeer(o.key, []netip.Prefix{netip.PrefixFrom(o.v4.Addr(), 32), netip.PrefixFrom(o.v6.Addr(), 128)})
 			}
 		}
 	}
@@ -144,7 +144,7 @@ func newFanoutHosts(t *testing.T, n int) []*fanoutHost {
 
 const testOffset = 16 // wireguard-go reads at an offset; so do we
 
-func readAll(t *testing.T, f *fanoutTUN) [][]byte {
+func readAll(t *testing.T, f *TUN) [][]byte {
 	t.Helper()
 	bufs := make([][]byte, 8)
 	for i := range bufs {
@@ -165,7 +165,7 @@ func readAll(t *testing.T, f *fanoutTUN) [][]byte {
 	return nil
 }
 
-func write(t *testing.T, f *fanoutTUN, pkts ...[]byte) {
+func write(t *testing.T, f *TUN, pkts ...[]byte) {
 	t.Helper()
 	bufs := make([][]byte, len(pkts))
 	for i, p := range pkts {
@@ -266,12 +266,12 @@ func TestFanoutPeersAndBounds(t *testing.T) {
 	hosts := newFanoutHosts(t, 3)
 	a := hosts[0]
 	bc := ipv4UDP(a.v4.Addr().String(), "10.188.255.255", "x")
-	a.f.removePeer(hosts[1].key)
+	a.f.RemovePeer(hosts[1].key)
 	a.fake.reads = [][][]byte{{bc}}
 	if got := readAll(t, a.f); len(got) != 1 || [4]byte(got[0][16:20]) != hosts[2].v4.Addr().As4() {
 		t.Fatalf("after removing a peer: %d envelopes; want one, to the remaining peer", len(got))
 	}
-	a.f.removePeer(hosts[2].key)
+	a.f.RemovePeer(hosts[2].key)
 	a.fake.reads = [][][]byte{{bc}}
 	if got := readAll(t, a.f); len(got) != 0 {
 		t.Fatalf("without peers: %d packets read, want none", len(got))

@@ -1,4 +1,4 @@
-package rendezvous
+package sealed
 
 import (
 	"encoding/binary"
@@ -41,7 +41,7 @@ import (
 //     with its own prologue; see there for why sharing the static key is
 //     sound.
 //
-// Only senders the daemon accepts are opened at all (see sealer.accept):
+// Only senders the daemon accepts are opened at all (see Sealer.Accepts):
 // a stranger's message costs a map lookup, no Diffie-Hellman, and leaves
 // no replay state behind, so strangers can neither burn CPU on our side
 // nor push a real peer's replay memory out.
@@ -50,9 +50,9 @@ const (
 	sealVersion  = 2
 	sealPrologue = "punchd seal v2\x00"
 	sealHeader   = 24
-	// sealOverhead is what sealing adds to a payload: version, ephemeral
+	// Overhead is what sealing adds to a payload: version, ephemeral
 	// key, inner header, AEAD tag.
-	sealOverhead = 1 + 32 + sealHeader + 16
+	Overhead = 1 + 32 + sealHeader + 16
 	// replayWindow bounds how old (or how far in the future) a message's
 	// timestamp may be: clocks of home machines drift, but not by minutes.
 	replayWindow = 2 * time.Minute
@@ -68,13 +68,15 @@ var sealSuite = noise.NewCipherSuite(noise.DH25519, noise.CipherChaChaPoly, nois
 
 // Reasons a sealed message is refused; each is a junk-log cause too.
 var (
-	errUnknownSender = errors.New("sender is not a peer of ours")
+	ErrUnknownSender = errors.New("sender is not a peer of ours")
 	errSealFormat    = errors.New("sealed message malformed")
 	errSealOpen      = errors.New("sealed message does not open: not from that peer, not for us, or altered on the way")
-	errReplay        = errors.New("replayed or stale message")
+	ErrReplay        = errors.New("replayed or stale message")
 )
 
-type sealer struct {
+// Sealer seals messages from one identity key and opens messages for it,
+// keeping the replay memory of the senders it accepts. Safe for concurrent use.
+type Sealer struct {
 	self    identity.PublicKey
 	static  noise.DHKey
 	session uint64
@@ -100,14 +102,16 @@ type sessionReplay struct {
 	filter replay.Filter
 }
 
-func newSealer(key identity.PrivateKey, accept func(identity.PublicKey) bool) *sealer {
+// NewSealer seals with key and opens only senders accept says yes to (none
+// if accept is nil).
+func NewSealer(key identity.PrivateKey, accept func(identity.PublicKey) bool) *Sealer {
 	pub := key.PublicKey()
 	var b [8]byte
 	randRead(b[:])
 	if accept == nil {
 		accept = func(identity.PublicKey) bool { return false }
 	}
-	return &sealer{
+	return &Sealer{
 		self:    pub,
 		static:  noise.DHKey{Private: append([]byte(nil), key[:]...), Public: append([]byte(nil), pub[:]...)},
 		session: binary.BigEndian.Uint64(b[:]),
@@ -123,7 +127,8 @@ func sealPrologueFor(from, to identity.PublicKey) []byte {
 	return append(p, to[:]...)
 }
 
-func (s *sealer) seal(to identity.PublicKey, payload []byte, now time.Time) ([]byte, error) {
+// Seal seals payload for to, from our key, at now.
+func (s *Sealer) Seal(to identity.PublicKey, payload []byte, now time.Time) ([]byte, error) {
 	s.mu.Lock()
 	s.counter++
 	counter := s.counter
@@ -144,7 +149,7 @@ func (s *sealer) seal(to identity.PublicKey, payload []byte, now time.Time) ([]b
 	binary.BigEndian.PutUint64(inner[8:], counter)
 	binary.BigEndian.PutUint64(inner[16:], uint64(now.UnixMilli()))
 	inner = append(inner, payload...)
-	out := make([]byte, 1, sealOverhead+len(payload))
+	out := make([]byte, 1, Overhead+len(payload))
 	out[0] = sealVersion
 	out, _, _, err = hs.WriteMessage(out, inner)
 	if err != nil {
@@ -153,15 +158,15 @@ func (s *sealer) seal(to identity.PublicKey, payload []byte, now time.Time) ([]b
 	return out, nil
 }
 
-// open checks, in this order: the sender is accepted (nothing else is done
+// Open checks, in this order: the sender is accepted (nothing else is done
 // for strangers), the message opens, its timestamp is recent, its counter
 // is new. Only a message that passes all of it changes replay state.
-func (s *sealer) open(from identity.PublicKey, sealed []byte, now time.Time) ([]byte, error) {
+func (s *Sealer) Open(from identity.PublicKey, sealed []byte, now time.Time) ([]byte, error) {
 	if !s.accept(from) {
-		return nil, errUnknownSender
+		return nil, ErrUnknownSender
 	}
-	if len(sealed) < sealOverhead {
-		return nil, fmt.Errorf("%w: %d bytes, at least %d needed", errSealFormat, len(sealed), sealOverhead)
+	if len(sealed) < Overhead {
+		return nil, fmt.Errorf("%w: %d bytes, at least %d needed", errSealFormat, len(sealed), Overhead)
 	}
 	if sealed[0] != sealVersion {
 		return nil, fmt.Errorf("%w: sealed with version %d, this punchd speaks %d (upgrade the older side)", errSealFormat, sealed[0], sealVersion)
@@ -185,7 +190,7 @@ func (s *sealer) open(from identity.PublicKey, sealed []byte, now time.Time) ([]
 	counter := binary.BigEndian.Uint64(inner[8:])
 	ts := time.UnixMilli(int64(binary.BigEndian.Uint64(inner[16:])))
 	if d := now.Sub(ts); d > replayWindow || d < -replayWindow {
-		return nil, fmt.Errorf("%w: timestamp off by %s (check the clocks)", errReplay, d.Round(time.Second))
+		return nil, fmt.Errorf("%w: timestamp off by %s (check the clocks)", ErrReplay, d.Round(time.Second))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -196,7 +201,7 @@ func (s *sealer) open(from identity.PublicKey, sealed []byte, now time.Time) ([]
 		s.seen[from] = pr
 	}
 	if !pr.window(session).ValidateCounter(counter, ^uint64(0)) {
-		return nil, errReplay
+		return nil, ErrReplay
 	}
 	return inner[sealHeader:], nil
 }
@@ -217,7 +222,7 @@ func (pr *peerReplay) window(session uint64) *replay.Filter {
 
 // pruneLocked forgets peers no longer accepted (a member who left the
 // group), so replay memory is bounded by the accepted set, not by time.
-func (s *sealer) pruneLocked() {
+func (s *Sealer) pruneLocked() {
 	if len(s.seen) < 64 {
 		return
 	}
@@ -227,3 +232,8 @@ func (s *sealer) pruneLocked() {
 		}
 	}
 }
+
+// Accepts says whether messages from key would be opened at all: a caller
+// that passes a sealed message on unopened checks this first, so strangers
+// are dropped before anything else is done with what they sent.
+func (s *Sealer) Accepts(key identity.PublicKey) bool { return s.accept(key) }

@@ -1,4 +1,4 @@
-package rendezvous
+package signalwire
 
 import (
 	"fmt"

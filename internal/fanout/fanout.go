@@ -1,4 +1,4 @@
-package tunnel
+package fanout
 
 import (
 	"encoding/binary"
@@ -12,15 +12,6 @@ import (
 	"github.com/punchd/punchd/internal/identity"
 )
 
-// LAN-style broadcast and multicast over the overlay (README, "LAN-style
-// play"). WireGuard routes by destination, and a subnet broadcast or a
-// multicast group is no peer's allowed IP, so wireguard-go drops what game
-// lobbies, mDNS and SSDP send. fanoutTUN sits between the TUN and
-// wireguard-go: a group packet read from the TUN goes to every peer inside a
-// small unicast envelope addressed to that peer's overlay address, and the
-// peer's fanoutTUN opens the envelope before its kernel sees it, so the
-// packet arrives with its original destination, as on a LAN.
-//
 // Envelope: IPv4 header (20 bytes) | UDP header (8), both ports fanoutPort
 // | fanoutMagic | the packet. Only a peer can send one (WireGuard checked
 // the outer source against the peer's allowed IPs); the inner source must
@@ -37,10 +28,11 @@ const (
 
 type fanoutPeer struct{ v4, v6 netip.Addr }
 
-// fanoutTUN wraps the TUN given to wireguard-go. Read and Write are the
+// TUN wraps the TUN device given to wireguard-go (its Read and Write;
+// the rest of tun.Device passes through). Read and Write are the
 // hot path: a packet that is neither a group packet nor an envelope costs
 // a few byte comparisons.
-type fanoutTUN struct {
+type TUN struct {
 	tun.Device
 	log   *slog.Logger
 	self4 netip.Addr   // envelope source; invalid: no IPv4 overlay, no fan-out
@@ -57,8 +49,9 @@ type fanoutTUN struct {
 	dropped atomic.Uint64
 }
 
-func newFanoutTUN(dev tun.Device, self []netip.Prefix, log *slog.Logger) *fanoutTUN {
-	f := &fanoutTUN{Device: dev, log: log, byKey: make(map[identity.PublicKey]fanoutPeer)}
+// New wraps dev for a daemon whose overlay addresses are self.
+func New(dev tun.Device, self []netip.Prefix, log *slog.Logger) *TUN {
+	f := &TUN{Device: dev, log: log, byKey: make(map[identity.PublicKey]fanoutPeer)}
 	for _, p := range self {
 		if p.Addr().Is4() && !f.self4.IsValid() {
 			f.self4 = p.Addr()
@@ -84,9 +77,9 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return netip.AddrFrom4(a)
 }
 
-// setPeer records peer's overlay addresses (its /32 and /128 allowed
-// IPs); removePeer forgets them.
-func (f *fanoutTUN) setPeer(key identity.PublicKey, allowed []netip.Prefix) {
+// SetPeer records a peer's overlay addresses (its /32 and /128 allowed
+// IPs); RemovePeer forgets them.
+func (f *TUN) SetPeer(key identity.PublicKey, allowed []netip.Prefix) {
 	var p fanoutPeer
 	for _, a := range allowed {
 		switch {
@@ -102,14 +95,15 @@ func (f *fanoutTUN) setPeer(key identity.PublicKey, allowed []netip.Prefix) {
 	f.publishLocked()
 }
 
-func (f *fanoutTUN) removePeer(key identity.PublicKey) {
+// RemovePeer stops fan-out to a peer.
+func (f *TUN) RemovePeer(key identity.PublicKey) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.byKey, key)
 	f.publishLocked()
 }
 
-func (f *fanoutTUN) publishLocked() {
+func (f *TUN) publishLocked() {
 	peers := make([]fanoutPeer, 0, len(f.byKey))
 	for _, p := range f.byKey {
 		peers = append(peers, p)
@@ -120,7 +114,7 @@ func (f *fanoutTUN) publishLocked() {
 // Read hands wireguard-go what the kernel sent, with group packets
 // replaced by one envelope per peer (those queued beyond this batch go
 // out with the next Read, before anything new).
-func (f *fanoutTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
+func (f *TUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	if n := f.takePending(bufs, sizes, offset); n > 0 {
 		return n, nil
 	}
@@ -149,7 +143,7 @@ func (f *fanoutTUN) Read(bufs [][]byte, sizes []int, offset int) (int, error) {
 	return out, err
 }
 
-func (f *fanoutTUN) queueEnvelopes(pkt []byte) {
+func (f *TUN) queueEnvelopes(pkt []byte) {
 	peers := *f.peers.Load()
 	f.pendMu.Lock()
 	defer f.pendMu.Unlock()
@@ -167,7 +161,7 @@ func (f *fanoutTUN) queueEnvelopes(pkt []byte) {
 	}
 }
 
-func (f *fanoutTUN) takePending(bufs [][]byte, sizes []int, offset int) int {
+func (f *TUN) takePending(bufs [][]byte, sizes []int, offset int) int {
 	f.pendMu.Lock()
 	defer f.pendMu.Unlock()
 	n := 0
@@ -192,7 +186,7 @@ func (f *fanoutTUN) takePending(bufs [][]byte, sizes []int, offset int) int {
 
 // Write passes what peers sent to the kernel, with envelopes opened; an
 // envelope that breaks the rules is dropped.
-func (f *fanoutTUN) Write(bufs [][]byte, offset int) (int, error) {
+func (f *TUN) Write(bufs [][]byte, offset int) (int, error) {
 	var bad []int
 	for i, b := range bufs {
 		pkt := b[offset:]
@@ -230,7 +224,7 @@ func (f *fanoutTUN) Write(bufs [][]byte, offset int) (int, error) {
 // open returns the packet inside envelope env if its sender may send it:
 // the envelope comes from a peer, the packet from that peer's own overlay
 // address, to a group address.
-func (f *fanoutTUN) open(env []byte) ([]byte, bool) {
+func (f *TUN) open(env []byte) ([]byte, bool) {
 	src := netip.AddrFrom4([4]byte(env[12:16]))
 	var from fanoutPeer
 	found := false
@@ -288,7 +282,7 @@ func appendEnvelope(b []byte, src, dst netip.Addr, pkt []byte) []byte {
 	binary.BigEndian.PutUint16(h[22:24], fanoutPort)
 	binary.BigEndian.PutUint16(h[24:26], uint16(8+len(fanoutMagic)+len(pkt)))
 	// UDP checksum 0: optional over IPv4, and the envelope never reaches
-	// a kernel (the receiving fanoutTUN opens it).
+	// a kernel (the receiving TUN opens it).
 	copy(h[28:], fanoutMagic)
 	return append(b, pkt...)
 }

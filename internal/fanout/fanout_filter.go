@@ -1,4 +1,4 @@
-package tunnel
+package fanout
 
 import (
 	"encoding/binary"

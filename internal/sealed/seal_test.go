@@ -1,4 +1,4 @@
-package rendezvous
+package sealed
 
 import (
 	"bytes"
@@ -19,9 +19,9 @@ func acceptOnly(keys ...identity.PrivateKey) func(identity.PublicKey) bool {
 	return func(k identity.PublicKey) bool { return set[k] }
 }
 
-func mustSeal(t testing.TB, s *sealer, to identity.PublicKey, payload []byte, now time.Time) []byte {
+func mustSeal(t testing.TB, s *Sealer, to identity.PublicKey, payload []byte, now time.Time) []byte {
 	t.Helper()
-	b, err := s.seal(to, payload, now)
+	b, err := s.Seal(to, payload, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,17 +31,17 @@ func mustSeal(t testing.TB, s *sealer, to identity.PublicKey, payload []byte, no
 func TestSealing(t *testing.T) {
 	ka, kb, kc := newKey(t), newKey(t), newKey(t)
 	everyone := acceptOnly(ka, kb, kc)
-	sa, sb, sc := newSealer(ka, everyone), newSealer(kb, everyone), newSealer(kc, everyone)
+	sa, sb, sc := NewSealer(ka, everyone), NewSealer(kb, everyone), NewSealer(kc, everyone)
 	now := time.Now()
 	secret := []byte("ufrag=abcd pwd=supersecretsupersecret")
 	sealed := mustSeal(t, sa, kb.PublicKey(), secret, now)
 	if bytes.Contains(sealed, secret) {
 		t.Fatal("plaintext visible in sealed message")
 	}
-	if len(sealed) != len(secret)+sealOverhead {
-		t.Fatalf("sealed %d bytes, want %d", len(sealed), len(secret)+sealOverhead)
+	if len(sealed) != len(secret)+Overhead {
+		t.Fatalf("sealed %d bytes, want %d", len(sealed), len(secret)+Overhead)
 	}
-	got, err := sb.open(ka.PublicKey(), sealed, now)
+	got, err := sb.Open(ka.PublicKey(), sealed, now)
 	if err != nil || !bytes.Equal(got, secret) {
 		t.Fatalf("open: %q %v", got, err)
 	}
@@ -51,25 +51,25 @@ func TestSealing(t *testing.T) {
 	wrongVersion[0] = 1
 	cases := []struct {
 		name   string
-		opener *sealer
+		opener *Sealer
 		from   identity.PublicKey
 		msg    []byte
 		now    time.Time
 		want   error
 	}{
-		{"replayed", sb, ka.PublicKey(), sealed, now, errReplay},
+		{"replayed", sb, ka.PublicKey(), sealed, now, ErrReplay},
 		{"third party", sc, ka.PublicKey(), sealed, now, errSealOpen},
 		{"claimed sender", sb, kc.PublicKey(), mustSeal(t, sa, kb.PublicKey(), secret, now), now, errSealOpen},
 		{"tampered", sb, ka.PublicKey(), tampered, now, errSealOpen},
 		{"version 1", sb, ka.PublicKey(), wrongVersion, now, errSealFormat},
-		{"stale", sb, ka.PublicKey(), mustSeal(t, sa, kb.PublicKey(), secret, now.Add(-time.Hour)), now, errReplay},
-		{"future", sb, ka.PublicKey(), mustSeal(t, sa, kb.PublicKey(), secret, now.Add(time.Hour)), now, errReplay},
+		{"stale", sb, ka.PublicKey(), mustSeal(t, sa, kb.PublicKey(), secret, now.Add(-time.Hour)), now, ErrReplay},
+		{"future", sb, ka.PublicKey(), mustSeal(t, sa, kb.PublicKey(), secret, now.Add(time.Hour)), now, ErrReplay},
 		{"short", sb, ka.PublicKey(), []byte("short"), now, errSealFormat},
-		{"unknown sender", newSealer(kb, acceptOnly(kc)), ka.PublicKey(), mustSeal(t, sa, kb.PublicKey(), secret, now), now, errUnknownSender},
+		{"unknown sender", NewSealer(kb, acceptOnly(kc)), ka.PublicKey(), mustSeal(t, sa, kb.PublicKey(), secret, now), now, ErrUnknownSender},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if _, err := c.opener.open(c.from, c.msg, c.now); !errors.Is(err, c.want) {
+			if _, err := c.opener.Open(c.from, c.msg, c.now); !errors.Is(err, c.want) {
 				t.Fatalf("got %v, want %v", err, c.want)
 			}
 		})
@@ -80,17 +80,17 @@ func TestSealing(t *testing.T) {
 // first. Each still opens once, and only once.
 func TestSealingOutOfOrder(t *testing.T) {
 	ka, kb := newKey(t), newKey(t)
-	sa, sb := newSealer(ka, nil), newSealer(kb, acceptOnly(ka))
+	sa, sb := NewSealer(ka, nil), NewSealer(kb, acceptOnly(ka))
 	now := time.Now()
 	m1 := mustSeal(t, sa, kb.PublicKey(), []byte("one"), now)
 	m2 := mustSeal(t, sa, kb.PublicKey(), []byte("two"), now)
 	for i, m := range [][]byte{m2, m1} {
-		if _, err := sb.open(ka.PublicKey(), m, now); err != nil {
+		if _, err := sb.Open(ka.PublicKey(), m, now); err != nil {
 			t.Fatalf("message %d: %v", i, err)
 		}
 	}
 	for i, m := range [][]byte{m1, m2} {
-		if _, err := sb.open(ka.PublicKey(), m, now); !errors.Is(err, errReplay) {
+		if _, err := sb.Open(ka.PublicKey(), m, now); !errors.Is(err, ErrReplay) {
 			t.Fatalf("replay %d: %v", i, err)
 		}
 	}
@@ -104,7 +104,7 @@ func TestSealingOutOfOrder(t *testing.T) {
 // from a different key schedule: the same XOR yields nothing.
 func TestAttackHostileServerCannotDecrypt(t *testing.T) {
 	ka, kb := newKey(t), newKey(t)
-	sa := newSealer(ka, nil)
+	sa := NewSealer(ka, nil)
 	now := time.Now()
 	secret := []byte(`{"type":"offer","ufrag":"abcd","pwd":"supersecretsupersecretsupersecret"}`)
 	rec := mustSeal(t, sa, kb.PublicKey(), secret, now)
@@ -112,8 +112,8 @@ func TestAttackHostileServerCannotDecrypt(t *testing.T) {
 	var session [8]byte
 	binary.BigEndian.PutUint64(session[:], sa.session)
 	// The server may copy any 32 bytes of the message as the "nonce".
-	for off := 0; off+challengeNonce <= len(rec); off++ {
-		proof, err := prove(ka, bpub[:], rec[off:off+challengeNonce])
+	for off := 0; off+ChallengeNonce <= len(rec); off++ {
+		proof, err := Prove(ka, bpub[:], rec[off:off+ChallengeNonce])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,12 +142,12 @@ func TestAttackHostileServerCannotDecrypt(t *testing.T) {
 // for challenges of its choosing (B's key as server key), its own keys.
 func TestAttackHostileServerCannotForge(t *testing.T) {
 	ka, kb, kserver := newKey(t), newKey(t), newKey(t)
-	sa := newSealer(ka, nil)
+	sa := NewSealer(ka, nil)
 	now := time.Now()
 	bpub, apub := kb.PublicKey(), ka.PublicKey()
 	recorded := []byte(`{"type":"hello","failed":false}`)
 	rec := mustSeal(t, sa, bpub, recorded, now)
-	proof, err := prove(ka, bpub[:], rec[1:33])
+	proof, err := Prove(ka, bpub[:], rec[1:33])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,11 +169,11 @@ func TestAttackHostileServerCannotForge(t *testing.T) {
 			"proof as message":         append([]byte{sealVersion}, proof...),
 			"bit flips under tag":      bitflip,
 			"proof keystream":          viaKeystream,
-			"sealed with server's key": mustSeal(t, newSealer(kserver, nil), bpub, forged, now),
+			"sealed with server's key": mustSeal(t, NewSealer(kserver, nil), bpub, forged, now),
 		}
 		for name, msg := range attempts {
-			sb := newSealer(kb, acceptOnly(ka))
-			if got, err := sb.open(apub, msg, now); err == nil {
+			sb := NewSealer(kb, acceptOnly(ka))
+			if got, err := sb.Open(apub, msg, now); err == nil {
 				t.Fatalf("%s: B accepted a forged message from A: %q", name, got)
 			}
 		}
@@ -185,10 +185,10 @@ func TestAttackHostileServerCannotForge(t *testing.T) {
 // opened; the K pattern and the prologue bind the direction.
 func TestAttackReflectionRefused(t *testing.T) {
 	ka, kb := newKey(t), newKey(t)
-	sa := newSealer(ka, acceptOnly(kb))
+	sa := NewSealer(ka, acceptOnly(kb))
 	now := time.Now()
 	rec := mustSeal(t, sa, kb.PublicKey(), []byte(`{"type":"hello","failed":true}`), now)
-	if got, err := sa.open(kb.PublicKey(), rec, now); !errors.Is(err, errSealOpen) {
+	if got, err := sa.Open(kb.PublicKey(), rec, now); !errors.Is(err, errSealOpen) {
 		t.Fatalf("A accepted its own message reflected as from B: %q %v", got, err)
 	}
 }
@@ -202,10 +202,10 @@ func TestAttackReflectionRefused(t *testing.T) {
 // machine without testing more).
 func TestReplayRefusedAfterStrangerFlood(t *testing.T) {
 	ka, kb := newKey(t), newKey(t)
-	sa, sb := newSealer(ka, nil), newSealer(kb, acceptOnly(ka))
+	sa, sb := NewSealer(ka, nil), NewSealer(kb, acceptOnly(ka))
 	now := time.Now()
 	msg := mustSeal(t, sa, kb.PublicKey(), []byte("offer"), now)
-	if _, err := sb.open(ka.PublicKey(), msg, now); err != nil {
+	if _, err := sb.Open(ka.PublicKey(), msg, now); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 10_000 {
@@ -214,18 +214,18 @@ func TestReplayRefusedAfterStrangerFlood(t *testing.T) {
 		if i < 4_200 {
 			k := newKey(t)
 			from = k.PublicKey()
-			stranger = mustSeal(t, newSealer(k, nil), kb.PublicKey(), []byte("junk"), now)
+			stranger = mustSeal(t, NewSealer(k, nil), kb.PublicKey(), []byte("junk"), now)
 		} else {
 			randRead(from[:])
 		}
-		if _, err := sb.open(from, stranger, now); !errors.Is(err, errUnknownSender) {
+		if _, err := sb.Open(from, stranger, now); !errors.Is(err, ErrUnknownSender) {
 			t.Fatalf("stranger %d: %v", i, err)
 		}
 	}
 	if n := len(sb.seen); n != 1 {
 		t.Fatalf("replay state for %d peers, want 1 (A only)", n)
 	}
-	if _, err := sb.open(ka.PublicKey(), msg, now); !errors.Is(err, errReplay) {
+	if _, err := sb.Open(ka.PublicKey(), msg, now); !errors.Is(err, ErrReplay) {
 		t.Fatalf("replay after the flood: %v", err)
 	}
 }
@@ -234,14 +234,14 @@ func TestReplayRefusedAfterStrangerFlood(t *testing.T) {
 func TestAcceptedSetIsDynamic(t *testing.T) {
 	ka, kb := newKey(t), newKey(t)
 	accepted := false
-	sa, sb := newSealer(ka, nil), newSealer(kb, func(k identity.PublicKey) bool { return accepted && k == ka.PublicKey() })
+	sa, sb := NewSealer(ka, nil), NewSealer(kb, func(k identity.PublicKey) bool { return accepted && k == ka.PublicKey() })
 	now := time.Now()
 	msg := mustSeal(t, sa, kb.PublicKey(), []byte("hi"), now)
-	if _, err := sb.open(ka.PublicKey(), msg, now); !errors.Is(err, errUnknownSender) {
+	if _, err := sb.Open(ka.PublicKey(), msg, now); !errors.Is(err, ErrUnknownSender) {
 		t.Fatalf("before: %v", err)
 	}
 	accepted = true
-	if _, err := sb.open(ka.PublicKey(), msg, now); err != nil {
+	if _, err := sb.Open(ka.PublicKey(), msg, now); err != nil {
 		t.Fatalf("after: %v", err)
 	}
 }
@@ -252,7 +252,7 @@ func TestAcceptedSetIsDynamic(t *testing.T) {
 func FuzzOpen(f *testing.F) {
 	ka, kb := newKey(f), newKey(f)
 	at := time.Unix(1_700_000_000, 0)
-	valid, err := newSealer(ka, nil).seal(kb.PublicKey(), []byte(`{"type":"hello","failed":false}`), at)
+	valid, err := NewSealer(ka, nil).Seal(kb.PublicKey(), []byte(`{"type":"hello","failed":false}`), at)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -260,8 +260,8 @@ func FuzzOpen(f *testing.F) {
 	f.Add(valid[:len(valid)-1])
 	f.Add([]byte{sealVersion})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		sb := newSealer(kb, acceptOnly(ka))
-		got, err := sb.open(ka.PublicKey(), b, at)
+		sb := NewSealer(kb, acceptOnly(ka))
+		got, err := sb.Open(ka.PublicKey(), b, at)
 		if err == nil && !bytes.Equal(b, valid) {
 			t.Fatalf("a message that is not the sealed one opened: %q", got)
 		}
@@ -271,12 +271,12 @@ func FuzzOpen(f *testing.F) {
 // Signaling costs (not a data path): go test -run XXX -bench 'Seal|Open|Registration' ./internal/rendezvous/
 func BenchmarkSeal(b *testing.B) {
 	ka, kb := newKey(b), newKey(b)
-	sa := newSealer(ka, nil)
+	sa := NewSealer(ka, nil)
 	payload := make([]byte, 512)
 	now := time.Now()
 	to := kb.PublicKey()
 	for b.Loop() {
-		if _, err := sa.seal(to, payload, now); err != nil {
+		if _, err := sa.Seal(to, payload, now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -284,7 +284,7 @@ func BenchmarkSeal(b *testing.B) {
 
 func BenchmarkOpen(b *testing.B) {
 	ka, kb := newKey(b), newKey(b)
-	sa, sb := newSealer(ka, nil), newSealer(kb, acceptOnly(ka))
+	sa, sb := NewSealer(ka, nil), NewSealer(kb, acceptOnly(ka))
 	payload := make([]byte, 512)
 	now := time.Now()
 	msgs := make([][]byte, b.N)
@@ -294,7 +294,7 @@ func BenchmarkOpen(b *testing.B) {
 	from := ka.PublicKey()
 	b.ResetTimer()
 	for i := range b.N {
-		if _, err := sb.open(from, msgs[i], now); err != nil {
+		if _, err := sb.Open(from, msgs[i], now); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -302,12 +302,12 @@ func BenchmarkOpen(b *testing.B) {
 
 func BenchmarkOpenUnknownSender(b *testing.B) {
 	ka, kb := newKey(b), newKey(b)
-	sb := newSealer(kb, acceptOnly())
-	msg := mustSeal(b, newSealer(ka, nil), kb.PublicKey(), make([]byte, 512), time.Now())
+	sb := NewSealer(kb, acceptOnly())
+	msg := mustSeal(b, NewSealer(ka, nil), kb.PublicKey(), make([]byte, 512), time.Now())
 	now := time.Now()
 	from := ka.PublicKey()
 	for b.Loop() {
-		_, _ = sb.open(from, msg, now)
+		_, _ = sb.Open(from, msg, now)
 	}
 }
 
@@ -315,16 +315,25 @@ func BenchmarkRegistration(b *testing.B) {
 	k := newKey(b)
 	pub := k.PublicKey()
 	for b.Loop() {
-		ch, err := newChallenge()
+		ch, err := NewChallenge()
 		if err != nil {
 			b.Fatal(err)
 		}
-		proof, err := prove(k, ch.key.Public, ch.nonce[:])
+		proof, err := Prove(k, ch.ServerKey(), ch.Nonce())
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := ch.verify(pub, proof); err != nil {
+		if err := ch.Verify(pub, proof); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+func newKey(t testing.TB) identity.PrivateKey {
+	t.Helper()
+	k, err := identity.GeneratePrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
 }

@@ -1,4 +1,4 @@
-package rendezvous
+package sealed
 
 import (
 	"bytes"
@@ -38,9 +38,9 @@ import (
 
 const (
 	registerPrologue = "punchd register v2\x00"
-	challengeNonce   = 32
-	// proofSize is an X message with an empty payload: e, encrypted s, tag.
-	proofSize = 32 + 32 + 16 + 16
+	ChallengeNonce   = 32
+	// ProofSize is an X message with an empty payload: e, encrypted s, tag.
+	ProofSize = 32 + 32 + 16 + 16
 )
 
 func randRead(b []byte) {
@@ -50,32 +50,35 @@ func randRead(b []byte) {
 }
 
 func registerPrologueFor(serverKey, nonce []byte, id identity.PublicKey) []byte {
-	p := make([]byte, 0, len(registerPrologue)+32+challengeNonce+32)
+	p := make([]byte, 0, len(registerPrologue)+32+ChallengeNonce+32)
 	p = append(p, registerPrologue...)
 	p = append(p, serverKey...)
 	p = append(p, nonce...)
 	return append(p, id[:]...)
 }
 
-type challenge struct {
+// Challenge is the server's side of one connection's registration: a
+// fresh key pair and nonce, sent to the client, that its proof must answer.
+type Challenge struct {
 	key   noise.DHKey
-	nonce [challengeNonce]byte
+	nonce [ChallengeNonce]byte
 }
 
-func newChallenge() (*challenge, error) {
+// NewChallenge makes the challenge for one new connection.
+func NewChallenge() (*Challenge, error) {
 	k, err := sealSuite.GenerateKeypair(rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("make registration challenge: %w", err)
 	}
-	c := &challenge{key: k}
+	c := &Challenge{key: k}
 	randRead(c.nonce[:])
 	return c, nil
 }
 
-// prove answers a challenge for key's ID.
-func prove(key identity.PrivateKey, serverKey, nonce []byte) ([]byte, error) {
-	if len(serverKey) != 32 || len(nonce) != challengeNonce {
-		return nil, fmt.Errorf("challenge needs a 32-byte key and a %d-byte nonce", challengeNonce)
+// Prove answers a challenge for key's ID.
+func Prove(key identity.PrivateKey, serverKey, nonce []byte) ([]byte, error) {
+	if len(serverKey) != 32 || len(nonce) != ChallengeNonce {
+		return nil, fmt.Errorf("challenge needs a 32-byte key and a %d-byte nonce", ChallengeNonce)
 	}
 	pub := key.PublicKey()
 	hs, err := noise.NewHandshakeState(noise.Config{
@@ -96,11 +99,13 @@ func prove(key identity.PrivateKey, serverKey, nonce []byte) ([]byte, error) {
 	return msg, nil
 }
 
-var errAuth = errors.New("registration proof does not match the ID: the client does not hold that key")
+// ErrAuth is why Verify refuses a proof.
+var ErrAuth = errors.New("registration proof does not match the ID: the client does not hold that key")
 
-func (c *challenge) verify(client identity.PublicKey, proof []byte) error {
-	if len(proof) != proofSize {
-		return fmt.Errorf("%w (proof of %d bytes, want %d)", errAuth, len(proof), proofSize)
+// Verify checks that proof answers c and was made with client's private key.
+func (c *Challenge) Verify(client identity.PublicKey, proof []byte) error {
+	if len(proof) != ProofSize {
+		return fmt.Errorf("%w (proof of %d bytes, want %d)", ErrAuth, len(proof), ProofSize)
 	}
 	hs, err := noise.NewHandshakeState(noise.Config{
 		CipherSuite:   sealSuite,
@@ -113,10 +118,16 @@ func (c *challenge) verify(client identity.PublicKey, proof []byte) error {
 		return fmt.Errorf("verify registration: %w", err)
 	}
 	if _, _, _, err := hs.ReadMessage(nil, proof); err != nil {
-		return errAuth
+		return ErrAuth
 	}
 	if !bytes.Equal(hs.PeerStatic(), client[:]) {
-		return errAuth
+		return ErrAuth
 	}
 	return nil
 }
+
+// ServerKey is the public half of the per-connection key, sent in the challenge.
+func (c *Challenge) ServerKey() []byte { return c.key.Public }
+
+// Nonce is the challenge's random nonce, sent with ServerKey.
+func (c *Challenge) Nonce() []byte { return c.nonce[:] }
