@@ -18,8 +18,11 @@ import (
 
 	"github.com/punchd/punchd/internal/birthday"
 	"github.com/punchd/punchd/internal/control"
+	"github.com/punchd/punchd/internal/hardnat"
+	"github.com/punchd/punchd/internal/icemux"
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/membership"
 	"github.com/punchd/punchd/internal/natkind"
 	"github.com/punchd/punchd/internal/natprobe"
 	"github.com/punchd/punchd/internal/ping"
@@ -75,7 +78,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer dev.Close()
 
-	mux, err := icepeer.NewDualUDPMux(bind.STUNConn(), bind.STUNConn6(), log.With("component", "ice-mux"))
+	mux, err := icemux.NewDualUDPMux(bind.STUNConn(), bind.STUNConn6(), log.With("component", "ice-mux"))
 	if err != nil {
 		return fmt.Errorf("start ICE on the tunnel socket: %w", err)
 	}
@@ -98,7 +101,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// Peers' goroutines stop before the device and the mux close.
 	defer d.stopPeers()
 	defer stop()
-	d.nat = newNATInfo(log.With("component", "nat"), func(rep *natprobe.Report) {
+	d.nat = natprobe.NewBackground(log.With("component", "nat"), func(rep *natprobe.Report) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
 		d.localNAT = rep.NATType
@@ -113,7 +116,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if cfg.Network != nil {
-		if d.net, err = newMembership(d, *cfg.Network, cfg.Name); err != nil {
+		if d.net, err = d.newMembership(*cfg.Network, cfg.Name); err != nil {
 			return err
 		}
 	}
@@ -127,7 +130,7 @@ func Run(ctx context.Context, cfg Config) error {
 		defer d.lease.Close()
 	}
 	bind.SetPunchHandler(func(pkt []byte, from netip.AddrPort) {
-		d.eachPeer(func(ps *peerState) { ps.hard.deliver(pkt, from) })
+		d.eachPeer(func(ps *peerState) { ps.hard.Deliver(pkt, from) })
 	})
 	defer bind.SetPunchHandler(nil)
 
@@ -171,8 +174,8 @@ func Run(ctx context.Context, cfg Config) error {
 		OnMessage:    d.onMessage,
 	}
 	if d.net != nil {
-		rcfg.Topics = []string{d.net.topic}
-		rcfg.OnAnnouncement = d.net.onAnnouncement
+		rcfg.Topics = []string{d.net.Topic()}
+		rcfg.OnAnnouncement = d.net.OnAnnouncement
 	}
 	rv, err := rendezvous.Connect(ctx, rcfg)
 	if err != nil {
@@ -190,7 +193,7 @@ func Run(ctx context.Context, cfg Config) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		d.nat.run(runCtx)
+		d.nat.Run(runCtx)
 	}()
 	if w := d.watchNetwork(bind); w != nil {
 		defer w.Close()
@@ -204,16 +207,16 @@ func Run(ctx context.Context, cfg Config) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			d.net.run(runCtx)
+			d.net.Run(runCtx)
 		}()
 	}
 	if cfg.PeerRelay {
 		bind.SetPeerRelay(true)
-		chooser := newRelayChooser(d)
+		chooser := d.newRelayChooser()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			chooser.run(runCtx)
+			chooser.Run(runCtx)
 		}()
 	}
 	// Ready for systemd (Type=notify): the device is up with its
@@ -241,7 +244,7 @@ type peerState struct {
 	member bool
 	routes []netip.Prefix
 	ice    *icepeer.Peer
-	hard   *hardNAT // birthday punching toward this peer
+	hard   *hardnat.Pair // birthday punching toward this peer
 	log    *slog.Logger
 	stop   context.CancelFunc // nil until started
 	done   chan struct{}
@@ -264,8 +267,8 @@ type daemon struct {
 	dev     *tunnel.Device
 	bind    *tunnel.Bind
 	mux     ice.UniversalUDPMux
-	nat     *natInfo
-	net     *membership // nil without --network
+	nat     *natprobe.Background
+	net     *membership.Membership // nil without --network
 	started time.Time
 	runCtx  context.Context
 
@@ -309,7 +312,15 @@ func (d *daemon) addPeer(key identity.PublicKey, alias string, member bool, rout
 		RelayOnly:         d.cfg.ForceRelay,
 		Logger:            plog,
 	})
-	ps.hard = newHardNAT(d, ps, d.cool)
+	ps.hard = hardnat.New(hardnat.Config{
+		Self: d.self, Peer: key, Log: ps.log, Limits: d.cfg.Birthday, Off: d.cfg.NoBirthday,
+		Cooldown: d.cool, Bind: d.bind, NAT: d.nat.Current, ICE: ps.ice.Status,
+		Signal: func(ctx context.Context, payload []byte) error {
+			return d.signal(ctx, key, payload)
+		},
+		RestorePath: func() { d.restorePath(key) },
+		STUNServer:  d.stunServerAddr,
+	})
 	// The ICE controlling side initiates WireGuard; the other waits.
 	d.bind.SetPassive(key, !ps.ice.Controlling())
 	if err := d.dev.AddPeer(key, routes); err != nil {
@@ -333,7 +344,7 @@ func (d *daemon) startLocked(ps *peerState) {
 	go func() {
 		defer close(ps.done)
 		var wg sync.WaitGroup
-		wg.Go(func() { ps.hard.run(ctx) })
+		wg.Go(func() { ps.hard.Run(ctx) })
 		ps.ice.Run(ctx)
 		wg.Wait()
 	}()
@@ -476,9 +487,9 @@ func (d *daemon) onRegistered(r rendezvous.Registration) {
 	for _, w := range d.iceChoice().warnings(&r) {
 		d.log.Warn(w)
 	}
-	d.nat.request(used)
+	d.nat.Request(used)
 	if d.net != nil {
-		d.net.registered()
+		d.net.Registered()
 	}
 }
 
@@ -516,7 +527,7 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 		return
 	}
 	if birthday.IsSignal(payload) {
-		ps.hard.handleSignal(payload)
+		ps.hard.HandleSignal(payload)
 		return
 	}
 	ps.ice.HandleSignal(payload)
@@ -525,7 +536,7 @@ func (d *daemon) onMessage(from identity.PublicKey, payload []byte) {
 // onPath moves WireGuard to the path ICE selected. The Bind, not WireGuard
 // roaming, decides where packets go.
 func (d *daemon) onPath(ps *peerState, path icepeer.Path) {
-	if !ps.hard.holdsPath(path) {
+	if !ps.hard.HoldsPath(path) {
 		d.bind.SetPath(ps.key, bindPath(path))
 	}
 	ps.mu.Lock()

@@ -42,7 +42,7 @@ func (d *daemon) metricsSample() metrics.DaemonSample {
 				s.ICEAttempts = ps.ice.Status().Attempts
 				s.PathChanges = ps.pathChanges.Load()
 				if ps.hard != nil {
-					s.BirthdayAttempts, s.BirthdayHits, s.BirthdayProbes = ps.hard.counts()
+					s.BirthdayAttempts, s.BirthdayHits, s.BirthdayProbes = ps.hard.Counts()
 				}
 			}
 		}

@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"testing"
@@ -56,12 +54,8 @@ func TestLinkRefuses(t *testing.T) {
 				t.Fatal(err)
 			}
 			d := &daemon{self: self, book: book, peers: map[identity.PublicKey]*peerState{}}
-			m, err := newMembership(d, network.Code{}, "me")
-			if err != nil {
-				t.Fatal(err)
-			}
 			tt.a.Time = time.Now()
-			err = m.link(context.Background(), tt.a)
+			_, err = d.linkMember(tt.a)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("link = %v, want an error saying %q", err, tt.want)
 			}
@@ -69,43 +63,6 @@ func TestLinkRefuses(t *testing.T) {
 				t.Fatalf("a refused member left state: %d peers, %d keys in the address book", len(d.peers), len(book.byKey))
 			}
 		})
-	}
-}
-
-func TestMembershipName(t *testing.T) {
-	d := &daemon{self: mustKey(t)}
-	for _, tt := range []struct {
-		name string
-		ok   bool
-	}{{"laptop", true}, {"", false}, {strings.Repeat("x", network.MaxName+1), false}, {"a\tb", false}} {
-		if _, err := newMembership(d, network.Code{}, tt.name); (err == nil) != tt.ok {
-			t.Errorf("newMembership(name %q) = %v, want ok=%v", tt.name, err, tt.ok)
-		}
-	}
-}
-
-// The rendezvous can flood us with announcements: the queue holds
-// inboxSize, the rest is dropped and counted, nothing blocks.
-func TestAnnouncementQueueBound(t *testing.T) {
-	d := &daemon{self: mustKey(t), log: slog.New(slog.DiscardHandler)}
-	m, err := newMembership(d, network.Code{}, "me")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range inboxSize + 10 {
-		m.onAnnouncement(m.topic, []byte("junk"))
-	}
-	if len(m.inbox) != inboxSize || m.junk.Load() != 10 {
-		t.Fatalf("%d queued, %d refused; want %d and 10", len(m.inbox), m.junk.Load(), inboxSize)
-	}
-	// What is queued is opened and refused, and counted too.
-	for range inboxSize {
-		if m.receive(context.Background(), <-m.inbox) {
-			t.Fatal("junk asked for an answer")
-		}
-	}
-	if m.junk.Load() != inboxSize+10 {
-		t.Fatalf("%d refused, want %d", m.junk.Load(), inboxSize+10)
 	}
 }
 
@@ -120,13 +77,9 @@ func TestLinkKnownPeer(t *testing.T) {
 	}
 	ps := &peerState{key: peer, alias: "bob"}
 	d := &daemon{self: self, book: book, peers: map[identity.PublicKey]*peerState{peer: ps}}
-	m, err := newMembership(d, network.Code{}, "me")
-	if err != nil {
-		t.Fatal(err)
-	}
 	addr, _ := identity.OverlayAddr(v4, peer)
-	if err := m.link(context.Background(), network.Announcement{Key: peer, Name: "bobs-laptop", Time: time.Now(), Addrs: []netip.Addr{addr}}); err != nil {
-		t.Fatal(err)
+	if added, err := d.linkMember(network.Announcement{Key: peer, Name: "bobs-laptop", Time: time.Now(), Addrs: []netip.Addr{addr}}); err != nil || added {
+		t.Fatalf("linkMember = %v, %v; want not added, no error", added, err)
 	}
 	if ps.member || ps.alias != "bob" || ps.name != "bobs-laptop" || len(d.peers) != 1 {
 		t.Fatalf("peer after link: member=%v alias=%q name=%q, %d peers", ps.member, ps.alias, ps.name, len(d.peers))

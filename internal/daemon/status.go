@@ -28,7 +28,7 @@ func (d *daemon) status() control.Status {
 		st.Self.SignalingRefused = rv.Dropped()
 	}
 	st.Self.Warnings = d.iceChoice().warnings(d.offered.Load())
-	natRep := d.nat.current()
+	natRep := d.nat.Current()
 	if natRep != nil {
 		st.Self.NAT = &control.NAT{Type: string(natRep.NATType), Mapping: string(natRep.Mapping),
 			Filtering: string(natRep.Filtering), ExternalIPv4: natRep.ExternalIPv4}
@@ -44,8 +44,8 @@ func (d *daemon) status() control.Status {
 		d.log.Warn("read wireguard stats", "err", err)
 	}
 	if d.net != nil {
-		st.Self.Name = d.net.name
-		st.Self.Network = d.net.topic[:8]
+		st.Self.Name = d.net.Name()
+		st.Self.Network = d.net.Topic()[:8]
 	}
 	for _, ps := range d.snapshot() {
 		is := ps.ice.Status()
@@ -59,7 +59,7 @@ func (d *daemon) status() control.Status {
 		if is.Path.Kind() == icepeer.PathDirect && d.viaPortMapping(is, natRep) {
 			out.Via = "port mapping"
 		}
-		via, probes, remote, miss := ps.hard.status()
+		via, probes, remote, miss := ps.hard.Status()
 		if via != "" {
 			// A birthday path carries the tunnel; ICE's (relayed) pair
 			// stands by.

@@ -12,7 +12,9 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/stun/v4"
+	"github.com/punchd/punchd/internal/pathpref"
 	"github.com/punchd/punchd/internal/pionlog"
+	"github.com/punchd/punchd/internal/turnclient"
 )
 
 // Timers. pion's defaults give up after 25-30 s and accept relay pairs
@@ -21,7 +23,7 @@ import (
 // known pitfall: at more than a third, one lost keepalive flaps the state).
 const (
 	checkInterval       = 50 * time.Millisecond
-	keepaliveInterval   = 500 * time.Millisecond
+	keepaliveInterval   = pathpref.Keepalive
 	disconnectedTimeout = 2 * time.Second
 	failedTimeout       = 5 * time.Second
 	// relayAcceptanceWait lets a direct pair win against a relay pair
@@ -32,7 +34,7 @@ const (
 	// relay often arrive before the relay candidate is trickled, and
 	// until then the relay looks peer-reflexive, with a priority above
 	// every direct pair; a short wait lets the trickle say what it is
-	// (see prefer.go). Genuine peer-reflexive pairs (a symmetric NAT's
+	// (see internal/pathpref). Genuine peer-reflexive pairs (a symmetric NAT's
 	// mapping) pay this once.
 	prflxAcceptanceWait = 100 * time.Millisecond
 	// stunGatherTimeout bounds srflx gathering; the rendezvous's STUN is
@@ -57,8 +59,8 @@ type attempt struct {
 	cancel     context.CancelFunc  // stops the conn reader
 	state      ice.ConnectionState // last reported
 	path       Path
-	pref       *pathPreference // controlling side only
-	net        *bufferedNet    // the agent's own sockets (TURN clients)
+	pref       *pathpref.Preference // controlling side only
+	net        *turnclient.Net      // the agent's own sockets (TURN clients)
 }
 
 // newAttempt creates an agent for gen and hooks its callbacks to the loop.
@@ -67,7 +69,7 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if p.cfg.Mux == nil {
 		// Without a mux pion would open sockets of its own: candidates
 		// that are not WireGuard's socket, and a path the tunnel cannot use.
-		return nil, errors.New("no UDP mux configured (icepeer.NewUDPMux over the tunnel socket)")
+		return nil, errors.New("no UDP mux configured (icemux.NewUDPMux over the tunnel socket)")
 	}
 	ufrag, pwd := randomCredentials()
 	urls := p.iceURLs()
@@ -78,17 +80,16 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if p.cfg.RelayOnly {
 		types = []ice.CandidateType{ice.CandidateTypeRelay}
 	}
-	inet, err := newBufferedNet(p.cfg.OnRelayPacket)
+	inet, err := turnclient.NewNet(p.cfg.OnRelayPacket, p.log)
 	if err != nil {
 		return nil, err
 	}
-	inet.log = p.log
 	opts := []ice.AgentOption{
 		ice.WithNet(inet),
 		ice.WithUDPMux(p.cfg.Mux),
 		ice.WithUDPMuxSrflx(srflxMuxOf(p.cfg.Mux)),
 		ice.WithUrls(urls),
-		// UDP6: host candidates on global IPv6 (NewDualUDPMux) pair
+		// UDP6: host candidates on global IPv6 (icemux.NewDualUDPMux) pair
 		// with the peer's, direct where IPv4 is behind hopeless NATs.
 		ice.WithNetworkTypes([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeUDP6}),
 		ice.WithCandidateTypes(types),
@@ -105,7 +106,7 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 		ice.WithPrflxAcceptanceMinWait(prflxAcceptanceWait),
 		ice.WithRelayAcceptanceMinWait(relayAcceptanceWait),
 		// Renomination lets the controlling side move a relayed path to
-		// a direct pair once one answers (see prefer.go); both ends need
+		// a direct pair once one answers (see internal/pathpref); both ends need
 		// it, the controlled one to follow.
 		ice.WithRenomination(ice.DefaultNominationValueGenerator()),
 		ice.WithSTUNGatherTimeout(stunGatherTimeout),
@@ -118,17 +119,17 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 	if p.cfg.AllowLoopback {
 		opts = append(opts, ice.WithIncludeLoopback())
 	}
-	var pref *pathPreference
+	var pref *pathpref.Preference
 	if p.controlling {
-		pref = newPathPreference(p.log.With("gen", gen))
-		opts = append(opts, ice.WithBindingRequestHandler(pref.onBindingRequest))
+		pref = pathpref.New(p.log.With("gen", gen))
+		opts = append(opts, ice.WithBindingRequestHandler(pref.OnBindingRequest))
 	}
 	agent, err := ice.NewAgentWithOptions(opts...)
 	if err != nil {
 		return nil, err
 	}
 	if pref != nil {
-		pref.agent.Store(agent)
+		pref.SetAgent(agent)
 	}
 	a := &attempt{gen: gen, agent: agent, ufrag: ufrag, pwd: pwd, begun: time.Now(), state: ice.ConnectionStateNew, pref: pref, net: inet}
 	// The callbacks run on pion's notifier goroutines; they only post.
@@ -137,7 +138,7 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 			return // gathering done; pion has no use for end-of-candidates
 		}
 		if pref != nil {
-			pref.addLocal(c)
+			pref.AddLocal(c)
 		}
 		raw := c.Marshal()
 		p.post(func() { p.onLocalCandidate(a, raw) })
@@ -177,10 +178,10 @@ func (p *Peer) iceURLs() []*stun.URI {
 }
 
 // srflxMuxOf is the mux to gather server-reflexive candidates on: the
-// IPv4 view of a dual mux.
+// IPv4 view of a dual mux (icemux.NewDualUDPMux).
 func srflxMuxOf(m ice.UniversalUDPMux) ice.UniversalUDPMux {
-	if f, ok := m.(interface{ srflxOnly() ice.UniversalUDPMux }); ok {
-		return f.srflxOnly()
+	if f, ok := m.(interface{ SrflxOnly() ice.UniversalUDPMux }); ok {
+		return f.SrflxOnly()
 	}
 	return m
 }
@@ -268,7 +269,7 @@ func (p *Peer) addRemote(a *attempt, raw string) {
 	a.remotes++
 	p.noteReflexive(raw, true)
 	if a.pref != nil {
-		a.pref.addRemote(c)
+		a.pref.AddRemote(c)
 	}
 	if err := a.agent.AddRemoteCandidate(c); err != nil {
 		p.log.Debug("remote candidate not added", "candidate", raw, "err", err)
@@ -318,7 +319,7 @@ func pathFor(a *attempt, local, remote ice.Candidate) Path {
 		// Over UDP, the relay shortcut: the related address is the TURN
 		// client socket's own.
 		if rel := rc.RelatedAddress(); rel != nil && a.net != nil && rc.RelayProtocol() == "udp" {
-			path.Channel = a.net.sockets.channel(rel.Port, path.Remote.Addr)
+			path.Channel = a.net.Channel(rel.Port, path.Remote.Addr)
 		}
 	}
 	if local.Type() == ice.CandidateTypeRelay {

@@ -78,12 +78,6 @@ func TestRoles(t *testing.T) {
 	}
 }
 
-func TestNewUDPMuxErrors(t *testing.T) {
-	if _, err := NewUDPMux(nil, nil); err == nil {
-		t.Fatal("NewUDPMux(nil) succeeded")
-	}
-}
-
 func TestCredentials(t *testing.T) {
 	u, p := randomCredentials()
 	if len(u) != 16 || len(p) != 32 {

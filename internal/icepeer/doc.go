@@ -2,10 +2,10 @@
 // peer, trickled through the rendezvous as sealed signals (signal.go), run
 // by a state machine that restarts failed or stale attempts (machine.go,
 // attempt.go), and the path choice the controlling side makes itself
-// (prefer.go). It owns the ICE sockets: the UDP mux over the tunnel's
-// shared socket (mux.go), the buffered network for pion's own sockets
-// (net.go), and the TURN client socket whose bound channels the tunnel
-// writes ChannelData on directly (turnsock.go).
+// (internal/pathpref). The sockets under the agents live elsewhere: the UDP mux
+// over the tunnel's shared socket in icemux (the daemon builds it, one
+// for all peers), pion's own sockets and the TURN relay shortcut in
+// turnclient (one Net per agent).
 package icepeer
 
 import "log/slog"

@@ -13,6 +13,7 @@ import (
 
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/natkind"
+	"github.com/punchd/punchd/internal/turnclient"
 )
 
 // Candidate is one end of a candidate pair.
@@ -35,8 +36,8 @@ type Path struct {
 	Relay net.Conn
 	// Channel, for a relay reached over UDP, lets WireGuard write the
 	// packets as TURN ChannelData itself once pion has bound the channel
-	// (the relay shortcut, see turnsock.go); Relay is the fallback.
-	Channel       *TURNChannel
+	// (the relay shortcut, see turnclient); Relay is the fallback.
+	Channel       *turnclient.Channel
 	Local, Remote Candidate
 }
 

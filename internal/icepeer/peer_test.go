@@ -14,6 +14,7 @@ import (
 
 	"github.com/pion/ice/v4"
 
+	"github.com/punchd/punchd/internal/icemux"
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/turnserver"
 )
@@ -67,7 +68,7 @@ func newTestNode(t *testing.T, name string) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mux, err := NewUDPMux(conn, quietLogger())
+	mux, err := icemux.NewUDPMux(conn, quietLogger())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -126,7 +126,7 @@ func (p *Peer) keepForRestart() {
 }
 
 // pathRank orders paths for make-before-break: direct, then relays
-// reached over UDP, then TURN over TCP/TLS (as prefer.go does for pairs).
+// reached over UDP, then TURN over TCP/TLS (as internal/pathpref does for pairs).
 func pathRank(path Path) int {
 	switch {
 	case path.IsZero():
@@ -143,7 +143,7 @@ func pathRank(path Path) int {
 // keepPrevOver reports whether the tunnel stays on the kept attempt's path
 // rather than move to a restart's first pair: while that pair is worse
 // and the kept path still answers. ICE's first pick is often a TCP relay
-// that the preference then leaves for a better pair (prefer.go); moving
+// that the preference then leaves for a better pair (internal/pathpref); moving
 // there and back would put the tunnel on TURN/TCP for a moment.
 func (p *Peer) keepPrevOver(path Path) bool {
 	prev := p.prev

@@ -10,7 +10,7 @@ import (
 	"github.com/punchd/punchd/internal/identity"
 )
 
-// TURNChannel is a relay path's channel on its TURN server (icepeer.TURNChannel):
+// TURNChannel is a relay path's channel on its TURN server (turnclient.Channel):
 // with it the Bind sends a relayed peer's packets as ChannelData on the
 // TURN client's own UDP socket, in batches and with GSO, instead of one
 // ice.Conn.Write each through pion's TURN client.

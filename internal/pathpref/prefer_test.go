@@ -1,7 +1,9 @@
-package icepeer
+package pathpref
 
 import (
 	"fmt"
+	"io"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -114,7 +116,7 @@ func TestPathPreferenceChoose(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			pairs := tt.pairs(t)
-			d := newPathPreference(quietLogger())
+			d := New(quietLogger())
 			d.begun = time.Now()
 			for _, p := range pairs {
 				d.track(p)
@@ -149,7 +151,7 @@ func TestPathPreferenceChoose(t *testing.T) {
 // through relays over UDP, pairs with TURN over TCP or TLS at one end
 // only; not pairs with TURN over TCP or TLS at both ends.
 func TestPathPreferenceTracks(t *testing.T) {
-	d := newPathPreference(quietLogger())
+	d := New(quietLogger())
 	direct := testPairOf(t, "host", "srflx", 10)
 	udpRelay := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 20, prioRelayUDP), Remote: testCandidate(t, "srflx", 21)}
 	oneTCP := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 30, prioRelayUDP), Remote: testCandidatePrio(t, "relay", 31, prioRelayTCP)}
@@ -207,7 +209,7 @@ func TestPairClass(t *testing.T) {
 func TestRelayOverUDPPreferred(t *testing.T) {
 	tcpPair := &ice.CandidatePair{Local: testCandidatePrio(t, "relay", 30, prioRelayTCP), Remote: testCandidate(t, "srflx", 31)}
 	udpPair := answeredNow(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 40, prioRelayUDP), Remote: testCandidate(t, "srflx", 41)})
-	d := newPathPreference(quietLogger())
+	d := New(quietLogger())
 	d.begun = time.Now().Add(-time.Second)
 	d.track(tcpPair) // not tracked: nothing to move to
 	d.track(udpPair)
@@ -251,19 +253,19 @@ func TestIsDirect(t *testing.T) {
 // probes must still cover every signalled remote address, once each, from
 // a local candidate on the shared socket, and never a relay.
 func TestPathPreferenceProbeTargets(t *testing.T) {
-	d := newPathPreference(quietLogger())
+	d := New(quietLogger())
 	checked := testPairOf(t, "host", "prflx", 10) // learned from the peer's checks
 	d.track(checked)
-	d.addLocal(testCandidate(t, "relay", 30))
-	d.addLocal(testCandidate(t, "srflx", 31))
-	d.addLocal(testCandidate(t, "host", 32))
-	d.addRemote(testCandidate(t, "relay", 40))
+	d.AddLocal(testCandidate(t, "relay", 30))
+	d.AddLocal(testCandidate(t, "srflx", 31))
+	d.AddLocal(testCandidate(t, "host", 32))
+	d.AddRemote(testCandidate(t, "relay", 40))
 	srflx := testCandidate(t, "srflx", 41)
-	d.addRemote(srflx)
-	d.addRemote(testCandidate(t, "srflx", 41)) // the same address again
-	d.addRemote(checked.Remote)                // already covered by the checked pair
+	d.AddRemote(srflx)
+	d.AddRemote(testCandidate(t, "srflx", 41)) // the same address again
+	d.AddRemote(checked.Remote)                // already covered by the checked pair
 	host := testCandidate(t, "host", 42)
-	d.addRemote(host)
+	d.AddRemote(host)
 
 	got := d.probeTargets(classNone)
 	if len(got) != 3 {
@@ -316,7 +318,7 @@ func TestRelayOverUDPAtOneEnd(t *testing.T) {
 	direct := testPairOf(t, "host", "host", 50) // never answers: one end has no UDP
 	for _, tt := range tests {
 		for _, answered := range []bool{true, false} {
-			d := newPathPreference(quietLogger())
+			d := New(quietLogger())
 			d.begun = time.Now().Add(-time.Second)
 			up := tt.upTo()
 			if answered {
@@ -339,7 +341,7 @@ func TestRelayOverUDPAtOneEnd(t *testing.T) {
 	// Never back onto TCP at both ends, and a pair with TCP at one end is
 	// no upgrade from another such pair.
 	oneTCP := tests[0].upTo()
-	d := newPathPreference(quietLogger())
+	d := New(quietLogger())
 	d.begun = time.Now().Add(-time.Second)
 	d.track(answeredNow(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 40, prioRelayTLS), Remote: testCandidatePrio(t, "relay", 41, prioRelayUDP)}))
 	d.track(answeredNow(tests[0].selected))
@@ -359,7 +361,7 @@ func TestRelayOverUDPAtOneEnd(t *testing.T) {
 // left to pion (a direct pair may answer next); a selected one with TCP at
 // both ends is left for it.
 func TestTCPRelayNotNominatedWhileChecking(t *testing.T) {
-	d := newPathPreference(quietLogger())
+	d := New(quietLogger())
 	d.begun = time.Now().Add(-time.Second)
 	oneTCP := answeredNow(&ice.CandidatePair{Local: testCandidatePrio(t, "relay", 10, prioRelayTCP), Remote: testCandidate(t, "srflx", 11)})
 	d.track(oneTCP)
@@ -372,3 +374,5 @@ func TestTCPRelayNotNominatedWhileChecking(t *testing.T) {
 		t.Fatalf("on TCP at both ends: chose %v, want %v", got, oneTCP)
 	}
 }
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,4 +1,4 @@
-package icepeer
+package turnclient
 
 import (
 	"net"
@@ -21,21 +21,21 @@ func TestDataPathSocketsBuffered(t *testing.T) {
 		open func(t *testing.T) (any, error)
 	}{
 		{"ICE ListenPacket", func(*testing.T) (any, error) {
-			n, err := newBufferedNet(nil)
+			n, err := NewNet(nil, nil)
 			if err != nil {
 				return nil, err
 			}
 			return n.ListenPacket("udp4", "127.0.0.1:0")
 		}},
 		{"ICE ListenUDP", func(*testing.T) (any, error) {
-			n, err := newBufferedNet(nil)
+			n, err := NewNet(nil, nil)
 			if err != nil {
 				return nil, err
 			}
 			return n.ListenUDP("udp4", &net.UDPAddr{IP: lo})
 		}},
 		{"ICE DialUDP", func(*testing.T) (any, error) {
-			n, err := newBufferedNet(nil)
+			n, err := NewNet(nil, nil)
 			if err != nil {
 				return nil, err
 			}

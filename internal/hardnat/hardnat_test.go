@@ -1,4 +1,4 @@
-package daemon
+package hardnat
 
 import (
 	"testing"
@@ -21,8 +21,8 @@ func TestHardRole(t *testing.T) {
 		{natkind.TypeSymmetric, "", ""}, // the peer has not said
 	}
 	for _, tt := range tests {
-		if got := hardRole(tt.local, tt.remote); got != tt.want {
-			t.Errorf("hardRole(%s, %s) = %q, want %q", tt.local, tt.remote, got, tt.want)
+		if got := Role(tt.local, tt.remote); got != tt.want {
+			t.Errorf("Role(%s, %s) = %q, want %q", tt.local, tt.remote, got, tt.want)
 		}
 	}
 }

@@ -1,8 +1,10 @@
-package icepeer
+package turnclient
 
 import (
 	"bytes"
 	"encoding/binary"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -110,11 +112,11 @@ func TestRelayShortcut(t *testing.T) {
 
 	var mu sync.Mutex
 	var delivered [][]byte
-	n, err := newBufferedNet(func(p []byte) {
+	n, err := NewNet(func(p []byte) {
 		mu.Lock()
 		delivered = append(delivered, append([]byte(nil), p...))
 		mu.Unlock()
-	})
+	}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +153,7 @@ func TestRelayShortcut(t *testing.T) {
 	}
 	t.Cleanup(func() { peer.Close() })
 	peerAP := peer.LocalAddr().(*net.UDPAddr).AddrPort()
-	ch := n.sockets.channel(pc.LocalAddr().(*net.UDPAddr).Port, peerAP)
+	ch := n.Channel(pc.LocalAddr().(*net.UDPAddr).Port, peerAP)
 	if ch == nil {
 		t.Fatal("TURN client socket not registered")
 	}
@@ -407,3 +409,5 @@ func FuzzTurnSocketChannels(f *testing.F) {
 		}
 	})
 }
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

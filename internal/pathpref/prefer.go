@@ -1,4 +1,10 @@
-package icepeer
+// Package pathpref is the controlling ICE side's path rule on top of
+// pion's nomination (see the comment below): direct beats relayed, relays
+// reached over UDP beat TURN over TCP/TLS, and while relayed the direct
+// pairs keep being tried. It is apart from icepeer because it is a policy
+// over pion's candidate pairs with three entry points (the agent's binding
+// request handler and the candidates it learns), tested on its own pairs.
+package pathpref
 
 import (
 	"cmp"
@@ -48,6 +54,12 @@ import (
 // peer's binding requests arrive every check interval while checking and
 // every keepalive interval once connected (consent), so it runs often
 // enough without a timer of its own.
+// Keepalive is the keepalive (consent) interval the agent must be given
+// (ice.WithKeepaliveInterval): the peer's checks arrive this often once
+// connected, which is what runs the preference, and a pair counts as
+// working for two of them.
+const Keepalive = 500 * time.Millisecond
+
 const (
 	// nominationGrace leaves the first moments after the peer's first
 	// check to pion's own nomination, which picks a direct pair in the
@@ -56,7 +68,7 @@ const (
 	nominationGrace = 150 * time.Millisecond
 	// freshResponse: a pair that answered one of our checks this recently
 	// works now.
-	freshResponse = 2 * keepaliveInterval
+	freshResponse = 2 * Keepalive
 	// nominateEvery spaces our nominations, so each gets its answer (or
 	// not) before the next.
 	nominateEvery = 250 * time.Millisecond
@@ -67,8 +79,8 @@ const (
 	maxTrackedPairs = 64
 )
 
-// pathPreference belongs to one controlling attempt.
-type pathPreference struct {
+// Preference belongs to one controlling attempt (one agent).
+type Preference struct {
 	agent atomic.Pointer[ice.Agent] // set once the agent exists
 	log   *slog.Logger
 
@@ -86,17 +98,28 @@ type pathPreference struct {
 	nextProbe     int // round robin over probeTargets
 }
 
-func newPathPreference(log *slog.Logger) *pathPreference {
-	return &pathPreference{log: log}
+// New returns the preference for one agent; give it the agent with
+// SetAgent and its OnBindingRequest to ice.WithBindingRequestHandler.
+func New(log *slog.Logger) *Preference {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Preference{log: log}
 }
 
-// addLocal and addRemote learn the candidates direct pairs are made of:
+// SetAgent gives the preference its agent, once it exists; until then
+// binding requests leave the choice to pion.
+func (d *Preference) SetAgent(a *ice.Agent) { d.agent.Store(a) }
+
+// AddLocal and AddRemote learn the candidates direct pairs are made of:
 // after a path broke, the peer's checks never arrive on a direct pair, so
 // the pairs it checked do not tell which ones to try.
-func (d *pathPreference) addLocal(c ice.Candidate)  { d.add(&d.locals, c) }
-func (d *pathPreference) addRemote(c ice.Candidate) { d.add(&d.remotes, c) }
+func (d *Preference) AddLocal(c ice.Candidate) { d.add(&d.locals, c) }
 
-func (d *pathPreference) add(to *[]ice.Candidate, c ice.Candidate) {
+// AddRemote learns a candidate of the peer (see AddLocal).
+func (d *Preference) AddRemote(c ice.Candidate) { d.add(&d.remotes, c) }
+
+func (d *Preference) add(to *[]ice.Candidate, c ice.Candidate) {
 	if c == nil || c.Type() == ice.CandidateTypeRelay {
 		return
 	}
@@ -107,10 +130,10 @@ func (d *pathPreference) add(to *[]ice.Candidate, c ice.Candidate) {
 	}
 }
 
-// onBindingRequest is the agent's binding request handler. It never asks
+// OnBindingRequest is the agent's binding request handler. It never asks
 // pion to switch by itself (false): nominations go through
 // RenominateCandidate, so the controlled side follows.
-func (d *pathPreference) onBindingRequest(_ *stun.Message, _, _ ice.Candidate, pair *ice.CandidatePair) bool {
+func (d *Preference) OnBindingRequest(_ *stun.Message, _, _ ice.Candidate, pair *ice.CandidatePair) bool {
 	agent := d.agent.Load()
 	if agent == nil || pair == nil {
 		return false
@@ -136,7 +159,7 @@ func (d *pathPreference) onBindingRequest(_ *stun.Message, _, _ ice.Candidate, p
 	return false
 }
 
-func (d *pathPreference) track(pair *ice.CandidatePair) {
+func (d *Preference) track(pair *ice.CandidatePair) {
 	if pairClass(pair.Local, pair.Remote) <= classTCPRelays || len(d.pairs) >= maxTrackedPairs {
 		return
 	}
@@ -150,7 +173,7 @@ func (d *pathPreference) track(pair *ice.CandidatePair) {
 
 // choose says which pair to nominate now, if any, and why. sel is the
 // selected pair (nil while checking).
-func (d *pathPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.CandidatePair, string) {
+func (d *Preference) choose(now time.Time, sel *ice.CandidatePair) (*ice.CandidatePair, string) {
 	cur := classNone
 	if sel != nil {
 		cur = pairClass(sel.Local, sel.Remote)
@@ -217,7 +240,7 @@ func (d *pathPreference) choose(now time.Time, sel *ice.CandidatePair) (*ice.Can
 // peer-reflexive addresses), then our first local candidate with each
 // signalled remote one. Every local candidate here is on the shared
 // socket, so one local is as good as another.
-func (d *pathPreference) probeTargets(cur pathClass) []*ice.CandidatePair {
+func (d *Preference) probeTargets(cur pathClass) []*ice.CandidatePair {
 	var out []*ice.CandidatePair
 	if cur > classNone {
 		for _, p := range d.pairs {

@@ -1,6 +1,8 @@
-package icepeer
+package icemux
 
 import (
+	"io"
+	"log/slog"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -49,4 +51,12 @@ func TestMuxFollowsHostAddress(t *testing.T) {
 		t.Fatalf("GetConnForURL for the new address: %v", err)
 	}
 	conn.Close()
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestNewUDPMuxErrors(t *testing.T) {
+	if _, err := NewUDPMux(nil, nil); err == nil {
+		t.Fatal("NewUDPMux(nil) succeeded")
+	}
 }

@@ -1,4 +1,4 @@
-package icepeer
+package turnclient
 
 import (
 	"encoding/binary"
@@ -21,7 +21,7 @@ import (
 // loop, relay conn queue, candidate reader, agent buffer, ice.Conn.Read),
 // with a few allocations each, and sends it one datagram and several map
 // lookups at a time. For a relay pair's WireGuard traffic we do neither:
-// the TURN client's own UDP socket (which pion opens through bufferedNet)
+// the TURN client's own UDP socket (which pion opens through Net)
 // is a turnSocket that
 //
 //   - reads in batches (recvmmsg) and hands ChannelData carrying anything
@@ -215,10 +215,10 @@ func (s *turnSocket) observeResponse(raw []byte) {
 	s.bound.Store(&next)
 }
 
-// TURNChannel is a relay path's confirmed TURN channel toward the peer:
+// Channel is a relay path's confirmed TURN channel toward the peer:
 // the tunnel writes its packets as ChannelData on the TURN client's socket
 // itself (see the relay shortcut). It is only valid while Bound says so.
-type TURNChannel struct {
+type Channel struct {
 	sock *turnSocket
 	peer netip.AddrPort
 }
@@ -226,7 +226,7 @@ type TURNChannel struct {
 // Bound returns the channel number and the TURN server's address once
 // pion's ChannelBind for the peer has succeeded; until then (and over TCP
 // or TLS) the packets go through ice.Conn.
-func (c *TURNChannel) Bound() (number uint16, server *net.UDPAddr, ok bool) {
+func (c *Channel) Bound() (number uint16, server *net.UDPAddr, ok bool) {
 	srv := c.sock.server.Load()
 	if srv == nil {
 		return 0, nil, false
@@ -237,7 +237,7 @@ func (c *TURNChannel) Bound() (number uint16, server *net.UDPAddr, ok bool) {
 
 // WriteBatch writes ChannelData messages built by the caller to the TURN
 // server, as sendmmsg (ipv4.PacketConn.WriteBatch).
-func (c *TURNChannel) WriteBatch(msgs []ipv4.Message, flags int) (int, error) {
+func (c *Channel) WriteBatch(msgs []ipv4.Message, flags int) (int, error) {
 	return c.sock.pc.WriteBatch(msgs, flags)
 }
 
@@ -247,7 +247,7 @@ func (c *TURNChannel) WriteBatch(msgs []ipv4.Message, flags int) (int, error) {
 type turnSockets struct {
 	mu       sync.Mutex
 	byPort   map[int]*turnSocket
-	channels map[channelKey]*TURNChannel // one per pair, so equal pairs give equal Paths
+	channels map[channelKey]*Channel // one per pair, so equal pairs give equal Paths
 }
 
 type channelKey struct {
@@ -264,7 +264,7 @@ func (t *turnSockets) add(s *turnSocket) {
 	t.byPort[s.LocalAddr().(*net.UDPAddr).Port] = s
 }
 
-func (t *turnSockets) channel(localPort int, peer netip.AddrPort) *TURNChannel {
+func (t *turnSockets) channel(localPort int, peer netip.AddrPort) *Channel {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s, ok := t.byPort[localPort]
@@ -275,9 +275,9 @@ func (t *turnSockets) channel(localPort int, peer netip.AddrPort) *TURNChannel {
 	c, ok := t.channels[k]
 	if !ok {
 		if t.channels == nil {
-			t.channels = make(map[channelKey]*TURNChannel)
+			t.channels = make(map[channelKey]*Channel)
 		}
-		c = &TURNChannel{sock: s, peer: peer}
+		c = &Channel{sock: s, peer: peer}
 		t.channels[k] = c
 	}
 	return c

@@ -1,10 +1,11 @@
-package icepeer
+package turnclient
 
 import (
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
@@ -13,8 +14,8 @@ import (
 	"github.com/punchd/punchd/internal/sockbuf"
 )
 
-// bufferedNet is the network pion/ice opens its own sockets through: the
-// standard one, except that UDP sockets get large buffers. The only UDP
+// Net is the network pion/ice opens its own sockets through (ice.WithNet):
+// the standard one, except that UDP sockets get large buffers. The only UDP
 // sockets an agent opens itself (host and srflx candidates use the tunnel
 // socket through the mux) are TURN client sockets, and on a relay path the
 // whole tunnel arrives there: with default buffers it overflowed under a
@@ -22,26 +23,35 @@ import (
 //
 // The TURN client sockets are also where the relay shortcut lives: each is
 // a turnSocket that hands relayed tunnel packets to deliver directly (see
-// turnsock.go), and the agent finds them again in sockets.
-type bufferedNet struct {
+// turnsock.go), and Channel finds them again for the selected pair.
+type Net struct {
 	*stdnet.Net
 	deliver func([]byte)
 	log     *slog.Logger // for the TURN client sockets; may be nil
 	sockets turnSockets
 }
 
-// newBufferedNet returns the network for one agent; deliver (may be nil)
-// gets the tunnel packets relayed to it, as OnRelayPacket.
-func newBufferedNet(deliver func([]byte)) (*bufferedNet, error) {
+// NewNet returns the network for one agent; deliver (may be nil) gets the
+// tunnel packets relayed to it, as icepeer's OnRelayPacket. log (may be
+// nil) hears about datagrams from strangers on the TURN client sockets.
+func NewNet(deliver func([]byte), log *slog.Logger) (*Net, error) {
 	n, err := stdnet.NewNet()
 	if err != nil {
 		return nil, fmt.Errorf("list network interfaces for ICE: %w", err)
 	}
-	return &bufferedNet{Net: n, deliver: deliver}, nil
+	return &Net{Net: n, deliver: deliver, log: log}, nil
+}
+
+// Channel is the TURN channel toward peer through the TURN client socket
+// bound to localPort (a relay candidate's related port), or nil when no
+// socket of this Net has that port (a TURN server over TCP or TLS). The
+// same pair always gets the same *Channel, so equal paths compare equal.
+func (n *Net) Channel(localPort int, peer netip.AddrPort) *Channel {
+	return n.sockets.channel(localPort, peer)
 }
 
 // ListenPacket is how pion opens a TURN client's UDP socket.
-func (n *bufferedNet) ListenPacket(network, address string) (net.PacketConn, error) {
+func (n *Net) ListenPacket(network, address string) (net.PacketConn, error) {
 	c, err := n.Net.ListenPacket(network, address)
 	if err != nil {
 		return nil, err
@@ -61,7 +71,7 @@ func (n *bufferedNet) ListenPacket(network, address string) (net.PacketConn, err
 	return s, nil
 }
 
-func (n *bufferedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
+func (n *Net) ListenUDP(network string, laddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.ListenUDP(network, laddr)
 	if err != nil {
 		return nil, err
@@ -70,7 +80,7 @@ func (n *bufferedNet) ListenUDP(network string, laddr *net.UDPAddr) (transport.U
 	return c, nil
 }
 
-func (n *bufferedNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (transport.UDPConn, error) {
+func (n *Net) DialUDP(network string, laddr, raddr *net.UDPAddr) (transport.UDPConn, error) {
 	c, err := n.Net.DialUDP(network, laddr, raddr)
 	if err != nil {
 		return nil, err
@@ -84,7 +94,7 @@ func (n *bufferedNet) DialUDP(network string, laddr, raddr *net.UDPAddr) (transp
 // per Write, one send per relayed packet; the connection's writes are
 // coalesced instead (see batchconn), so a busy relay sends many frames
 // per system call.
-func (n *bufferedNet) DialTCP(network string, laddr, raddr *net.TCPAddr) (transport.TCPConn, error) {
+func (n *Net) DialTCP(network string, laddr, raddr *net.TCPAddr) (transport.TCPConn, error) {
 	c, err := n.Net.DialTCP(network, laddr, raddr)
 	if err != nil {
 		return nil, err

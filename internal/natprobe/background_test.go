@@ -1,4 +1,4 @@
-package daemon
+package natprobe
 
 import (
 	"testing"
@@ -18,8 +18,8 @@ func TestSTUNServer(t *testing.T) {
 		{nil, ""},
 	}
 	for _, tt := range tests {
-		if got := stunServer(tt.urls); got != tt.want {
-			t.Errorf("stunServer(%q) = %q, want %q", tt.urls, got, tt.want)
+		if got := STUNServer(tt.urls); got != tt.want {
+			t.Errorf("STUNServer(%q) = %q, want %q", tt.urls, got, tt.want)
 		}
 	}
 }

@@ -1,4 +1,13 @@
-package icepeer
+// Package icemux puts pion/ice's UDP mux over the tunnel's own socket, so
+// that ICE checks and WireGuard share one socket and one NAT mapping, and
+// makes it follow the host: the announced host address changes with the
+// socket's (followingMux) and an IPv6 socket adds host candidates (the
+// dual mux).
+//
+// It is apart from icepeer because the daemon builds one mux for all its
+// peers from the tunnel Bind's sockets, before any peer exists; icepeer
+// only hands it to each agent.
+package icemux
 
 import (
 	"errors"
@@ -36,7 +45,10 @@ func NewDualUDPMux(conn, conn6 net.PacketConn, logger *slog.Logger) (ice.Univers
 	if !ok {
 		return nil, fmt.Errorf("ICE UDP mux: socket address %v is not UDP", conn.LocalAddr())
 	}
-	log := orDefault(logger)
+	log := logger
+	if log == nil {
+		log = slog.Default()
+	}
 	if addr.IP.IsUnspecified() {
 		// The mux then offers every interface's address as a host
 		// candidate, our own TUN's included; the Bind should give a
@@ -117,9 +129,10 @@ func (m *followingMux) Close() error {
 	return err
 }
 
-// srflxOnly is the view for WithUDPMuxSrflx: server-reflexive candidates
-// are gathered on the IPv4 address only.
-func (m *followingMux) srflxOnly() ice.UniversalUDPMux { return srflxMux{m} }
+// SrflxOnly is the view for WithUDPMuxSrflx: server-reflexive candidates
+// are gathered on the IPv4 address only. icepeer finds it by this method,
+// so that it needs no import of this package.
+func (m *followingMux) SrflxOnly() ice.UniversalUDPMux { return srflxMux{m} }
 
 type srflxMux struct{ *followingMux }
 

@@ -1,4 +1,4 @@
-package daemon
+package hardnat
 
 import (
 	"context"
@@ -14,16 +14,9 @@ import (
 	"github.com/punchd/punchd/internal/icepeer"
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/natkind"
+	"github.com/punchd/punchd/internal/natprobe"
 	"github.com/punchd/punchd/internal/tunnel"
 )
-
-// Birthday punching (internal/birthday) between a symmetric NAT and a
-// port-restricted one, where ICE can only relay. The symmetric (hard) side
-// starts it once ICE has carried the tunnel over a relay for relayedFor;
-// the relay keeps carrying it meanwhile. A hit moves WireGuard to the
-// found path (the hard side's winning socket, the easy side's own tunnel
-// socket) until the path's keepalives stop; then ICE's path is back and
-// the pair waits out the cooldown, as after a miss.
 
 // relayedFor is how long a relay must have carried the tunnel first: ICE
 // gets its chance, and a flapping path does not start a spray.
@@ -35,9 +28,9 @@ const checkEvery = time.Second
 // learnPorts is how many STUN bindings teach a sequential NAT's pattern.
 const learnPorts = 3
 
-// hardRole says which side of an attempt this host is for a pair of NAT
-// types, or none.
-func hardRole(local, remote natkind.NATType) string {
+// Role says which side of an attempt this host is for a pair of NAT
+// types: "hard", "easy", or "" for none.
+func Role(local, remote natkind.NATType) string {
 	switch {
 	case !natkind.Birthday(local, remote):
 		return ""
@@ -47,10 +40,43 @@ func hardRole(local, remote natkind.NATType) string {
 	return "easy"
 }
 
-// hardNAT is one peer's birthday state.
-type hardNAT struct {
-	d    *daemon
-	ps   *peerState
+// Bind is what a Pair needs of the tunnel socket (tunnel.Bind).
+type Bind interface {
+	// STUNConn is the tunnel socket; the spray sockets bind its address.
+	STUNConn() net.PacketConn
+	// WriteRaw sends the easy side's probes from the tunnel socket.
+	WriteRaw(b []byte, to netip.AddrPort) error
+	// DeliverRelay hands a packet from the hard side's link to WireGuard.
+	DeliverRelay(peer identity.PublicKey, pkt []byte)
+	// SetPath moves WireGuard to a found path.
+	SetPath(peer identity.PublicKey, p tunnel.Path)
+}
+
+// Config is what one peer's Pair is given by the daemon. Functions are
+// called from the Pair's goroutines and must not block for long.
+type Config struct {
+	Self, Peer identity.PublicKey
+	Log        *slog.Logger
+	Limits     birthday.Config
+	Off        bool               // birthday punching disabled (--no-birthday)
+	Cooldown   *birthday.Cooldown // shared by every pair of the daemon
+	Bind       Bind
+	// NAT is this host's latest NAT report, nil before the first.
+	NAT func() *natprobe.Report
+	// ICE is the peer's ICE status (its NAT type, path, reflexive addresses).
+	ICE func() icepeer.PeerStatus
+	// Signal sends a sealed birthday message to the peer.
+	Signal func(ctx context.Context, payload []byte) error
+	// RestorePath gives the tunnel back to ICE's path after a link died.
+	RestorePath func()
+	// STUNServer is the rendezvous' STUN server, resolved, for learning a
+	// sequential NAT's pattern; false without one.
+	STUNServer func() (netip.AddrPort, bool)
+}
+
+// Pair is one peer's birthday state.
+type Pair struct {
+	c    Config
 	peer identity.PublicKey
 	log  *slog.Logger
 	cfg  birthday.Config
@@ -70,20 +96,25 @@ type hardNAT struct {
 	attempts, hits, probesSent atomic.Uint64
 }
 
-// counts are the attempts, hits and probes since start.
-func (h *hardNAT) counts() (attempts, hits, probes uint64) {
+// Counts are the attempts, hits and probes since start.
+func (h *Pair) Counts() (attempts, hits, probes uint64) {
 	return h.attempts.Load(), h.hits.Load(), h.probesSent.Load()
 }
 
-func newHardNAT(d *daemon, ps *peerState, cool *birthday.Cooldown) *hardNAT {
-	return &hardNAT{d: d, ps: ps, peer: ps.key, log: ps.log.With("component", "birthday"), cfg: d.cfg.Birthday, cool: cool}
+// New returns the birthday state toward c.Peer; Run drives it.
+func New(c Config) *Pair {
+	log := c.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Pair{c: c, peer: c.Peer, log: log.With("component", "birthday"), cfg: c.Limits, cool: c.Cooldown}
 }
 
-func (h *hardNAT) pairKey() string { return h.d.self.String() + "|" + h.peer.String() }
+func (h *Pair) pairKey() string { return h.c.Self.String() + "|" + h.peer.String() }
 
-// run starts attempts on the hard side until ctx is done, then closes any
+// Run starts attempts on the hard side until ctx is done, then closes any
 // link; it waits for the attempts it started.
-func (h *hardNAT) run(ctx context.Context) {
+func (h *Pair) Run(ctx context.Context) {
 	h.mu.Lock()
 	h.ctx = ctx
 	h.mu.Unlock()
@@ -114,13 +145,13 @@ func (h *hardNAT) run(ctx context.Context) {
 }
 
 // due reports whether the hard side should start now, and where to spray.
-func (h *hardNAT) due() (netip.AddrPort, bool) {
-	if h.d.cfg.NoBirthday {
+func (h *Pair) due() (netip.AddrPort, bool) {
+	if h.c.Off {
 		return netip.AddrPort{}, false
 	}
-	rep := h.d.nat.current()
-	is := h.ps.ice.Status()
-	if rep == nil || hardRole(rep.NATType, is.RemoteNAT) != "hard" {
+	rep := h.c.NAT()
+	is := h.c.ICE()
+	if rep == nil || Role(rep.NATType, is.RemoteNAT) != "hard" {
 		return netip.AddrPort{}, false
 	}
 	h.mu.Lock()
@@ -142,7 +173,7 @@ func (h *hardNAT) due() (netip.AddrPort, bool) {
 	return is.RemoteReflexive, true
 }
 
-func (h *hardNAT) done() {
+func (h *Pair) done() {
 	h.mu.Lock()
 	h.busy = false
 	h.easy = nil
@@ -152,7 +183,7 @@ func (h *hardNAT) done() {
 // attemptHard: open the sockets, learn the pattern of a sequential NAT,
 // spray at dest (the easy side's public address), tell the easy side to
 // probe, and take the hit.
-func (h *hardNAT) attemptHard(ctx context.Context, dest netip.AddrPort) {
+func (h *Pair) attemptHard(ctx context.Context, dest netip.AddrPort) {
 	defer h.done()
 	key, err := birthday.NewKey()
 	if err != nil {
@@ -172,9 +203,9 @@ func (h *hardNAT) attemptHard(ctx context.Context, dest netip.AddrPort) {
 		return
 	}
 	defer hard.Close()
-	rep := h.d.nat.current()
+	rep := h.c.NAT()
 	public, _ := netip.ParseAddr(rep.ExternalIPv4)
-	if is := h.ps.ice.Status(); is.LocalReflexive.IsValid() {
+	if is := h.c.ICE(); is.LocalReflexive.IsValid() {
 		public = is.LocalReflexive.Addr()
 	}
 	if !public.IsValid() {
@@ -184,7 +215,7 @@ func (h *hardNAT) attemptHard(ctx context.Context, dest netip.AddrPort) {
 	var predicted []uint16
 	via := "birthday"
 	if rep.Sequential() {
-		if stunAt, ok := h.stunServer(); ok {
+		if stunAt, ok := h.c.STUNServer(); ok {
 			ports, err := hard.Learn(ctx, stunAt, learnPorts)
 			if err != nil {
 				h.log.Info("no port prediction", "err", err)
@@ -199,7 +230,7 @@ func (h *hardNAT) attemptHard(ctx context.Context, dest netip.AddrPort) {
 	sprayed := func() {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		if err := h.d.signal(sctx, h.peer, birthday.GoSignal(sess, key, public, predicted)); err != nil {
+		if err := h.c.Signal(sctx, birthday.GoSignal(sess, key, public, predicted)); err != nil {
 			h.log.Info("birthday go not sent", "err", err)
 		}
 	}
@@ -214,12 +245,12 @@ func (h *hardNAT) attemptHard(ctx context.Context, dest netip.AddrPort) {
 		h.miss(err, hard.Stats.Sent.Load())
 		return
 	}
-	link := birthday.NewHardLink(key, sess, hit, func(pkt []byte) { h.d.bind.DeliverRelay(h.peer, pkt) })
+	link := birthday.NewHardLink(key, sess, hit, func(pkt []byte) { h.c.Bind.DeliverRelay(h.peer, pkt) })
 	h.found(ctx, link, via, hit.Probes, tunnel.Path{Relay: link}, hit)
 }
 
 // miss records a miss and starts the cooldown.
-func (h *hardNAT) miss(err error, sent int64) {
+func (h *Pair) miss(err error, sent int64) {
 	h.cool.Miss(h.pairKey())
 	h.mu.Lock()
 	h.lastMiss = fmt.Sprintf("birthday punching missed (%d packets sent): %v", sent, err)
@@ -228,13 +259,13 @@ func (h *hardNAT) miss(err error, sent int64) {
 }
 
 // found moves WireGuard to the link's path and watches it.
-func (h *hardNAT) found(ctx context.Context, link *birthday.Link, via string, probes int, path tunnel.Path, hit *birthday.Hit) {
+func (h *Pair) found(ctx context.Context, link *birthday.Link, via string, probes int, path tunnel.Path, hit *birthday.Hit) {
 	h.cool.Hit(h.pairKey())
 	h.hits.Add(1)
 	h.mu.Lock()
 	h.link, h.via, h.probes, h.lastMiss = link, via, probes, ""
 	h.mu.Unlock()
-	h.d.bind.SetPath(h.peer, path)
+	h.c.Bind.SetPath(h.peer, path)
 	h.log.Info("direct path by "+via, "remote", link.Remote(), "probes", probes, "after", hit.Elapsed.Round(time.Millisecond))
 	h.wg.Go(func() {
 		select {
@@ -252,12 +283,12 @@ func (h *hardNAT) found(ctx context.Context, link *birthday.Link, via string, pr
 		link.Close()
 		h.cool.Miss(h.pairKey())
 		h.log.Info("direct path by " + via + " went quiet; back to ICE's path")
-		h.d.restorePath(h.peer)
+		h.c.RestorePath()
 	})
 }
 
-// handleSignal takes a birthday message from the peer.
-func (h *hardNAT) handleSignal(b []byte) {
+// HandleSignal takes a birthday message from the peer.
+func (h *Pair) HandleSignal(b []byte) {
 	h.mu.Lock()
 	ctx := h.ctx
 	h.mu.Unlock()
@@ -280,9 +311,9 @@ func (h *hardNAT) handleSignal(b []byte) {
 // startEasy runs the easy side of an attempt the peer started: only when
 // the NAT types say so, none is running, and the pair is not cooling down
 // (the peer's word does not make us send more than our own caps allow).
-func (h *hardNAT) startEasy(ctx context.Context, m birthday.Decoded) {
-	rep := h.d.nat.current()
-	if h.d.cfg.NoBirthday || rep == nil || hardRole(rep.NATType, h.ps.ice.Status().RemoteNAT) != "easy" {
+func (h *Pair) startEasy(ctx context.Context, m birthday.Decoded) {
+	rep := h.c.NAT()
+	if h.c.Off || rep == nil || Role(rep.NATType, h.c.ICE().RemoteNAT) != "easy" {
 		h.log.Info("birthday go ignored: not the easy side of this pair (or birthday punching is off)")
 		return
 	}
@@ -290,7 +321,7 @@ func (h *hardNAT) startEasy(ctx context.Context, m birthday.Decoded) {
 		h.log.Info("birthday go ignored: cooling down", "left", left.Round(time.Second))
 		return
 	}
-	send := func(b []byte, to netip.AddrPort) error { return h.d.bind.WriteRaw(b, to) }
+	send := func(b []byte, to netip.AddrPort) error { return h.c.Bind.WriteRaw(b, to) }
 	e := birthday.NewEasy(h.cfg, m.Key, m.Session, send)
 	h.mu.Lock()
 	if h.busy || h.ctx == nil {
@@ -314,10 +345,10 @@ func (h *hardNAT) startEasy(ctx context.Context, m birthday.Decoded) {
 		defer cancel()
 		if err != nil {
 			h.miss(err, e.Stats.Sent.Load())
-			_ = h.d.signal(sctx, h.peer, birthday.ResultSignal(m.Session, false, int(e.Stats.Sent.Load())))
+			_ = h.c.Signal(sctx, birthday.ResultSignal(m.Session, false, int(e.Stats.Sent.Load())))
 			return
 		}
-		_ = h.d.signal(sctx, h.peer, birthday.ResultSignal(m.Session, true, hit.Probes))
+		_ = h.c.Signal(sctx, birthday.ResultSignal(m.Session, true, hit.Probes))
 		via := "birthday"
 		if len(m.Predicted) > 0 && hit.Probes <= len(m.Predicted) {
 			via = "prediction"
@@ -327,8 +358,8 @@ func (h *hardNAT) startEasy(ctx context.Context, m birthday.Decoded) {
 	}()
 }
 
-// deliver takes a birthday packet from the tunnel socket.
-func (h *hardNAT) deliver(pkt []byte, from netip.AddrPort) {
+// Deliver takes a birthday packet from the tunnel socket.
+func (h *Pair) Deliver(pkt []byte, from netip.AddrPort) {
 	h.mu.Lock()
 	e, l := h.easy, h.link
 	h.mu.Unlock()
@@ -340,10 +371,10 @@ func (h *hardNAT) deliver(pkt []byte, from netip.AddrPort) {
 	}
 }
 
-// holdsPath reports whether a found path carries the tunnel; ICE's path
+// HoldsPath reports whether a found path carries the tunnel; ICE's path
 // changes are then recorded but not applied, unless ICE found a direct
 // path of its own, which ends the link.
-func (h *hardNAT) holdsPath(p icepeer.Path) bool {
+func (h *Pair) HoldsPath(p icepeer.Path) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.link == nil {
@@ -357,9 +388,9 @@ func (h *hardNAT) holdsPath(p icepeer.Path) bool {
 	return true
 }
 
-// status says how the found path was made, in how many probes and to
+// Status says how the found path was made, in how many probes and to
 // where, or why the last attempt missed.
-func (h *hardNAT) status() (via string, probes int, remote netip.AddrPort, miss string) {
+func (h *Pair) Status() (via string, probes int, remote netip.AddrPort, miss string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.link != nil {
@@ -369,29 +400,11 @@ func (h *hardNAT) status() (via string, probes int, remote netip.AddrPort, miss 
 }
 
 // localAddr is where the spray sockets bind: the tunnel socket's address.
-func (h *hardNAT) localAddr() netip.Addr {
-	if a, ok := h.d.bind.STUNConn().LocalAddr().(*net.UDPAddr); ok {
+func (h *Pair) localAddr() netip.Addr {
+	if a, ok := h.c.Bind.STUNConn().LocalAddr().(*net.UDPAddr); ok {
 		if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.Unmap().IsUnspecified() {
 			return ip.Unmap()
 		}
 	}
 	return netip.IPv4Unspecified()
-}
-
-// stunServer is the rendezvous' STUN server, resolved.
-func (h *hardNAT) stunServer() (netip.AddrPort, bool) {
-	var urls []string
-	for _, s := range h.d.currentICEServers() {
-		urls = append(urls, s.URL)
-	}
-	hostport := stunServer(urls)
-	if hostport == "" {
-		return netip.AddrPort{}, false
-	}
-	a, err := net.ResolveUDPAddr("udp4", hostport)
-	if err != nil {
-		return netip.AddrPort{}, false
-	}
-	ap := a.AddrPort()
-	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), true
 }
