@@ -24,9 +24,9 @@ func newConnectTimeCommand() *cobra.Command {
 				return err
 			}
 			bin, _ := cmd.Flags().GetString("punchd")
-			runs, _ := cmd.Flags().GetInt("runs")
-			if runs < 1 || runs > 50 {
-				return fmt.Errorf("--runs %d: use 1..50", runs)
+			runs, err := runsFlag(cmd, 50)
+			if err != nil {
+				return err
 			}
 			cases := e2eCases()
 			if grid, _ := cmd.Flags().GetBool("grid"); grid {

@@ -31,9 +31,9 @@ it took (birthday punching and prediction):
 				return err
 			}
 			bin, _ := cmd.Flags().GetString("punchd")
-			runs, _ := cmd.Flags().GetInt("runs")
-			if runs < 1 || runs > 50 {
-				return fmt.Errorf("--runs %d: use 1..50", runs)
+			runs, err := runsFlag(cmd, 50)
+			if err != nil {
+				return err
 			}
 			only, _ := cmd.Flags().GetString("only")
 			return hardNATRuns(cmd.Context(), bin, runs, only)

@@ -27,13 +27,13 @@ func newMeshCommand() *cobra.Command {
 				return err
 			}
 			bin, _ := cmd.Flags().GetString("punchd")
-			runs, _ := cmd.Flags().GetInt("runs")
-			seconds, err := secondsFlag(cmd)
+			runs, err := runsFlag(cmd, 20)
 			if err != nil {
 				return err
 			}
-			if runs < 1 || runs > 20 {
-				return fmt.Errorf("--runs %d: use 1..20", runs)
+			seconds, err := secondsFlag(cmd)
+			if err != nil {
+				return err
 			}
 			return meshBench(cmd.Context(), os.Stdout, bin, runs, seconds)
 		},

@@ -23,9 +23,9 @@ func newRoamCommand() *cobra.Command {
 				return err
 			}
 			bin, _ := cmd.Flags().GetString("punchd")
-			runs, _ := cmd.Flags().GetInt("runs")
-			if runs < 1 || runs > 20 {
-				return fmt.Errorf("--runs %d: use 1..20", runs)
+			runs, err := runsFlag(cmd, 20)
+			if err != nil {
+				return err
 			}
 			return roamTimes(cmd.Context(), bin, runs)
 		},

@@ -25,11 +25,11 @@ func newWebRTCCommand() *cobra.Command {
 				return err
 			}
 			bin, _ := cmd.Flags().GetString("punchd")
-			runs, _ := cmd.Flags().GetInt("runs")
-			mb, _ := cmd.Flags().GetInt("bulk-mb")
-			if runs < 1 || runs > 50 {
-				return fmt.Errorf("--runs %d: use 1..50", runs)
+			runs, err := runsFlag(cmd, 50)
+			if err != nil {
+				return err
 			}
+			mb, _ := cmd.Flags().GetInt("bulk-mb")
 			if mb < 0 || mb > 2000 {
 				return fmt.Errorf("--bulk-mb %d: use 0..2000", mb)
 			}
