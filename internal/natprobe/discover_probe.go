@@ -117,6 +117,11 @@ func parseReply(m *stun.Message, from netip.AddrPort) (stunReply, bool) {
 		if err := ec.GetFrom(m); err != nil {
 			return r, false
 		}
+		// RFC 8489 section 14.8: the class is 3 to 6, so a code outside
+		// 300-699 is junk, and a code of 0 would read as success here.
+		if ec.Code < 300 || ec.Code > 699 {
+			return r, false
+		}
 		r.code = int(ec.Code)
 		return r, true
 	case stun.ClassSuccessResponse:

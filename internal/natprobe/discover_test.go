@@ -262,6 +262,10 @@ func FuzzProberDispatch(f *testing.F) {
 	f.Add(stun.MustBuild(stun.NewTransactionIDSetter(id), stun.NewType(stun.MethodBinding, stun.ClassErrorResponse), stun.CodeUnknownAttribute).Raw)
 	f.Add(stun.MustBuild(stun.NewTransactionIDSetter(id), stun.BindingRequest).Raw)
 	f.Add([]byte{1, 1, 0, 0})
+	// An error response whose code is 0 once read as a success without an
+	// address (found by the fuzzer in CI); codes outside 300-699 are junk.
+	f.Add(stun.MustBuild(stun.NewTransactionIDSetter(id), stun.NewType(stun.MethodBinding, stun.ClassErrorResponse), &stun.ErrorCodeAttribute{Code: 0}).Raw)
+	f.Add(stun.MustBuild(stun.NewTransactionIDSetter(id), stun.NewType(stun.MethodBinding, stun.ClassErrorResponse), &stun.ErrorCodeAttribute{Code: 200}).Raw)
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p := &prober{waiting: map[[stun.TransactionIDSize]byte]chan stunReply{}, expect: map[[stun.TransactionIDSize]byte]chan struct{}{}}
 		ch := make(chan stunReply, 1)
@@ -272,6 +276,9 @@ func FuzzProberDispatch(f *testing.F) {
 		case r := <-ch:
 			if r.code == 0 && !r.mapped.IsValid() {
 				t.Fatalf("success reply without a mapped address: %+v", r)
+			}
+			if r.code != 0 && (r.code < 300 || r.code > 699) {
+				t.Fatalf("error reply with code %d outside 300-699", r.code)
 			}
 		default:
 		}
