@@ -3,6 +3,7 @@ package rendezvous
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -154,7 +155,7 @@ type serverClient struct {
 	// bounds its announcements.
 	topics    map[string]struct{}
 	announces *rate.Limiter
-	cancel    context.CancelFunc
+	cancel    context.CancelCauseFunc       // ends the connection, saying why (the debug log has it)
 	ice       func() []signalwire.ICEServer // this client's ICE servers, fresh credentials each call
 	iceAt     time.Time                     // when ICE servers were last sent; the sweeper's
 	seen      *atomic.Int64                 // unix ns of the last frame or ping from the client
@@ -216,10 +217,17 @@ func (s *Server) Handler() http.Handler {
 // Close ends every connection; idempotent.
 func (s *Server) Close() error {
 	s.mu.Lock()
+	already := s.closed
 	s.closed = true
 	s.mu.Unlock()
 	s.cancel()
 	s.wg.Wait()
+	if !already {
+		// What was refused over the server's life, per cause: the junk
+		// lines themselves are one a minute per cause.
+		st := s.Stats()
+		s.log.Info("signaling server stopped", "frames_in", st.FramesIn, "frames_out", st.FramesOut, "dropped", st.Dropped, "junk", st.Junk)
+	}
 	return nil
 }
 
@@ -317,10 +325,10 @@ func (s *Server) closeWithError(ctx context.Context, conn *wsConn, code, msg str
 // cost ten thousand small stacks.
 func (s *Server) serveConn(conn *wsConn, ip netip.Addr, host, remote string, seen *atomic.Int64) {
 	conn.SetReadLimit(int64(s.cfg.MaxFrameBytes))
-	ctx, cancel := context.WithCancel(s.ctx)
+	ctx, cancel := context.WithCancelCause(s.ctx)
 	c := s.admitPeer(ctx, cancel, conn, ip, host, remote, seen)
 	if c == nil {
-		cancel()
+		cancel(nil)
 		conn.CloseNow()
 		s.release(ip)
 		s.wg.Done()
@@ -331,7 +339,7 @@ func (s *Server) serveConn(conn *wsConn, ip netip.Addr, host, remote string, see
 
 // admitPeer runs the handshake and registers the peer; nil when either
 // fails.
-func (s *Server) admitPeer(ctx context.Context, cancel context.CancelFunc, conn *wsConn, ip netip.Addr, host, remote string, seen *atomic.Int64) *serverClient {
+func (s *Server) admitPeer(ctx context.Context, cancel context.CancelCauseFunc, conn *wsConn, ip netip.Addr, host, remote string, seen *atomic.Int64) *serverClient {
 	id, err := s.handshake(ctx, conn)
 	if err != nil {
 		cause := junkHandshake
@@ -358,13 +366,16 @@ func (s *Server) admitPeer(ctx context.Context, cancel context.CancelFunc, conn 
 
 // hold reads c's frames until the connection ends, then unregisters c and
 // closes the connection.
-func (s *Server) hold(ctx context.Context, cancel context.CancelFunc, c *serverClient) {
+func (s *Server) hold(ctx context.Context, cancel context.CancelCauseFunc, c *serverClient) {
 	defer s.wg.Done()
 	defer s.release(c.ip)
 	defer c.conn.CloseNow()
-	defer cancel()
-	defer s.unregister(c)
-	s.readLoop(ctx, c)
+	defer cancel(nil)
+	err := s.readLoop(ctx, c)
+	if ctx.Err() != nil {
+		err = context.Cause(ctx) // the server ended it: replaced, slow, silent, shutdown
+	}
+	s.unregister(c, err)
 }
 
 // handshake runs the challenge-response; see internal/sealed/auth.go.
@@ -422,12 +433,14 @@ func (s *Server) register(c *serverClient) bool {
 		// The newest registration wins: a restarted daemon must not wait
 		// for its dead connection to time out.
 		s.enqueue(old, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeReplaced, Message: "this ID registered again from another connection"}))
-		old.cancel()
+		old.cancel(errReplaced)
 	}
 	return true
 }
 
-func (s *Server) unregister(c *serverClient) {
+// unregister removes c; why is what ended its connection (for the debug
+// log: a read error is the client's side, a cancel the server's).
+func (s *Server) unregister(c *serverClient, why error) {
 	s.mu.Lock()
 	var peers []*serverClient
 	if s.clients[c.id] == c {
@@ -439,7 +452,7 @@ func (s *Server) unregister(c *serverClient) {
 	s.mu.Unlock()
 	s.notify(peers, c.id, false)
 	s.finish(c)
-	s.log.Debug("peer left", "peer", c.id.Short())
+	s.log.Debug("peer left", "peer", c.id.Short(), "why", why)
 }
 
 // mayTalk is the one place that decides whether two registered peers may
@@ -541,7 +554,7 @@ func (s *Server) writer(c *serverClient) {
 			if !errors.Is(err, context.Canceled) {
 				s.note(junkSlowReader, "peer", c.id.Short(), "err", err)
 			}
-			c.cancel()
+			c.cancel(fmt.Errorf("closed: a write did not finish within %s: %w", s.cfg.WriteTimeout, err))
 		}
 	}
 }
@@ -629,7 +642,8 @@ func (s *Server) forgetLocked(ip netip.Addr, st *ipState) {
 	}
 }
 
-func (s *Server) readLoop(ctx context.Context, c *serverClient) {
+// readLoop reads c's frames until its connection ends, and returns why.
+func (s *Server) readLoop(ctx context.Context, c *serverClient) error {
 	limit := rate.NewLimiter(rate.Limit(s.cfg.FramesPerSecond), 2*s.cfg.FramesPerSecond)
 	limited := false
 	// A client that keeps sending over twice the limit (its drops exceed
@@ -642,7 +656,7 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
 				s.note(junkOversized, "peer", c.id.Short())
 			}
-			return
+			return err
 		}
 		c.seen.Store(time.Now().UnixNano())
 		s.framesIn.Add(1)
@@ -652,7 +666,7 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 			if !drops.Allow() {
 				s.note(junkFlooder, "peer", c.id.Short())
 				s.closeWithError(ctx, c.conn, signalwire.CodeRateLimited, "more than twice "+strconv.Itoa(s.cfg.FramesPerSecond)+" frames per second for seconds; closing")
-				return
+				return errFlooder
 			}
 			if !limited { // one error frame per burst, not one per signalwire.Frame
 				limited = true
@@ -664,10 +678,15 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) {
 		select {
 		case s.work[c.worker] <- frameJob{c: c, b: b}:
 		case <-ctx.Done():
-			return
+			return ctx.Err()
 		}
 	}
 }
+
+var (
+	errFlooder  = errors.New("closed: far over the frame rate limit")
+	errReplaced = errors.New("closed: the ID registered again from another connection")
+)
 
 // frameJob is one frame for a frame worker. A client's frames all go to
 // one worker, so they are handled in the order they came.
@@ -874,7 +893,7 @@ func (s *Server) probe(c *serverClient, probes chan struct{}) {
 		cancel()
 		if err != nil {
 			s.note(junkSilent, "peer", c.id.Short(), "err", err)
-			c.cancel()
+			c.cancel(fmt.Errorf("closed: no pong in time: %w", err))
 		}
 	}()
 }

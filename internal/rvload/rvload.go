@@ -66,7 +66,10 @@ type Config struct {
 	// PeersPerSource peers share one 127.0.x.y source address (the
 	// server's per-address cap is 64); default 50.
 	PeersPerSource int
-	Log            *slog.Logger
+	// ServerLog, when set, keeps the server's log there (at debug level:
+	// every peer that left, and why), to attribute lost registrations.
+	ServerLog string
+	Log       *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -168,9 +171,10 @@ type Report struct {
 	StormHeld        int // peers held while the storm ran
 	StormTime        time.Duration
 	StormFailed      int
-	StormErr         string // the first failed attempt, if any
-	StormRetries     int64  // attempts that failed and were tried again
-	StormLost        int    // already registered peers that registered again
+	StormErr         string   // the first failed attempt, if any
+	StormRetries     int64    // attempts that failed and were tried again
+	StormLost        int      // already registered peers that registered again
+	StormLostWhy     []string // the held clients' reasons for dropping their connection during the storm
 	StormRSSPeak     int64
 	Flooded          Latency
 	FloodConns       int64
@@ -199,6 +203,9 @@ func (r Report) Print(w io.Writer) {
 			r.StormPeers, r.StormHeld, r.StormTime.Round(time.Millisecond), r.StormFailed, r.StormRetries, r.StormLost, r.StormHeld, mib(r.StormRSSPeak))
 		if r.StormErr != "" {
 			fmt.Fprintf(w, "                        first failed attempt: %s\n", r.StormErr)
+		}
+		for _, why := range r.StormLostWhy {
+			fmt.Fprintf(w, "                        held client: %s\n", why)
 		}
 	}
 	if r.Flooded.Messages > 0 {
@@ -232,11 +239,19 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	command := cfg.Command
 	if command == nil {
 		command = func(listen string) *exec.Cmd {
-			args := append([]string{"rendezvous", "--listen", listen, "--stun-listen", "", "--log-format", "json"}, cfg.ServerArgs...)
+			args := []string{"rendezvous", "--listen", listen, "--stun-listen", "", "--log-format", "json"}
+			if cfg.ServerLog != "" {
+				args = append(args, "--log-level", "debug")
+			}
+			args = append(args, cfg.ServerArgs...)
 			return exec.Command(cfg.Binary, args...)
 		}
 	}
-	srv, err := startServer(ctx, command, dir)
+	logPath := filepath.Join(dir, "server.log")
+	if cfg.ServerLog != "" {
+		logPath = cfg.ServerLog
+	}
+	srv, err := startServer(ctx, command, logPath)
 	if err != nil {
 		return rep, err
 	}
@@ -289,6 +304,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.StormHeld = len(held.peers)
 		log.Info("storm", "peers", cfg.StormPeers, "held", rep.StormHeld)
 		before := held.registrations()
+		whyBefore := held.why.snapshot()
 		storm := newFleet(srv.url, cfg.PeersPerSource, 2)
 		start := time.Now()
 		rep.StormFailed = storm.connect(ctx, cfg.StormPeers, cfg.StormPeers)
@@ -301,6 +317,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		sleep(ctx, cfg.StormWatch) // a held peer that lost its registration shows now
 		rep.StormPeers = cfg.StormPeers
 		rep.StormLost = held.lostSince(before)
+		rep.StormLostWhy = held.why.since(whyBefore, 6)
 		storm.close()
 		waitFDs(ctx, p, rep.HeldFDs+16, 20*time.Second)
 	}
@@ -345,7 +362,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	rep.ServerAlive = srv.alive()
 	held.close()
 	srv.stop()
-	rep.JunkLogLines, rep.JunkLogLinesCaus = countJunkLines(filepath.Join(dir, "server.log"))
+	rep.JunkLogLines, rep.JunkLogLinesCaus = countJunkLines(logPath)
 	return rep, nil
 }
 
@@ -395,14 +412,14 @@ type server struct {
 	once sync.Once
 }
 
-func startServer(ctx context.Context, command func(string) *exec.Cmd, dir string) (*server, error) {
+func startServer(ctx context.Context, command func(string) *exec.Cmd, logPath string) (*server, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
@@ -496,6 +513,7 @@ type fleet struct {
 	err      error // the first failed attempt
 	retries  atomic.Int64
 	clients  map[int]*http.Client
+	why      reasons // why its clients dropped their connections
 }
 
 type peer struct {
@@ -582,7 +600,7 @@ func (f *fleet) dial(ctx context.Context, i int, p *peer) error {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		c, err := rendezvous.Connect(cctx, rendezvous.ClientConfig{
 			URL: f.url, Key: p.key, Watch: watch, HTTPClient: f.source(i),
-			Logger:       slog.New(slog.DiscardHandler),
+			Logger:       slog.New(reasonHandler{&f.why}),
 			OnRegistered: func(rendezvous.Registration) { p.regs.Add(1) },
 			OnSealed:     p.onSealed,
 		})

@@ -1,0 +1,115 @@
+package rvload
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// reasons counts why held clients dropped their connection, from the
+// client's own log lines ("rendezvous ping failed", "lost the
+// rendezvous"): a lost registration is then the client's doing (its ping
+// went unanswered in time) or the server's (it closed the connection),
+// and the server's log (Config.ServerLog) says why it did.
+type reasons struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+// maxReasons bounds the distinct reasons kept; more are counted as one.
+const maxReasons = 64
+
+func (r *reasons) add(why string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string]int{}
+	}
+	if _, ok := r.m[why]; !ok && len(r.m) >= maxReasons {
+		why = "(other)"
+	}
+	r.m[why]++
+}
+
+func (r *reasons) snapshot() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]int, len(r.m))
+	for k, v := range r.m {
+		out[k] = v
+	}
+	return out
+}
+
+// since lists the reasons counted after before was taken, most frequent
+// first, at most n.
+func (r *reasons) since(before map[string]int, n int) []string {
+	type kv struct {
+		k string
+		v int
+	}
+	var l []kv
+	for k, v := range r.snapshot() {
+		if d := v - before[k]; d > 0 {
+			l = append(l, kv{k, d})
+		}
+	}
+	slices.SortFunc(l, func(a, b kv) int { return b.v - a.v })
+	var out []string
+	for _, e := range l[:min(n, len(l))] {
+		out = append(out, fmt.Sprintf("%d× %s", e.v, e.k))
+	}
+	return out
+}
+
+// handler is the slog.Handler the held clients log to: it keeps only
+// the lines that say why a connection went.
+type reasonHandler struct{ r *reasons }
+
+func (h reasonHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelDebug }
+
+func (h reasonHandler) Handle(_ context.Context, rec slog.Record) error {
+	switch rec.Message {
+	case "rendezvous ping failed", "lost the rendezvous; reconnecting (tunnels stay up)":
+	default:
+		return nil
+	}
+	why := rec.Message
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" {
+			why += ": " + normalise(a.Value.String())
+		}
+		return true
+	})
+	h.r.add(why)
+	return nil
+}
+
+func (h reasonHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h reasonHandler) WithGroup(string) slog.Handler      { return h }
+
+// normalise drops what differs between connections (ports, addresses),
+// so that one cause is one line.
+func normalise(s string) string {
+	var b strings.Builder
+	digits := false
+	for _, c := range s {
+		if c >= '0' && c <= '9' || c == '.' && digits {
+			if !digits {
+				b.WriteByte('#')
+			}
+			digits = true
+			continue
+		}
+		digits = false
+		b.WriteRune(c)
+	}
+	out := b.String()
+	if len(out) > 160 {
+		out = out[:160] + "…"
+	}
+	return out
+}
