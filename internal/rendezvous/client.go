@@ -200,7 +200,7 @@ func wsURL(raw string) (string, error) {
 // dial connects, registers and sends the watch list.
 func (c *Client) dial(ctx context.Context) (*websocket.Conn, Registration, error) {
 	c.heard.Store(time.Now().UnixNano())
-	conn, _, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{
+	conn, resp, err := websocket.Dial(ctx, c.url, &websocket.DialOptions{
 		HTTPClient: c.cfg.HTTPClient,
 		OnPingReceived: func(context.Context, []byte) bool {
 			c.heard.Store(time.Now().UnixNano())
@@ -215,6 +215,11 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, Registration, error
 			// private CA has to be added there or named.
 			return nil, Registration{}, fmt.Errorf("rendezvous %s: its TLS certificate is not trusted by this host: %w; "+
 				"if a private CA signed it, point SSL_CERT_FILE at the CA's certificate (or add it to the system's roots)", c.url, err)
+		}
+		if resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
+			// The server sheds registrations over its budget before any
+			// work: our backoff (with jitter) is the retry it asks for.
+			return nil, Registration{}, fmt.Errorf("rendezvous %s is busy (HTTP 503: too many registrations in progress), try again shortly: %w", c.url, err)
 		}
 		return nil, Registration{}, fmt.Errorf("rendezvous unreachable at %s: %w; is `punchd rendezvous` running and reachable?", c.url, err)
 	}

@@ -17,6 +17,7 @@ const (
 	junkQueueFull                    // frame dropped: the recipient's queue is full
 	junkSlowReader                   // client closed: a write did not finish in time
 	junkSilent                       // client closed: silent and did not answer a ping
+	junkBusy                         // connection refused (503): MaxHandshakes registrations in progress
 	junkCauses
 )
 
@@ -44,6 +45,8 @@ func (c junkCause) String() string {
 		return "slow-reader"
 	case junkSilent:
 		return "silent-client"
+	case junkBusy:
+		return "busy"
 	}
 	return "unknown"
 }
@@ -72,6 +75,8 @@ func (c junkCause) message() string {
 		return "clients closed: they did not take a frame in time"
 	case junkSilent:
 		return "clients closed: silent and no answer to a ping"
+	case junkBusy:
+		return "connections refused with 503: too many registrations in progress (a storm of peers, or a flood of handshakes)"
 	}
 	return "junk"
 }

@@ -50,6 +50,15 @@ type ServerConfig struct {
 	FramesPerSecond   int // per connection, sustained; default 100 (burst 2x)
 	// RegisterTimeout bounds the handshake; default 10 s.
 	RegisterTimeout time.Duration
+	// MaxHandshakes bounds the registrations in progress at once (from
+	// the WebSocket upgrade to the registered frame); default 256. A
+	// connection that finds them all taken waits up to HandshakeWait
+	// (default 3 s) for one, else gets HTTP 503 with Retry-After before
+	// the upgrade: a storm of new peers, or a flood of handshakes, costs
+	// the server a bounded amount of work at a time and does not starve
+	// the peers it already holds.
+	MaxHandshakes int
+	HandshakeWait time.Duration
 	// WriteTimeout closes a client that does not take a frame (or answer
 	// a ping) within it; default 10 s.
 	WriteTimeout time.Duration
@@ -91,6 +100,8 @@ func (c *ServerConfig) defaults() {
 	setDefault(&c.MaxPeersPerIP, 64)
 	setDefault(&c.FramesPerSecond, 100)
 	setDefault(&c.RegisterTimeout, 10*time.Second)
+	setDefault(&c.MaxHandshakes, 256)
+	setDefault(&c.HandshakeWait, 3*time.Second)
 	setDefault(&c.WriteTimeout, 10*time.Second)
 	setDefault(&c.PingInterval, 30*time.Second)
 	setDefault(&c.MaxTopicMembers, 256)
@@ -139,6 +150,10 @@ type Server struct {
 
 	work       []chan frameJob // one per frame worker
 	nextWorker atomic.Uint32
+
+	// handshakes holds a token per registration in progress
+	// (MaxHandshakes).
+	handshakes chan struct{}
 }
 
 type ipState struct {
@@ -185,6 +200,8 @@ func NewServer(cfg ServerConfig) *Server {
 		perIP:   make(map[netip.Addr]*ipState),
 		ctx:     ctx,
 		cancel:  cancel,
+
+		handshakes: make(chan struct{}, cfg.MaxHandshakes),
 	}
 	s.wg.Add(1)
 	go func() {
@@ -266,6 +283,16 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "too many connections from your address", http.StatusTooManyRequests)
 		return
 	}
+	if !s.startHandshake(r.Context()) {
+		s.release(ip)
+		s.wg.Done()
+		s.note(junkBusy, "remote", r.RemoteAddr)
+		// Before the upgrade and any cryptography: a refusal costs
+		// next to nothing, and the client's backoff spreads the retry.
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "rendezvous busy: too many registrations in progress; retry in a second", http.StatusServiceUnavailable)
+		return
+	}
 	seen := new(atomic.Int64)
 	seen.Store(time.Now().UnixNano())
 	sb := &smallBuffers{ResponseWriter: w}
@@ -281,6 +308,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Accept has answered with an HTTP error; net/http owns the
 		// connection still and closes it.
+		s.endHandshake()
 		s.release(ip)
 		s.wg.Done()
 		s.note(junkHandshake, "remote", r.RemoteAddr, "err", err)
@@ -327,6 +355,7 @@ func (s *Server) serveConn(conn *wsConn, ip netip.Addr, host, remote string, see
 	conn.SetReadLimit(int64(s.cfg.MaxFrameBytes))
 	ctx, cancel := context.WithCancelCause(s.ctx)
 	c := s.admitPeer(ctx, cancel, conn, ip, host, remote, seen)
+	s.endHandshake()
 	if c == nil {
 		cancel(nil)
 		conn.CloseNow()
@@ -377,6 +406,28 @@ func (s *Server) hold(ctx context.Context, cancel context.CancelCauseFunc, c *se
 	}
 	s.unregister(c, err)
 }
+
+// startHandshake takes a registration token (MaxHandshakes), waiting up
+// to HandshakeWait for one.
+func (s *Server) startHandshake(ctx context.Context) bool {
+	select {
+	case s.handshakes <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.cfg.HandshakeWait)
+	defer t.Stop()
+	select {
+	case s.handshakes <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	case <-s.ctx.Done():
+	}
+	return false
+}
+
+func (s *Server) endHandshake() { <-s.handshakes }
 
 // handshake runs the challenge-response; see internal/sealed/auth.go.
 func (s *Server) handshake(ctx context.Context, conn *wsConn) (identity.PublicKey, error) {

@@ -1,0 +1,98 @@
+package rendezvous
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// upgrade sends a WebSocket upgrade request on a new connection and
+// returns the response status; on 101 it also reads the first frame (the
+// challenge) and returns the connection open, so that its registration
+// stays in progress.
+func upgrade(t *testing.T, addr string) (int, http.Header, net.Conn) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(c, "GET /v1/ws HTTP/1.1\r\nHost: "+addr+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		c.Close()
+		t.Fatalf("upgrade: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		c.Close()
+		return resp.StatusCode, resp.Header, nil
+	}
+	if _, err := r.ReadByte(); err != nil { // the challenge frame
+		c.Close()
+		t.Fatalf("no challenge: %v", err)
+	}
+	c.SetDeadline(time.Time{})
+	t.Cleanup(func() { c.Close() })
+	return resp.StatusCode, resp.Header, c
+}
+
+// TestHandshakeBudget: registrations in progress are bounded by
+// MaxHandshakes; one over the budget gets 503 with Retry-After before
+// the upgrade (no challenge, no cryptography), and a slot given back
+// admits the next client.
+func TestHandshakeBudget(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", ServerConfig{Logger: quiet, MaxHandshakes: 2, HandshakeWait: 50 * time.Millisecond})
+	addr := s.ln.Addr().String()
+	var holders []net.Conn
+	for i := range 2 {
+		code, _, c := upgrade(t, addr)
+		if code != http.StatusSwitchingProtocols {
+			t.Fatalf("registration %d of 2 in progress: HTTP %d, want 101", i+1, code)
+		}
+		holders = append(holders, c)
+	}
+	code, hdr, _ := upgrade(t, addr)
+	if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
+		t.Fatalf("third registration in progress with MaxHandshakes 2: HTTP %d (Retry-After %q), want 503 with Retry-After", code, hdr.Get("Retry-After"))
+	}
+	if n := s.srv.Stats().Junk[junkBusy.String()]; n != 1 {
+		t.Fatalf("busy refusals counted: %d, want 1", n)
+	}
+	// The client says what 503 means.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	_, err := Connect(ctx, ClientConfig{URL: s.url(), Key: newKey(t), Logger: quiet})
+	cancel()
+	if err == nil || !strings.Contains(err.Error(), "busy") || !strings.Contains(err.Error(), "503") {
+		t.Fatalf("Connect over the budget: %v, want an error saying the rendezvous is busy (503)", err)
+	}
+	// A holder gives up: its slot admits a real client (the server sees
+	// the close at once, but give it a bounded number of tries).
+	holders[0].Close()
+	var c *Client
+	for i := 0; i < 50 && c == nil; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err = Connect(ctx, ClientConfig{URL: s.url(), Key: newKey(t), Logger: quiet})
+		cancel()
+		if c == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if c == nil {
+		t.Fatalf("a slot given back did not admit a client: %v", err)
+	}
+	c.Close()
+	// A registered client holds no slot: with holders[1] still holding
+	// one, the other is free.
+	code, _, _ = upgrade(t, addr)
+	if code != http.StatusSwitchingProtocols {
+		t.Fatalf("after a client registered: HTTP %d, want 101 (registered peers must not hold handshake slots)", code)
+	}
+}
