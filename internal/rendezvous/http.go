@@ -6,9 +6,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
-
-	"golang.org/x/net/netutil"
 )
 
 // HTTPLimits bound what a stranger can hold of the HTTP side before and
@@ -51,11 +50,57 @@ func NewHTTPServer(h http.Handler, limits HTTPLimits) *http.Server {
 	}
 }
 
-// LimitListener caps the connections open at once from ln.
+// LimitListener caps the connections open at once from ln: Accept waits
+// (the rest wait in the kernel's accept queue) while MaxConns are open.
+// It does what golang.org/x/net/netutil's does, and its connections
+// also give the one under them (NetConn), so that the server can ask the
+// kernel about the socket (see unreadBytes).
 func LimitListener(ln net.Listener, limits HTTPLimits) net.Listener {
 	limits.defaults()
-	return netutil.LimitListener(ln, limits.MaxConns)
+	return &limitListener{Listener: ln, sem: make(chan struct{}, limits.MaxConns), done: make(chan struct{})}
 }
+
+type limitListener struct {
+	net.Listener
+	sem  chan struct{}
+	once sync.Once
+	done chan struct{}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	select {
+	case l.sem <- struct{}{}:
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.sem
+		return nil, err
+	}
+	return &limitConn{Conn: c, release: func() { <-l.sem }}, nil
+}
+
+func (l *limitListener) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(func() { close(l.done) })
+	return err
+}
+
+type limitConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// NetConn is the connection under the cap's bookkeeping.
+func (c *limitConn) NetConn() net.Conn { return c.Conn }
 
 // smallBuffers hands the WebSocket library a hijacked connection with
 // small bufio buffers instead of net/http's 4 KiB reader and writer: ten

@@ -146,7 +146,10 @@ type Server struct {
 	// metrics; one atomic add per signalwire.Frame).
 	framesIn, framesOut atomic.Uint64
 	pings               atomic.Uint64 // keepalive pings received
-	admits              atomic.Uint64 // WebSocket connections admitted
+	// behind counts silent clients kept because their answer sat unread
+	// in the socket (the server was too busy to read it in time).
+	behind atomic.Uint64
+	admits atomic.Uint64 // WebSocket connections admitted
 
 	work       []chan frameJob // one per frame worker
 	nextWorker atomic.Uint32
@@ -174,7 +177,8 @@ type serverClient struct {
 	ice       func() []signalwire.ICEServer // this client's ICE servers, fresh credentials each call
 	iceAt     time.Time                     // when ICE servers were last sent; the sweeper's
 	seen      *atomic.Int64                 // unix ns of the last frame or ping from the client
-	probing   atomic.Bool                   // a liveness ping is under way
+	probing   atomic.Bool                   // a liveness ping is being sent
+	pingedAt  atomic.Int64                  // unix ns of the sweeper's unanswered ping; 0: none
 	worker    uint32                        // the frame worker for this client's frames
 
 	// The send queue; a writer goroutine runs only while it is non-empty,
@@ -243,7 +247,7 @@ func (s *Server) Close() error {
 		// What was refused over the server's life, per cause: the junk
 		// lines themselves are one a minute per cause.
 		st := s.Stats()
-		s.log.Info("signaling server stopped", "frames_in", st.FramesIn, "frames_out", st.FramesOut, "dropped", st.Dropped, "junk", st.Junk)
+		s.log.Info("signaling server stopped", "frames_in", st.FramesIn, "frames_out", st.FramesOut, "dropped", st.Dropped, "kept_while_behind", st.Behind, "junk", st.Junk)
 	}
 	return nil
 }
@@ -263,13 +267,16 @@ type Stats struct {
 	FramesIn    uint64 // frames read from registered clients
 	FramesOut   uint64 // frames written to them
 	Pings       uint64 // keepalive pings received
-	Junk        map[string]uint64
+	// Behind counts the times a silent client was kept because its
+	// answer sat unread in its socket (the server was behind).
+	Behind uint64
+	Junk   map[string]uint64
 }
 
 // Stats returns the current counters.
 func (s *Server) Stats() Stats {
 	st := Stats{Online: s.Online(), Dropped: s.dropped.Load(),
-		FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(), Pings: s.pings.Load(), Junk: s.junk.Counts()}
+		FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(), Pings: s.pings.Load(), Behind: s.behind.Load(), Junk: s.junk.Counts()}
 	s.ipmu.Lock()
 	st.QueuedBytes = s.queued
 	s.ipmu.Unlock()
@@ -899,14 +906,7 @@ func (s *Server) sweep(ctx context.Context) {
 		lastAdmits = admits
 		now := time.Now()
 		for _, c := range list {
-			if now.Sub(time.Unix(0, c.seen.Load())) >= s.cfg.PingInterval && !c.probing.Load() {
-				select {
-				case probes <- struct{}{}:
-					c.probing.Store(true)
-					s.probe(c, probes)
-				default: // enough under way; the next sweep gets to it
-				}
-			}
+			s.check(c, now, probes)
 			if s.cfg.TURN != nil && now.Sub(c.iceAt) > s.cfg.TURN.TTL/2 {
 				c.iceAt = now
 				s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeRegistered, ICEServers: c.ice()}))
@@ -919,12 +919,107 @@ func (s *Server) sweep(ctx context.Context) {
 // burstAdmits connections in one sweep interval are a burst.
 const burstAdmits = 1000
 
-// maxProbes bounds the pings in flight.
+// maxProbes bounds the pings being sent at once.
 const maxProbes = 512
 
-// probe pings c; no answer within WriteTimeout or PingInterval,
-// whichever is longer, ends it: a server slowed down by a storm of new
-// connections must not drop healthy peers whose pong it reads late.
+// probeWait is how long a ping's goroutine waits for the pong. A later
+// pong still counts (it sets seen); the goroutine only goes, so that
+// pings in flight stay few even when pongs are slow.
+const probeWait = 2 * time.Second
+
+// check pings c when it has been silent for PingInterval, and closes it
+// when it has not answered within pongTimeout of the ping, unless its
+// answer is waiting in its socket unread: a server slowed down by a storm
+// of new connections must not drop healthy peers whose pong it reads
+// late, but a peer that went away (nothing arrives from it) is closed.
+func (s *Server) check(c *serverClient, now time.Time, probes chan struct{}) {
+	seen, pinged := time.Unix(0, c.seen.Load()), time.Unix(0, c.pingedAt.Load())
+	unread := func() int { return unreadBytes(c.conn.raw) }
+	switch liveness(seen, pinged, c.pingedAt.Load() != 0, now, s.cfg.PingInterval, s.pongTimeout(), unread) {
+	case pongSeen:
+		c.pingedAt.Store(0)
+		return
+	case pongPending:
+		return
+	case serverBehind:
+		s.behind.Add(1)
+		return
+	case peerDead:
+		silent := now.Sub(seen).Round(time.Second)
+		s.note(junkSilent, "peer", c.id.Short(), "silent_for", silent)
+		c.cancel(fmt.Errorf("closed: silent for %s and no answer to a ping within %s", silent, s.pongTimeout()))
+		return
+	case heardRecently:
+		return
+	}
+	if c.probing.Load() {
+		return
+	}
+	select {
+	case probes <- struct{}{}:
+		c.probing.Store(true)
+		c.pingedAt.Store(now.UnixNano())
+		s.probe(c, probes)
+	default: // enough under way; the next sweep gets to it
+	}
+}
+
+// verdict is what the sweeper makes of a client's silence.
+type verdict int
+
+const (
+	heardRecently verdict = iota // heard from within PingInterval: nothing to do
+	pingDue                      // silent for PingInterval: ping it
+	pongPending                  // pinged, the answer is not due yet
+	pongSeen                     // pinged, and heard from since
+	serverBehind                 // pinged, no answer read in time, but bytes from it wait unread: keep it
+	peerDead                     // pinged, no answer in time and nothing from it: close it
+)
+
+func (v verdict) String() string {
+	switch v {
+	case heardRecently:
+		return "heard-recently"
+	case pingDue:
+		return "ping-due"
+	case pongPending:
+		return "pong-pending"
+	case pongSeen:
+		return "pong-seen"
+	case serverBehind:
+		return "server-behind"
+	case peerDead:
+		return "peer-dead"
+	}
+	return "verdict(" + strconv.Itoa(int(v)) + ")"
+}
+
+// liveness decides on a client last heard from at seen, pinged (when
+// pingOut) at pinged. unread (asked only when it matters) is how many
+// bytes from the client wait in its socket, -1 when unknown: a pong that
+// the server, busy with a storm, has not read yet is an answer.
+func liveness(seen, pinged time.Time, pingOut bool, now time.Time, interval, timeout time.Duration, unread func() int) verdict {
+	switch {
+	case pingOut && !seen.Before(pinged):
+		return pongSeen
+	case pingOut && now.Sub(pinged) < timeout:
+		return pongPending
+	case pingOut && unread() > 0:
+		return serverBehind
+	case pingOut:
+		return peerDead
+	case now.Sub(seen) >= interval:
+		return pingDue
+	}
+	return heardRecently
+}
+
+// pongTimeout is how long after a ping a silent client is closed:
+// WriteTimeout or PingInterval, whichever is longer.
+func (s *Server) pongTimeout() time.Duration { return max(s.cfg.WriteTimeout, s.cfg.PingInterval) }
+
+// probe pings c from a short-lived goroutine (so that the goroutine that
+// holds an idle client only ever reads); check decides on the answer.
 func (s *Server) probe(c *serverClient, probes chan struct{}) {
 	c.qmu.Lock()
 	if c.done {
@@ -939,13 +1034,12 @@ func (s *Server) probe(c *serverClient, probes chan struct{}) {
 		defer s.wg.Done()
 		defer func() { <-probes }()
 		defer c.probing.Store(false)
-		ctx, cancel := context.WithTimeout(s.ctx, max(s.cfg.WriteTimeout, s.cfg.PingInterval))
-		err := c.conn.Ping(ctx)
+		ctx, cancel := context.WithTimeout(s.ctx, probeWait)
+		// A ping that cannot be written ends the connection (the library
+		// closes it, and the reader goes); a pong later than probeWait
+		// still counts, through seen.
+		_ = c.conn.Ping(ctx)
 		cancel()
-		if err != nil {
-			s.note(junkSilent, "peer", c.id.Short(), "err", err)
-			c.cancel(fmt.Errorf("closed: no pong in time: %w", err))
-		}
 	}()
 }
 

@@ -254,6 +254,10 @@ type peekedConn struct {
 
 func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
 
+// NetConn is the TCP connection under it (the rendezvous asks the kernel
+// about its socket).
+func (c *peekedConn) NetConn() net.Conn { return c.Conn }
+
 // listener is one protocol's side.
 type listener struct {
 	addr    net.Addr
