@@ -108,7 +108,8 @@ func (c *limitConn) NetConn() net.Conn { return c.Conn }
 // larger than a buffer are read and written past it, so they cost no copy.
 type smallBuffers struct {
 	http.ResponseWriter
-	conn net.Conn // the hijacked connection, for closing it within a bound
+	conn  net.Conn     // the hijacked connection, for closing it within a bound
+	batch *batchWriter // under the bufio.Writer: the server's writer batches frames
 }
 
 const hijackBuffer = 512
@@ -119,6 +120,7 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return nil, nil, err
 	}
 	w.conn = conn
+	w.batch = &batchWriter{conn: conn}
 	var r io.Reader = conn
 	if n := brw.Reader.Buffered(); n > 0 {
 		// The client may have sent its first frame right after the
@@ -126,5 +128,5 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		b, _ := brw.Reader.Peek(n)
 		r = io.MultiReader(bytes.NewReader(bytes.Clone(b)), conn)
 	}
-	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, hijackBuffer), bufio.NewWriterSize(conn, hijackBuffer)), nil
+	return conn, bufio.NewReadWriter(bufio.NewReaderSize(r, hijackBuffer), bufio.NewWriterSize(w.batch, hijackBuffer)), nil
 }

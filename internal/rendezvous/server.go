@@ -326,7 +326,7 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 	// The HTTP handler returns now: its goroutine (with the request and
 	// net/http's buffers) goes away, and the connection is served by one
 	// goroutine of our own with a small stack.
-	go s.serveConn(&wsConn{Conn: conn, raw: sb.conn}, ip, host, remote, seen)
+	go s.serveConn(&wsConn{Conn: conn, raw: sb.conn, batch: sb.batch}, ip, host, remote, seen)
 }
 
 // wsConn is an upgraded connection and the TCP (or TLS) connection under
@@ -334,7 +334,8 @@ func (s *Server) serveWS(w http.ResponseWriter, r *http.Request) {
 // handshake in time.
 type wsConn struct {
 	*websocket.Conn
-	raw net.Conn
+	raw   net.Conn
+	batch *batchWriter
 }
 
 // closeHandshakeWait bounds the close handshake with a misbehaving peer
@@ -589,21 +590,22 @@ func (s *Server) writer(c *serverClient) {
 			c.qmu.Unlock()
 			return
 		}
-		b := c.queue[0]
-		c.queue[0] = nil
-		c.queue = c.queue[1:]
+		// Everything queued goes in one batch (one write, see
+		// batchWriter): a burst of presence or trickled candidates
+		// costs one system call.
+		batch := c.queue
+		c.queue = nil
 		c.qmu.Unlock()
 
-		ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
-		err := c.conn.Write(ctx, websocket.MessageText, b)
-		cancel()
-		if err == nil {
-			s.framesOut.Add(1)
+		err := s.writeBatch(c, batch)
+		n := 0
+		for _, b := range batch {
+			n += len(b)
 		}
-
+		clear(batch)
 		c.qmu.Lock()
-		c.qbytes -= len(b)
-		s.give(c.ip, len(b))
+		c.qbytes -= n
+		s.give(c.ip, n)
 		if err != nil {
 			c.done = true
 		}
@@ -615,6 +617,36 @@ func (s *Server) writer(c *serverClient) {
 			c.cancel(fmt.Errorf("closed: a write did not finish within %s: %w", s.cfg.WriteTimeout, err))
 		}
 	}
+}
+
+// writeBatch writes frames to c within WriteTimeout.
+func (s *Server) writeBatch(c *serverClient, frames [][]byte) error {
+	if c.conn.batch == nil { // not hijacked through smallBuffers
+		for _, b := range frames {
+			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.WriteTimeout)
+			err := c.conn.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				return err
+			}
+			s.framesOut.Add(1)
+		}
+		return nil
+	}
+	c.conn.batch.begin(s.cfg.WriteTimeout)
+	for _, b := range frames {
+		// The library only copies into the batch here: no context,
+		// no timer; the socket write deadline bounds the batch.
+		if err := c.conn.Write(context.Background(), websocket.MessageText, b); err != nil {
+			c.conn.batch.end()
+			return err
+		}
+	}
+	if err := c.conn.batch.end(); err != nil {
+		return err
+	}
+	s.framesOut.Add(uint64(len(frames)))
+	return nil
 }
 
 // finish marks c's connection over and frees its queue (the writer, if
