@@ -1,9 +1,11 @@
 package rendezvous
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -740,17 +742,30 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) error {
 	// the limit again, past a burst of 4 s worth) is closed: reading and
 	// dropping its frames costs more than its reconnecting does.
 	drops := rate.NewLimiter(rate.Limit(s.cfg.FramesPerSecond), 4*s.cfg.FramesPerSecond)
+	// Reads take no context: a context per read costs the library a
+	// timer callback each. The connection is closed when ctx ends
+	// instead, which ends a read under way.
+	stop := context.AfterFunc(ctx, func() { c.conn.CloseNow() })
+	defer stop()
+	fail := func(err error) error {
+		if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
+			s.note(junkOversized, "peer", c.id.Short())
+		}
+		return err
+	}
 	for {
-		_, b, err := c.conn.Read(ctx)
+		_, r, err := c.conn.Reader(context.Background())
 		if err != nil {
-			if websocket.CloseStatus(err) == websocket.StatusMessageTooBig {
-				s.note(junkOversized, "peer", c.id.Short())
-			}
-			return err
+			return fail(err)
 		}
 		c.seen.Store(time.Now().UnixNano())
 		s.framesIn.Add(1)
 		if !limit.Allow() {
+			// Dropped unread: io.Discard reads through a pooled
+			// buffer, so a flood over the limit allocates nothing.
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				return fail(err)
+			}
 			s.dropped.Add(1)
 			s.note(junkRateLimited, "peer", c.id.Short())
 			if !drops.Allow() {
@@ -765,12 +780,31 @@ func (s *Server) readLoop(ctx context.Context, c *serverClient) error {
 			continue
 		}
 		limited = false
+		buf := frameBufs.Get().(*bytes.Buffer)
+		if _, err := buf.ReadFrom(r); err != nil {
+			putFrameBuf(buf)
+			return fail(err)
+		}
 		select {
-		case s.work[c.worker] <- frameJob{c: c, b: b}:
+		case s.work[c.worker] <- frameJob{c: c, buf: buf}:
 		case <-ctx.Done():
+			putFrameBuf(buf)
 			return ctx.Err()
 		}
 	}
+}
+
+// frameBufs hold frames from the read to the end of their handling (the
+// frame is decoded into fresh values, nothing keeps the buffer), so a
+// frame costs no allocation for its bytes.
+var frameBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+func putFrameBuf(b *bytes.Buffer) {
+	if b.Cap() > 128<<10 {
+		return // a rare large frame: let it go
+	}
+	b.Reset()
+	frameBufs.Put(b)
 }
 
 var (
@@ -781,8 +815,8 @@ var (
 // frameJob is one frame for a frame worker. A client's frames all go to
 // one worker, so they are handled in the order they came.
 type frameJob struct {
-	c *serverClient
-	b []byte
+	c   *serverClient
+	buf *bytes.Buffer // from frameBufs; the worker puts it back
 }
 
 // frameWorkers decode and route frames for all clients.
@@ -792,7 +826,8 @@ func (s *Server) frameWorker(ctx context.Context, jobs <-chan frameJob) {
 		case <-ctx.Done():
 			return
 		case j := <-jobs:
-			s.handleFrame(j.c, j.b)
+			s.handleFrame(j.c, j.buf.Bytes())
+			putFrameBuf(j.buf)
 		}
 	}
 }

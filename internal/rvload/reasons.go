@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // reasons counts why held clients dropped their connection, from the
@@ -112,4 +113,46 @@ func normalise(s string) string {
 		out = out[:160] + "…"
 	}
 	return out
+}
+
+// schedProbe measures this process's own scheduling delay while a
+// latency window runs: a goroutine asks to sleep 1 ms, again and again,
+// and records by how much each wake-up was late. A message's latency is
+// the server's plus the sending and receiving clients' delays, and on a
+// shared machine the load's own delay is what this shows.
+type schedProbe struct {
+	stop chan struct{}
+	done chan struct{}
+	late []time.Duration
+}
+
+func startSchedProbe() *schedProbe {
+	p := &schedProbe{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		const tick = time.Millisecond
+		for {
+			t0 := time.Now()
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(tick):
+			}
+			if len(p.late) < 1<<20 {
+				p.late = append(p.late, time.Since(t0)-tick)
+			}
+		}
+	}()
+	return p
+}
+
+// end stops the probe and returns the p50 and p99 of the late wake-ups.
+func (p *schedProbe) end() (p50, p99 time.Duration) {
+	close(p.stop)
+	<-p.done
+	if len(p.late) == 0 {
+		return 0, 0
+	}
+	slices.Sort(p.late)
+	return p.late[len(p.late)/2], p.late[len(p.late)*99/100]
 }

@@ -122,12 +122,16 @@ type Latency struct {
 	// threads waited on a run queue for a CPU during the window (other
 	// work on a shared machine).
 	ServerWait, LoadWait float64
-	LoadAvg              string // the machine's 1-minute load average after the window
-	Messages             int
-	PerSecond            float64
-	Lost                 int // rounds without an answer within 2 s
-	P50, P99             time.Duration
-	Max                  time.Duration
+	// LoadLate50 and LoadLate99 are how late this process's own timer
+	// wake-ups were during the window (see schedProbe): the part of a
+	// message's latency that is the load's scheduling, not the server.
+	LoadLate50, LoadLate99 time.Duration
+	LoadAvg                string // the machine's 1-minute load average after the window
+	Messages               int
+	PerSecond              float64
+	Lost                   int // rounds without an answer within 2 s
+	P50, P99               time.Duration
+	Max                    time.Duration
 }
 
 func (l Latency) String() string {
@@ -137,9 +141,9 @@ func (l Latency) String() string {
 		}
 		return fmt.Sprintf("%.0f µs", cpu/l.PerSecond*1e6)
 	}
-	return fmt.Sprintf("p50 %s  p99 %s  max %s  (%d pairs, %d messages, %.0f/s, %d rounds lost; CPU: server %.0f%% of a core (%s/message), load clients %.0f%% (%s/message); waiting for a CPU: server %.2f s/s, load %.2f s/s; load average %s; %d messages sealed ahead in %s)",
+	return fmt.Sprintf("p50 %s  p99 %s  max %s  (%d pairs, %d messages, %.0f/s, %d rounds lost; CPU: server %.0f%% of a core (%s/message), load clients %.0f%% (%s/message); waiting for a CPU: server %.2f s/s, load %.2f s/s; load's own wake-ups late by p50 %s, p99 %s; load average %s; %d messages sealed ahead in %s)",
 		ms(l.P50), ms(l.P99), ms(l.Max), l.Pairs, l.Messages, l.PerSecond, l.Lost,
-		100*l.ServerCPU, perMsg(l.ServerCPU), 100*l.LoadCPU, perMsg(l.LoadCPU), l.ServerWait, l.LoadWait, l.LoadAvg,
+		100*l.ServerCPU, perMsg(l.ServerCPU), 100*l.LoadCPU, perMsg(l.LoadCPU), l.ServerWait, l.LoadWait, ms(l.LoadLate50), ms(l.LoadLate99), l.LoadAvg,
 		l.Sealed, l.SealTime.Round(time.Millisecond))
 }
 
@@ -864,7 +868,9 @@ func (f *fleet) measure(ctx context.Context, server proc, pairs int, rate float6
 	sw0, _ := server.runWait()
 	lw0, _ := self.runWait()
 	t0 := time.Now()
+	probe := startSchedProbe()
 	l := f.latency(ctx, w, active, rate, d)
+	l.LoadLate50, l.LoadLate99 = probe.end()
 	el := float64(time.Since(t0))
 	s1, _ := server.cpu()
 	l1, _ := self.cpu()
