@@ -49,6 +49,7 @@ but as root the fd limits are raised for 10,000 peers and more.`,
 				cfg.ServerArgs = append(cfg.ServerArgs, "--debug-listen", dl)
 			}
 			cfg.ServerLog, _ = f.GetString("server-log")
+			cfg.CPUProfile, _ = f.GetString("cpuprofile")
 			cfg.Idle, _ = f.GetDuration("idle")
 			cfg.Latency, _ = f.GetDuration("latency")
 			if cfg.Peers < 2 || cfg.Peers > 50000 {
@@ -79,6 +80,7 @@ but as root the fd limits are raised for 10,000 peers and more.`,
 	f.Duration("storm-watch", 10*time.Second, "how long held peers are watched for a lost registration after the storm")
 	f.String("debug-listen", "", "have the server serve pprof profiles on this loopback address (e.g. 127.0.0.1:6060)")
 	f.String("server-log", "", "keep the server's log in this file, at debug level (every peer that left, and why)")
+	f.String("cpuprofile", "", "write a CPU profile of the load clients (this process) during the flooded latency window to this file")
 	f.Bool("flood", true, "measure latency again under a flood of bad clients")
 	f.Int("flood-rate", 500, "bad connections per second during the flood")
 	f.Int("flood-spammers", 20, "registered clients sending to strangers as fast as they can during the flood (0: none)")

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -155,4 +157,26 @@ func (p *schedProbe) end() (p50, p99 time.Duration) {
 	}
 	slices.Sort(p.late)
 	return p.late[len(p.late)/2], p.late[len(p.late)*99/100]
+}
+
+// startProfile profiles this process's CPU into path (nothing when path
+// is empty) until the returned function is called.
+func startProfile(path string, log *slog.Logger) func() {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		log.Warn("no CPU profile", "err", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		log.Warn("no CPU profile", "err", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }

@@ -66,6 +66,9 @@ type Config struct {
 	// PeersPerSource peers share one 127.0.x.y source address (the
 	// server's per-address cap is 64); default 50.
 	PeersPerSource int
+	// CPUProfile, when set, writes a CPU profile of this process (the
+	// load clients) during the flooded latency window there.
+	CPUProfile string
 	// ServerLog, when set, keeps the server's log there (at debug level:
 	// every peer that left, and why), to attribute lost registrations.
 	ServerLog string
@@ -350,7 +353,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			}
 		}()
 		sleep(ctx, time.Second) // the flood at full rate first
+		stopProfile := startProfile(cfg.CPUProfile, log)
 		rep.Flooded = held.measure(ctx, p, cfg.ActivePairs, cfg.PairRate, cfg.Latency)
+		stopProfile()
 		stop()
 		wg.Wait()
 		rep.FloodConns, rep.FloodFrames = fl.conns.Load(), fl.frames.Load()
@@ -522,6 +527,7 @@ type fleet struct {
 
 type peer struct {
 	key     identity.PrivateKey
+	pub     identity.PublicKey // key's, derived once (a scalar multiplication)
 	c       atomic.Pointer[rendezvous.Client]
 	regs    atomic.Int64
 	partner *peer
@@ -559,7 +565,7 @@ func (f *fleet) connect(ctx context.Context, n, parallel int) int {
 		if err != nil {
 			panic(err) // crypto/rand does not fail on Linux
 		}
-		peers[i] = &peer{key: k, answers: make(chan int, poolSize)}
+		peers[i] = &peer{key: k, pub: k.PublicKey(), answers: make(chan int, poolSize)}
 	}
 	for i := 0; i+1 < n; i += 2 {
 		peers[i].partner, peers[i+1].partner = peers[i+1], peers[i]
@@ -594,7 +600,7 @@ func (f *fleet) firstErr() error {
 func (f *fleet) dial(ctx context.Context, i int, p *peer) error {
 	var watch []identity.PublicKey
 	if p.partner != nil {
-		watch = []identity.PublicKey{p.partner.key.PublicKey()}
+		watch = []identity.PublicKey{p.partner.pub}
 	}
 	// A daemon whose first connection fails tries again (systemd
 	// restarts it); so does the load, a few times within a minute, and
@@ -822,7 +828,7 @@ func (f *fleet) prepare(pairs int) (*window, []*peer, time.Duration) {
 					if k >= poolSize {
 						from, to = p.partner, p
 					}
-					s := &slot{from: from, to: to.key.PublicKey(), idx: k % poolSize}
+					s := &slot{from: from, to: to.pub, idx: k % poolSize}
 					if c := from.c.Load(); c != nil {
 						s.sealed, _ = c.Seal(s.to, payload)
 					}
@@ -989,14 +995,17 @@ func (fl *flood) run(ctx context.Context) {
 	spam := newFleet(fl.url, 50, 4)
 	spam.connect(ctx, max(fl.spammers, 0), max(fl.spammers, 1))
 	defer spam.close()
-	stranger, _ := identity.GeneratePrivateKey()
+	strangerKey, _ := identity.GeneratePrivateKey()
+	// Derived once: a public key costs a scalar multiplication, and the
+	// load's CPU goes to the flood's frames, not to its own arithmetic.
+	stranger := strangerKey.PublicKey()
 	for _, p := range spam.peers {
 		c := p.c.Load()
 		if c == nil {
 			continue
 		}
 		// Sealed once: the load's CPU goes to the flood, not to Noise.
-		junk, err := c.Seal(stranger.PublicKey(), []byte("junk for a stranger"))
+		junk, err := c.Seal(stranger, []byte("junk for a stranger"))
 		if err != nil {
 			continue
 		}
@@ -1005,7 +1014,7 @@ func (fl *flood) run(ctx context.Context) {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				sctx, cancel := context.WithTimeout(ctx, time.Second)
-				err := c.SendSealed(sctx, stranger.PublicKey(), junk)
+				err := c.SendSealed(sctx, stranger, junk)
 				cancel()
 				if err != nil {
 					sleep(ctx, 10*time.Millisecond)
