@@ -96,3 +96,38 @@ func TestHandshakeBudget(t *testing.T) {
 		t.Fatalf("after a client registered: HTTP %d, want 101 (registered peers must not hold handshake slots)", code)
 	}
 }
+
+// A refused registration gives its slot back before its close handshake:
+// a client that sends junk and never answers the close (the server waits
+// up to closeHandshakeWait for it) does not hold a slot meanwhile.
+func TestRefusedRegistrationFreesSlot(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", ServerConfig{Logger: quiet, MaxHandshakes: 1, HandshakeWait: 10 * time.Millisecond})
+	addr := s.ln.Addr().String()
+	code, _, c := upgrade(t, addr)
+	if code != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: HTTP %d", code)
+	}
+	// The rest of the challenge frame, then a junk text frame (masked,
+	// as clients must).
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	junk := []byte("{")
+	frame := append([]byte{0x81, 0x80 | byte(len(junk)), 1, 2, 3, 4}, junk[0]^1)
+	if _, err := c.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the server's answer (the error frame) without answering
+	// its close.
+	buf := make([]byte, 4096)
+	got := ""
+	for !strings.Contains(got, `"error"`) {
+		n, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("no error frame for a junk registration: %v", err)
+		}
+		got += string(buf[:n])
+	}
+	code, _, _ = upgrade(t, addr)
+	if code != http.StatusSwitchingProtocols {
+		t.Fatalf("next registration while the refused one's close is pending: HTTP %d, want 101 (the slot was not given back)", code)
+	}
+}

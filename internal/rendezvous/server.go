@@ -364,8 +364,14 @@ func (s *Server) closeWithError(ctx context.Context, conn *wsConn, code, msg str
 func (s *Server) serveConn(conn *wsConn, ip netip.Addr, host, remote string, seen *atomic.Int64) {
 	conn.SetReadLimit(int64(s.cfg.MaxFrameBytes))
 	ctx, cancel := context.WithCancelCause(s.ctx)
-	c := s.admitPeer(ctx, cancel, conn, ip, host, remote, seen)
+	c, refused := s.admitPeer(ctx, cancel, conn, ip, host, remote, seen)
+	// The slot goes back before a refused client's close handshake (a
+	// second at most): a flood of bad registrations must not hold the
+	// slots good ones need.
 	s.endHandshake()
+	if refused != nil {
+		s.closeWithError(ctx, conn, refused.code, refused.msg)
+	}
 	if c == nil {
 		cancel(nil)
 		conn.CloseNow()
@@ -376,17 +382,20 @@ func (s *Server) serveConn(conn *wsConn, ip netip.Addr, host, remote string, see
 	go s.hold(ctx, cancel, c)
 }
 
+// refusal is the error frame a failed registration is closed with.
+type refusal struct{ code, msg string }
+
 // admitPeer runs the handshake and registers the peer; nil when either
-// fails.
-func (s *Server) admitPeer(ctx context.Context, cancel context.CancelCauseFunc, conn *wsConn, ip netip.Addr, host, remote string, seen *atomic.Int64) *serverClient {
-	id, err := s.handshake(ctx, conn)
+// fails, with the refusal to send when the client should hear why.
+func (s *Server) admitPeer(ctx context.Context, cancel context.CancelCauseFunc, conn *wsConn, ip netip.Addr, host, remote string, seen *atomic.Int64) (*serverClient, *refusal) {
+	id, refused, err := s.handshake(ctx, conn)
 	if err != nil {
 		cause := junkHandshake
 		if errors.Is(err, sealed.ErrAuth) {
 			cause = junkAuth
 		}
 		s.note(cause, "remote", remote, "err", err)
-		return nil
+		return nil, refused
 	}
 	c := &serverClient{id: id, ip: ip, conn: conn, watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
 		topics: map[string]struct{}{}, announces: newAnnounceLimiter(s.cfg),
@@ -397,10 +406,10 @@ func (s *Server) admitPeer(ctx context.Context, cancel context.CancelCauseFunc, 
 	s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeRegistered, ICEServers: c.ice()}))
 	if !s.register(c) {
 		s.finish(c)
-		return nil
+		return nil, nil
 	}
 	s.log.Debug("peer registered", "peer", id.Short(), "remote", remote)
-	return c
+	return c, nil
 }
 
 // hold reads c's frames until the connection ends, then unregisters c and
@@ -440,20 +449,20 @@ func (s *Server) startHandshake(ctx context.Context) bool {
 func (s *Server) endHandshake() { <-s.handshakes }
 
 // handshake runs the challenge-response; see internal/sealed/auth.go.
-func (s *Server) handshake(ctx context.Context, conn *wsConn) (identity.PublicKey, error) {
+func (s *Server) handshake(ctx context.Context, conn *wsConn) (identity.PublicKey, *refusal, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.RegisterTimeout)
 	defer cancel()
 	ch, err := sealed.NewChallenge()
 	if err != nil {
 		conn.CloseNow()
-		return identity.PublicKey{}, err
+		return identity.PublicKey{}, nil, err
 	}
 	if err := conn.Write(ctx, websocket.MessageText, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeChallenge, ServerKey: ch.ServerKey(), Nonce: ch.Nonce()})); err != nil {
-		return identity.PublicKey{}, err
+		return identity.PublicKey{}, nil, err
 	}
 	_, b, err := conn.Read(ctx)
 	if err != nil {
-		return identity.PublicKey{}, err
+		return identity.PublicKey{}, nil, err
 	}
 	f, err := signalwire.Decode(b)
 	if err == nil && f.Type != signalwire.TypeRegister {
@@ -464,19 +473,16 @@ func (s *Server) handshake(ctx context.Context, conn *wsConn) (identity.PublicKe
 		if errors.Is(err, signalwire.ErrVersion) {
 			code = signalwire.CodeVersion
 		}
-		s.closeWithError(ctx, conn, code, err.Error())
-		return identity.PublicKey{}, err
+		return identity.PublicKey{}, &refusal{code, err.Error()}, err
 	}
 	id, err := identity.ParseID(f.ID)
 	if err != nil {
-		s.closeWithError(ctx, conn, signalwire.CodeAuth, err.Error())
-		return identity.PublicKey{}, err
+		return identity.PublicKey{}, &refusal{signalwire.CodeAuth, err.Error()}, err
 	}
 	if err := ch.Verify(id, f.Proof); err != nil {
-		s.closeWithError(ctx, conn, signalwire.CodeAuth, err.Error())
-		return identity.PublicKey{}, err
+		return identity.PublicKey{}, &refusal{signalwire.CodeAuth, err.Error()}, err
 	}
-	return id, nil
+	return id, nil, nil
 }
 
 func (s *Server) register(c *serverClient) bool {
