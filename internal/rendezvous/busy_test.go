@@ -7,8 +7,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/punchd/punchd/internal/identity"
 )
 
 // upgrade sends a WebSocket upgrade request on a new connection and
@@ -129,5 +132,52 @@ func TestRefusedRegistrationFreesSlot(t *testing.T) {
 	code, _, _ = upgrade(t, addr)
 	if code != http.StatusSwitchingProtocols {
 		t.Fatalf("next registration while the refused one's close is pending: HTTP %d, want 101 (the slot was not given back)", code)
+	}
+}
+
+// Refusals are answered within a budget: 150 sends to a stranger get at
+// most refusalBurst error frames (and a few for the time they took), and
+// the rest are counted.
+func TestRefusalsAreBounded(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", ServerConfig{Logger: quiet})
+	var mu sync.Mutex
+	errs := 0
+	presence := make(chan struct{}, 4)
+	key := newKey(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	marker := newKey(t).PublicKey()
+	c, err := Connect(ctx, ClientConfig{URL: s.url(), Key: key, Logger: quiet,
+		OnServerError: func(ServerError) { mu.Lock(); errs++; mu.Unlock() },
+		OnPresence: func(p identity.PublicKey, _ bool) {
+			if p == marker {
+				presence <- struct{}{}
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stranger := newKey(t).PublicKey()
+	const sends = 150
+	for range sends {
+		if err := c.SendSealed(ctx, stranger, []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The watch's answer comes after every send was handled (one
+	// worker per client, in order).
+	if err := c.SetWatch(ctx, []identity.PublicKey{marker}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, presence, "presence after the sends")
+	mu.Lock()
+	got := errs
+	mu.Unlock()
+	if got < refusalBurst || got > refusalBurst+refusalsPerSecond*5 {
+		t.Fatalf("%d sends to a stranger got %d error frames, want about %d (the refusal budget)", sends, got, refusalBurst)
+	}
+	if n := s.srv.Stats().Unanswered; n != uint64(sends-got) {
+		t.Fatalf("unanswered refusals counted: %d, want %d", n, sends-got)
 	}
 }

@@ -151,7 +151,9 @@ type Server struct {
 	// behind counts silent clients kept because their answer sat unread
 	// in the socket (the server was too busy to read it in time).
 	behind atomic.Uint64
-	admits atomic.Uint64 // WebSocket connections admitted
+	// unanswered counts refusals not answered (over a client's budget).
+	unanswered atomic.Uint64
+	admits     atomic.Uint64 // WebSocket connections admitted
 
 	work       []chan frameJob // one per frame worker
 	nextWorker atomic.Uint32
@@ -175,13 +177,16 @@ type serverClient struct {
 	// bounds its announcements.
 	topics    map[string]struct{}
 	announces *rate.Limiter
-	cancel    context.CancelCauseFunc       // ends the connection, saying why (the debug log has it)
-	ice       func() []signalwire.ICEServer // this client's ICE servers, fresh credentials each call
-	iceAt     time.Time                     // when ICE servers were last sent; the sweeper's
-	seen      *atomic.Int64                 // unix ns of the last frame or ping from the client
-	probing   atomic.Bool                   // a liveness ping is being sent
-	pingedAt  atomic.Int64                  // unix ns of the sweeper's unanswered ping; 0: none
-	worker    uint32                        // the frame worker for this client's frames
+	// refusals bounds the error frames that answer refused frames (see
+	// refuse).
+	refusals *rate.Limiter
+	cancel   context.CancelCauseFunc       // ends the connection, saying why (the debug log has it)
+	ice      func() []signalwire.ICEServer // this client's ICE servers, fresh credentials each call
+	iceAt    time.Time                     // when ICE servers were last sent; the sweeper's
+	seen     *atomic.Int64                 // unix ns of the last frame or ping from the client
+	probing  atomic.Bool                   // a liveness ping is being sent
+	pingedAt atomic.Int64                  // unix ns of the sweeper's unanswered ping; 0: none
+	worker   uint32                        // the frame worker for this client's frames
 
 	// The send queue; a writer goroutine runs only while it is non-empty,
 	// so an idle client costs no goroutine but its reader.
@@ -249,7 +254,7 @@ func (s *Server) Close() error {
 		// What was refused over the server's life, per cause: the junk
 		// lines themselves are one a minute per cause.
 		st := s.Stats()
-		s.log.Info("signaling server stopped", "frames_in", st.FramesIn, "frames_out", st.FramesOut, "dropped", st.Dropped, "kept_while_behind", st.Behind, "junk", st.Junk)
+		s.log.Info("signaling server stopped", "frames_in", st.FramesIn, "frames_out", st.FramesOut, "dropped", st.Dropped, "kept_while_behind", st.Behind, "refusals_unanswered", st.Unanswered, "junk", st.Junk)
 	}
 	return nil
 }
@@ -272,13 +277,16 @@ type Stats struct {
 	// Behind counts the times a silent client was kept because its
 	// answer sat unread in its socket (the server was behind).
 	Behind uint64
-	Junk   map[string]uint64
+	// Unanswered counts refused frames not answered with an error
+	// frame: the client was over its refusal budget.
+	Unanswered uint64
+	Junk       map[string]uint64
 }
 
 // Stats returns the current counters.
 func (s *Server) Stats() Stats {
 	st := Stats{Online: s.Online(), Dropped: s.dropped.Load(),
-		FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(), Pings: s.pings.Load(), Behind: s.behind.Load(), Junk: s.junk.Counts()}
+		FramesIn: s.framesIn.Load(), FramesOut: s.framesOut.Load(), Pings: s.pings.Load(), Behind: s.behind.Load(), Unanswered: s.unanswered.Load(), Junk: s.junk.Counts()}
 	s.ipmu.Lock()
 	st.QueuedBytes = s.queued
 	s.ipmu.Unlock()
@@ -398,7 +406,7 @@ func (s *Server) admitPeer(ctx context.Context, cancel context.CancelCauseFunc, 
 		return nil, refused
 	}
 	c := &serverClient{id: id, ip: ip, conn: conn, watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
-		topics: map[string]struct{}{}, announces: newAnnounceLimiter(s.cfg),
+		topics: map[string]struct{}{}, announces: newAnnounceLimiter(s.cfg), refusals: rate.NewLimiter(refusalsPerSecond, refusalBurst),
 		seen: seen, iceAt: time.Now(), ice: func() []signalwire.ICEServer { return s.iceServers(host, id) },
 		worker: s.nextWorker.Add(1) % uint32(len(s.work))}
 	// "registered" must be the first frame the client sees: once register
@@ -818,6 +826,26 @@ var (
 	errReplaced = errors.New("closed: the ID registered again from another connection")
 )
 
+// A client is told why a frame was refused (not watched, peer offline,
+// bad frame...) at most refusalsPerSecond times a second, after a burst
+// of refusalBurst; further refusals are counted, not answered. A daemon
+// sees a few; a client sending to strangers as fast as it can would
+// otherwise have the server encode and write an error frame for each.
+const (
+	refusalsPerSecond = 10
+	refusalBurst      = 20
+)
+
+// refuse answers a refused frame of c's with the error frame f, within
+// c's refusal budget.
+func (s *Server) refuse(c *serverClient, f signalwire.Frame) {
+	if c.refusals != nil && !c.refusals.Allow() {
+		s.unanswered.Add(1)
+		return
+	}
+	s.enqueue(c, signalwire.Encode(f))
+}
+
 // frameJob is one frame for a frame worker. A client's frames all go to
 // one worker, so they are handled in the order they came.
 type frameJob struct {
@@ -842,7 +870,7 @@ func (s *Server) handleFrame(c *serverClient, b []byte) {
 	f, err := signalwire.Decode(b)
 	if err != nil {
 		s.note(junkBadFrame, "peer", c.id.Short(), "err", err)
-		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeBadFrame, Message: err.Error()}))
+		s.refuse(c, signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeBadFrame, Message: err.Error()})
 		return
 	}
 	switch f.Type {
@@ -856,7 +884,7 @@ func (s *Server) handleFrame(c *serverClient, b []byte) {
 		s.announce(c, f)
 	default:
 		s.note(junkBadFrame, "peer", c.id.Short(), "type", f.Type)
-		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeBadFrame, Message: "unexpected " + f.Type + " frame"}))
+		s.refuse(c, signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeBadFrame, Message: "unexpected " + f.Type + " frame"})
 	}
 }
 
@@ -869,7 +897,7 @@ func (s *Server) watch(c *serverClient, ids []string) {
 	for _, id := range ids {
 		k, err := identity.ParseID(id)
 		if err != nil {
-			s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeBadFrame, Message: "watch: " + err.Error()}))
+			s.refuse(c, signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeBadFrame, Message: "watch: " + err.Error()})
 			continue
 		}
 		keys = append(keys, k)
@@ -916,7 +944,7 @@ func (s *Server) watch(c *serverClient, ids []string) {
 func (s *Server) forward(c *serverClient, f signalwire.Frame) {
 	to, err := identity.ParseID(f.To)
 	if err != nil {
-		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeBadFrame, Message: "send: " + err.Error()}))
+		s.refuse(c, signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeBadFrame, Message: "send: " + err.Error()})
 		return
 	}
 	s.mu.Lock()
@@ -927,14 +955,14 @@ func (s *Server) forward(c *serverClient, f signalwire.Frame) {
 	switch {
 	case !named:
 		s.note(junkStranger, "peer", c.id.Short())
-		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeNotWatched, To: f.To, Message: "send to an ID you do not watch: put it in your watch list (--peer) first"}))
+		s.refuse(c, signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeNotWatched, To: f.To, Message: "send to an ID you do not watch: put it in your watch list (--peer) first"})
 	case !ok:
 		// Offline and "has not named you" look the same: a stranger
 		// must not learn whether an ID is online.
-		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodePeerOffline, To: f.To, Message: "peer is not connected (or has not named you)"}))
+		s.refuse(c, signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodePeerOffline, To: f.To, Message: "peer is not connected (or has not named you)"})
 	case !s.enqueue(dst, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeRecv, From: c.id.String(), Payload: f.Payload})):
 		s.note(junkQueueFull, "peer", dst.id.Short())
-		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodePeerBusy, To: f.To, Message: "the peer is not reading its messages fast enough; message dropped"}))
+		s.refuse(c, signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodePeerBusy, To: f.To, Message: "the peer is not reading its messages fast enough; message dropped"})
 	}
 }
 

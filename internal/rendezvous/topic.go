@@ -82,7 +82,7 @@ func (s *Server) leaveTopicsLocked(c *serverClient) {
 // announce passes f's payload to every other subscriber of its topic.
 func (s *Server) announce(c *serverClient, f signalwire.Frame) {
 	if !c.announces.Allow() {
-		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeRateLimited, Topic: f.Topic, Message: "announcing too often; announcement dropped"}))
+		s.refuse(c, signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeRateLimited, Topic: f.Topic, Message: "announcing too often; announcement dropped"})
 		return
 	}
 	s.mu.Lock()
@@ -97,7 +97,7 @@ func (s *Server) announce(c *serverClient, f signalwire.Frame) {
 	}
 	s.mu.Unlock()
 	if !joined {
-		s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeNotJoined, Topic: f.Topic, Message: "announce on a topic you have not joined"}))
+		s.refuse(c, signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeNotJoined, Topic: f.Topic, Message: "announce on a topic you have not joined"})
 		return
 	}
 	b := signalwire.Encode(signalwire.Frame{Type: signalwire.TypeAnnounced, Topic: f.Topic, Payload: f.Payload})
