@@ -627,7 +627,9 @@ func (s *Server) writer(c *serverClient) {
 		}
 		c.qmu.Unlock()
 		if err != nil {
-			if !errors.Is(err, context.Canceled) {
+			// A connection closed under the write (the client left, or
+			// the server ended it) is not a slow reader.
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, net.ErrClosed) {
 				s.note(junkSlowReader, "peer", c.id.Short(), "err", err)
 			}
 			c.cancel(fmt.Errorf("closed: a write did not finish within %s: %w", s.cfg.WriteTimeout, err))
