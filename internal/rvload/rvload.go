@@ -176,6 +176,7 @@ type Report struct {
 	Quiet            Latency
 	StormPeers       int
 	StormHeld        int // peers held while the storm ran
+	StormFDRoom      int // peer connections that fit both processes' fd limits, when fewer than Peers+StormPeers
 	StormTime        time.Duration
 	StormFailed      int
 	StormErr         string   // the first failed attempt, if any
@@ -208,6 +209,10 @@ func (r Report) Print(w io.Writer) {
 	if r.StormPeers > 0 {
 		fmt.Fprintf(w, "  storm of %d at once:  %d held meanwhile; registered in %s, %d failed for good (%d attempts tried again), %d of the %d held peers lost their registration, RSS peak %s\n",
 			r.StormPeers, r.StormHeld, r.StormTime.Round(time.Millisecond), r.StormFailed, r.StormRetries, r.StormLost, r.StormHeld, mib(r.StormRSSPeak))
+		if r.StormFDRoom > 0 {
+			fmt.Fprintf(w, "                        FD LIMIT: %d held + %d storm peers do not fit (%d peer connections fit the fd limits of both processes, server limit %s): %d held during the storm\n",
+				r.Peers, r.StormPeers, r.StormFDRoom, r.FDLimit, r.StormHeld)
+		}
 		if r.StormErr != "" {
 			fmt.Fprintf(w, "                        first failed attempt: %s\n", r.StormErr)
 		}
@@ -304,6 +309,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		// Held and storm peers cost one fd each in both processes: when
 		// they would not fit, fewer peers are held during the storm.
 		if room := fdRoom(p) - cfg.StormPeers; room < len(held.peers) {
+			rep.StormFDRoom = fdRoom(p)
 			log.Info("fewer peers held during the storm, for the fd limits", "held", max(room, 0), "storm", cfg.StormPeers)
 			held.release(len(held.peers) - max(room, 0))
 			waitFDs(ctx, p, rep.BaseFDs+len(held.peers)+16, 20*time.Second)
