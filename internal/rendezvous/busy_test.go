@@ -135,9 +135,9 @@ func TestRefusedRegistrationFreesSlot(t *testing.T) {
 	}
 }
 
-// Refusals are answered within a budget: 150 sends to a stranger get at
-// most refusalBurst error frames (and a few for the time they took), and
-// the rest are counted.
+// Refusals are answered within a budget: 150 sends to a watched peer
+// that is offline get at most refusalBurst error frames (and a few for
+// the time they took), and the rest are counted.
 func TestRefusalsAreBounded(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", ServerConfig{Logger: quiet})
 	var mu sync.Mutex
@@ -147,7 +147,8 @@ func TestRefusalsAreBounded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	marker := newKey(t).PublicKey()
-	c, err := Connect(ctx, ClientConfig{URL: s.url(), Key: key, Logger: quiet,
+	offline := newKey(t).PublicKey()
+	c, err := Connect(ctx, ClientConfig{URL: s.url(), Key: key, Logger: quiet, Watch: []identity.PublicKey{offline},
 		OnServerError: func(ServerError) { mu.Lock(); errs++; mu.Unlock() },
 		OnPresence: func(p identity.PublicKey, _ bool) {
 			if p == marker {
@@ -158,16 +159,15 @@ func TestRefusalsAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	stranger := newKey(t).PublicKey()
 	const sends = 150
 	for range sends {
-		if err := c.SendSealed(ctx, stranger, []byte("x")); err != nil {
+		if err := c.SendSealed(ctx, offline, []byte("x")); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// The watch's answer comes after every send was handled (one
 	// worker per client, in order).
-	if err := c.SetWatch(ctx, []identity.PublicKey{marker}); err != nil {
+	if err := c.SetWatch(ctx, []identity.PublicKey{offline, marker}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, presence, "presence after the sends")
@@ -175,9 +175,38 @@ func TestRefusalsAreBounded(t *testing.T) {
 	got := errs
 	mu.Unlock()
 	if got < refusalBurst || got > refusalBurst+refusalsPerSecond*5 {
-		t.Fatalf("%d sends to a stranger got %d error frames, want about %d (the refusal budget)", sends, got, refusalBurst)
+		t.Fatalf("%d sends to an offline peer got %d error frames, want about %d (the refusal budget)", sends, got, refusalBurst)
 	}
 	if n := s.srv.Stats().Unanswered; n != uint64(sends-got) {
 		t.Fatalf("unanswered refusals counted: %d, want %d", n, sends-got)
+	}
+}
+
+// A client that keeps sending to IDs it does not watch is closed past a
+// burst of strangerSendBurst.
+func TestStrangerSpammerIsClosed(t *testing.T) {
+	s := startServer(t, "127.0.0.1:0", ServerConfig{Logger: quiet})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Connect(ctx, ClientConfig{URL: s.url(), Key: newKey(t), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	stranger := newKey(t).PublicKey()
+	for range strangerSendBurst + 10 {
+		if err := c.SendSealed(ctx, stranger, []byte("x")); err != nil {
+			break // closed under the sends
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for s.srv.Stats().Junk[junkFlooder.String()] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d sends to a stranger at once: the client was not closed", strangerSendBurst+10)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := s.srv.Stats().Junk[junkStranger.String()]; n < strangerSendBurst {
+		t.Fatalf("sends to strangers counted: %d, want at least %d", n, strangerSendBurst)
 	}
 }

@@ -180,13 +180,16 @@ type serverClient struct {
 	// refusals bounds the error frames that answer refused frames (see
 	// refuse).
 	refusals *rate.Limiter
-	cancel   context.CancelCauseFunc       // ends the connection, saying why (the debug log has it)
-	ice      func() []signalwire.ICEServer // this client's ICE servers, fresh credentials each call
-	iceAt    time.Time                     // when ICE servers were last sent; the sweeper's
-	seen     *atomic.Int64                 // unix ns of the last frame or ping from the client
-	probing  atomic.Bool                   // a liveness ping is being sent
-	pingedAt atomic.Int64                  // unix ns of the sweeper's unanswered ping; 0: none
-	worker   uint32                        // the frame worker for this client's frames
+	// strangers bounds its sends to IDs it does not watch; past it the
+	// client is closed (see forward).
+	strangers *rate.Limiter
+	cancel    context.CancelCauseFunc       // ends the connection, saying why (the debug log has it)
+	ice       func() []signalwire.ICEServer // this client's ICE servers, fresh credentials each call
+	iceAt     time.Time                     // when ICE servers were last sent; the sweeper's
+	seen      *atomic.Int64                 // unix ns of the last frame or ping from the client
+	probing   atomic.Bool                   // a liveness ping is being sent
+	pingedAt  atomic.Int64                  // unix ns of the sweeper's unanswered ping; 0: none
+	worker    uint32                        // the frame worker for this client's frames
 
 	// The send queue; a writer goroutine runs only while it is non-empty,
 	// so an idle client costs no goroutine but its reader.
@@ -407,7 +410,8 @@ func (s *Server) admitPeer(ctx context.Context, cancel context.CancelCauseFunc, 
 	}
 	c := &serverClient{id: id, ip: ip, conn: conn, watches: map[identity.PublicKey]struct{}{}, cancel: cancel,
 		topics: map[string]struct{}{}, announces: newAnnounceLimiter(s.cfg), refusals: rate.NewLimiter(refusalsPerSecond, refusalBurst),
-		seen: seen, iceAt: time.Now(), ice: func() []signalwire.ICEServer { return s.iceServers(host, id) },
+		strangers: rate.NewLimiter(strangerSendsPerSecond, strangerSendBurst),
+		seen:      seen, iceAt: time.Now(), ice: func() []signalwire.ICEServer { return s.iceServers(host, id) },
 		worker: s.nextWorker.Add(1) % uint32(len(s.work))}
 	// "registered" must be the first frame the client sees: once register
 	// makes c visible, other peers' messages may be queued for it.
@@ -824,8 +828,9 @@ func putFrameBuf(b *bytes.Buffer) {
 }
 
 var (
-	errFlooder  = errors.New("closed: far over the frame rate limit")
-	errReplaced = errors.New("closed: the ID registered again from another connection")
+	errFlooder      = errors.New("closed: far over the frame rate limit")
+	errReplaced     = errors.New("closed: the ID registered again from another connection")
+	errStrangerSpam = errors.New("closed: kept sending to IDs it does not watch")
 )
 
 // A client is told why a frame was refused (not watched, peer offline,
@@ -836,6 +841,14 @@ var (
 const (
 	refusalsPerSecond = 10
 	refusalBurst      = 20
+)
+
+// A client may send to IDs it does not watch strangerSendsPerSecond
+// times a second after a burst of strangerSendBurst; past that it is
+// closed.
+const (
+	strangerSendsPerSecond = 1
+	strangerSendBurst      = 20
 )
 
 // refuse answers a refused frame of c's with the error frame f, within
@@ -957,6 +970,16 @@ func (s *Server) forward(c *serverClient, f signalwire.Frame) {
 	switch {
 	case !named:
 		s.note(junkStranger, "peer", c.id.Short())
+		if c.strangers != nil && !c.strangers.Allow() {
+			// Past a burst, a client that keeps sending to IDs it does
+			// not watch is closed: a daemon sends only to its peers,
+			// and reading and refusing a spammer's frames costs more
+			// than its reconnecting (with backoff) does.
+			s.note(junkFlooder, "peer", c.id.Short())
+			s.enqueue(c, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeNotWatched, To: f.To, Message: "too many sends to IDs you do not watch; closing"}))
+			c.cancel(errStrangerSpam)
+			return
+		}
 		s.refuse(c, signalwire.Frame{Type: signalwire.TypeError, Code: signalwire.CodeNotWatched, To: f.To, Message: "send to an ID you do not watch: put it in your watch list (--peer) first"})
 	case !ok:
 		// Offline and "has not named you" look the same: a stranger
