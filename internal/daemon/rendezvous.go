@@ -37,7 +37,14 @@ type RendezvousConfig struct {
 	TURNTCPListen string // default: the STUN port over TCP
 	TURNTLSListen string // default :5349 when a certificate is given
 	RelayIP       netip.Addr
-	AllowPeers    []netip.Prefix
+	// IPv6: RelayIP6 is this host's global IPv6 address, where STUN and
+	// TURN are also served and announced (a second listener when the
+	// --stun-listen address is IPv4), and IPv6 relays are allocated;
+	// with IPv6Auto it is the IPv6 default route's source when global.
+	// Neither: IPv4 only.
+	RelayIP6   netip.Addr
+	IPv6Auto   bool
+	AllowPeers []netip.Prefix
 	// TURN quotas and the STUN reflection bound; 0 means the defaults.
 	UserQuota, IPQuota int
 	STUNRate           float64
@@ -112,6 +119,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		defer shared.Close()
 	}
 	stunPort := 0
+	var ip6 netip.Addr // where STUN/TURN are announced over IPv6; none: IPv4 only
 	var turnCfg *rendezvous.TURNConfig
 	var allocs *turnserver.Allocations
 	// Without an embedded STUN/TURN server (--no-stun) these count nothing.
@@ -153,11 +161,21 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 			return err
 		}
 		scfg.STUNListen, scfg.AltIP, scfg.AltPort = listen, alt, cfg.STUNAltPort
+		if ip6 = ipv6Address(cfg); ip6.IsValid() {
+			scfg.STUNListen6 = secondListen6(listen, ip6)
+			if !cfg.NoTURN {
+				scfg.RelayIP6 = ip6
+				if cfg.TURNTCPListen == "" {
+					scfg.TCPListen6 = secondListen6(scfg.TCPListen, ip6)
+				}
+			}
+		}
 		stun, err := turnserver.ListenServer(scfg)
 		if err != nil && cfg.STUNAltAuto && alt.IsValid() {
 			// A detected address is a guess; it must not stop the server.
 			log.Warn("RFC 5780 off: the detected alternate address cannot be used (give --stun-alt-ip or --stun-alt-ip none)", "alt_ip", alt.String(), "err", err)
 			scfg.STUNListen, scfg.AltIP = cfg.STUNListen, netip.Addr{}
+			scfg.STUNListen6 = secondListen6(cfg.STUNListen, ip6)
 			stun, err = turnserver.ListenServer(scfg)
 		}
 		if err != nil {
@@ -178,6 +196,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		Logger:   log.With("component", "signaling"),
 		STUNPort: stunPort,
 		TURN:     turnCfg,
+		Addr4:    announce4(cfg),
+		Addr6:    ip6,
 	})
 	defer srv.Close()
 	web, err := newWebApps(cfg, srv.Handler(), stunPort, turnCfg, log)
@@ -277,6 +297,44 @@ func relayAddress(cfg RendezvousConfig) (netip.Addr, error) {
 		return a, nil
 	}
 	return netip.Addr{}, errors.New("cannot tell which address relays are reached at: give --relay-ip (the rendezvous host's public address) or --no-turn")
+}
+
+// ipv6Address is this host's IPv6 address for STUN and TURN: --relay-ip6,
+// else (auto) the IPv6 default route's source when it is global.
+func ipv6Address(cfg RendezvousConfig) netip.Addr {
+	if cfg.RelayIP6.IsValid() {
+		return cfg.RelayIP6
+	}
+	if !cfg.IPv6Auto {
+		return netip.Addr{}
+	}
+	if a := route.DefaultSource6(); a.IsGlobalUnicast() && !a.IsPrivate() {
+		return a
+	}
+	return netip.Addr{}
+}
+
+// secondListen6 is the IPv6 listener beside listen when listen is bound
+// to an IPv4 address ("" when it is dual-stack already, ":3478", or IPv6).
+func secondListen6(listen string, ip6 netip.Addr) string {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || !ip6.IsValid() || host == "" || host == "::" {
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.Is4() {
+		return ""
+	}
+	return net.JoinHostPort(ip6.String(), port)
+}
+
+// announce4 is the IPv4 address STUN/TURN are announced at to a client
+// that reached the rendezvous over IPv6: --relay-ip, else the STUN listen
+// address (or the default route's source) when it is IPv4.
+func announce4(cfg RendezvousConfig) netip.Addr {
+	if a, err := relayAddress(cfg); err == nil && a.Is4() {
+		return a
+	}
+	return netip.Addr{}
 }
 
 // rfc5780Plan decides the STUN listen address and the RFC 5780 alternate

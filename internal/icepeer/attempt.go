@@ -95,7 +95,11 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 		ice.WithCandidateTypes(types),
 		// TURN over TCP and TLS reach a relay when UDP is blocked; the
 		// relayed candidate itself is UDP either way.
-		ice.WithTURNTransportProtocols([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeTCP4}),
+		// Over IPv6 too, to the rendezvous' IPv6 URLs: a host whose IPv4
+		// UDP is blocked (or that has IPv6 only) still reaches the relay.
+		// The relayed address is IPv4 either way (the server's default,
+		// RFC 6156), so it pairs with every peer's IPv4 candidates.
+		ice.WithTURNTransportProtocols([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeTCP4, ice.NetworkTypeUDP6, ice.NetworkTypeTCP6}),
 		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),
 		ice.WithCheckInterval(checkInterval),
 		ice.WithKeepaliveInterval(keepaliveInterval),
@@ -316,6 +320,9 @@ func pathFor(a *attempt, local, remote ice.Candidate) Path {
 		// TCP-in-TCP through a TURN-over-TCP relay is far slower than
 		// TURN over UDP; status says which one carries the tunnel.
 		path.Local.RelayProtocol = rc.RelayProtocol()
+		if rel := rc.RelatedAddress(); rel != nil && a.net != nil {
+			path.Local.RelayOver6 = a.net.Over6(rc.RelayProtocol(), rel.Port)
+		}
 		// Over UDP, the relay shortcut: the related address is the TURN
 		// client socket's own.
 		if rel := rc.RelatedAddress(); rel != nil && a.net != nil && rc.RelayProtocol() == "udp" {

@@ -215,7 +215,10 @@ func (b *Bind) Close() error {
 // alone does not, because wireguard-go closes and reopens the Bind on
 // port changes and the mux must survive those. Device.Close calls it;
 // call it yourself only for a Bind that no Device owns. Idempotent.
-func (b *Bind) Shutdown() { b.stun.shutdown() }
+func (b *Bind) Shutdown() {
+	b.stun.shutdown()
+	b.stun6.shutdown()
+}
 
 // SetMark is not needed: punchd routes only the overlay into the TUN.
 func (b *Bind) SetMark(uint32) error { return nil }
@@ -262,7 +265,8 @@ func (b *Bind) SetAdvertiseIP(ip netip.Addr) {
 
 // RefreshLocal recomputes the address STUNConn reports as local (the host
 // candidate) after the host's addresses or routes changed (a move from
-// Wi-Fi to LTE), and returns it and whether it changed. The socket is
+// Wi-Fi to LTE), and returns it and whether it changed; STUNConn6's too
+// (a global IPv6 address that came or went; see LocalAddr6). The socket is
 // bound to the wildcard address and needs nothing; only ICE's next
 // gathering announces the new address.
 func (b *Bind) RefreshLocal() (netip.Addr, bool) {
@@ -280,6 +284,16 @@ func (b *Bind) RefreshLocal() (netip.Addr, bool) {
 	}
 	ip := now.AddrPort().Addr().Unmap()
 	return ip, old == nil || old.AddrPort().Addr().Unmap() != ip
+}
+
+// LocalAddr6 is the IPv6 host candidates' address (STUNConn6's), the
+// zero Addr while the host has no global IPv6 address.
+func (b *Bind) LocalAddr6() netip.Addr {
+	a, _ := b.stun6.LocalAddr().(*net.UDPAddr)
+	if a == nil || a.IP.IsUnspecified() {
+		return netip.Addr{}
+	}
+	return a.AddrPort().Addr()
 }
 
 // setExcludeInterface keeps name (our TUN) out of the advertised address.
