@@ -33,8 +33,8 @@ var (
 	// (stateful IPv6 firewalls), which are symmetric NATs on IPv4 so that
 	// IPv6 is the only direct path: beside "direct", IPv6 against IPv4.
 	pathDirect6 = benchPath{"direct-ipv6", "punchd direct IPv6"}
-	pathOwn    = benchPath{"own-turn", "punchd relay (own TURN)"}
-	pathCoturn = benchPath{"coturn", "punchd relay (coturn)"}
+	pathOwn     = benchPath{"own-turn", "punchd relay (own TURN)"}
+	pathCoturn  = benchPath{"coturn", "punchd relay (coturn)"}
 	// TURN over TLS only (own TURN's TCP port out of reach, coturn
 	// offering turns: alone); behind udp-blocked NATs the two paths above
 	// are TURN over TCP.

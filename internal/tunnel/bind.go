@@ -97,14 +97,14 @@ type relayPacket struct {
 
 // socket is one Open's socket; replaced on every Open.
 type socket struct {
-	udp    *net.UDPConn
-	udp6   *net.UDPConn     // nil without IPv6 (bind6.go)
-	pc     *ipv4.PacketConn // for batched writes
-	rd     *udpbatch.Reader // for batched reads, by the one socket receiver
+	udp  *net.UDPConn
+	udp6 *net.UDPConn     // nil without IPv6 (bind6.go)
+	pc   *ipv4.PacketConn // for batched writes
+	rd   *udpbatch.Reader // for batched reads, by the one socket receiver
 	// The IPv6 socket's, as pc and rd (x/net's batch calls take either
 	// family); nil without it.
-	pc6 *ipv4.PacketConn
-	rd6 *udpbatch.Reader
+	pc6    *ipv4.PacketConn
+	rd6    *udpbatch.Reader
 	port   uint16
 	closed chan struct{}
 }
