@@ -171,6 +171,12 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 			}
 		}
 		stun, err := turnserver.ListenServer(scfg)
+		if err != nil && cfg.IPv6Auto && (scfg.STUNListen6 != "" || scfg.TCPListen6 != "") {
+			// A detected IPv6 address is a guess too.
+			log.Warn("STUN/TURN over IPv6 off: the detected IPv6 address cannot be used (give --relay-ip6 or --relay-ip6 none)", "relay_ip6", ip6.String(), "err", err)
+			ip6, scfg.STUNListen6, scfg.TCPListen6, scfg.RelayIP6 = netip.Addr{}, "", "", netip.Addr{}
+			stun, err = turnserver.ListenServer(scfg)
+		}
 		if err != nil && cfg.STUNAltAuto && alt.IsValid() {
 			// A detected address is a guess; it must not stop the server.
 			log.Warn("RFC 5780 off: the detected alternate address cannot be used (give --stun-alt-ip or --stun-alt-ip none)", "alt_ip", alt.String(), "err", err)

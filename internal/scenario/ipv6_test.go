@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 	"time"
@@ -61,7 +62,7 @@ func TestIPv6Relay(t *testing.T) {
 // B starts without IPv6 behind a symmetric NAT, as A is: relayed. When B
 // gets a global IPv6 address, its network watch restarts ICE with the new
 // host candidate and the pair goes direct over IPv6, which on IPv4 it
-// never could.
+// never could; when the address goes, the pair is relayed again.
 func TestIPv6AddressAppears(t *testing.T) {
 	lab.RequireRoot(t)
 	r, wctx := startPinged(t, Options{Binary: punchdBinary, NATA: lab.NATSymmetric, NATB: lab.NATSymmetric, IPv6: true, NoIPv6B: true}, 90*time.Second)
@@ -85,5 +86,17 @@ func TestIPv6AddressAppears(t *testing.T) {
 	}
 	if _, err := Transfer(wctx, r.A.Host, r.B.Host, r.B.Overlay4, 4<<20); err != nil {
 		t.Fatalf("transfer over IPv6: %v\n%s", err, r.Logs())
+	}
+	// And when the address goes away again, back to the relay.
+	if err := r.Lab.RemoveIPv6(wctx, r.B.Host); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waitPath(wctx, r, "relay", 15*time.Second); err != nil {
+		t.Fatalf("not relayed after B lost IPv6: %v\n%s", err, r.Logs())
+	}
+	pctx, cancel := context.WithTimeout(wctx, 10*time.Second)
+	defer cancel()
+	if _, err := FirstPing(pctx, r.A.Host, r.B.Overlay4, 10*time.Millisecond); err != nil {
+		t.Fatalf("no ping after B lost IPv6: %v\n%s", err, r.Logs())
 	}
 }
