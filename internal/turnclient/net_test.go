@@ -5,11 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"testing"
-	"time"
 
-	"github.com/pion/turn/v5"
-
-	"github.com/punchd/punchd/internal/pionlog"
 	"github.com/punchd/punchd/internal/sockbuf"
 	"github.com/punchd/punchd/internal/turnserver"
 )
@@ -120,24 +116,7 @@ func TestIPv4RelayOverIPv6(t *testing.T) {
 			if got := n.Over6("udp", la.Port); got != tt.over6 {
 				t.Fatalf("Over6 = %v, want %v", got, tt.over6)
 			}
-			user, pass, err := turn.GenerateLongTermTURNRESTCredentials(secret, "peer", time.Hour)
-			if err != nil {
-				t.Fatal(err)
-			}
-			client, err := turn.NewClient(&turn.ClientConfig{Conn: pc, TURNServerAddr: tt.server.String(), Username: user, Password: pass,
-				Realm: turnserver.Realm, Net: n, LoggerFactory: pionlog.New(quietLogger())})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(client.Close)
-			if err := client.Listen(); err != nil {
-				t.Fatal(err)
-			}
-			relayConn, err := client.Allocate()
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { relayConn.Close() })
+			relayConn := allocate(t, pc, tt.server.String(), secret, n)
 			if ip := relayConn.LocalAddr().(*net.UDPAddr).IP; (ip.To4() != nil) != tt.relay4 {
 				t.Fatalf("relayed address %s, want IPv4 %v", ip, tt.relay4)
 			}
