@@ -162,11 +162,14 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		}
 		scfg.STUNListen, scfg.AltIP, scfg.AltPort = listen, alt, cfg.STUNAltPort
 		if ip6 = ipv6Address(cfg); ip6.IsValid() {
-			scfg.STUNListen6 = secondListen6(listen, ip6)
-			if !cfg.NoTURN {
+			explicit := cfg.RelayIP6.IsValid()
+			var ok bool
+			if scfg.STUNListen6, ok = secondListen6(listen, ip6, explicit); !ok {
+				ip6 = netip.Addr{}
+			} else if !cfg.NoTURN {
 				scfg.RelayIP6 = ip6
 				if cfg.TURNTCPListen == "" {
-					scfg.TCPListen6 = secondListen6(scfg.TCPListen, ip6)
+					scfg.TCPListen6, _ = secondListen6(scfg.TCPListen, ip6, explicit)
 				}
 			}
 		}
@@ -181,7 +184,12 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 			// A detected address is a guess; it must not stop the server.
 			log.Warn("RFC 5780 off: the detected alternate address cannot be used (give --stun-alt-ip or --stun-alt-ip none)", "alt_ip", alt.String(), "err", err)
 			scfg.STUNListen, scfg.AltIP = cfg.STUNListen, netip.Addr{}
-			scfg.STUNListen6 = secondListen6(cfg.STUNListen, ip6)
+			if ip6.IsValid() {
+				var ok bool
+				if scfg.STUNListen6, ok = secondListen6(cfg.STUNListen, ip6, cfg.RelayIP6.IsValid()); !ok {
+					ip6, scfg.RelayIP6, scfg.TCPListen6 = netip.Addr{}, netip.Addr{}, ""
+				}
+			}
 			stun, err = turnserver.ListenServer(scfg)
 		}
 		if err != nil {
@@ -320,17 +328,29 @@ func ipv6Address(cfg RendezvousConfig) netip.Addr {
 	return netip.Addr{}
 }
 
-// secondListen6 is the IPv6 listener beside listen when listen is bound
-// to an IPv4 address ("" when it is dual-stack already, ":3478", or IPv6).
-func secondListen6(listen string, ip6 netip.Addr) string {
+// secondListen6 is the IPv6 listener beside listen, and whether IPv6 is
+// served at all: none needed ("", true) when listen is dual-stack already
+// (":3478", "[::]:3478"); "[ip6]:port" when listen is bound to an IPv4
+// address and IPv6 was asked for (explicit) or that address is meant for
+// the world (global, or the IPv4 wildcard); ("", false) otherwise: a
+// rendezvous on loopback or a LAN address does not open itself to the
+// internet over IPv6 unasked.
+func secondListen6(listen string, ip6 netip.Addr, explicit bool) (string, bool) {
 	host, port, err := net.SplitHostPort(listen)
-	if err != nil || !ip6.IsValid() || host == "" || host == "::" {
-		return ""
+	if err != nil || !ip6.IsValid() {
+		return "", false
 	}
-	if ip, err := netip.ParseAddr(host); err != nil || !ip.Is4() {
-		return ""
+	if host == "" || host == "::" {
+		return "", true
 	}
-	return net.JoinHostPort(ip6.String(), port)
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.Is4() {
+		return "", false
+	}
+	if !explicit && !ip.IsUnspecified() && (!ip.IsGlobalUnicast() || ip.IsPrivate()) {
+		return "", false
+	}
+	return net.JoinHostPort(ip6.String(), port), true
 }
 
 // announce4 is the IPv4 address STUN/TURN are announced at to a client

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -117,7 +118,10 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 	}
 	s.conn = conn
 	if cfg.STUNListen6 != "" {
-		c6, err := listenUDP(cfg.STUNListen6, "--stun-listen (IPv6)", log)
+		// Port 0 is the primary's: one port for both families, as the
+		// rendezvous announces.
+		addr6 := samePort(cfg.STUNListen6, conn.LocalAddr())
+		c6, err := listenUDP(addr6, "--stun-listen (IPv6)", log)
 		if err != nil {
 			return fail(err)
 		}
@@ -162,13 +166,20 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		pcc = append(pcc, turn.PacketConnConfig{PacketConn: &limitedConn{PacketConn: s.conn6, lim: s.stunLimit}, RelayAddressGenerator: relay, PermissionHandler: perm})
 	}
 	var lcs []turn.ListenerConfig
+	var tcp4 net.Addr // the TCP listener's, for TCPListen6's port 0
 	for _, addr := range []string{cfg.TCPListen, cfg.TCPListen6} {
 		if !turnOn || addr == "" {
 			continue
 		}
+		if tcp4 != nil {
+			addr = samePort(addr, tcp4)
+		}
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return fail(listenError("TURN over TCP", "--turn-tcp-listen", addr, err))
+		}
+		if tcp4 == nil {
+			tcp4 = ln.Addr()
 		}
 		g := newStreamGuard(ln, cfg.StreamIdle, log)
 		s.listeners, s.streams = append(s.listeners, g), append(s.streams, g)
@@ -229,6 +240,21 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 	}
 	log.Info("STUN/TURN server listening", append(addrs, "turn", turnOn, "relay_ip", cfg.RelayIP.String(), "relay_ip6", cfg.RelayIP6.String())...)
 	return s, nil
+}
+
+// samePort puts the port of bound into addr when addr's port is 0.
+func samePort(addr string, bound net.Addr) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port != "0" {
+		return addr
+	}
+	switch b := bound.(type) {
+	case *net.UDPAddr:
+		return net.JoinHostPort(host, strconv.Itoa(b.Port))
+	case *net.TCPAddr:
+		return net.JoinHostPort(host, strconv.Itoa(b.Port))
+	}
+	return addr
 }
 
 // listenUDP opens one STUN/TURN UDP socket, with large buffers and the
