@@ -66,7 +66,7 @@ func FuzzUPnPResponses(f *testing.F) {
 		loc, _ := url.Parse(srv.URL + "/rootDesc.xml")
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		c, where, err := wanClient(ctx, loc)
+		c, where, err := wanClient(ctx, loc, gw)
 		if bytes.Equal(description, []byte(igdDescription)) && err != nil {
 			t.Fatalf("the well-formed description gave no WAN client: %v", err)
 		}

@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/huin/goupnp"
 	"github.com/huin/goupnp/dcps/internetgateway2"
 	"github.com/huin/goupnp/httpu"
 	"github.com/huin/goupnp/ssdp"
@@ -233,7 +232,7 @@ func findIGD(ctx context.Context, gw, local netip.Addr) (igdClient, string, erro
 	}
 	var errs []error
 	for _, loc := range locs {
-		c, where, err := wanClient(ctx, loc)
+		c, where, err := wanClient(ctx, loc, gw)
 		if err == nil {
 			return c, where, nil
 		}
@@ -261,19 +260,30 @@ func igdLocations(resps []*http.Response, gw netip.Addr) []*url.URL {
 }
 
 // wanClient fetches the device description at loc and returns a client
-// for its WAN connection service, the newest kind first.
-func wanClient(ctx context.Context, loc *url.URL) (igdClient, string, error) {
-	root, err := goupnp.DeviceByURLCtx(ctx, loc)
+// for its WAN connection service, the newest kind first. Every URL it
+// follows must be on the LAN (see lanURL), and every answer is bounded.
+func wanClient(ctx context.Context, loc *url.URL, gw netip.Addr) (igdClient, string, error) {
+	hc := newUPnPHTTPClient()
+	root, err := fetchRootDevice(ctx, &hc, loc, gw)
 	if err != nil {
 		return nil, "", err
 	}
 	if c, err := internetgateway2.NewWANIPConnection2ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
+		if err := boundSOAP(c[0].SOAPClient, &hc, gw); err != nil {
+			return nil, "", err
+		}
 		return c[0], "WANIPConnection:2 at " + loc.Host, nil
 	}
 	if c, err := internetgateway2.NewWANIPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
+		if err := boundSOAP(c[0].SOAPClient, &hc, gw); err != nil {
+			return nil, "", err
+		}
 		return c[0], "WANIPConnection:1 at " + loc.Host, nil
 	}
 	if c, err := internetgateway2.NewWANPPPConnection1ClientsFromRootDevice(root, loc); err == nil && len(c) > 0 {
+		if err := boundSOAP(c[0].SOAPClient, &hc, gw); err != nil {
+			return nil, "", err
+		}
 		return c[0], "WANPPPConnection:1 at " + loc.Host, nil
 	}
 	return nil, "", fmt.Errorf("%s has no WAN connection service", loc)
