@@ -11,17 +11,10 @@ import (
 	"github.com/pion/turn/v5"
 )
 
-// addrFamily is REQUESTED-ADDRESS-FAMILY (RFC 6156): 0x01 IPv4, 0x02 IPv6.
-type addrFamily byte
-
-func (f addrFamily) AddTo(m *stun.Message) error {
-	m.Add(stun.AttrRequestedAddressFamily, []byte{byte(f), 0, 0, 0})
-	return nil
-}
-
+// REQUESTED-ADDRESS-FAMILY (RFC 6156) as pion's client encodes it.
 const (
-	familyIPv4 addrFamily = 1
-	familyIPv6 addrFamily = 2
+	familyIPv4 = turn.RequestedAddressFamilyIPv4
+	familyIPv6 = turn.RequestedAddressFamilyIPv6
 )
 
 // v6Server is a guard server with a second socket on [::1] and, with
@@ -44,7 +37,7 @@ func TestRelayFamilies(t *testing.T) {
 		name   string
 		over   string // the server socket the client uses: "udp4" or "udp6"
 		relay6 bool
-		ask    addrFamily // 0: no REQUESTED-ADDRESS-FAMILY
+		ask    turn.RequestedAddressFamily // 0: no REQUESTED-ADDRESS-FAMILY
 		code   int
 		want   string // relayed IP on success
 	}{
