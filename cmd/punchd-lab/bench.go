@@ -29,8 +29,12 @@ var (
 	pathRaw    = benchPath{"raw", "raw"}
 	pathStock  = benchPath{"wireguard-go", "wireguard-go"}
 	pathDirect = benchPath{"direct", "punchd direct"}
-	pathOwn    = benchPath{"own-turn", "punchd relay (own TURN)"}
-	pathCoturn = benchPath{"coturn", "punchd relay (coturn)"}
+	// pathDirect6: direct over IPv6, routed through the same routers
+	// (stateful IPv6 firewalls), which are symmetric NATs on IPv4 so that
+	// IPv6 is the only direct path: beside "direct", IPv6 against IPv4.
+	pathDirect6 = benchPath{"direct-ipv6", "punchd direct IPv6"}
+	pathOwn     = benchPath{"own-turn", "punchd relay (own TURN)"}
+	pathCoturn  = benchPath{"coturn", "punchd relay (coturn)"}
 	// TURN over TLS only (own TURN's TCP port out of reach, coturn
 	// offering turns: alone); behind udp-blocked NATs the two paths above
 	// are TURN over TCP.
@@ -43,10 +47,10 @@ var (
 )
 
 func allBenchPaths() []benchPath {
-	return []benchPath{pathRaw, pathStock, pathDirect, pathOwn, pathCoturn, pathOwnTLS, pathCoturnTLS, pathHTTPS}
+	return []benchPath{pathRaw, pathStock, pathDirect, pathDirect6, pathOwn, pathCoturn, pathOwnTLS, pathCoturnTLS, pathHTTPS}
 }
 
-func (p benchPath) punchd() bool { return p == pathDirect || p.relayed() }
+func (p benchPath) punchd() bool { return p == pathDirect || p == pathDirect6 || p.relayed() }
 func (p benchPath) relayed() bool {
 	return p == pathOwn || p == pathCoturn || p == pathOwnTLS || p == pathCoturnTLS || p == pathHTTPS
 }
@@ -106,7 +110,7 @@ func newBenchCommand() *cobra.Command {
 			for _, k := range keys {
 				i := slices.IndexFunc(allBenchPaths(), func(p benchPath) bool { return p.key == k })
 				if i < 0 {
-					return fmt.Errorf("--paths %q: use raw, wireguard-go, direct, own-turn, coturn, own-turn-tls, coturn-tls, https-only", k)
+					return fmt.Errorf("--paths %q: use raw, wireguard-go, direct, direct-ipv6, own-turn, coturn, own-turn-tls, coturn-tls, https-only", k)
 				}
 				c.paths = append(c.paths, allBenchPaths()[i])
 			}
@@ -129,7 +133,7 @@ func newBenchCommand() *cobra.Command {
 	f.String("wireguard-go", "", "stock wireguard-go binary to compare with")
 	f.Int("seconds", 10, "seconds per iperf3 run")
 	f.Int("runs", 1, "rounds over every path; the table shows medians (and the TCP x1 range) over them")
-	f.StringSlice("paths", []string{"raw", "wireguard-go", "direct", "own-turn", "coturn"}, "paths to measure: raw, wireguard-go, direct, own-turn, coturn, own-turn-tls, coturn-tls, https-only (A behind the 443-only firewall)")
+	f.StringSlice("paths", []string{"raw", "wireguard-go", "direct", "own-turn", "coturn"}, "paths to measure: raw, wireguard-go, direct, direct-ipv6 (routed IPv6 through the NAT routers, symmetric on IPv4), own-turn, coturn, own-turn-tls, coturn-tls, https-only (A behind the 443-only firewall)")
 	f.StringSlice("nat", []string{"none", "port-restricted"}, "NAT on both sides: none, port-restricted, udp-blocked (own-turn and coturn then relay over TCP)")
 	f.String("log-level", "info", "log level of the punchd processes (debug costs relay throughput)")
 	f.String("profile", "", "save pprof CPU profiles of the punchd processes during TCP x1 into this directory")
@@ -201,6 +205,12 @@ func measure(ctx context.Context, c benchConfig, run int, topo lab.NATType, path
 	if path == pathHTTPS {
 		opts.NATA = lab.NATHTTPSOnly
 	}
+	if path == pathDirect6 {
+		if topo == lab.NATNone {
+			return fmt.Errorf("direct-ipv6 crosses routers: measure it with --nat port-restricted")
+		}
+		opts.IPv6, opts.NATA, opts.NATB = true, lab.NATSymmetric, lab.NATSymmetric
+	}
 	opts.Relay = path.relay()
 	const debugAddr = "127.0.0.1:6060" // each process in its own namespace
 	if c.profileDir != "" && path.punchd() {
@@ -264,6 +274,9 @@ func measure(ctx context.Context, c benchConfig, run int, topo lab.NATType, path
 			st, err := r.Status(ctx, n)
 			if err != nil || len(st.Peers) != 1 || st.Peers[0].Path != want {
 				return fmt.Errorf("path from %s is not %s: %+v %v", n.Name, want, st.Peers, err)
+			}
+			if rc := st.Peers[0].RemoteCandidate; path == pathDirect6 && (rc == nil || !strings.HasPrefix(rc.Address, "[")) {
+				return fmt.Errorf("path from %s is not over IPv6: %+v", n.Name, rc)
 			}
 			if lc := st.Peers[0].LocalCandidate; lc != nil && lc.Type == "relay" {
 				protos = append(protos, lc.RelayProtocol)

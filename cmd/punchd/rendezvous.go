@@ -63,6 +63,15 @@ func newRendezvousCommand() *cobra.Command {
 					return fmt.Errorf("bad --relay-ip %q: %w", ip, err)
 				}
 			}
+			switch ip6 := s.str("relay-ip6"); ip6 {
+			case "auto":
+				cfg.IPv6Auto = true
+			case "none", "off", "":
+			default:
+				if cfg.RelayIP6, err = netip.ParseAddr(ip6); err != nil || !cfg.RelayIP6.Is6() || cfg.RelayIP6.Is4In6() {
+					return fmt.Errorf("bad --relay-ip6 %q: want an IPv6 address of this host, auto or none", ip6)
+				}
+			}
 			switch alt := s.str("stun-alt-ip"); alt {
 			case "auto":
 				cfg.STUNAltAuto = true
@@ -99,6 +108,7 @@ func newRendezvousCommand() *cobra.Command {
 	fs.String("turn-tcp-listen", "", "TURN over TCP listen address (default: the --stun-listen address over TCP)")
 	fs.String("turn-tls-listen", "", "TURN over TLS listen address (default :5349 when --tls-cert is given); the --listen address (e.g. :443 for both) shares one TLS port with signaling, for networks that pass only HTTPS")
 	fs.String("relay-ip", "", "address relays are announced at (default: the --stun-listen IP, else the default route's source)")
+	fs.String("relay-ip6", "auto", "IPv6 address STUN and TURN are also served and announced at, and IPv6 relays allocated on: an address of this host, auto (the IPv6 default route's source when global) or none (IPv4 only)")
 	fs.StringSlice("turn-allow-peers", nil, "ranges relays may reach although not globally reachable (private, CGNAT, ULA, loopback, documentation…; denied by default), e.g. 192.168.0.0/16 for a LAN")
 	fs.Int("turn-user-quota", turnserver.DefaultUserQuota, "TURN allocations one user (peer ID) may hold at once")
 	fs.Int("turn-ip-quota", turnserver.DefaultIPQuota, "TURN allocations one client IP (IPv6: /64) may hold at once")

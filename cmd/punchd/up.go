@@ -13,6 +13,7 @@ import (
 	"github.com/punchd/punchd/internal/daemon"
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/network"
+	"github.com/punchd/punchd/internal/tunnel"
 )
 
 func newUpCommand() *cobra.Command {
@@ -35,7 +36,7 @@ func newUpCommand() *cobra.Command {
 	fs.StringSlice("overlay-prefix", []string{identity.DefaultOverlayIPv4.String(), identity.DefaultOverlayIPv6.String()},
 		"overlay prefixes (one IPv4 and/or one IPv6); addresses inside are derived from the keys")
 	fs.Uint16("listen-port", 0, "UDP port of the tunnel socket (0: any free port)")
-	fs.Int("mtu", 1420, "tunnel MTU")
+	fs.Int("mtu", tunnel.DefaultMTU, "tunnel MTU (the default fits WireGuard and a TURN relay reached over IPv6 in 1500-byte links)")
 	fs.StringArray("stun", nil, "extra STUN server (HOST:PORT or stun:HOST:PORT); repeatable")
 	fs.Bool("pin-ice-servers", false, "use only the --stun and --turn servers, none of those the rendezvous offers")
 	fs.StringArray("turn", nil, "extra TURN server (turn:HOST:PORT[?transport=tcp], turns:HOST:PORT), e.g. a coturn; repeatable")
@@ -98,7 +99,7 @@ func runUp(cmd *cobra.Command, _ []string) error {
 	}
 	mtu := s.v.GetInt("mtu")
 	if mtu < 1280 || mtu > 65535 {
-		return fmt.Errorf("bad --mtu %d: use 1280..65535 (1420 suits most links)", mtu)
+		return fmt.Errorf("bad --mtu %d: use 1280..65535 (%d suits most links)", mtu, tunnel.DefaultMTU)
 	}
 	turnSecret, warnings, err := s.secret(cmd, "turn-secret")
 	if err != nil {

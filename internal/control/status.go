@@ -119,4 +119,8 @@ type Candidate struct {
 	// RelayProtocol is how our relay candidate reaches the TURN server
 	// ("udp", "tcp", "tls"); TCP and TLS carry the tunnel TCP-in-TCP.
 	RelayProtocol string `json:"relay_protocol,omitempty"`
+	// RelayFamily is the family our relay candidate reaches the TURN
+	// server over ("ipv4", "ipv6"): a host whose IPv4 UDP is blocked
+	// may reach it over IPv6 while the relayed address is IPv4.
+	RelayFamily string `json:"relay_family,omitempty"`
 }

@@ -92,8 +92,12 @@ func candidate(c *Candidate) string {
 	if c == nil {
 		return "-"
 	}
-	if c.RelayProtocol != "" && c.RelayProtocol != "udp" {
-		return c.Type + "/" + c.RelayProtocol + " " + c.Address
+	proto := c.RelayProtocol
+	if c.RelayFamily == "ipv6" {
+		proto += "6" // relay/udp6: to the TURN server over IPv6
+	}
+	if proto != "" && proto != "udp" {
+		return c.Type + "/" + proto + " " + c.Address
 	}
 	return c.Type + " " + c.Address
 }

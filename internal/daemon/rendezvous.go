@@ -37,7 +37,14 @@ type RendezvousConfig struct {
 	TURNTCPListen string // default: the STUN port over TCP
 	TURNTLSListen string // default :5349 when a certificate is given
 	RelayIP       netip.Addr
-	AllowPeers    []netip.Prefix
+	// IPv6: RelayIP6 is this host's global IPv6 address, where STUN and
+	// TURN are also served and announced (a second listener when the
+	// --stun-listen address is IPv4), and IPv6 relays are allocated;
+	// with IPv6Auto it is the IPv6 default route's source when global.
+	// Neither: IPv4 only.
+	RelayIP6   netip.Addr
+	IPv6Auto   bool
+	AllowPeers []netip.Prefix
 	// TURN quotas and the STUN reflection bound; 0 means the defaults.
 	UserQuota, IPQuota int
 	STUNRate           float64
@@ -112,6 +119,7 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		defer shared.Close()
 	}
 	stunPort := 0
+	var ip6 netip.Addr // where STUN/TURN are announced over IPv6; none: IPv4 only
 	var turnCfg *rendezvous.TURNConfig
 	var allocs *turnserver.Allocations
 	// Without an embedded STUN/TURN server (--no-stun) these count nothing.
@@ -153,11 +161,35 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 			return err
 		}
 		scfg.STUNListen, scfg.AltIP, scfg.AltPort = listen, alt, cfg.STUNAltPort
+		if ip6 = ipv6Address(cfg); ip6.IsValid() {
+			explicit := cfg.RelayIP6.IsValid()
+			var ok bool
+			if scfg.STUNListen6, ok = secondListen6(listen, ip6, explicit); !ok {
+				ip6 = netip.Addr{}
+			} else if !cfg.NoTURN {
+				scfg.RelayIP6 = ip6
+				if cfg.TURNTCPListen == "" {
+					scfg.TCPListen6, _ = secondListen6(scfg.TCPListen, ip6, explicit)
+				}
+			}
+		}
 		stun, err := turnserver.ListenServer(scfg)
+		if err != nil && cfg.IPv6Auto && (scfg.STUNListen6 != "" || scfg.TCPListen6 != "") {
+			// A detected IPv6 address is a guess too.
+			log.Warn("STUN/TURN over IPv6 off: the detected IPv6 address cannot be used (give --relay-ip6 or --relay-ip6 none)", "relay_ip6", ip6.String(), "err", err)
+			ip6, scfg.STUNListen6, scfg.TCPListen6, scfg.RelayIP6 = netip.Addr{}, "", "", netip.Addr{}
+			stun, err = turnserver.ListenServer(scfg)
+		}
 		if err != nil && cfg.STUNAltAuto && alt.IsValid() {
 			// A detected address is a guess; it must not stop the server.
 			log.Warn("RFC 5780 off: the detected alternate address cannot be used (give --stun-alt-ip or --stun-alt-ip none)", "alt_ip", alt.String(), "err", err)
 			scfg.STUNListen, scfg.AltIP = cfg.STUNListen, netip.Addr{}
+			if ip6.IsValid() {
+				var ok bool
+				if scfg.STUNListen6, ok = secondListen6(cfg.STUNListen, ip6, cfg.RelayIP6.IsValid()); !ok {
+					ip6, scfg.RelayIP6, scfg.TCPListen6 = netip.Addr{}, netip.Addr{}, ""
+				}
+			}
 			stun, err = turnserver.ListenServer(scfg)
 		}
 		if err != nil {
@@ -178,6 +210,8 @@ func RunRendezvous(ctx context.Context, cfg RendezvousConfig) error {
 		Logger:   log.With("component", "signaling"),
 		STUNPort: stunPort,
 		TURN:     turnCfg,
+		Addr4:    announce4(cfg),
+		Addr6:    ip6,
 	})
 	defer srv.Close()
 	web, err := newWebApps(cfg, srv.Handler(), stunPort, turnCfg, log)
@@ -277,6 +311,56 @@ func relayAddress(cfg RendezvousConfig) (netip.Addr, error) {
 		return a, nil
 	}
 	return netip.Addr{}, errors.New("cannot tell which address relays are reached at: give --relay-ip (the rendezvous host's public address) or --no-turn")
+}
+
+// ipv6Address is this host's IPv6 address for STUN and TURN: --relay-ip6,
+// else (auto) the IPv6 default route's source when it is global.
+func ipv6Address(cfg RendezvousConfig) netip.Addr {
+	if cfg.RelayIP6.IsValid() {
+		return cfg.RelayIP6
+	}
+	if !cfg.IPv6Auto {
+		return netip.Addr{}
+	}
+	if a := route.DefaultSource6(); a.IsGlobalUnicast() && !a.IsPrivate() {
+		return a
+	}
+	return netip.Addr{}
+}
+
+// secondListen6 is the IPv6 listener beside listen, and whether IPv6 is
+// served at all: none needed ("", true) when listen is dual-stack already
+// (":3478", "[::]:3478"); "[ip6]:port" when listen is bound to an IPv4
+// address and IPv6 was asked for (explicit) or that address is meant for
+// the world (global, or the IPv4 wildcard); ("", false) otherwise: a
+// rendezvous on loopback or a LAN address does not open itself to the
+// internet over IPv6 unasked.
+func secondListen6(listen string, ip6 netip.Addr, explicit bool) (string, bool) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil || !ip6.IsValid() {
+		return "", false
+	}
+	if host == "" || host == "::" {
+		return "", true
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || !ip.Is4() {
+		return "", false
+	}
+	if !explicit && !ip.IsUnspecified() && (!ip.IsGlobalUnicast() || ip.IsPrivate()) {
+		return "", false
+	}
+	return net.JoinHostPort(ip6.String(), port), true
+}
+
+// announce4 is the IPv4 address STUN/TURN are announced at to a client
+// that reached the rendezvous over IPv6: --relay-ip, else the STUN listen
+// address (or the default route's source) when it is IPv4.
+func announce4(cfg RendezvousConfig) netip.Addr {
+	if a, err := relayAddress(cfg); err == nil && a.Is4() {
+		return a
+	}
+	return netip.Addr{}
 }
 
 // rfc5780Plan decides the STUN listen address and the RFC 5780 alternate

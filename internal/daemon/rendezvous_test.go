@@ -66,3 +66,33 @@ func TestSameListen(t *testing.T) {
 		}
 	}
 }
+
+// Where the rendezvous serves STUN/TURN over IPv6 beside its IPv4 listen
+// address: nothing more for a dual-stack wildcard, a second listener for
+// an IPv4 address meant for the world (or when IPv6 was asked for), and
+// no IPv6 at all for loopback or a LAN address unless asked.
+func TestSecondListen6(t *testing.T) {
+	ip6 := netip.MustParseAddr("2001:db8::10")
+	for _, tt := range []struct {
+		listen   string
+		explicit bool
+		want     string
+		ok       bool
+	}{
+		{":3478", false, "", true},
+		{"[::]:3478", false, "", true},
+		{"0.0.0.0:3478", false, "[2001:db8::10]:3478", true},
+		{"203.0.113.10:3478", false, "[2001:db8::10]:3478", true},
+		{"198.18.0.2:3478", false, "[2001:db8::10]:3478", true},
+		{"127.0.0.1:3478", false, "", false},
+		{"192.168.1.2:3478", false, "", false},
+		{"192.168.1.2:3478", true, "[2001:db8::10]:3478", true},
+		{"[2001:db8::20]:3478", false, "", false},
+		{"nonsense", false, "", false},
+	} {
+		got, ok := secondListen6(tt.listen, ip6, tt.explicit)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("secondListen6(%q, explicit %v) = %q, %v; want %q, %v", tt.listen, tt.explicit, got, ok, tt.want, tt.ok)
+		}
+	}
+}

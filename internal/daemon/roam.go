@@ -18,7 +18,7 @@ func (d *daemon) watchNetwork(bind *tunnel.Bind) *netwatch.Watcher {
 		OnChange: func(before, after netwatch.Snapshot) {
 			ip, moved := bind.RefreshLocal()
 			log.Info("network changed; restarting ICE with fresh candidates", "before", before.String(), "after", after.String(),
-				"host_candidate", addrString(ip), "host_address_changed", moved)
+				"host_candidate", addrString(ip), "host_address_changed", moved, "host_candidate6", addrString(bind.LocalAddr6()))
 			// The rendezvous connection may be from an address that is
 			// gone, and the restart's signals need it.
 			if rv := d.rv.Load(); rv != nil {

@@ -118,7 +118,14 @@ func candidate(c icepeer.Candidate) *control.Candidate {
 	if c.IsZero() {
 		return nil
 	}
-	return &control.Candidate{Type: c.Type.String(), Address: c.Addr.String(), RelayProtocol: c.RelayProtocol}
+	out := &control.Candidate{Type: c.Type.String(), Address: c.Addr.String(), RelayProtocol: c.RelayProtocol}
+	if c.RelayProtocol != "" {
+		out.RelayFamily = "ipv4"
+		if c.RelayOver6 {
+			out.RelayFamily = "ipv6"
+		}
+	}
+	return out
 }
 
 // viaPortMapping reports whether a direct path goes through a gateway's

@@ -10,6 +10,7 @@
 package icemux
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/stun/v4"
 	"github.com/punchd/punchd/internal/pionlog"
 )
 
@@ -34,9 +36,12 @@ func NewUDPMux(conn net.PacketConn, logger *slog.Logger) (ice.UniversalUDPMux, e
 }
 
 // NewDualUDPMux is NewUDPMux with IPv6 host candidates from conn6 (the
-// Bind's STUNConn6) when its address is a specific one; nil or unspecified
-// conn6 leaves ICE on IPv4. Server-reflexive candidates stay IPv4: the
-// point of IPv6 here is that it needs no translation.
+// Bind's STUNConn6) whenever its address is a specific one: the address
+// is read at each gathering, so a global IPv6 address the host gets after
+// start (or loses) is offered (or withdrawn) at the next ICE restart. A
+// nil conn6 leaves ICE on IPv4. Server-reflexive candidates stay IPv4:
+// the point of IPv6 here is that it needs no translation, so a
+// server-reflexive IPv6 address would be the host candidate again.
 func NewDualUDPMux(conn, conn6 net.PacketConn, logger *slog.Logger) (ice.UniversalUDPMux, error) {
 	if conn == nil {
 		return nil, errors.New("ICE UDP mux: no socket given")
@@ -67,10 +72,19 @@ func NewDualUDPMux(conn, conn6 net.PacketConn, logger *slog.Logger) (ice.Univers
 	})
 	m := &followingMux{UniversalUDPMux: inner, conn: conn, bound: addr}
 	if conn6 != nil {
-		if a6, ok := conn6.LocalAddr().(*net.UDPAddr); ok && !a6.IP.IsUnspecified() && a6.IP.To4() == nil {
-			m.v6 = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn6, Logger: pionlog.New(log).NewLogger("udpmux6")})
-			m.conn6, m.bound6 = conn6, a6
+		a6, ok := conn6.LocalAddr().(*net.UDPAddr)
+		if !ok || a6.IP.To4() != nil {
+			return nil, fmt.Errorf("ICE UDP mux: IPv6 socket address %v is not IPv6 UDP", conn6.LocalAddr())
+		}
+		// On the unspecified address (no global IPv6 yet) pion's mux
+		// takes any address in GetConn; the candidates' address is
+		// ours (GetListenAddresses) either way.
+		m.v6 = ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: conn6, Logger: pionlog.New(log).NewLogger("udpmux6")})
+		m.conn6, m.bound6 = conn6, a6
+		if m.addr6() != nil {
 			log.Info("ICE offers IPv6 host candidates", "addr", a6.String())
+		} else {
+			log.Info("no global IPv6 address yet; ICE offers IPv6 host candidates once there is one")
 		}
 	}
 	return m, nil
@@ -99,12 +113,21 @@ type followingMux struct {
 
 func (m *followingMux) GetListenAddresses() []net.Addr {
 	addrs := []net.Addr{m.conn.LocalAddr()}
-	if m.v6 != nil {
-		if a, ok := m.conn6.LocalAddr().(*net.UDPAddr); ok && !a.IP.IsUnspecified() {
-			addrs = append(addrs, a)
-		}
+	if a := m.addr6(); a != nil {
+		addrs = append(addrs, a)
 	}
 	return addrs
+}
+
+// addr6 is the IPv6 host candidates' address now, nil while there is none.
+func (m *followingMux) addr6() *net.UDPAddr {
+	if m.v6 == nil {
+		return nil
+	}
+	if a, ok := m.conn6.LocalAddr().(*net.UDPAddr); ok && !a.IP.IsUnspecified() && a.IP.To4() == nil {
+		return a
+	}
+	return nil
 }
 
 func (m *followingMux) GetConn(ufrag string, addr net.Addr) (net.PacketConn, error) {
@@ -137,6 +160,28 @@ func (m *followingMux) SrflxOnly() ice.UniversalUDPMux { return srflxMux{m} }
 type srflxMux struct{ *followingMux }
 
 func (s srflxMux) GetListenAddresses() []net.Addr { return []net.Addr{s.conn.LocalAddr()} }
+
+// errSrflx6 answers pion's server-reflexive gathering toward an IPv6
+// STUN server (it pairs every URL with every listen address): the mux's
+// listen address is IPv4, and an answer would arrive on the IPv6 socket.
+var errSrflx6 = fmt.Errorf("%w: server-reflexive candidates are gathered over IPv4 only", pionlog.ErrExpected)
+
+func (s srflxMux) GetXORMappedAddr(server net.Addr, timeout time.Duration) (*stun.XORMappedAddress, error) {
+	return s.GetXORMappedAddrContext(context.Background(), server, timeout)
+}
+
+// GetXORMappedAddrContext is what pion calls when the mux has it.
+func (s srflxMux) GetXORMappedAddrContext(ctx context.Context, server net.Addr, timeout time.Duration) (*stun.XORMappedAddress, error) {
+	if ua, ok := server.(*net.UDPAddr); ok && ua.IP.To4() == nil {
+		return nil, errSrflx6
+	}
+	if c, ok := s.UniversalUDPMux.(interface {
+		GetXORMappedAddrContext(context.Context, net.Addr, time.Duration) (*stun.XORMappedAddress, error)
+	}); ok {
+		return c.GetXORMappedAddrContext(ctx, server, timeout)
+	}
+	return s.UniversalUDPMux.GetXORMappedAddr(server, timeout)
+}
 
 func (m *followingMux) GetConnForURL(ufrag, url string, _ net.Addr) (net.PacketConn, error) {
 	return m.UniversalUDPMux.GetConnForURL(ufrag, url, m.bound)

@@ -95,7 +95,14 @@ func (p *Peer) newAgent(gen uint64) (*attempt, error) {
 		ice.WithCandidateTypes(types),
 		// TURN over TCP and TLS reach a relay when UDP is blocked; the
 		// relayed candidate itself is UDP either way.
-		ice.WithTURNTransportProtocols([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeTCP4}),
+		// UDP over IPv6 too, to the rendezvous' IPv6 URLs: a host whose
+		// IPv4 UDP is blocked (or that has IPv6 only) still reaches the
+		// relay. The relayed address is IPv4 either way (see
+		// turnclient.ipv4Relay), so it pairs with every peer's IPv4
+		// candidates. Not TCP over IPv6: one more allocation per agent
+		// for networks that block UDP on both families and pass TCP on
+		// IPv6, which are rare.
+		ice.WithTURNTransportProtocols([]ice.NetworkType{ice.NetworkTypeUDP4, ice.NetworkTypeTCP4, ice.NetworkTypeUDP6}),
 		ice.WithMulticastDNSMode(ice.MulticastDNSModeDisabled),
 		ice.WithCheckInterval(checkInterval),
 		ice.WithKeepaliveInterval(keepaliveInterval),
@@ -316,6 +323,9 @@ func pathFor(a *attempt, local, remote ice.Candidate) Path {
 		// TCP-in-TCP through a TURN-over-TCP relay is far slower than
 		// TURN over UDP; status says which one carries the tunnel.
 		path.Local.RelayProtocol = rc.RelayProtocol()
+		if rel := rc.RelatedAddress(); rel != nil && a.net != nil {
+			path.Local.RelayOver6 = a.net.Over6(rc.RelayProtocol(), rel.Port)
+		}
 		// Over UDP, the relay shortcut: the related address is the TURN
 		// client socket's own.
 		if rel := rc.RelatedAddress(); rel != nil && a.net != nil && rc.RelayProtocol() == "udp" {

@@ -24,6 +24,10 @@ type Candidate struct {
 	// server: "udp", "tcp" or "tls"; empty otherwise (and for remote
 	// candidates, whose transport the peer does not signal).
 	RelayProtocol string
+	// RelayOver6 says a local relay candidate reaches its TURN server
+	// over IPv6 (its related address, the TURN client's socket, is IPv6),
+	// whatever the family of the relayed address itself.
+	RelayOver6 bool
 }
 
 // Path is what ICE selected for a peer; the zero Path means none.

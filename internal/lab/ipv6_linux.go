@@ -81,3 +81,43 @@ func (l *Lab) attach6(ctx context.Context, h *Host, r *Router, ifname string, k 
 	l.mu.Unlock()
 	return nil
 }
+
+// RemoveIPv6 takes h's global IPv6 address and IPv6 default route away
+// (its LAN keeps IPv6): a host on an IPv4-only network, or one whose
+// IPv6 comes later (AddIPv6).
+func (l *Lab) RemoveIPv6(ctx context.Context, h *Host) error {
+	l.mu.Lock()
+	a, ifname := h.Addr6, fmt.Sprintf("eth%d", h.moves)
+	l.mu.Unlock()
+	if !a.IsValid() {
+		return fmt.Errorf("lab: %s has no IPv6 address", h.Name)
+	}
+	if err := runAll(ctx,
+		[]string{"ip", "-n", h.NS, "-6", "route", "del", "default"},
+		[]string{"ip", "-n", h.NS, "-6", "addr", "del", a.String() + "/64", "dev", ifname},
+	); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	h.Addr6 = netip.Addr{}
+	l.mu.Unlock()
+	return nil
+}
+
+// AddIPv6 gives h, behind a router of a lab with IPv6, the global IPv6
+// address of its place on the LAN (as RemoveIPv6 took it away, or as a
+// router's advertisement would give it late).
+func (l *Lab) AddIPv6(ctx context.Context, h *Host) error {
+	l.mu.Lock()
+	r, ifname := h.Router, fmt.Sprintf("eth%d", h.moves)
+	k := 0
+	if r != nil {
+		// The host's IPv4 place on the LAN names its IPv6 one.
+		k = int(h.Addr.As4()[3]) - int(r.gateway().As4()[3])
+	}
+	l.mu.Unlock()
+	if r == nil || !r.LAN6.IsValid() {
+		return fmt.Errorf("lab: %s is not behind a router with IPv6", h.Name)
+	}
+	return l.attach6(ctx, h, r, ifname, k)
+}

@@ -94,7 +94,13 @@ func snapshot(h *netlink.Handle, exclude []string) (Snapshot, error) {
 		if !ok || ip.IsLinkLocalUnicast() || ip.IsLoopback() {
 			continue
 		}
-		s.Addrs = append(s.Addrs, name+" "+a.IPNet.String())
+		entry := name + " " + a.IPNet.String()
+		if a.Flags&unix.IFA_F_TENTATIVE != 0 {
+			// An IPv6 address in duplicate address detection is no
+			// source yet: its end is a change too.
+			entry += " tentative"
+		}
+		s.Addrs = append(s.Addrs, entry)
 	}
 	routes, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Table: unix.RT_TABLE_MAIN}, netlink.RT_FILTER_TABLE)
 	if err != nil {

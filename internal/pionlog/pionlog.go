@@ -52,12 +52,17 @@ func (l pionLogger) Debugf(format string, args ...any) {
 }
 func (l pionLogger) Info(msg string)                  { l.logf(slog.LevelDebug, "%s", msg) }
 func (l pionLogger) Infof(format string, args ...any) { l.logf(slog.LevelDebug, format, args...) }
-func (l pionLogger) Warn(msg string)                  { l.logf(slog.LevelWarn, "%s", msg) }
+func (l pionLogger) Warn(msg string)                  { l.logf(warnLevel(msg), "%s", msg) }
 func (l pionLogger) Warnf(format string, args ...any) {
 	l.logf(warnLevel(format, args...), format, args...)
 }
 func (l pionLogger) Error(msg string)                  { l.logf(slog.LevelError, "%s", msg) }
 func (l pionLogger) Errorf(format string, args ...any) { l.logf(slog.LevelError, format, args...) }
+
+// ErrExpected is wrapped by errors that our code returns to pion in
+// normal operation and that pion logs as warnings: such a warning becomes
+// a debug line.
+var ErrExpected = errors.New("expected")
 
 // perPacket tells the debug lines pion/turn's server writes for every
 // relayed datagram (four per packet and direction). At debug level they
@@ -79,8 +84,20 @@ func perPacket(format string) bool {
 // normal operation (checks start before the first candidate arrives;
 // closing an agent ends its candidates' reads with a closed pipe). At warn
 // level they would teach users to ignore warnings.
+//
+// ErrExpected marks errors of our own code under pion that it logs as
+// warnings although they are normal (see icemux).
 func warnLevel(format string, args ...any) slog.Level {
+	if len(args) > 0 {
+		if err, ok := args[len(args)-1].(error); ok && errors.Is(err, ErrExpected) {
+			return slog.LevelDebug
+		}
+	}
 	switch {
+	// icemux's IPv6 mux sits on the unspecified address until the host
+	// has a global IPv6 address; its candidates' address is icemux's.
+	case strings.HasPrefix(format, "UDPMuxDefault should not listening on unspecified address"):
+		return slog.LevelDebug
 	case strings.HasPrefix(format, "Failed to ping without candidate pairs"):
 		return slog.LevelDebug
 	case strings.HasPrefix(format, "Failed to read from candidate") && len(args) > 0:

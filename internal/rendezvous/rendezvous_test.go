@@ -7,8 +7,12 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -370,4 +374,47 @@ func mustSeal(t testing.TB, s *sealed.Sealer, to identity.PublicKey, payload []b
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A client that dialed an IP literal is also told the STUN/TURN host's
+// address of the other family; one that dialed a name is not (the name
+// stands for both). TLS stays on what the client dialed (its certificate).
+func TestICEServersBothFamilies(t *testing.T) {
+	v4, v6 := netip.MustParseAddr("198.51.100.7"), netip.MustParseAddr("2001:db8::7")
+	for _, tt := range []struct {
+		name, host string
+		want       []string
+	}{
+		{"dialed IPv4", "198.51.100.7:8478", []string{
+			"stun:198.51.100.7:3478", "stun:[2001:db8::7]:3478",
+			"turn:198.51.100.7:3478?transport=udp", "turn:[2001:db8::7]:3478?transport=udp",
+			"turn:198.51.100.7:3478?transport=tcp", "turn:[2001:db8::7]:3478?transport=tcp",
+			"turns:198.51.100.7:5349?transport=tcp"}},
+		{"dialed IPv6", "[2001:db8::7]:8478", []string{
+			"stun:[2001:db8::7]:3478", "stun:198.51.100.7:3478",
+			"turn:[2001:db8::7]:3478?transport=udp", "turn:198.51.100.7:3478?transport=udp",
+			"turn:[2001:db8::7]:3478?transport=tcp", "turn:198.51.100.7:3478?transport=tcp",
+			"turns:[2001:db8::7]:5349?transport=tcp"}},
+		{"dialed a name", "rv.example:8478", []string{
+			"stun:rv.example:3478", "turn:rv.example:3478?transport=udp",
+			"turn:rv.example:3478?transport=tcp", "turns:rv.example:5349?transport=tcp"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := NewServer(ServerConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), STUNPort: 3478, Addr4: v4, Addr6: v6,
+				TURN: &TURNConfig{Secret: "s", UDPPort: 3478, TCPPort: 3478, TLSPort: 5349, TTL: time.Hour}})
+			defer s.Close()
+			got := s.iceServers(tt.host, newKey(t).PublicKey())
+			var urls []string
+			for _, g := range got {
+				urls = append(urls, g.URL)
+			}
+			if !slices.Equal(urls, tt.want) {
+				t.Fatalf("ICE servers\n%q\nwant\n%q", urls, tt.want)
+			}
+			// All of them survive the daemon's sanity check.
+			if kept, refused := signalwire.SaneICEServers(got); len(kept) != len(got) {
+				t.Fatalf("the daemon keeps %d of %d: %v", len(kept), len(got), refused)
+			}
+		})
+	}
 }

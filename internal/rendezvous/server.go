@@ -39,6 +39,11 @@ type ServerConfig struct {
 	ICEServers []string
 	// TURN, when set, is announced with per-peer credentials.
 	TURN *TURNConfig
+	// Addr4 and Addr6 are the STUN/TURN host's addresses by family. A
+	// client that dialed an IP literal is also told the other family's
+	// address (a daemon whose IPv4 UDP is blocked reaches the relay over
+	// IPv6); a host name stands for both, resolved by the client.
+	Addr4, Addr6 netip.Addr
 
 	MaxFrameBytes int // largest frame a client may send; default 64 KiB
 	// Frames waiting for a slow recipient are bounded per recipient
@@ -1193,9 +1198,20 @@ func (s *Server) iceServers(reqHost string, id identity.PublicKey) []signalwire.
 	if host == "" || len(s.cfg.ICEServers) > 0 {
 		return out
 	}
-	hp := func(port int) string { return net.JoinHostPort(host, strconv.Itoa(port)) }
+	hosts := []string{host}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		switch ip = ip.Unmap(); {
+		case ip.Is4() && s.cfg.Addr6.IsValid():
+			hosts = append(hosts, s.cfg.Addr6.String())
+		case ip.Is6() && s.cfg.Addr4.IsValid():
+			hosts = append(hosts, s.cfg.Addr4.String())
+		}
+	}
+	hp := func(h string, port int) string { return net.JoinHostPort(h, strconv.Itoa(port)) }
 	if s.cfg.STUNPort > 0 {
-		out = append(out, signalwire.ICEServer{URL: "stun:" + hp(s.cfg.STUNPort)})
+		for _, h := range hosts {
+			out = append(out, signalwire.ICEServer{URL: "stun:" + hp(h, s.cfg.STUNPort)})
+		}
 	}
 	if t := s.cfg.TURN; t != nil {
 		// coturn's REST format (username "expiry:id", password
@@ -1211,9 +1227,15 @@ func (s *Server) iceServers(reqHost string, id identity.PublicKey) []signalwire.
 				out = append(out, signalwire.ICEServer{URL: url, Username: user, Credential: pass})
 			}
 		}
-		add(t.UDPPort, "turn:"+hp(t.UDPPort)+"?transport=udp")
-		add(t.TCPPort, "turn:"+hp(t.TCPPort)+"?transport=tcp")
-		add(t.TLSPort, "turns:"+hp(t.TLSPort)+"?transport=tcp")
+		for _, h := range hosts {
+			add(t.UDPPort, "turn:"+hp(h, t.UDPPort)+"?transport=udp")
+		}
+		for _, h := range hosts {
+			add(t.TCPPort, "turn:"+hp(h, t.TCPPort)+"?transport=tcp")
+		}
+		// TLS on the name the client dialed only: the certificate is
+		// for that.
+		add(t.TLSPort, "turns:"+hp(host, t.TLSPort)+"?transport=tcp")
 	}
 	return out
 }

@@ -33,3 +33,10 @@ var testNet1 = netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, 1}), 9)
 // DefaultSource is the IPv4 source address of the default route, the
 // zero Addr without one.
 func DefaultSource() netip.Addr { return Source(testNet1) }
+
+// testNet6 is in the IPv6 documentation prefix: never a real destination.
+var testNet6 = netip.AddrPortFrom(netip.MustParseAddr("2001:db8::1"), 9)
+
+// DefaultSource6 is the source address of the IPv6 default route, or the
+// zero Addr without one.
+func DefaultSource6() netip.Addr { return Source(testNet6) }

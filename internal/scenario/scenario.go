@@ -53,6 +53,9 @@ type Options struct {
 	// IPv6 gives the lab routed IPv6 on the internet and every LAN,
 	// behind stateful firewalls (lab.Options.IPv6).
 	IPv6 bool
+	// NoIPv6B starts B without its IPv6 address (its LAN has IPv6 all the
+	// same): an IPv4-only host, or one given IPv6 later (Lab.AddIPv6).
+	NoIPv6B bool
 	// LogLevel of the rendezvous and both daemons; "" is debug, which
 	// tests want. Benchmarks use info, as users run them.
 	LogLevel string
@@ -180,6 +183,11 @@ func Start(ctx context.Context, opts Options) (_ *Run, err error) {
 	hostA, hostB, err := r.addHosts()
 	if err != nil {
 		return nil, err
+	}
+	if opts.NoIPv6B {
+		if err := l.RemoveIPv6(ctx, hostB); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.startRendezvous(ctx); err != nil {
 		return nil, err

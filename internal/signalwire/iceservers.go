@@ -12,8 +12,10 @@ import (
 // connections, to any host it likes, by the thousand. So a list is cut to
 // a few well-formed entries before anything uses it.
 const (
-	MaxSTUNServers = 4   // STUN servers taken from one registration
-	MaxTURNServers = 4   // TURN servers taken from one registration
+	MaxSTUNServers = 4 // STUN servers taken from one registration
+	// MaxTURNServers fits a rendezvous with IPv4 and IPv6 that offers
+	// TURN over UDP, TCP and TLS on each family.
+	MaxTURNServers = 6
 	maxICEURL      = 256 // bytes of one URL
 	maxICESecret   = 256 // bytes of a user name or credential
 )

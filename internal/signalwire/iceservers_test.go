@@ -29,7 +29,7 @@ func TestSaneICEServers(t *testing.T) {
 	}{
 		{"ordinary", []ICEServer{{URL: "stun:rv.example:3478"}, turn("turn:rv.example:3478?transport=udp"), turn("turns:rv.example:5349?transport=tcp")}, 3, 0},
 		{"thousands of STUN", stunN(5000), 4, 10},
-		{"five TURN", turnN(5), 4, 1},
+		{"seven TURN", turnN(7), 6, 1},
 		{"four of each", append(stunN(4), turnN(4)...), 8, 0},
 		{"http scheme", []ICEServer{{URL: "http://192.0.2.1/"}}, 0, 1},
 		{"stuns scheme", []ICEServer{{URL: "stuns:192.0.2.1:5349"}}, 0, 1},

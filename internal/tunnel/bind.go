@@ -86,6 +86,7 @@ type Bind struct {
 	sendPool   sync.Pool       // *sendBuffers
 	gsoBatches sync.Pool       // *udpbatch.Batch
 	gso        udpbatch.Writer // the shared socket's
+	gso6       udpbatch.Writer // the IPv6 socket's
 	relayGSO   udpbatch.Writer // the TURN client sockets' (relay shortcut)
 }
 
@@ -96,10 +97,14 @@ type relayPacket struct {
 
 // socket is one Open's socket; replaced on every Open.
 type socket struct {
-	udp    *net.UDPConn
-	udp6   *net.UDPConn     // nil without IPv6 (bind6.go)
-	pc     *ipv4.PacketConn // for batched writes
-	rd     *udpbatch.Reader // for batched reads, by the one socket receiver
+	udp  *net.UDPConn
+	udp6 *net.UDPConn     // nil without IPv6 (bind6.go)
+	pc   *ipv4.PacketConn // for batched writes
+	rd   *udpbatch.Reader // for batched reads, by the one socket receiver
+	// The IPv6 socket's, as pc and rd (x/net's batch calls take either
+	// family); nil without it.
+	pc6    *ipv4.PacketConn
+	rd6    *udpbatch.Reader
 	port   uint16
 	closed chan struct{}
 }
@@ -127,6 +132,7 @@ func NewBind(log *slog.Logger, opts BindOptions) *Bind {
 	}
 	b.sendPool.New = func() any { return newSendBuffers() }
 	b.gso = udpbatch.Writer{Log: log, What: "tunnel"}
+	b.gso6 = udpbatch.Writer{Log: log, What: "tunnel (IPv6)"}
 	b.relayGSO = udpbatch.Writer{Log: log, What: "TURN channel"}
 	return b
 }
@@ -172,13 +178,9 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		b.openIPv6(s)
 	}
 	b.sock.Store(s)
-	recv := b.receiveSocket(s)
-	if enableGRO(udp) {
-		recv = b.receiveGRO(s)
-	}
-	fns := []conn.ReceiveFunc{recv, b.receiveRelay(s)}
+	fns := []conn.ReceiveFunc{b.receiver(side{s: s, udp: udp, rd: rd, stun: b.stun}), b.receiveRelay(s)}
 	if s.udp6 != nil {
-		fns = append(fns, b.receive6(s))
+		fns = append(fns, b.receiver(side{s: s, udp: s.udp6, rd: s.rd6, stun: b.stun6}))
 	}
 	return fns, s.port, nil
 }
@@ -215,7 +217,10 @@ func (b *Bind) Close() error {
 // alone does not, because wireguard-go closes and reopens the Bind on
 // port changes and the mux must survive those. Device.Close calls it;
 // call it yourself only for a Bind that no Device owns. Idempotent.
-func (b *Bind) Shutdown() { b.stun.shutdown() }
+func (b *Bind) Shutdown() {
+	b.stun.shutdown()
+	b.stun6.shutdown()
+}
 
 // SetMark is not needed: punchd routes only the overlay into the TUN.
 func (b *Bind) SetMark(uint32) error { return nil }
@@ -262,7 +267,8 @@ func (b *Bind) SetAdvertiseIP(ip netip.Addr) {
 
 // RefreshLocal recomputes the address STUNConn reports as local (the host
 // candidate) after the host's addresses or routes changed (a move from
-// Wi-Fi to LTE), and returns it and whether it changed. The socket is
+// Wi-Fi to LTE), and returns it and whether it changed; STUNConn6's too
+// (a global IPv6 address that came or went; see LocalAddr6). The socket is
 // bound to the wildcard address and needs nothing; only ICE's next
 // gathering announces the new address.
 func (b *Bind) RefreshLocal() (netip.Addr, bool) {
@@ -282,6 +288,16 @@ func (b *Bind) RefreshLocal() (netip.Addr, bool) {
 	return ip, old == nil || old.AddrPort().Addr().Unmap() != ip
 }
 
+// LocalAddr6 is the IPv6 host candidates' address (STUNConn6's), the
+// zero Addr while the host has no global IPv6 address.
+func (b *Bind) LocalAddr6() netip.Addr {
+	a, _ := b.stun6.LocalAddr().(*net.UDPAddr)
+	if a == nil || a.IP.IsUnspecified() {
+		return netip.Addr{}
+	}
+	return a.AddrPort().Addr()
+}
+
 // setExcludeInterface keeps name (our TUN) out of the advertised address.
 func (b *Bind) setExcludeInterface(name string) {
 	b.mu.Lock()
@@ -289,9 +305,27 @@ func (b *Bind) setExcludeInterface(name string) {
 	b.mu.Unlock()
 }
 
-// receiveSocket reads the shared socket in batches: WireGuard packets go to
-// the device, STUN to ICE, everything else is dropped.
-func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
+// side is one of an Open's two UDP sockets (IPv4, IPv6) as its receiver
+// reads it: STUN from it goes to its own stunConn (ICE's mux of that
+// family).
+type side struct {
+	s    *socket
+	udp  *net.UDPConn
+	rd   *udpbatch.Reader
+	stun *stunConn
+}
+
+// receiver reads d in batches, with UDP GRO when the kernel has it.
+func (b *Bind) receiver(d side) conn.ReceiveFunc {
+	if enableGRO(d.udp) {
+		return b.receiveGRO(d)
+	}
+	return b.receiveSocket(d)
+}
+
+// receiveSocket reads a socket in batches: WireGuard packets go to the
+// device, STUN to ICE, everything else is dropped.
+func (b *Bind) receiveSocket(d side) conn.ReceiveFunc {
 	msgs := make([]udpbatch.Message, batchSize)
 	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		for {
@@ -299,7 +333,7 @@ func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
 			for i := 0; i < n; i++ {
 				msgs[i].Buf = packets[i]
 			}
-			got, err := s.readBatch(msgs[:n])
+			got, err := d.readBatch(msgs[:n])
 			if err != nil {
 				return 0, err
 			}
@@ -307,7 +341,7 @@ func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
 			srcs := sources{byAddr: *b.byAddr.Load()}
 			for i := 0; i < got; i++ {
 				m := &msgs[i]
-				if b.sort(packets[i][:m.N], m.Addr, &srcs, packets[out], &sizes[out], &eps[out]) {
+				if b.sort(packets[i][:m.N], m.Addr, &srcs, d.stun, packets[out], &sizes[out], &eps[out]) {
 					out++
 				}
 			}
@@ -321,11 +355,11 @@ func (b *Bind) receiveSocket(s *socket) conn.ReceiveFunc {
 // readBatch reads the socket; after Close it says net.ErrClosed, which
 // tells wireguard-go to stop this receiver rather than retry. One
 // receiver at a time: the reader's state is the socket's.
-func (s *socket) readBatch(msgs []udpbatch.Message) (int, error) {
-	got, err := s.rd.Read(msgs)
+func (d side) readBatch(msgs []udpbatch.Message) (int, error) {
+	got, err := d.rd.Read(msgs)
 	if err != nil {
 		select {
-		case <-s.closed:
+		case <-d.s.closed:
 			return 0, net.ErrClosed
 		default:
 		}
@@ -358,10 +392,11 @@ func (s *sources) endpoint(from netip.AddrPort) conn.Endpoint {
 	return s.ep
 }
 
-// sort routes one received datagram: STUN to ICE; WireGuard into slot
-// (copied unless it is already there) with the endpoint of the peer whose
-// path it came from. It reports whether it filled the slot.
-func (b *Bind) sort(pkt []byte, from netip.AddrPort, srcs *sources, slot []byte, size *int, ep *conn.Endpoint) bool {
+// sort routes one received datagram: STUN to ICE (stun, the receiving
+// socket's); WireGuard into slot (copied unless it is already there) with
+// the endpoint of the peer whose path it came from. It reports whether it
+// filled the slot.
+func (b *Bind) sort(pkt []byte, from netip.AddrPort, srcs *sources, stun *stunConn, slot []byte, size *int, ep *conn.Endpoint) bool {
 	switch Classify(pkt) {
 	case KindWireGuard:
 		if &slot[0] != &pkt[0] {
@@ -372,7 +407,7 @@ func (b *Bind) sort(pkt []byte, from netip.AddrPort, srcs *sources, slot []byte,
 		return true
 	case KindSTUN:
 		// A fresh address per STUN packet: ICE keeps it.
-		b.stun.deliver(pkt, net.UDPAddrFromAddrPort(from))
+		stun.deliver(pkt, net.UDPAddrFromAddrPort(from))
 	case KindPunch:
 		if h := b.punch.Load(); h != nil {
 			(*h)(pkt, netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))

@@ -25,7 +25,7 @@ import (
 // DeviceConfig describes the tunnel interface.
 type DeviceConfig struct {
 	Interface  string
-	MTU        int // 0: 1420, WireGuard's usual for IPv4+IPv6 underlays
+	MTU        int // 0: DefaultMTU
 	PrivateKey identity.PrivateKey
 	ListenPort uint16 // 0: any free port
 	// Addresses carry the whole overlay's prefix length, so every peer is
@@ -57,7 +57,7 @@ func NewDevice(cfg DeviceConfig, bind *Bind) (_ *Device, err error) {
 		log = slog.Default()
 	}
 	if cfg.MTU == 0 {
-		cfg.MTU = 1420
+		cfg.MTU = DefaultMTU
 	}
 	if err := checkInterfaceName(cfg.Interface); err != nil {
 		return nil, err

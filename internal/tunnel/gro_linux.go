@@ -98,12 +98,12 @@ func segmentAt(data []byte, seg, off int) ([]byte, int) {
 }
 
 // receiveGRO is receiveSocket for a socket with UDP_GRO on.
-func (b *Bind) receiveGRO(s *socket) conn.ReceiveFunc {
+func (b *Bind) receiveGRO(d side) conn.ReceiveFunc {
 	g := newGROReader()
 	return func(packets [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		for {
 			if g.idx >= g.n {
-				got, err := s.readBatch(g.msgs)
+				got, err := d.readBatch(g.msgs)
 				if err != nil {
 					return 0, err
 				}
@@ -120,7 +120,7 @@ func (b *Bind) receiveGRO(s *socket) conn.ReceiveFunc {
 				for g.off < len(data) && out < len(packets) {
 					var pkt []byte
 					pkt, g.off = segmentAt(data, g.segs[g.idx], g.off)
-					if b.sort(pkt, m.Addr, &srcs, packets[out], &sizes[out], &eps[out]) {
+					if b.sort(pkt, m.Addr, &srcs, d.stun, packets[out], &sizes[out], &eps[out]) {
 						out++
 					}
 				}

@@ -171,9 +171,6 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	case addrEndpoint:
 		// Cookie replies to unknown sources and plain ip:port endpoints;
 		// rare, so building the address here is fine.
-		if !e.dst.Addr().Is4() {
-			return b.sendTo6(bufs, e.dst)
-		}
 		return b.sendTo(bufs, net.UDPAddrFromAddrPort(e.dst))
 	default:
 		return conn.ErrWrongEndpointType
@@ -196,9 +193,6 @@ func (b *Bind) sendRoute(bufs [][]byte, r *route) error {
 		}
 		return nil
 	}
-	if !r.Direct.Addr().Is4() {
-		return b.sendTo6(bufs, r.Direct)
-	}
 	return b.sendTo(bufs, r.dst)
 }
 
@@ -206,12 +200,19 @@ func errNoIPv6(dst netip.AddrPort) error {
 	return fmt.Errorf("send to %s: this host has no IPv6 tunnel socket (no IPv6?)", dst)
 }
 
-// sendTo writes bufs to addr on the shared socket in batches: with UDP GSO
-// when the kernel takes it (see gso.go), else one sendmmsg per batch.
+// sendTo writes bufs to addr on the shared socket (the IPv6 one for an
+// IPv6 address) in batches: with UDP GSO when the kernel takes it (see
+// gso.go), else one sendmmsg per batch.
 func (b *Bind) sendTo(bufs [][]byte, addr *net.UDPAddr) error {
 	s := b.sock.Load()
 	if s == nil {
 		return errNoSocket
+	}
+	if addr.IP.To4() == nil {
+		if s.pc6 == nil {
+			return errNoIPv6(addr.AddrPort())
+		}
+		return b.sendBatched(s.pc6, &b.gso6, bufs, addr, 0)
 	}
 	return b.sendBatched(s.pc, &b.gso, bufs, addr, 0)
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"sync"
 
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
@@ -24,12 +25,62 @@ import (
 // The TURN client sockets are also where the relay shortcut lives: each is
 // a turnSocket that hands relayed tunnel packets to deliver directly (see
 // turnsock.go), and Channel finds them again for the selected pair.
+//
+// A TURN client socket over IPv6 gets an IPv4 relayed address (see
+// ipv4Relay), so that the relay candidate pairs with IPv4-only peers.
 type Net struct {
 	*stdnet.Net
 	deliver func([]byte)
 	log     *slog.Logger // for the TURN client sockets; may be nil
 	sockets turnSockets
+
+	mu    sync.Mutex
+	over6 map[relayBase]bool // TURN client sockets on IPv6
 }
+
+// relayBase names a TURN client socket: "udp" or "tcp", local port.
+type relayBase struct {
+	network string
+	port    int
+}
+
+// ipv4Relay is the local address a TURN client socket on IPv6 shows pion:
+// the IPv4 wildcard with the socket's port. pion/turn's client asks for a
+// relayed address of its socket's family (REQUESTED-ADDRESS-FAMILY IPv6
+// from an IPv6 socket), and pion/ice gives it no other choice when it
+// gathers UDP4 and UDP6 candidates; an IPv6 relayed address would pair
+// with nothing of a peer that has IPv4 only. Shown an IPv4 address, the
+// client asks for nothing and gets an IPv4 relay (RFC 6156's default),
+// which pairs with every peer's IPv4 candidates and relays, while the
+// socket itself talks to the server over IPv6. The cost: the relay
+// candidate's related address reads 0.0.0.0 (its port stays true, which
+// is what Channel and Over6 look up).
+func ipv4Relay(port int) *net.UDPAddr { return &net.UDPAddr{IP: net.IPv4zero, Port: port} }
+
+// Over6 reports whether the relay candidate whose related port is
+// localPort reaches its TURN server over IPv6; protocol is the
+// candidate's relay protocol ("udp", "tcp" or "tls").
+func (n *Net) Over6(protocol string, localPort int) bool {
+	network := "tcp"
+	if protocol == "udp" {
+		network = "udp"
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.over6[relayBase{network, localPort}]
+}
+
+func (n *Net) markOver6(network string, port int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.over6 == nil {
+		n.over6 = make(map[relayBase]bool)
+	}
+	n.over6[relayBase{network, port}] = true
+}
+
+// isIPv6 reports whether a is a true IPv6 address (not IPv4-mapped).
+func isIPv6(ip net.IP) bool { return ip.To4() == nil && ip.To16() != nil }
 
 // NewNet returns the network for one agent; deliver (may be nil) gets the
 // tunnel packets relayed to it, as icepeer's OnRelayPacket. log (may be
@@ -67,6 +118,10 @@ func (n *Net) ListenPacket(network, address string) (net.PacketConn, error) {
 		return nil, err
 	}
 	s.log = n.log
+	if la := uc.LocalAddr().(*net.UDPAddr); isIPv6(la.IP) {
+		s.shown = ipv4Relay(la.Port)
+		n.markOver6("udp", la.Port)
+	}
 	n.sockets.add(s)
 	return s, nil
 }
@@ -99,14 +154,28 @@ func (n *Net) DialTCP(network string, laddr, raddr *net.TCPAddr) (transport.TCPC
 	if err != nil {
 		return nil, err
 	}
-	return &batchedTCP{TCPConn: c, b: batchconn.New(c, false)}, nil
+	bc := &batchedTCP{TCPConn: c, b: batchconn.New(c, false)}
+	if la, ok := c.LocalAddr().(*net.TCPAddr); ok && isIPv6(la.IP) {
+		// As ipv4Relay, for TURN over TCP (and TLS) on IPv6.
+		bc.shown = &net.TCPAddr{IP: net.IPv4zero, Port: la.Port}
+		n.markOver6("tcp", la.Port)
+	}
+	return bc, nil
 }
 
 // batchedTCP is a TCP connection to a TURN server with coalesced writes;
 // the TCP-only methods reach the socket.
 type batchedTCP struct {
 	transport.TCPConn
-	b *batchconn.Conn
+	b     *batchconn.Conn
+	shown *net.TCPAddr // LocalAddr over IPv6 (see ipv4Relay); nil: the true one
+}
+
+func (c *batchedTCP) LocalAddr() net.Addr {
+	if c.shown != nil {
+		return c.shown
+	}
+	return c.TCPConn.LocalAddr()
 }
 
 func (c *batchedTCP) Read(p []byte) (int, error)  { return c.b.Read(p) }

@@ -58,6 +58,7 @@ type turnSocket struct {
 	in *udpbatch.Stream // read by pion's read loop only
 
 	server atomic.Pointer[net.UDPAddr] // where pion sends; set on its first write
+	shown  *net.UDPAddr                // LocalAddr on IPv6 (see ipv4Relay); nil: the true one
 
 	// Datagrams from anyone but the server are dropped: the socket's
 	// port is no secret (it is in the relay candidate's related address
@@ -253,6 +254,14 @@ type turnSockets struct {
 type channelKey struct {
 	port int
 	peer netip.AddrPort
+}
+
+// LocalAddr is what pion sees as the socket's address (see ipv4Relay).
+func (s *turnSocket) LocalAddr() net.Addr {
+	if s.shown != nil {
+		return s.shown
+	}
+	return s.UDPConn.LocalAddr()
 }
 
 func (t *turnSockets) add(s *turnSocket) {

@@ -125,26 +125,7 @@ func TestRelayShortcut(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { pc.Close() })
-	user, pass, err := turn.GenerateLongTermTURNRESTCredentials(secret, "peer", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := turn.NewClient(&turn.ClientConfig{
-		Conn: pc, TURNServerAddr: srv.Addr().String(), Username: user, Password: pass, Realm: turnserver.Realm,
-		Net: n, LoggerFactory: pionlog.New(quietLogger()),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(client.Close)
-	if err := client.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	relayConn, err := client.Allocate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { relayConn.Close() })
+	relayConn := allocate(t, pc, srv.Addr().String(), secret, n)
 
 	// Not the relay's own address: relays may not reach its low ports.
 	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2)})
@@ -411,3 +392,30 @@ func FuzzTurnSocketChannels(f *testing.F) {
 }
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// allocate makes a pion TURN client on pc (through n) and allocates a
+// relay at server, closed when the test ends.
+func allocate(t *testing.T, pc net.PacketConn, server, secret string, n *Net) net.PacketConn {
+	t.Helper()
+	user, pass, err := turn.GenerateLongTermTURNRESTCredentials(secret, "peer", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := turn.NewClient(&turn.ClientConfig{
+		Conn: pc, TURNServerAddr: server, Username: user, Password: pass, Realm: turnserver.Realm,
+		Net: n, LoggerFactory: pionlog.New(quietLogger()),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.Close)
+	if err := client.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	relayConn, err := client.Allocate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relayConn.Close() })
+	return relayConn
+}

@@ -92,6 +92,13 @@ func (r *rawTURN) roundTrip(m *stun.Message, timeout time.Duration) *stun.Messag
 // returns the answer's error code, 0 for success, -1 for no answer.
 func (r *rawTURN) request(method stun.Method, attrs ...stun.Setter) int {
 	r.t.Helper()
+	code, _ := r.requestAnswer(method, attrs...)
+	return code
+}
+
+// requestAnswer is request that also returns a success answer.
+func (r *rawTURN) requestAnswer(method stun.Method, attrs ...stun.Setter) (int, *stun.Message) {
+	r.t.Helper()
 	for range 2 {
 		setters := []stun.Setter{stun.TransactionID, stun.NewType(method, stun.ClassRequest)}
 		setters = append(setters, attrs...)
@@ -102,10 +109,10 @@ func (r *rawTURN) request(method stun.Method, attrs ...stun.Setter) int {
 		setters = append(setters, stun.Fingerprint)
 		resp := r.roundTrip(stun.MustBuild(setters...), 2*time.Second)
 		if resp == nil {
-			return -1
+			return -1, nil
 		}
 		if resp.Type.Class == stun.ClassSuccessResponse {
-			return 0
+			return 0, resp
 		}
 		var code stun.ErrorCodeAttribute
 		if err := code.GetFrom(resp); err != nil {
@@ -117,9 +124,9 @@ func (r *rawTURN) request(method stun.Method, attrs ...stun.Setter) int {
 				continue
 			}
 		}
-		return int(code.Code)
+		return int(code.Code), nil
 	}
-	return int(stun.CodeUnauthorized)
+	return int(stun.CodeUnauthorized), nil
 }
 
 type reqTransport byte

@@ -40,15 +40,20 @@ const relayQueue = 8192
 // quarter of the server's CPU per relayed packet). pion still applies the
 // receiving allocation's permissions and channels to it, as it does for
 // any datagram its relay socket reads.
+//
+// With an IPv6 relay address (addIPv6) the generator also allocates IPv6
+// relays, for clients that ask for one (RFC 6156 REQUESTED-ADDRESS-FAMILY);
+// each family has its own port range generator and its own self.
 type relayGenerator struct {
-	turn.RelayAddressGeneratorPortRange
-	self netip.Addr
-	log  *slog.Logger
+	turn.RelayAddressGeneratorPortRange                                      // IPv4
+	v6                                  *turn.RelayAddressGeneratorPortRange // nil: no IPv6 relays
+	self, self6                         netip.Addr
+	log                                 *slog.Logger
 
-	mu     sync.Mutex                               // serializes writers of relays
-	relays atomic.Pointer[map[uint16]*guardedRelay] // by port; copied on write
-	bufs   sync.Pool                                // *[]byte for handed-over datagrams
-	closed RelayedBytes                             // of relays closed; under mu
+	mu     sync.Mutex                                       // serializes writers of relays
+	relays atomic.Pointer[map[netip.AddrPort]*guardedRelay] // by relayed address; copied on write
+	bufs   sync.Pool                                        // *[]byte for handed-over datagrams
+	closed RelayedBytes                                     // of relays closed; under mu
 }
 
 // RelayedBytes counts payload bytes relayed by TURN allocations, on the
@@ -71,7 +76,7 @@ func newRelayGenerator(relayIP netip.Addr, log *slog.Logger) *relayGenerator {
 		self: relayIP,
 		log:  orDefault(log),
 	}
-	empty := map[uint16]*guardedRelay{}
+	empty := map[netip.AddrPort]*guardedRelay{}
 	g.relays.Store(&empty)
 	g.bufs.New = func() any {
 		b := make([]byte, 0, 2048)
@@ -80,8 +85,42 @@ func newRelayGenerator(relayIP netip.Addr, log *slog.Logger) *relayGenerator {
 	return g
 }
 
+// addIPv6 lets the generator allocate IPv6 relays on ip, in the same port
+// range and under the same guard as the IPv4 ones.
+func (g *relayGenerator) addIPv6(ip netip.Addr) {
+	g.v6 = &turn.RelayAddressGeneratorPortRange{
+		RelayAddress: ip.AsSlice(),
+		Address:      "::",
+		MinPort:      relayMinPort,
+		MaxPort:      relayMaxPort,
+		MaxRetries:   50,
+	}
+	g.self6 = ip
+}
+
+// Validate checks both families' generators (pion calls it at start).
+func (g *relayGenerator) Validate() error {
+	if err := g.RelayAddressGeneratorPortRange.Validate(); err != nil {
+		return err
+	}
+	if g.v6 != nil {
+		return g.v6.Validate()
+	}
+	return nil
+}
+
+// errNoIPv6Relay: an IPv6 relay was asked for and --relay-ip6 is not set.
+var errNoIPv6Relay = errors.New("no IPv6 relay address configured (--relay-ip6)")
+
 func (g *relayGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (net.PacketConn, net.Addr, error) {
-	conn, addr, err := g.RelayAddressGeneratorPortRange.AllocatePacketConn(conf)
+	gen, self := &g.RelayAddressGeneratorPortRange, g.self
+	if conf.Network == "udp6" {
+		if g.v6 == nil {
+			return nil, nil, errNoIPv6Relay
+		}
+		gen, self = g.v6, g.self6
+	}
+	conn, addr, err := gen.AllocatePacketConn(conf)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -90,16 +129,16 @@ func (g *relayGenerator) AllocatePacketConn(conf turn.AllocateListenerConfig) (n
 	_, _ = sockbuf.Set(conn, sockbuf.Size)
 	ua, ok := addr.(*net.UDPAddr)
 	if !ok {
-		return &guardedRelay{PacketConn: conn, self: g.self}, addr, nil
+		return &guardedRelay{PacketConn: conn, self: self}, addr, nil
 	}
 	r := &guardedRelay{
 		PacketConn: conn,
-		self:       g.self,
+		self:       self,
 		gen:        g,
 		port:       uint16(ua.Port),
-		addr:       &net.UDPAddr{IP: g.self.AsSlice(), Port: ua.Port},
+		addr:       &net.UDPAddr{IP: self.AsSlice(), Port: ua.Port},
 	}
-	g.update(func(m map[uint16]*guardedRelay) { m[r.port] = r })
+	g.update(func(m map[netip.AddrPort]*guardedRelay) { m[r.key()] = r })
 	return r, addr, nil
 }
 
@@ -137,11 +176,11 @@ func (g *relayGenerator) relayed() RelayedBytes {
 
 // update changes the relay table, copied so that senders read it without
 // a lock.
-func (g *relayGenerator) update(fn func(map[uint16]*guardedRelay)) {
+func (g *relayGenerator) update(fn func(map[netip.AddrPort]*guardedRelay)) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	cur := *g.relays.Load()
-	next := make(map[uint16]*guardedRelay, len(cur)+1)
+	next := make(map[netip.AddrPort]*guardedRelay, len(cur)+1)
 	for k, v := range cur {
 		next[k] = v
 	}
@@ -173,6 +212,9 @@ type guardedRelay struct {
 	toPeers, fromPeers atomic.Uint64
 }
 
+// key is the relay's entry in its generator's table: its relayed address.
+func (c *guardedRelay) key() netip.AddrPort { return netip.AddrPortFrom(c.self, c.port) }
+
 type handedOver struct {
 	buf  *[]byte
 	from *net.UDPAddr
@@ -186,7 +228,7 @@ func (c *guardedRelay) WriteTo(p []byte, addr net.Addr) (int, error) {
 				return 0, errOwnService
 			}
 			if c.gen != nil {
-				if dst := (*c.gen.relays.Load())[ap.Port()]; dst != nil && dst != c {
+				if dst := (*c.gen.relays.Load())[netip.AddrPortFrom(c.self, ap.Port())]; dst != nil && dst != c {
 					c.toPeers.Add(uint64(len(p)))
 					dst.handOver(p, c.addr)
 					return len(p), nil
@@ -279,9 +321,9 @@ func (c *guardedRelay) take(p []byte, h handedOver) (int, net.Addr, error) {
 func (c *guardedRelay) Close() error {
 	if c.gen != nil {
 		c.closeOnce.Do(func() {
-			c.gen.update(func(m map[uint16]*guardedRelay) {
-				if m[c.port] == c {
-					delete(m, c.port)
+			c.gen.update(func(m map[netip.AddrPort]*guardedRelay) {
+				if m[c.key()] == c {
+					delete(m, c.key())
 				}
 				c.gen.closed.ToPeers += c.toPeers.Load()
 				c.gen.closed.FromPeers += c.fromPeers.Load()

@@ -15,8 +15,8 @@ func TestPeerFilter(t *testing.T) {
 	relay := netip.MustParseAddr("198.18.0.2")
 	own := []netip.Addr{relay, netip.MustParseAddr("10.0.0.5"), netip.MustParseAddr("192.0.43.7")}
 	allow := []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("198.18.0.0/15")}
-	filter := peerFilter(relay, own, allow, quietLogger())
-	strict := peerFilter(relay, own, nil, quietLogger())
+	filter := peerFilter([]netip.Addr{relay}, own, allow, quietLogger())
+	strict := peerFilter([]netip.Addr{relay}, own, nil, quietLogger())
 	client := &net.UDPAddr{IP: net.IPv4(198, 18, 0, 3), Port: 4000}
 	tests := []struct {
 		peer        string
@@ -217,7 +217,7 @@ func TestRelayToRelayHandOver(t *testing.T) {
 		}},
 		{"closed relay leaves the table", func(t *testing.T, a, b *guardedRelay, _ *net.UDPConn) {
 			b.Close()
-			if _, ok := (*a.gen.relays.Load())[b.port]; ok {
+			if _, ok := (*a.gen.relays.Load())[b.key()]; ok {
 				t.Fatal("closed relay still in the table")
 			}
 			if _, err := a.WriteTo([]byte("x"), b.addr); err != nil {

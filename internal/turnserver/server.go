@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -26,6 +27,11 @@ const Realm = "punchd"
 // addresses mean "not offered".
 type ServerConfig struct {
 	STUNListen string // UDP host:port: STUN, and TURN over UDP when TURNSecret is set
+	// STUNListen6 and TCPListen6 are second listeners for STUN and TURN
+	// over IPv6 ("[2001:db8::10]:3478"), for when STUNListen and
+	// TCPListen are bound to an IPv4 address (RFC 5780 needs that); a
+	// wildcard address (":3478") is dual-stack already. Empty: none.
+	STUNListen6, TCPListen6 string
 	// TURNSecret enables TURN with time-limited credentials in coturn's
 	// REST format (username "expiry:id", password base64 HMAC-SHA1 of the
 	// username under this secret), as `use-auth-secret` does.
@@ -38,7 +44,13 @@ type ServerConfig struct {
 	// signaling (see tlsmux). The Server closes it.
 	TLSListener net.Listener
 	// RelayIP is the address relays are allocated on and announced with.
+	// A client gets an IPv4 relay unless it asks for IPv6 (RFC 6156
+	// REQUESTED-ADDRESS-FAMILY), whichever family it reached us over:
+	// then every punchd peer's relay candidate pairs with every other's.
 	RelayIP netip.Addr
+	// RelayIP6 is where IPv6 relays are allocated, for clients that ask
+	// for one; invalid: such requests are refused.
+	RelayIP6 netip.Addr
 	// AllowPeers lists ranges relaying may reach although they are not
 	// globally reachable (private, CGNAT, loopback, documentation… see
 	// peerrange.go) or the server's own: a LAN, a lab.
@@ -69,6 +81,7 @@ type ServerConfig struct {
 // time-limited credentials the rendezvous hands to registered peers.
 type Server struct {
 	conn      net.PacketConn
+	conn6     net.PacketConn // STUNListen6's; nil without
 	listeners []net.Listener
 	streams   []*streamGuard
 	turn      *turn.Server
@@ -89,30 +102,31 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		if s.rfc5780 != nil {
 			s.rfc5780.closeOwn()
 		}
-		if s.conn != nil {
-			_ = s.conn.Close()
+		for _, c := range []net.PacketConn{s.conn, s.conn6} {
+			if c != nil {
+				_ = c.Close()
+			}
 		}
 		for _, l := range s.listeners {
 			_ = l.Close()
 		}
 		return nil, err
 	}
-	raw, err := net.ListenPacket("udp", cfg.STUNListen)
+	conn, err := listenUDP(cfg.STUNListen, "--stun-listen", log)
 	if err != nil {
-		return fail(listenError("STUN", "--stun-listen", cfg.STUNListen, err))
-	}
-	// Every relayed datagram crosses this socket twice when both peers
-	// are relayed; default buffers overflowed at 0.2 Gbit/s.
-	if got, err := sockbuf.Set(raw, sockbuf.Size); err != nil || got.Short(sockbuf.Size) {
-		log.Info("STUN/TURN socket buffers are small; relayed traffic will drop under load: "+sockbuf.Advice, "recv", got.Recv, "send", got.Send, "err", err)
-	}
-	// Batched reads and GSO writes under pion (see serverconn.go).
-	conn, err := newServerConn(raw.(*net.UDPConn), log)
-	if err != nil {
-		_ = raw.Close()
-		return fail(fmt.Errorf("STUN/TURN socket %s: %w", cfg.STUNListen, err))
+		return fail(err)
 	}
 	s.conn = conn
+	if cfg.STUNListen6 != "" {
+		// Port 0 is the primary's: one port for both families, as the
+		// rendezvous announces.
+		addr6 := samePort(cfg.STUNListen6, conn.LocalAddr())
+		c6, err := listenUDP(addr6, "--stun-listen (IPv6)", log)
+		if err != nil {
+			return fail(err)
+		}
+		s.conn6 = c6
+	}
 	s.stunLimit = newSTUNLimiter(cfg.STUNRate, cfg.STUNBurst, log)
 	var pionConn net.PacketConn = &limitedConn{PacketConn: conn, lim: s.stunLimit}
 	if cfg.AltIP.IsValid() {
@@ -134,16 +148,38 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		}
 		auth = turn.LongTermTURNRESTAuthHandler(cfg.TURNSecret, pionlog.New(log).NewLogger("turn-auth"))
 		s.relays = newRelayGenerator(cfg.RelayIP, log)
+		selves := []netip.Addr{cfg.RelayIP}
+		if cfg.RelayIP6.IsValid() {
+			if !cfg.RelayIP6.Is6() || cfg.RelayIP6.Is4In6() || cfg.RelayIP6.IsUnspecified() {
+				return fail(fmt.Errorf("--relay-ip6 %s is not an IPv6 address of this host", cfg.RelayIP6))
+			}
+			s.relays.addIPv6(cfg.RelayIP6)
+			selves = append(selves, cfg.RelayIP6)
+		}
 		relay = s.relays
-		perm = peerFilter(cfg.RelayIP, ownAddrs(), cfg.AllowPeers, log)
+		perm = peerFilter(selves, ownAddrs(), cfg.AllowPeers, log)
 		s.quotas = newQuotas(cfg.UserQuota, cfg.IPQuota)
 	}
 	pcc := []turn.PacketConnConfig{{PacketConn: pionConn, RelayAddressGenerator: relay, PermissionHandler: perm}}
+	if s.conn6 != nil {
+		// The same limiter: its buckets are per /64 for IPv6 sources.
+		pcc = append(pcc, turn.PacketConnConfig{PacketConn: &limitedConn{PacketConn: s.conn6, lim: s.stunLimit}, RelayAddressGenerator: relay, PermissionHandler: perm})
+	}
 	var lcs []turn.ListenerConfig
-	if turnOn && cfg.TCPListen != "" {
-		ln, err := net.Listen("tcp", cfg.TCPListen)
+	var tcp4 net.Addr // the TCP listener's, for TCPListen6's port 0
+	for _, addr := range []string{cfg.TCPListen, cfg.TCPListen6} {
+		if !turnOn || addr == "" {
+			continue
+		}
+		if tcp4 != nil {
+			addr = samePort(addr, tcp4)
+		}
+		ln, err := net.Listen("tcp", addr)
 		if err != nil {
-			return fail(listenError("TURN over TCP", "--turn-tcp-listen", cfg.TCPListen, err))
+			return fail(listenError("TURN over TCP", "--turn-tcp-listen", addr, err))
+		}
+		if tcp4 == nil {
+			tcp4 = ln.Addr()
 		}
 		g := newStreamGuard(ln, cfg.StreamIdle, log)
 		s.listeners, s.streams = append(s.listeners, g), append(s.streams, g)
@@ -182,12 +218,19 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		EventHandler:      s.events(),
 		PacketConnConfigs: pcc,
 		ListenerConfigs:   lcs,
+		// RFC 6156's default: without REQUESTED-ADDRESS-FAMILY a relay
+		// is IPv4, also for a client that came over IPv6 (pion would
+		// otherwise follow the listener's family).
+		StrictAddressFamily: true,
 	})
 	if err != nil {
 		return fail(fmt.Errorf("start STUN/TURN server on %s: %w", cfg.STUNListen, err))
 	}
 	s.turn = ts
 	addrs := []any{"udp", conn.LocalAddr().String()}
+	if s.conn6 != nil {
+		addrs = append(addrs, "udp6", s.conn6.LocalAddr().String())
+	}
 	for _, l := range s.listeners {
 		addrs = append(addrs, "stream", l.Addr().String())
 	}
@@ -195,8 +238,44 @@ func ListenServer(cfg ServerConfig) (*Server, error) {
 		a := s.rfc5780.addrs
 		addrs = append(addrs, "rfc5780", fmt.Sprintf("%s %s %s %s", a[0][0], a[0][1], a[1][0], a[1][1]))
 	}
-	log.Info("STUN/TURN server listening", append(addrs, "turn", turnOn, "relay_ip", cfg.RelayIP.String())...)
+	log.Info("STUN/TURN server listening", append(addrs, "turn", turnOn, "relay_ip", cfg.RelayIP.String(), "relay_ip6", cfg.RelayIP6.String())...)
 	return s, nil
+}
+
+// samePort puts the port of bound into addr when addr's port is 0.
+func samePort(addr string, bound net.Addr) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port != "0" {
+		return addr
+	}
+	switch b := bound.(type) {
+	case *net.UDPAddr:
+		return net.JoinHostPort(host, strconv.Itoa(b.Port))
+	case *net.TCPAddr:
+		return net.JoinHostPort(host, strconv.Itoa(b.Port))
+	}
+	return addr
+}
+
+// listenUDP opens one STUN/TURN UDP socket, with large buffers and the
+// batched I/O under pion.
+func listenUDP(addr, flag string, log *slog.Logger) (*serverConn, error) {
+	raw, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return nil, listenError("STUN", flag, addr, err)
+	}
+	// Every relayed datagram crosses this socket twice when both peers
+	// are relayed; default buffers overflowed at 0.2 Gbit/s.
+	if got, err := sockbuf.Set(raw, sockbuf.Size); err != nil || got.Short(sockbuf.Size) {
+		log.Info("STUN/TURN socket buffers are small; relayed traffic will drop under load: "+sockbuf.Advice, "recv", got.Recv, "send", got.Send, "err", err)
+	}
+	// Batched reads and GSO writes under pion (see serverconn.go).
+	conn, err := newServerConn(raw.(*net.UDPConn), log)
+	if err != nil {
+		_ = raw.Close()
+		return nil, fmt.Errorf("STUN/TURN socket %s: %w", addr, err)
+	}
+	return conn, nil
 }
 
 // events follows allocations for the quotas and the idle timers of
@@ -242,7 +321,7 @@ func listenError(what, flag, addr string, err error) error {
 // allowed. The relay address itself passes (relay-to-relay is how two
 // UDP-blocked peers meet) and guardedRelay keeps such traffic to the
 // relay port range. Refusals are logged at most once a minute.
-func peerFilter(relayIP netip.Addr, own []netip.Addr, allow []netip.Prefix, log *slog.Logger) turn.PermissionHandler {
+func peerFilter(relayIPs []netip.Addr, own []netip.Addr, allow []netip.Prefix, log *slog.Logger) turn.PermissionHandler {
 	log = orDefault(log)
 	var mu sync.Mutex
 	var lastLog time.Time
@@ -263,7 +342,7 @@ func peerFilter(relayIP netip.Addr, own []netip.Addr, allow []netip.Prefix, log 
 			return false
 		}
 		ip = ip.Unmap()
-		if slices.ContainsFunc(allow, func(p netip.Prefix) bool { return p.Contains(ip) }) || ip == relayIP {
+		if slices.ContainsFunc(allow, func(p netip.Prefix) bool { return p.Contains(ip) }) || slices.Contains(relayIPs, ip) {
 			return true
 		}
 		if slices.Contains(own, ip) {
@@ -312,6 +391,14 @@ func (s *Server) Refused() map[string]uint64 {
 
 // Addr is the bound UDP address.
 func (s *Server) Addr() net.Addr { return s.conn.LocalAddr() }
+
+// Addr6 is the bound address of the IPv6 UDP socket, nil without one.
+func (s *Server) Addr6() net.Addr {
+	if s.conn6 == nil {
+		return nil
+	}
+	return s.conn6.LocalAddr()
+}
 
 // OtherAddr is the RFC 5780 alternate address (alternate IP and port), nil
 // when RFC 5780 is off.
