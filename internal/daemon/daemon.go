@@ -27,7 +27,7 @@ import (
 	"github.com/punchd/punchd/internal/natprobe"
 	"github.com/punchd/punchd/internal/ping"
 	"github.com/punchd/punchd/internal/portmap"
-	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/rvclient"
 	"github.com/punchd/punchd/internal/sdnotify"
 	"github.com/punchd/punchd/internal/tunnel"
 )
@@ -163,7 +163,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer ctl.Close()
 
-	rcfg := rendezvous.ClientConfig{
+	rcfg := rvclient.ClientConfig{
 		URL:          cfg.RendezvousURL,
 		Key:          cfg.Key,
 		Logger:       log.With("component", "rendezvous"),
@@ -177,7 +177,7 @@ func Run(ctx context.Context, cfg Config) error {
 		rcfg.Topics = []string{d.net.Topic()}
 		rcfg.OnAnnouncement = d.net.OnAnnouncement
 	}
-	rv, err := rendezvous.Connect(ctx, rcfg)
+	rv, err := rvclient.Connect(ctx, rcfg)
 	if err != nil {
 		return err
 	}
@@ -280,10 +280,10 @@ type daemon struct {
 	running  bool // peers added now start at once
 	localNAT natkind.NATType
 
-	rv      atomic.Pointer[rendezvous.Client]
-	offered atomic.Pointer[rendezvous.Registration] // the latest, already capped
-	lease   *portmap.Lease                          // the tunnel port's mapping on the gateway; nil when off
-	cool    *birthday.Cooldown                      // birthday punching's cooldown, shared by the peers
+	rv      atomic.Pointer[rvclient.Client]
+	offered atomic.Pointer[rvclient.Registration] // the latest, already capped
+	lease   *portmap.Lease                        // the tunnel port's mapping on the gateway; nil when off
+	cool    *birthday.Cooldown                    // birthday punching's cooldown, shared by the peers
 }
 
 func (d *daemon) iceChoice() iceChoice {
@@ -473,7 +473,7 @@ func (d *daemon) recheckRendezvous() {
 	}
 }
 
-func (d *daemon) onRegistered(r rendezvous.Registration) {
+func (d *daemon) onRegistered(r rvclient.Registration) {
 	d.offered.Store(&r)
 	offered := make([]string, 0, len(r.ICEServers))
 	for _, s := range r.ICEServers {
@@ -512,7 +512,7 @@ func (d *daemon) onPresence(peer identity.PublicKey, online bool) {
 
 // acceptsSignalsFrom says whose sealed messages the rendezvous client
 // opens at all: the peers we link with. Anyone else's are dropped before
-// any cryptography or replay state (see rendezvous.ClientConfig.Accept).
+// any cryptography or replay state (see rvclient.ClientConfig.Accept).
 func (d *daemon) acceptsSignalsFrom(k identity.PublicKey) bool {
 	_, ok := d.peer(k)
 	return ok

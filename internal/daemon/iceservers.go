@@ -7,7 +7,7 @@ import (
 	"github.com/pion/stun/v4"
 
 	"github.com/punchd/punchd/internal/icepeer"
-	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/rvclient"
 	"github.com/punchd/punchd/internal/signalwire"
 )
 
@@ -39,7 +39,7 @@ type iceChoice struct {
 	turn   []ExternalTURN
 }
 
-func (c iceChoice) servers(offered *rendezvous.Registration, turnServer func(ExternalTURN) (icepeer.ICEServer, error)) (out []icepeer.ICEServer, skipped []error) {
+func (c iceChoice) servers(offered *rvclient.Registration, turnServer func(ExternalTURN) (icepeer.ICEServer, error)) (out []icepeer.ICEServer, skipped []error) {
 	if offered != nil && !c.pinned {
 		for _, s := range offered.ICEServers {
 			out = append(out, icepeer.ICEServer{URL: s.URL, Username: s.Username, Credential: s.Credential})
@@ -60,7 +60,7 @@ func (c iceChoice) servers(offered *rendezvous.Registration, turnServer func(Ext
 }
 
 // warnings is what `punchd status` says about the ICE servers.
-func (c iceChoice) warnings(offered *rendezvous.Registration) []string {
+func (c iceChoice) warnings(offered *rvclient.Registration) []string {
 	if offered == nil || c.pinned {
 		return nil
 	}

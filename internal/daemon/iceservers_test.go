@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/punchd/punchd/internal/icepeer"
-	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/rvclient"
 	"github.com/punchd/punchd/internal/signalwire"
 )
 
@@ -34,11 +34,11 @@ func TestParseSTUN(t *testing.T) {
 }
 
 func TestICEChoice(t *testing.T) {
-	offered := &rendezvous.Registration{ICEServers: []signalwire.ICEServer{
+	offered := &rvclient.Registration{ICEServers: []signalwire.ICEServer{
 		{URL: "stun:rv.example:3478"},
 		{URL: "turn:rv.example:3478?transport=udp", Username: "1:x", Credential: "p"},
 	}}
-	noSTUN := &rendezvous.Registration{ICEServers: []signalwire.ICEServer{
+	noSTUN := &rvclient.Registration{ICEServers: []signalwire.ICEServer{
 		{URL: "turn:rv.example:3478?transport=udp", Username: "1:x", Credential: "p"},
 	}, Refused: []string{`"http://x": scheme`}}
 	turn := ExternalTURN{URL: "turn:coturn.example:3478", Username: "u", Password: "p"}
@@ -48,7 +48,7 @@ func TestICEChoice(t *testing.T) {
 	cases := []struct {
 		name     string
 		choice   iceChoice
-		offered  *rendezvous.Registration
+		offered  *rvclient.Registration
 		urls     []string
 		warnings []string // substrings, one per warning
 	}{

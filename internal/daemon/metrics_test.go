@@ -10,7 +10,7 @@ import (
 
 	"github.com/punchd/punchd/internal/identity"
 	"github.com/punchd/punchd/internal/metrics/metricstest"
-	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/rvclient"
 )
 
 func freeLoopbackAddr(t *testing.T) string {
@@ -53,7 +53,7 @@ func TestRendezvousMetricsEndpoint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := rendezvous.Connect(ctx, rendezvous.ClientConfig{URL: "http://" + signal.String(), Key: key, Logger: slog.New(slog.DiscardHandler)})
+	c, err := rvclient.Connect(ctx, rvclient.ClientConfig{URL: "http://" + signal.String(), Key: key, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/rvclient"
 )
 
 // The bounds tests run the server in a child process (this test binary
@@ -177,11 +178,11 @@ func abortHandshake(addr string, how int) error {
 
 // connectVia registers key at url (a rendezvous or a proxy in front of
 // one) watching watch; it counts presence and messages.
-func connectVia(t *testing.T, url string, key identity.PrivateKey, watch []identity.PublicKey, online *atomic.Int64) *Client {
+func connectVia(t *testing.T, url string, key identity.PrivateKey, watch []identity.PublicKey, online *atomic.Int64) *rvclient.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := Connect(ctx, ClientConfig{URL: url, Key: key, Watch: watch, Logger: quiet,
+	c, err := rvclient.Connect(ctx, rvclient.ClientConfig{URL: url, Key: key, Watch: watch, Logger: quiet,
 		OnPresence: func(_ identity.PublicKey, on bool) {
 			if on && online != nil {
 				online.Add(1)
@@ -284,7 +285,7 @@ func TestSlowSinksDoNotPinMemory(t *testing.T) {
 	sinkKeys, sinks := keys(t, 16)
 	senderKeys, senderIDs := keys(t, 8)
 	var online atomic.Int64
-	senders := make([]*Client, len(senderKeys))
+	senders := make([]*rvclient.Client, len(senderKeys))
 	for i, k := range senderKeys {
 		senders[i] = connectVia(t, srv.url(), k, sinks, &online)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/rvclient"
 )
 
 // upgrade sends a WebSocket upgrade request on a new connection and
@@ -71,7 +72,7 @@ func TestHandshakeBudget(t *testing.T) {
 	}
 	// The client says what 503 means.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	_, err := Connect(ctx, ClientConfig{URL: s.url(), Key: newKey(t), Logger: quiet})
+	_, err := rvclient.Connect(ctx, rvclient.ClientConfig{URL: s.url(), Key: newKey(t), Logger: quiet})
 	cancel()
 	if err == nil || !strings.Contains(err.Error(), "busy") || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("Connect over the budget: %v, want an error saying the rendezvous is busy (503)", err)
@@ -79,10 +80,10 @@ func TestHandshakeBudget(t *testing.T) {
 	// A holder gives up: its slot admits a real client (the server sees
 	// the close at once, but give it a bounded number of tries).
 	holders[0].Close()
-	var c *Client
+	var c *rvclient.Client
 	for i := 0; i < 50 && c == nil; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		c, err = Connect(ctx, ClientConfig{URL: s.url(), Key: newKey(t), Logger: quiet})
+		c, err = rvclient.Connect(ctx, rvclient.ClientConfig{URL: s.url(), Key: newKey(t), Logger: quiet})
 		cancel()
 		if c == nil {
 			time.Sleep(20 * time.Millisecond)
@@ -148,8 +149,8 @@ func TestRefusalsAreBounded(t *testing.T) {
 	defer cancel()
 	marker := newKey(t).PublicKey()
 	offline := newKey(t).PublicKey()
-	c, err := Connect(ctx, ClientConfig{URL: s.url(), Key: key, Logger: quiet, Watch: []identity.PublicKey{offline},
-		OnServerError: func(ServerError) { mu.Lock(); errs++; mu.Unlock() },
+	c, err := rvclient.Connect(ctx, rvclient.ClientConfig{URL: s.url(), Key: key, Logger: quiet, Watch: []identity.PublicKey{offline},
+		OnServerError: func(rvclient.ServerError) { mu.Lock(); errs++; mu.Unlock() },
 		OnPresence: func(p identity.PublicKey, _ bool) {
 			if p == marker {
 				presence <- struct{}{}
@@ -188,7 +189,7 @@ func TestStrangerSpammerIsClosed(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", ServerConfig{Logger: quiet})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := Connect(ctx, ClientConfig{URL: s.url(), Key: newKey(t), Logger: quiet})
+	c, err := rvclient.Connect(ctx, rvclient.ClientConfig{URL: s.url(), Key: newKey(t), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/rvclient"
 	"github.com/punchd/punchd/internal/signalwire"
 )
 
@@ -29,14 +30,14 @@ func TestStrangersLearnNothing(t *testing.T) {
 	connect(t, s.url(), kb, []identity.PublicKey{ka.PublicKey()}, inb)
 	waitPresence(t, ina, kb.PublicKey(), true)
 
-	errs := make(chan ServerError, 16)
+	errs := make(chan rvclient.ServerError, 16)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// x watches a, whom a never named.
-	x, err := Connect(ctx, ClientConfig{URL: s.url(), Key: kx, Watch: []identity.PublicKey{ka.PublicKey()},
+	x, err := rvclient.Connect(ctx, rvclient.ClientConfig{URL: s.url(), Key: kx, Watch: []identity.PublicKey{ka.PublicKey()},
 		OnPresence:    func(p identity.PublicKey, on bool) { inx.presence <- [2]any{p, on} },
 		OnMessage:     func(from identity.PublicKey, b []byte) { inx.msgs <- [2]any{from, string(b)} },
-		OnServerError: func(e ServerError) { errs <- e },
+		OnServerError: func(e rvclient.ServerError) { errs <- e },
 	})
 	if err != nil {
 		t.Fatal(err)

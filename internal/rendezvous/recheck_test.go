@@ -114,6 +114,11 @@ func (p *proxy) waitIfStalled() bool {
 	}
 }
 
+// clientPing is rvclient's ping pace after Recheck (its clientPing: two
+// seconds, as docs/rendezvous.md says), written down here rather than
+// read from the client under test.
+const clientPing = 2 * time.Second
+
 // Recheck on a healthy connection changes nothing and never blocks; on a
 // connection that silently died it ends in a reconnect.
 func TestRecheck(t *testing.T) {

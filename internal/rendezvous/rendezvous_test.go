@@ -21,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/rvclient"
 	"github.com/punchd/punchd/internal/sealed"
 	"github.com/punchd/punchd/internal/signalwire"
 )
@@ -65,20 +66,20 @@ func (s *testServer) url() string { return "http://" + s.ln.Addr().String() }
 type inbox struct {
 	msgs     chan [2]any
 	presence chan [2]any
-	regs     chan Registration
+	regs     chan rvclient.Registration
 }
 
 func newInbox() *inbox {
-	return &inbox{msgs: make(chan [2]any, 16), presence: make(chan [2]any, 16), regs: make(chan Registration, 16)}
+	return &inbox{msgs: make(chan [2]any, 16), presence: make(chan [2]any, 16), regs: make(chan rvclient.Registration, 16)}
 }
 
-func connect(t *testing.T, url string, key identity.PrivateKey, watch []identity.PublicKey, in *inbox) *Client {
+func connect(t *testing.T, url string, key identity.PrivateKey, watch []identity.PublicKey, in *inbox) *rvclient.Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := Connect(ctx, ClientConfig{
+	c, err := rvclient.Connect(ctx, rvclient.ClientConfig{
 		URL: url, Key: key, Watch: watch,
-		OnRegistered: func(r Registration) { in.regs <- r },
+		OnRegistered: func(r rvclient.Registration) { in.regs <- r },
 		OnPresence:   func(p identity.PublicKey, on bool) { in.presence <- [2]any{p, on} },
 		OnMessage:    func(from identity.PublicKey, b []byte) { in.msgs <- [2]any{from, string(b)} },
 	})
@@ -110,6 +111,15 @@ func waitPresence(t *testing.T, in *inbox, peer identity.PublicKey, online bool)
 		}
 	}
 	t.Fatalf("no presence %v for peer", online)
+}
+
+// readFrame reads one frame from a raw WebSocket, as a client would.
+func readFrame(ctx context.Context, conn *websocket.Conn) (signalwire.Frame, error) {
+	_, b, err := conn.Read(ctx)
+	if err != nil {
+		return signalwire.Frame{}, err
+	}
+	return signalwire.Decode(b)
 }
 
 func TestExchangeAndPresence(t *testing.T) {
@@ -201,7 +211,7 @@ func TestLimits(t *testing.T) {
 	connect(t, s.url(), newKey(t), nil, newInbox())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err := Connect(ctx, ClientConfig{URL: s.url(), Key: newKey(t)})
+	_, err := rvclient.Connect(ctx, rvclient.ClientConfig{URL: s.url(), Key: newKey(t)})
 	if err == nil || !strings.Contains(err.Error(), "429") {
 		t.Fatalf("third connection from one IP: %v", err)
 	}
@@ -231,7 +241,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	if a.Connected() {
 		t.Fatal("client did not notice the server went away")
 	}
-	if err := a.Send(context.Background(), kb.PublicKey(), []byte("x")); !errors.Is(err, ErrNotConnected) {
+	if err := a.Send(context.Background(), kb.PublicKey(), []byte("x")); !errors.Is(err, rvclient.ErrNotConnected) {
 		t.Fatalf("send while down: %v", err)
 	}
 	startServer(t, addr, ServerConfig{})
@@ -245,40 +255,6 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	if m := waitFor(t, inb.msgs, "message after restart"); m[1].(string) != "after restart" {
 		t.Fatalf("got %v", m)
 	}
-}
-
-func TestConnectUnreachable(t *testing.T) {
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	addr := ln.Addr().String()
-	ln.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_, err := Connect(ctx, ClientConfig{URL: "http://" + addr, Key: newKey(t)})
-	if err == nil || !strings.Contains(err.Error(), "rendezvous unreachable at ws://"+addr) || !strings.Contains(err.Error(), "punchd rendezvous") {
-		t.Fatalf("want actionable error, got %v", err)
-	}
-	for _, bad := range []string{"ftp://x", "http://", "::"} {
-		if _, err := wsURL(bad); err == nil {
-			t.Errorf("wsURL(%q) accepted", bad)
-		}
-	}
-}
-
-func FuzzDecodeFrame(f *testing.F) {
-	f.Add([]byte(`{"v":2,"type":"send","to":"x","payload":"AAAA"}`))
-	f.Add([]byte(`{"v":2,"type":"challenge"}`))
-	f.Add([]byte(`{"v":1,"type":"challenge"}`))
-	f.Add([]byte(`{"v":1,"type":"join","topics":["` + strings.Repeat("ab", 32) + `"]}`))
-	f.Add([]byte(`{"v":1,"type":"announce","topic":"` + strings.Repeat("0f", 32) + `","payload":"AAAA"}`))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		fr, err := signalwire.Decode(b)
-		if err != nil {
-			return
-		}
-		if _, err := signalwire.Decode(signalwire.Encode(fr)); err != nil {
-			t.Fatalf("accepted frame does not round-trip: %v", err)
-		}
-	})
 }
 
 func TestTURNCredentials(t *testing.T) {
@@ -314,7 +290,9 @@ func TestTURNCredentials(t *testing.T) {
 
 // Sealed ahead with Seal and sent later with SendSealed, a message opens
 // at a normal peer; a client with OnSealed gets the very bytes sent,
-// unopened, and only from senders it accepts.
+// unopened (that it gets them only from senders it accepts is
+// rvclient's TestOnSealedOnlyFromAccepted: the server passes no
+// stranger's message on).
 func TestSealAheadAndUnopened(t *testing.T) {
 	s := startServer(t, "127.0.0.1:0", ServerConfig{})
 	ka, kb := newKey(t), newKey(t)
@@ -340,7 +318,7 @@ func TestSealAheadAndUnopened(t *testing.T) {
 	raw := make(chan []byte, 4)
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := Connect(cctx, ClientConfig{
+	c, err := rvclient.Connect(cctx, rvclient.ClientConfig{
 		URL: s.url(), Key: kb, Watch: []identity.PublicKey{ka.PublicKey()},
 		OnMessage: func(identity.PublicKey, []byte) { t.Error("OnMessage called although OnSealed is set") },
 		OnSealed:  func(_ identity.PublicKey, b []byte) { raw <- b },
@@ -356,24 +334,6 @@ func TestSealAheadAndUnopened(t *testing.T) {
 	if got := waitFor(t, raw, "sealed message"); !bytes.Equal(got, sealed) {
 		t.Fatalf("OnSealed got %d bytes, not the %d sent", len(got), len(sealed))
 	}
-	c.handle(signalwire.Frame{Type: signalwire.TypeRecv, From: newKey(t).PublicKey().String(), Payload: sealed})
-	if n := c.Dropped()[JunkUnknownSender]; n != 1 {
-		t.Fatalf("a stranger's message: %d unknown-sender drops, want 1", n)
-	}
-	select {
-	case <-raw:
-		t.Fatal("OnSealed got a stranger's message")
-	default:
-	}
-}
-
-func mustSeal(t testing.TB, s *sealed.Sealer, to identity.PublicKey, payload []byte, now time.Time) []byte {
-	t.Helper()
-	b, err := s.Seal(to, payload, now)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
 }
 
 // A client that dialed an IP literal is also told the STUN/TURN host's

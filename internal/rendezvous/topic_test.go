@@ -2,7 +2,6 @@ package rendezvous
 
 import (
 	"context"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +9,8 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/punchd/punchd/internal/identity"
+	"github.com/punchd/punchd/internal/rvclient"
+	"github.com/punchd/punchd/internal/sealed"
 	"github.com/punchd/punchd/internal/signalwire"
 )
 
@@ -18,12 +19,12 @@ const (
 	topicB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 )
 
-func joinClient(t *testing.T, url string, topics []string) (*Client, chan string) {
+func joinClient(t *testing.T, url string, topics []string) (*rvclient.Client, chan string) {
 	t.Helper()
 	got := make(chan string, 16)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := Connect(ctx, ClientConfig{URL: url, Key: newKey(t), Topics: topics,
+	c, err := rvclient.Connect(ctx, rvclient.ClientConfig{URL: url, Key: newKey(t), Topics: topics,
 		OnAnnouncement: func(topic string, b []byte) { got <- topic + ":" + string(b) }})
 	if err != nil {
 		t.Fatal(err)
@@ -69,19 +70,24 @@ func TestAnnounceFansOutWithinTopic(t *testing.T) {
 }
 
 // rawClient registers over a bare websocket, so a test can send frames
-// a Client never would.
-func rawClient(t *testing.T, url string) *websocket.Conn {
+// a Client never would. It says what a client says on registering: the
+// register frame, then its (empty) watch list.
+func rawClient(t *testing.T, s *testServer) *websocket.Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c := newClient(ClientConfig{Key: newKey(t)}, slog.New(slog.DiscardHandler))
-	u, _ := wsURL(url)
-	conn, _, err := websocket.Dial(ctx, u, nil)
+	ctx, conn, f := dialForChallenge(t, s)
+	key := newKey(t)
+	proof, err := sealed.Prove(key, f.ServerKey, f.Nonce)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.CloseNow() })
-	if _, err := c.register(ctx, conn); err != nil {
+	reg := signalwire.Frame{Type: signalwire.TypeRegister, ID: key.PublicKey().String(), Proof: proof}
+	if err := conn.Write(ctx, websocket.MessageText, signalwire.Encode(reg)); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := readFrame(ctx, conn); err != nil || f.Type != signalwire.TypeRegistered {
+		t.Fatalf("registered: %+v %v", f, err)
+	}
+	if err := conn.Write(ctx, websocket.MessageText, signalwire.Encode(signalwire.Frame{Type: signalwire.TypeWatch})); err != nil {
 		t.Fatal(err)
 	}
 	return conn
@@ -123,7 +129,7 @@ func TestTopicBounds(t *testing.T) {
 		{"too many topics", nil, signalwire.Frame{Type: signalwire.TypeJoin, Topics: []string{topicA, topicA, topicA, topicA, topicA}}, signalwire.CodeBadFrame},
 		{"topic full", func(*websocket.Conn) {
 			for range 2 {
-				write(rawClient(t, s.url()), signalwire.Frame{Type: signalwire.TypeJoin, Topics: []string{topicA}})
+				write(rawClient(t, s), signalwire.Frame{Type: signalwire.TypeJoin, Topics: []string{topicA}})
 			}
 			waitJoined(t, s.srv, topicA, 2)
 		}, signalwire.Frame{Type: signalwire.TypeJoin, Topics: []string{topicA}}, signalwire.CodeTopicFull},
@@ -136,7 +142,7 @@ func TestTopicBounds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conn := rawClient(t, s.url())
+			conn := rawClient(t, s)
 			if tt.setup != nil {
 				tt.setup(conn)
 			}
@@ -183,14 +189,14 @@ func TestTopicMembersMayTalk(t *testing.T) {
 			got := make(chan string, 4)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			b, err := Connect(ctx, ClientConfig{URL: s.url(), Key: kb, Topics: tt.topics,
+			b, err := rvclient.Connect(ctx, rvclient.ClientConfig{URL: s.url(), Key: kb, Topics: tt.topics,
 				Accept:    func(identity.PublicKey) bool { return true },
 				OnMessage: func(_ identity.PublicKey, p []byte) { got <- string(p) }})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			a, err := Connect(ctx, ClientConfig{URL: s.url(), Key: ka, Topics: tt.topics, Watch: []identity.PublicKey{kb.PublicKey()}})
+			a, err := rvclient.Connect(ctx, rvclient.ClientConfig{URL: s.url(), Key: ka, Topics: tt.topics, Watch: []identity.PublicKey{kb.PublicKey()}})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/punchd/punchd/internal/rvclient"
 	"github.com/punchd/punchd/internal/signalwire"
 )
 
@@ -68,7 +69,7 @@ func TestVersionMismatchIsRefusedClearly(t *testing.T) {
 		defer old.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		_, err = Connect(ctx, ClientConfig{URL: "http://" + ln.Addr().String(), Key: newKey(t)})
+		_, err = rvclient.Connect(ctx, rvclient.ClientConfig{URL: "http://" + ln.Addr().String(), Key: newKey(t)})
 		if err == nil || !strings.Contains(err.Error(), "frame version 1, this side speaks 2") || !strings.Contains(err.Error(), "upgrade the other side") {
 			t.Fatalf("want a clear version error, got %v", err)
 		}

@@ -30,7 +30,7 @@ import (
 	"time"
 
 	"github.com/punchd/punchd/internal/identity"
-	"github.com/punchd/punchd/internal/rendezvous"
+	"github.com/punchd/punchd/internal/rvclient"
 )
 
 // Config says how hard to push. Zero values get defaults.
@@ -546,7 +546,7 @@ type fleet struct {
 type peer struct {
 	key     identity.PrivateKey
 	pub     identity.PublicKey // key's, derived once (a scalar multiplication)
-	c       atomic.Pointer[rendezvous.Client]
+	c       atomic.Pointer[rvclient.Client]
 	regs    atomic.Int64
 	partner *peer
 	// latency rounds
@@ -626,10 +626,10 @@ func (f *fleet) dial(ctx context.Context, i int, p *peer) error {
 	deadline := time.Now().Add(time.Minute)
 	for attempt := 0; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		c, err := rendezvous.Connect(cctx, rendezvous.ClientConfig{
+		c, err := rvclient.Connect(cctx, rvclient.ClientConfig{
 			URL: f.url, Key: p.key, Watch: watch, HTTPClient: f.source(i),
 			Logger:       slog.New(reasonHandler{&f.why}),
-			OnRegistered: func(rendezvous.Registration) { p.regs.Add(1) },
+			OnRegistered: func(rvclient.Registration) { p.regs.Add(1) },
 			OnSealed:     p.onSealed,
 		})
 		cancel()
@@ -741,7 +741,7 @@ type slot struct {
 }
 
 // corrID is a sealed message's correlation id: bytes 1..8 are the start
-// of its Noise ephemeral key (see rendezvous.Client.Seal).
+// of its Noise ephemeral key (see rvclient.Client.Seal).
 func corrID(sealed []byte) (uint64, bool) {
 	if len(sealed) < 9 {
 		return 0, false
@@ -754,7 +754,7 @@ func (w *window) now() int64 { return int64(time.Since(w.base)) + 1 }
 func (w *window) send(ctx context.Context, s *slot) error {
 	c := s.from.c.Load()
 	if c == nil {
-		return rendezvous.ErrNotConnected
+		return rvclient.ErrNotConnected
 	}
 	s.sent.Store(w.now())
 	sctx, cancel := context.WithTimeout(ctx, sendTimeout)

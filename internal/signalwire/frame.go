@@ -2,7 +2,7 @@
 // JSON frames client and rendezvous server exchange (types, error codes,
 // the shape check every received frame passes before it is acted on) and
 // the sanity rules for the ICE server list a hostile rendezvous may offer.
-// Both rendezvous.Client and rendezvous.Server speak it; the cryptography
+// Both rvclient.Client and rendezvous.Server speak it; the cryptography
 // inside the frames (proof, sealed payloads) is internal/sealed's.
 package signalwire
 

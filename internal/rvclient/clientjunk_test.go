@@ -1,4 +1,4 @@
-package rendezvous
+package rvclient
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package rendezvous
+package rvclient
 
 import (
 	"context"
@@ -479,7 +479,7 @@ func (c *Client) handle(f signalwire.Frame) {
 }
 
 // ServerError is an error frame from the server: Code is one of the
-// codes in frame.go ("not-watched", "peer-offline", "rate-limited", ...),
+// signalwire codes ("not-watched", "peer-offline", "rate-limited", ...),
 // To the peer a refused send was for.
 type ServerError struct {
 	Code, To, Message string
