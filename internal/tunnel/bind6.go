@@ -2,10 +2,10 @@ package tunnel
 
 import (
 	"net"
-	"net/netip"
 
 	"golang.org/x/net/ipv4"
 
+	sysroute "github.com/punchd/punchd/internal/route" // tunnel has a route type of its own
 	"github.com/punchd/punchd/internal/udpbatch"
 )
 
@@ -42,15 +42,9 @@ func (b *Bind) STUNConn6() net.PacketConn { return b.stun6 }
 // advertiseAddr6 is the source address of the IPv6 default route, or the
 // unspecified address when there is none (no IPv6 host candidate then).
 func advertiseAddr6(port uint16) *net.UDPAddr {
-	c, err := net.Dial("udp6", "[2001:db8::1]:9") // connecting sends nothing
-	if err != nil {
+	ip := sysroute.DefaultSource6()
+	if !ip.Is6() || !ip.IsGlobalUnicast() { // DefaultSource6 unmaps IPv4-mapped addresses
 		return &net.UDPAddr{IP: net.IPv6unspecified, Port: int(port)}
 	}
-	defer c.Close()
-	a := c.LocalAddr().(*net.UDPAddr)
-	ip, _ := netip.AddrFromSlice(a.IP)
-	if !ip.IsGlobalUnicast() || ip.Is4In6() {
-		return &net.UDPAddr{IP: net.IPv6unspecified, Port: int(port)}
-	}
-	return &net.UDPAddr{IP: a.IP, Port: int(port)}
+	return &net.UDPAddr{IP: ip.AsSlice(), Port: int(port)}
 }
