@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"context"
 	"net"
 	"testing"
 	"time"
@@ -13,13 +12,7 @@ import (
 // behind symmetric IPv4 NATs.
 func TestIPv6(t *testing.T) {
 	RequireRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	l, err := New(ctx, Options{IPv6: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	ctx, l := newTestLabWith(t, 60*time.Second, Options{IPv6: true})
 	srv, err := l.AddPublicHost("srv", 0)
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"context"
 	"net"
 	"net/netip"
 	"testing"
@@ -14,13 +13,7 @@ import (
 // server that sees the source of each datagram.
 func TestRoamFaults(t *testing.T) {
 	RequireRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	l, err := New(ctx, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	ctx, l := newTestLab(t, 60*time.Second)
 	srv, err := l.AddPublicHost("srv", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -123,13 +116,7 @@ func TestRoamFaults(t *testing.T) {
 // its LAN.
 func TestHTTPSOnly(t *testing.T) {
 	RequireRoot(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	l, err := New(ctx, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	ctx, l := newTestLab(t, 60*time.Second)
 	srv, err := l.AddPublicHost("srv", 0)
 	if err != nil {
 		t.Fatal(err)
