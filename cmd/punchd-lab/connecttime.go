@@ -20,11 +20,7 @@ func newConnectTimeCommand() *cobra.Command {
 		Short: "Measure the time from both daemons started to first ping answered, per NAT pairing (median of --runs)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := needRoot(); err != nil {
-				return err
-			}
-			bin, _ := cmd.Flags().GetString("punchd")
-			runs, err := runsFlag(cmd, 50)
+			bin, runs, err := measureFlags(cmd, 50)
 			if err != nil {
 				return err
 			}

@@ -27,11 +27,7 @@ it took (birthday punching and prediction):
   symmetric+miniupnpd x symmetric         the gateway's port mapping`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := needRoot(); err != nil {
-				return err
-			}
-			bin, _ := cmd.Flags().GetString("punchd")
-			runs, err := runsFlag(cmd, 50)
+			bin, runs, err := measureFlags(cmd, 50)
 			if err != nil {
 				return err
 			}

@@ -41,3 +41,32 @@ func needRoot() error {
 	}
 	return nil
 }
+
+// measureFlags is how each repeated lab measurement starts: root, the
+// punchd binary (--punchd) and --runs, bounded to 1..maxRuns.
+func measureFlags(cmd *cobra.Command, maxRuns int) (bin string, runs int, err error) {
+	if err := needRoot(); err != nil {
+		return "", 0, err
+	}
+	bin, _ = cmd.Flags().GetString("punchd")
+	runs, err = runsFlag(cmd, maxRuns)
+	return bin, runs, err
+}
+
+// runsFlag reads --runs, bounded to 1..max.
+func runsFlag(cmd *cobra.Command, max int) (int, error) {
+	runs, _ := cmd.Flags().GetInt("runs")
+	if runs < 1 || runs > max {
+		return 0, fmt.Errorf("--runs %d: use 1..%d", runs, max)
+	}
+	return runs, nil
+}
+
+// secondsFlag reads --seconds, the length of a sample or transfer.
+func secondsFlag(cmd *cobra.Command) (int, error) {
+	seconds, _ := cmd.Flags().GetInt("seconds")
+	if seconds < 2 || seconds > 60 {
+		return 0, fmt.Errorf("--seconds %d: use 2..60", seconds)
+	}
+	return seconds, nil
+}

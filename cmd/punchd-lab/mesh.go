@@ -23,11 +23,7 @@ func newMeshCommand() *cobra.Command {
 		Short: "Eight daemons join one network: time from the last start to all 28 pairs connected (median of --runs), each pair's path, resources with 7 peers, throughput beside a two-daemon run",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := needRoot(); err != nil {
-				return err
-			}
-			bin, _ := cmd.Flags().GetString("punchd")
-			runs, err := runsFlag(cmd, 20)
+			bin, runs, err := measureFlags(cmd, 20)
 			if err != nil {
 				return err
 			}

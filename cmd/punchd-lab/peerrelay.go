@@ -120,21 +120,3 @@ func onePeerRelay(ctx context.Context, bin string, upArgs, rvArgs []string, seco
 	}
 	return path, rtt, res.Bps, nil
 }
-
-// secondsFlag reads --seconds, the length of a sample or transfer.
-// runsFlag reads --runs, bounded to 1..max.
-func runsFlag(cmd *cobra.Command, max int) (int, error) {
-	runs, _ := cmd.Flags().GetInt("runs")
-	if runs < 1 || runs > max {
-		return 0, fmt.Errorf("--runs %d: use 1..%d", runs, max)
-	}
-	return runs, nil
-}
-
-func secondsFlag(cmd *cobra.Command) (int, error) {
-	seconds, _ := cmd.Flags().GetInt("seconds")
-	if seconds < 2 || seconds > 60 {
-		return 0, fmt.Errorf("--seconds %d: use 2..60", seconds)
-	}
-	return seconds, nil
-}

@@ -19,11 +19,7 @@ func newRoamCommand() *cobra.Command {
 		Short: "Time from a moving host's fault (NAT rebind, move to another network, NAT reboot) to direct again, with a checksummed transfer in flight (median of --runs)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := needRoot(); err != nil {
-				return err
-			}
-			bin, _ := cmd.Flags().GetString("punchd")
-			runs, err := runsFlag(cmd, 20)
+			bin, runs, err := measureFlags(cmd, 20)
 			if err != nil {
 				return err
 			}

@@ -21,11 +21,7 @@ func newWebRTCCommand() *cobra.Command {
 		Short: "Headless Chromium peerjs pages behind lab NATs, served only by punchd rendezvous: time from peer.connect() to open per case, and the relay's CPU per GB for a data-channel transfer through TURN",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := needRoot(); err != nil {
-				return err
-			}
-			bin, _ := cmd.Flags().GetString("punchd")
-			runs, err := runsFlag(cmd, 50)
+			bin, runs, err := measureFlags(cmd, 50)
 			if err != nil {
 				return err
 			}
